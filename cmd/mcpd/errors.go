@@ -1,0 +1,21 @@
+package main
+
+import "errors"
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// usageErr marks a mistake in how mcpd was called: exit code 2.
+type usageErr struct{ msg string }
+
+func (e usageErr) Error() string { return e.msg }
+
+func usageError(msg string) error { return usageErr{msg} }
+
+func exitCode(err error) int {
+	var u usageErr
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
+}
