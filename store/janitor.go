@@ -1,0 +1,230 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// SweepStats counts what one janitor pass removed.
+type SweepStats struct {
+	Codes      int // authorization codes
+	Access     int // access tokens
+	Refresh    int // refresh tokens
+	PKCE       int // PKCE sessions
+	JTIs       int // client-assertion JTIs
+	Consents   int // consents
+	Successors int // refresh successors
+	Clients    int // dynamic clients never activated
+	Index      int // dangling index entries
+}
+
+// Sweep removes every expired code, token, PKCE session, JTI, consent and
+// refresh successor, dynamic clients that never completed an authorization
+// within Options.UnactivatedClientTTL, and index entries that point at
+// nothing. Each kind is swept in its own write transaction, so the
+// writer lock is never held for long.
+func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
+	now := s.now()
+	var st SweepStats
+	steps := []struct {
+		n  *int
+		fn func(tx *bolt.Tx) (int, error)
+	}{
+		{&st.Codes, func(tx *bolt.Tx) (int, error) { return sweepTokens(tx, kindCode, now) }},
+		{&st.Access, func(tx *bolt.Tx) (int, error) { return sweepTokens(tx, kindAccess, now) }},
+		{&st.Refresh, func(tx *bolt.Tx) (int, error) { return sweepTokens(tx, kindRefresh, now) }},
+		{&st.PKCE, func(tx *bolt.Tx) (int, error) { return sweepTokens(tx, kindPKCE, now) }},
+		{&st.JTIs, func(tx *bolt.Tx) (int, error) { return sweepExpiring(tx.Bucket(bucketJTIs), now) }},
+		{&st.Successors, func(tx *bolt.Tx) (int, error) { return sweepExpiring(tx.Bucket(bucketSuccessors), now) }},
+		{&st.Consents, func(tx *bolt.Tx) (int, error) { return sweepConsents(tx, now) }},
+		{&st.Clients, func(tx *bolt.Tx) (int, error) { return sweepClients(tx, now.Add(-s.clientTT)) }},
+		{&st.Index, sweepIndex},
+	}
+	for _, step := range steps {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		err := s.updateOnce(ctx, func(tx *bolt.Tx) error {
+			n, err := step.fn(tx)
+			*step.n = n
+			return err
+		})
+		if err != nil {
+			return st, fmt.Errorf("sweep: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// RunJanitor calls Sweep every interval until ctx is done, logging what it
+// removed (counts only) and any error.
+func (s *Store) RunJanitor(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, err := s.Sweep(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("store: janitor sweep failed", "err", err)
+			}
+			continue
+		}
+		if st != (SweepStats{}) {
+			s.log.Info("store: janitor swept", "codes", st.Codes, "access", st.Access,
+				"refresh", st.Refresh, "pkce", st.PKCE, "jtis", st.JTIs, "consents", st.Consents,
+				"successors", st.Successors, "clients", st.Clients, "index", st.Index)
+		}
+	}
+}
+
+func isExpired(v []byte, now time.Time) bool {
+	exp, ok := expiryOf(v)
+	return ok && !now.Before(exp)
+}
+
+func sweepTokens(tx *bolt.Tx, kind string, now time.Time) (int, error) {
+	var keys [][]byte
+	err := tx.Bucket(kindBucket(kind)).ForEach(func(k, v []byte) error {
+		if isExpired(v, now) {
+			keys = append(keys, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if err := deleteToken(tx, kind, k); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
+}
+
+func sweepExpiring(b *bolt.Bucket, now time.Time) (int, error) {
+	var keys [][]byte
+	err := b.ForEach(func(k, v []byte) error {
+		if isExpired(v, now) {
+			keys = append(keys, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
+}
+
+func sweepConsents(tx *bolt.Tx, now time.Time) (int, error) {
+	b := tx.Bucket(bucketConsents)
+	var keys [][]byte
+	err := b.ForEach(func(k, v []byte) error {
+		c, err := decodeConsent(v)
+		if err != nil {
+			return err
+		}
+		if c.expired(now) {
+			keys = append(keys, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
+}
+
+// sweepClients deletes dynamic clients created before cutoff that never
+// completed an authorization.
+func sweepClients(tx *bolt.Tx, cutoff time.Time) (int, error) {
+	var ids []string
+	err := tx.Bucket(bucketClients).ForEach(func(k, v []byte) error {
+		var rec clientRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("decode client: %w", err)
+		}
+		if rec.Source == SourceDynamic && rec.ActivatedAt.IsZero() && rec.CreatedAt.Before(cutoff) {
+			ids = append(ids, string(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, id := range ids {
+		if err := deleteClient(tx, id); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
+}
+
+// sweepIndex removes index entries whose record is gone: grant entries
+// without a token, and client or subject entries without a grant.
+func sweepIndex(tx *bolt.Tx) (int, error) {
+	grants := tx.Bucket(bucketGrants)
+	var dead [][]byte
+	err := grants.ForEach(func(k, _ []byte) error {
+		i := bytes.Index(k, []byte(sep))
+		if i < 0 || len(k) < i+3 || !isKind(string(k[i+1:i+2])) ||
+			tx.Bucket(kindBucket(string(k[i+1:i+2]))).Get(k[i+3:]) == nil {
+			dead = append(dead, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range dead {
+		if err := grants.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	n := len(dead)
+	for _, index := range [][]byte{bucketClientGrants, bucketSubjectGrants} {
+		b := tx.Bucket(index)
+		var stale [][]byte
+		err := b.ForEach(func(k, _ []byte) error {
+			i := bytes.LastIndex(k, []byte(sep))
+			if i < 0 {
+				stale = append(stale, bytes.Clone(k))
+				return nil
+			}
+			prefix := grantPrefix(string(k[i+1:]))
+			if g, _ := grants.Cursor().Seek(prefix); g == nil || !bytes.HasPrefix(g, prefix) {
+				stale = append(stale, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		for _, k := range stale {
+			if err := b.Delete(k); err != nil {
+				return 0, err
+			}
+		}
+		n += len(stale)
+	}
+	return n, nil
+}
