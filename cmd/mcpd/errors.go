@@ -1,11 +1,14 @@
 package main
 
-import "errors"
+import (
+	"errors"
+	"flag"
+)
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-// usageErr marks a mistake in how mcpd was called: exit code 2.
+// usageErr marks a mistake in how mcpd was called or configured: exit code 2.
 type usageErr struct{ msg string }
 
 func (e usageErr) Error() string { return e.msg }
@@ -14,7 +17,7 @@ func usageError(msg string) error { return usageErr{msg} }
 
 func exitCode(err error) int {
 	var u usageErr
-	if errors.As(err, &u) {
+	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
 		return 2
 	}
 	return 1

@@ -1,9 +1,11 @@
 // Command mcpd is a self-contained MCP server with its own OAuth 2.1
-// authorization server.
+// authorization server. `mcpd help` lists its subcommands.
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,20 +16,76 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "mcpd:", err)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "mcpd:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }
 
+const mainUsage = `mcpd — an MCP server with its own OAuth 2.1 authorization server
+
+Usage:
+  mcpd serve [flags]                           run the server
+  mcpd user add NAME --password-stdin          add a user
+  mcpd user list [--json]                      list users
+  mcpd user passwd NAME --password-stdin       change a password
+  mcpd user remove NAME                        remove a user and end their grants
+  mcpd client list [--json]                    list OAuth clients
+  mcpd client show ID [--json]                 show one client
+  mcpd client revoke ID                        end every grant and token of a client
+  mcpd consent list [--user NAME] [--json]     list remembered consents
+  mcpd consent revoke USER CLIENT_ID           forget a remembered consent
+  mcpd backup FILE                             write a consistent copy of the database
+  mcpd doctor [--issuer URL]                   check the server the way a strict client would
+  mcpd healthcheck                             exit 0 when the server answers /healthz
+  mcpd version                                 print the version
+
+Every admin subcommand takes --data DIR (env MCPD_DATA) and works with the
+server running (through DATA/admin.sock) or stopped (opening DATA/mcpd.db).
+Run "mcpd COMMAND --help" for the flags of one command.`
+
 // run is the whole program; tests call it directly.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	_ = ctx
-	_ = stdin
-	_ = stderr
-	if len(args) > 0 && args[0] == "version" {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, mainUsage)
+		return usageError("no command given")
+	}
+	env := cliEnv{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return env.serve(rest)
+	case "user":
+		return env.user(rest)
+	case "client":
+		return env.client(rest)
+	case "consent":
+		return env.consent(rest)
+	case "backup":
+		return env.backup(rest)
+	case "doctor":
+		return env.doctor(rest)
+	case "healthcheck":
+		return env.healthcheck(rest)
+	case "version", "--version":
 		fmt.Fprintln(stdout, "mcpd", version)
 		return nil
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, mainUsage)
+		return nil
 	}
-	return usageError("usage: mcpd <serve|user|client|healthcheck|version> ...")
+	fmt.Fprintln(stderr, mainUsage)
+	return usageError(fmt.Sprintf("unknown command %q", cmd))
+}
+
+// cliEnv is what every subcommand reads and writes.
+type cliEnv struct {
+	ctx    context.Context
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
 }

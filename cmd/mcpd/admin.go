@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"sort"
+	"time"
+
+	"github.com/mcpd/mcpd/store"
+)
+
+// admin is every operation of the admin subcommands. localAdmin runs them on
+// the database directly (server stopped); socketAdmin sends them to a running
+// server over DATA/admin.sock, whose handler runs localAdmin. Both give the
+// same results, so the output is the same either way.
+type admin interface {
+	AddUser(ctx context.Context, name, password string) error
+	ListUsers(ctx context.Context) ([]userView, error)
+	SetPassword(ctx context.Context, name, password string) error
+	RemoveUser(ctx context.Context, name string) (revokeResult, error)
+	ListClients(ctx context.Context) ([]clientView, error)
+	ShowClient(ctx context.Context, id string) (clientView, error)
+	RevokeClient(ctx context.Context, id string) (revokeResult, error)
+	ListConsents(ctx context.Context, user string) ([]consentView, error)
+	RevokeConsent(ctx context.Context, user, clientID string) error
+	Backup(ctx context.Context, w io.Writer) (int64, error)
+	Close() error
+}
+
+// userView is a user as the CLI prints it.
+type userView struct {
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// clientView is a client as the CLI prints it.
+type clientView struct {
+	ID                      string    `json:"id"`
+	Name                    string    `json:"name"`
+	RegisteredBy            string    `json:"registered_by"` // dynamic, metadata or static
+	ClientURI               string    `json:"client_uri,omitempty"`
+	MetadataURL             string    `json:"metadata_url,omitempty"`
+	RedirectURIs            []string  `json:"redirect_uris"`
+	RedirectHosts           []string  `json:"redirect_hosts"`
+	GrantTypes              []string  `json:"grant_types"`
+	Scopes                  []string  `json:"scopes,omitempty"`
+	TokenEndpointAuthMethod string    `json:"token_endpoint_auth_method"`
+	CreatedAt               time.Time `json:"created_at"`
+	LastUsedAt              time.Time `json:"last_used_at,omitzero"`
+	LiveGrants              int       `json:"live_grants"`
+}
+
+// consentView is a remembered consent as the CLI prints it.
+type consentView struct {
+	User         string    `json:"user"`
+	ClientID     string    `json:"client_id"`
+	Scopes       []string  `json:"scopes"`
+	RedirectHost string    `json:"redirect_host"`
+	CreatedAt    time.Time `json:"created_at"`
+	ExpiresAt    time.Time `json:"expires_at"`
+}
+
+// revokeResult says how many grants a revocation ended.
+type revokeResult struct {
+	Grants int `json:"grants"`
+}
+
+// errNotFound is what admin operations return for a missing user, client
+// or consent; it crosses the admin socket by its code.
+var errNotFound = errors.New("not found")
+
+// errExists is what AddUser returns for a taken name.
+var errExists = errors.New("already exists")
+
+// localAdmin runs admin operations on an open store.
+type localAdmin struct {
+	s      *store.Store
+	closer func() error // closes the store when the CLI opened it; nil inside serve
+}
+
+func adminErr(err error, what string) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%s: %w", what, errNotFound)
+	case errors.Is(err, store.ErrAlreadyExists):
+		return fmt.Errorf("%s: %w", what, errExists)
+	}
+	return err
+}
+
+func (a localAdmin) AddUser(ctx context.Context, name, password string) error {
+	return adminErr(a.s.CreateUser(ctx, name, password), "user "+name)
+}
+
+func (a localAdmin) ListUsers(ctx context.Context) ([]userView, error) {
+	users, err := a.s.ListUsers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]userView, 0, len(users))
+	for _, u := range users {
+		out = append(out, userView{Name: u.Name, CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC()})
+	}
+	return out, nil
+}
+
+func (a localAdmin) SetPassword(ctx context.Context, name, password string) error {
+	return adminErr(a.s.SetPassword(ctx, name, password), "user "+name)
+}
+
+func (a localAdmin) RemoveUser(ctx context.Context, name string) (revokeResult, error) {
+	n, err := a.s.RevokeSubjectGrants(ctx, name)
+	if err != nil {
+		return revokeResult{}, err
+	}
+	if err := a.s.DeleteUser(ctx, name); err != nil {
+		return revokeResult{}, adminErr(err, "user "+name)
+	}
+	return revokeResult{Grants: n}, nil
+}
+
+func (a localAdmin) ListClients(ctx context.Context) ([]clientView, error) {
+	clients, err := a.s.ListClients(ctx)
+	if err != nil {
+		return nil, err
+	}
+	live, err := a.s.LiveGrants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]clientView, 0, len(clients))
+	for _, c := range clients {
+		out = append(out, viewClient(c, live[c.ID]))
+	}
+	return out, nil
+}
+
+func (a localAdmin) ShowClient(ctx context.Context, id string) (clientView, error) {
+	c, err := a.s.LookupClient(ctx, id)
+	if err != nil {
+		return clientView{}, adminErr(err, "client "+id)
+	}
+	live, err := a.s.LiveGrants(ctx)
+	if err != nil {
+		return clientView{}, err
+	}
+	return viewClient(c, live[c.ID]), nil
+}
+
+// RevokeClient ends every grant and token of the client and deletes its
+// registration and remembered consents, so it must register and ask the
+// user again.
+func (a localAdmin) RevokeClient(ctx context.Context, id string) (revokeResult, error) {
+	if _, err := a.s.LookupClient(ctx, id); err != nil {
+		return revokeResult{}, adminErr(err, "client "+id)
+	}
+	n, err := a.s.RevokeClientGrants(ctx, id)
+	if err != nil {
+		return revokeResult{}, err
+	}
+	if err := a.s.DeleteClient(ctx, id); err != nil {
+		return revokeResult{}, adminErr(err, "client "+id)
+	}
+	return revokeResult{Grants: n}, nil
+}
+
+func (a localAdmin) ListConsents(ctx context.Context, user string) ([]consentView, error) {
+	cs, err := a.s.ListConsents(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]consentView, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, consentView{User: c.User, ClientID: c.ClientID, Scopes: c.Scopes, RedirectHost: c.RedirectHost, CreatedAt: c.CreatedAt.UTC(), ExpiresAt: c.ExpiresAt.UTC()})
+	}
+	return out, nil
+}
+
+func (a localAdmin) RevokeConsent(ctx context.Context, user, clientID string) error {
+	return adminErr(a.s.DeleteConsent(ctx, user, clientID), "consent of "+user+" for "+clientID)
+}
+
+func (a localAdmin) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	return a.s.Backup(ctx, w)
+}
+
+func (a localAdmin) Close() error {
+	if a.closer != nil {
+		return a.closer()
+	}
+	return nil
+}
+
+func viewClient(c *store.Client, live int) clientView {
+	v := clientView{
+		ID: c.ID, Name: c.Name, RegisteredBy: c.Source, ClientURI: c.URI, MetadataURL: c.MetadataURL,
+		RedirectURIs: append([]string{}, c.RedirectURIs...), GrantTypes: append([]string{}, c.GrantTypes...),
+		Scopes: c.Scopes, TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
+		CreatedAt: c.CreatedAt.UTC(), LastUsedAt: c.LastUsedAt.UTC(), LiveGrants: live,
+	}
+	if c.LastUsedAt.IsZero() {
+		v.LastUsedAt = time.Time{}
+	}
+	hosts := map[string]bool{}
+	for _, r := range c.RedirectURIs {
+		if u, err := url.Parse(r); err == nil {
+			h := u.Host
+			if h == "" {
+				h = u.Scheme + ":"
+			}
+			hosts[h] = true
+		}
+	}
+	for h := range hosts {
+		v.RedirectHosts = append(v.RedirectHosts, h)
+	}
+	sort.Strings(v.RedirectHosts)
+	return v
+}

@@ -1,0 +1,407 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mcpd/mcpd/mcp"
+)
+
+// serveConfig is every setting of `mcpd serve`, after defaults, the config
+// file, the environment and the flags (in rising precedence) were applied.
+type serveConfig struct {
+	Listen                    string
+	Issuer                    string
+	IssuerDerived             bool // no issuer was configured: it follows the bound address
+	Data                      string
+	ConfigFile                string
+	AccessTokenTTL            time.Duration
+	RefreshTokenTTL           time.Duration
+	RefreshTokenMaxTTL        time.Duration
+	AuthCodeTTL               time.Duration
+	RefreshGrace              time.Duration
+	ConsentTTL                time.Duration
+	SessionIdle               time.Duration
+	CORSOrigins               []string
+	AllowedOrigins            []string
+	AllowedHosts              []string
+	TrustedProxies            []netip.Prefix
+	ClientMetadataDocuments   bool
+	AllowPrivateMetadataHosts bool
+	RegistrationsPerMinute    int
+	MaxClients                int
+	MetricsListen             string
+	InitialPasswordFile       string
+	LogFormat                 string
+	LogLevel                  string
+	ShutdownTimeout           time.Duration
+	JanitorInterval           time.Duration
+	Upstreams                 []mcp.Upstream
+}
+
+// setting is one serve setting: a flag, an environment variable and a
+// config-file key, all parsed from the same text.
+type setting struct {
+	name  string // flag name; the config-file key is the same
+	env   string
+	def   string
+	usage string
+	set   func(c *serveConfig, v string) error
+}
+
+func durationSetting(name, def, usage string, field func(*serveConfig) *time.Duration) setting {
+	return setting{name: name, env: envName(name), def: def, usage: usage, set: func(c *serveConfig, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("want a non-negative duration such as 90s, 1h or 720h")
+		}
+		*field(c) = d
+		return nil
+	}}
+}
+
+func listSetting(name, usage string, field func(*serveConfig) *[]string) setting {
+	return setting{name: name, env: envName(name), usage: usage, set: func(c *serveConfig, v string) error {
+		*field(c) = splitList(v)
+		return nil
+	}}
+}
+
+func boolSetting(name, def, usage string, field func(*serveConfig) *bool) setting {
+	return setting{name: name, env: envName(name), def: def, usage: usage, set: func(c *serveConfig, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false")
+		}
+		*field(c) = b
+		return nil
+	}}
+}
+
+func intSetting(name, def, usage string, field func(*serveConfig) *int) setting {
+	return setting{name: name, env: envName(name), def: def, usage: usage, set: func(c *serveConfig, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("want a non-negative whole number")
+		}
+		*field(c) = n
+		return nil
+	}}
+}
+
+func stringSetting(name, def, usage string, field func(*serveConfig) *string) setting {
+	return setting{name: name, env: envName(name), def: def, usage: usage, set: func(c *serveConfig, v string) error {
+		*field(c) = v
+		return nil
+	}}
+}
+
+// envName maps a flag name to its environment variable: refresh-grace →
+// MCPD_REFRESH_GRACE.
+func envName(flagName string) string {
+	return "MCPD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' }) {
+		out = append(out, f)
+	}
+	return out
+}
+
+// serveSettings lists every setting of `mcpd serve`. The configuration
+// reference in docs/configuration.md is checked against this table.
+func serveSettings() []setting {
+	return []setting{
+		stringSetting("listen", "127.0.0.1:8080", "address to listen on", func(c *serveConfig) *string { return &c.Listen }),
+		stringSetting("issuer", "", "public base URL of this server, no trailing slash (default: http://LISTEN)", func(c *serveConfig) *string { return &c.Issuer }),
+		stringSetting("data", defaultDataDir(), "data directory (holds mcpd.db and admin.sock)", func(c *serveConfig) *string { return &c.Data }),
+		durationSetting("access-token-ttl", "1h", "access token lifetime", func(c *serveConfig) *time.Duration { return &c.AccessTokenTTL }),
+		durationSetting("refresh-token-ttl", "720h", "refresh token lifetime, renewed at each rotation", func(c *serveConfig) *time.Duration { return &c.RefreshTokenTTL }),
+		durationSetting("refresh-token-max-ttl", "2160h", "absolute cap on a grant's refresh tokens", func(c *serveConfig) *time.Duration { return &c.RefreshTokenMaxTTL }),
+		durationSetting("auth-code-ttl", "60s", "authorization code lifetime", func(c *serveConfig) *time.Duration { return &c.AuthCodeTTL }),
+		durationSetting("refresh-grace", "60s", "window in which a rotated refresh token returns the same successor; 0s disables", func(c *serveConfig) *time.Duration { return &c.RefreshGrace }),
+		durationSetting("consent-ttl", "720h", "how long a remembered consent lasts", func(c *serveConfig) *time.Duration { return &c.ConsentTTL }),
+		durationSetting("session-idle", "12h", "idle expiry of the login session cookie", func(c *serveConfig) *time.Duration { return &c.SessionIdle }),
+		listSetting("cors-origins", "extra browser origins allowed by CORS on metadata, /register, /token, /revoke (loopback origins always are)", func(c *serveConfig) *[]string { return &c.CORSOrigins }),
+		listSetting("allowed-origins", "extra Origin values accepted on /mcp (the issuer's and loopback origins always are)", func(c *serveConfig) *[]string { return &c.AllowedOrigins }),
+		listSetting("allowed-hosts", "extra Host values accepted on /mcp (the issuer's host and loopback always are)", func(c *serveConfig) *[]string { return &c.AllowedHosts }),
+		{name: "trusted-proxies", env: envName("trusted-proxies"), usage: "CIDR prefixes of reverse proxies whose X-Forwarded-For is trusted", set: func(c *serveConfig, v string) error {
+			c.TrustedProxies = nil
+			for _, s := range splitList(v) {
+				p, err := netip.ParsePrefix(s)
+				if err != nil {
+					a, aerr := netip.ParseAddr(s)
+					if aerr != nil {
+						return fmt.Errorf("%q is not a CIDR prefix or address", s)
+					}
+					p = netip.PrefixFrom(a, a.BitLen())
+				}
+				c.TrustedProxies = append(c.TrustedProxies, p)
+			}
+			return nil
+		}},
+		boolSetting("client-metadata-documents", "true", "accept https client_ids that point at client ID metadata documents", func(c *serveConfig) *bool { return &c.ClientMetadataDocuments }),
+		boolSetting("allow-private-metadata-hosts", "false", "let client metadata documents live on private or loopback addresses", func(c *serveConfig) *bool { return &c.AllowPrivateMetadataHosts }),
+		intSetting("registrations-per-minute", "20", "dynamic registrations allowed per client address per minute", func(c *serveConfig) *int { return &c.RegistrationsPerMinute }),
+		intSetting("max-clients", "1000", "cap on registered clients", func(c *serveConfig) *int { return &c.MaxClients }),
+		stringSetting("metrics-listen", "", "address for Prometheus metrics at /metrics (off when empty)", func(c *serveConfig) *string { return &c.MetricsListen }),
+		stringSetting("initial-password-file", "", "file holding the password of the first user, admin (else MCPD_INITIAL_PASSWORD, else random and printed once)", func(c *serveConfig) *string { return &c.InitialPasswordFile }),
+		{name: "log-format", env: envName("log-format"), def: "auto", usage: "log format: auto (text on a terminal, JSON otherwise), text or json", set: func(c *serveConfig, v string) error {
+			switch v {
+			case "auto", "text", "json":
+				c.LogFormat = v
+				return nil
+			}
+			return fmt.Errorf("want auto, text or json")
+		}},
+		{name: "log-level", env: envName("log-level"), def: "info", usage: "log level: debug, info, warn or error", set: func(c *serveConfig, v string) error {
+			switch v {
+			case "debug", "info", "warn", "error":
+				c.LogLevel = v
+				return nil
+			}
+			return fmt.Errorf("want debug, info, warn or error")
+		}},
+		durationSetting("shutdown-timeout", "15s", "how long in-flight requests may take to finish on SIGTERM", func(c *serveConfig) *time.Duration { return &c.ShutdownTimeout }),
+		durationSetting("janitor-interval", "5m", "how often expired codes, tokens and stale registrations are removed", func(c *serveConfig) *time.Duration { return &c.JanitorInterval }),
+	}
+}
+
+// defaultDataDir is $XDG_DATA_HOME/mcpd, else ~/.local/share/mcpd, else
+// ./data.
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "mcpd")
+	}
+	if h, err := os.UserHomeDir(); err == nil && h != "" && h != "/" {
+		return filepath.Join(h, ".local", "share", "mcpd")
+	}
+	return "data"
+}
+
+// configFile is the optional JSON config file: every serve setting under
+// its flag name, plus the api_call upstreams.
+type configFile struct {
+	settings  map[string]string
+	Upstreams []mcp.Upstream
+}
+
+func readConfigFile(path string, known map[string]bool) (*configFile, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	var raw map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	cf := &configFile{settings: map[string]string{}}
+	for k, v := range raw {
+		if k == "upstreams" {
+			d := json.NewDecoder(bytes.NewReader(v))
+			d.DisallowUnknownFields()
+			if err := d.Decode(&cf.Upstreams); err != nil {
+				return nil, fmt.Errorf("config file %s: upstreams: %w", path, err)
+			}
+			continue
+		}
+		if !known[k] {
+			return nil, fmt.Errorf("config file %s: unknown setting %q", path, k)
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err == nil {
+			cf.settings[k] = s
+			continue
+		}
+		var list []string
+		if err := json.Unmarshal(v, &list); err == nil {
+			cf.settings[k] = strings.Join(list, ",")
+			continue
+		}
+		cf.settings[k] = strings.TrimSpace(string(v)) // numbers and booleans
+	}
+	return cf, nil
+}
+
+// loadServeConfig applies defaults, then the config file (--config or
+// MCPD_CONFIG), then the environment, then the flags. Every error names the
+// setting and is a usage error (exit code 2).
+func loadServeConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*serveConfig, error) {
+	settings := serveSettings()
+	flagVals := map[string]*string{}
+	known := map[string]bool{}
+	for _, s := range settings {
+		known[s.name] = true
+		v := new(string)
+		flagVals[s.name] = v
+		usage := s.usage + " (env " + s.env + ")"
+		fs.StringVar(v, s.name, s.def, usage)
+	}
+	configPath := fs.String("config", "", "JSON config file: any setting by its flag name, plus \"upstreams\" (env MCPD_CONFIG)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) > 0 {
+		return nil, usageError(fmt.Sprintf("serve takes no arguments, got %q", pos[0]))
+	}
+	setFlags := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { setFlags[f.Name] = true })
+
+	c := &serveConfig{}
+	apply := func(s setting, v, from string) error {
+		if err := s.set(c, v); err != nil {
+			return usageError(fmt.Sprintf("invalid %s %q: %v", from, v, err))
+		}
+		return nil
+	}
+	for _, s := range settings {
+		if s.def != "" || s.name == "issuer" {
+			if err := apply(s, s.def, "default of --"+s.name); err != nil {
+				return nil, err
+			}
+		}
+	}
+	path := *configPath
+	if !setFlags["config"] {
+		path = getenv("MCPD_CONFIG")
+	}
+	if path != "" {
+		cf, err := readConfigFile(path, known)
+		if err != nil {
+			return nil, usageError(err.Error())
+		}
+		c.ConfigFile = path
+		c.Upstreams = cf.Upstreams
+		for _, s := range settings {
+			if v, ok := cf.settings[s.name]; ok {
+				if err := apply(s, v, "config key "+s.name); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	for _, s := range settings {
+		if v := getenv(s.env); v != "" && !setFlags[s.name] {
+			if err := apply(s, v, s.env); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, s := range settings {
+		if setFlags[s.name] {
+			if err := apply(s, *flagVals[s.name], "--"+s.name); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := c.finish(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// finish derives defaults that depend on other settings and checks the
+// whole.
+func (c *serveConfig) finish() error {
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return usageError(fmt.Sprintf("invalid --listen %q: want host:port", c.Listen))
+	}
+	if c.Issuer == "" {
+		c.Issuer = "http://" + net.JoinHostPort(loopbackFor(host), port)
+		c.IssuerDerived = true
+	}
+	if err := checkIssuer(c.Issuer); err != nil {
+		return usageError(fmt.Sprintf("invalid --issuer %q: %v", c.Issuer, err))
+	}
+	if c.Data == "" {
+		return usageError("invalid --data: empty")
+	}
+	if c.AccessTokenTTL == 0 || c.AuthCodeTTL == 0 || c.RefreshTokenTTL == 0 {
+		return usageError("token lifetimes (--access-token-ttl, --refresh-token-ttl, --auth-code-ttl) must be above zero")
+	}
+	if c.RefreshTokenMaxTTL < c.RefreshTokenTTL {
+		return usageError(fmt.Sprintf("invalid --refresh-token-max-ttl %s: below --refresh-token-ttl %s", c.RefreshTokenMaxTTL, c.RefreshTokenTTL))
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return usageError(fmt.Sprintf("invalid --metrics-listen %q: want host:port", c.MetricsListen))
+		}
+	}
+	names := map[string]bool{}
+	for i, u := range c.Upstreams {
+		if u.Name == "" || names[u.Name] {
+			return usageError(fmt.Sprintf("invalid upstreams[%d]: missing or repeated name", i))
+		}
+		names[u.Name] = true
+		if pu, err := url.Parse(u.BaseURL); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return usageError(fmt.Sprintf("invalid upstreams[%d] (%s): base URL %q is not an http(s) URL", i, u.Name, u.BaseURL))
+		}
+	}
+	return nil
+}
+
+// checkIssuer enforces RFC 8414 §2: an http(s) URL with no query, fragment
+// or trailing slash.
+func checkIssuer(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("want an http or https URL")
+	case u.Host == "":
+		return errors.New("no host")
+	case u.RawQuery != "" || u.Fragment != "" || strings.Contains(s, "#") || strings.Contains(s, "?"):
+		return errors.New("no query or fragment allowed")
+	case strings.HasSuffix(s, "/"):
+		return errors.New("no trailing slash allowed")
+	case u.User != nil:
+		return errors.New("no user info allowed")
+	}
+	return nil
+}
+
+// loopbackFor maps a wildcard listen host to the loopback address a local
+// client uses.
+func loopbackFor(host string) string {
+	switch host {
+	case "", "0.0.0.0":
+		return "127.0.0.1"
+	case "::":
+		return "::1"
+	}
+	return host
+}
+
+// settingsReference renders the settings table as Markdown rows, sorted by
+// name: the source of docs/configuration.md's table.
+func settingsReference() []string {
+	var rows []string
+	for _, s := range serveSettings() {
+		def := s.def
+		if s.name == "data" {
+			def = "$XDG_DATA_HOME/mcpd or ~/.local/share/mcpd"
+		}
+		rows = append(rows, fmt.Sprintf("| `--%s` | `%s` | `%s` | %s |", s.name, s.env, def, s.usage))
+	}
+	sort.Strings(rows)
+	return rows
+}

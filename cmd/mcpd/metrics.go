@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics holds mcpd's Prometheus collectors in their own registry, served
+// on the opt-in --metrics-listen address.
+type metrics struct {
+	reg           *prometheus.Registry
+	tokensIssued  *prometheus.CounterVec
+	verifications *prometheus.CounterVec
+	registrations *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		tokensIssued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpd_tokens_issued_total", Help: "Tokens issued by the token endpoint, by grant type.",
+		}, []string{"grant_type"}),
+		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpd_token_verifications_total", Help: "Bearer token verifications on /mcp, by outcome.",
+		}, []string{"outcome"}),
+		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpd_client_registrations_total", Help: "Clients registered, by source.",
+		}, []string{"source"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "mcpd_http_request_duration_seconds", Help: "HTTP request latency by route, method and status code.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route", "method", "code"}),
+	}
+	m.reg.MustRegister(m.tokensIssued, m.verifications, m.registrations, m.latency,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// TokenIssued implements authz.Observer.
+func (m *metrics) TokenIssued(grantType string) { m.tokensIssued.WithLabelValues(grantType).Inc() }
+
+// TokenVerified implements authz.Observer.
+func (m *metrics) TokenVerified(outcome string) { m.verifications.WithLabelValues(outcome).Inc() }
+
+// ClientRegistered implements authz.Observer.
+func (m *metrics) ClientRegistered(source string) { m.registrations.WithLabelValues(source).Inc() }
+
+// observeVerifier counts the outcomes of a token verifier.
+func (m *metrics) observeVerifier(v auth.TokenVerifier) auth.TokenVerifier {
+	valid := m.verifications.WithLabelValues("valid")
+	invalid := m.verifications.WithLabelValues("invalid")
+	failed := m.verifications.WithLabelValues("error")
+	return func(ctx context.Context, token string, r *http.Request) (*auth.TokenInfo, error) {
+		ti, err := v(ctx, token, r)
+		switch {
+		case err == nil:
+			valid.Inc()
+		case errors.Is(err, auth.ErrInvalidToken):
+			invalid.Inc()
+		default:
+			failed.Inc()
+		}
+		return ti, err
+	}
+}
+
+// instrument is router middleware recording request latency by route
+// template, so paths with ids do not explode the label set.
+func (m *metrics) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, req)
+		route := "other"
+		if cr := mux.CurrentRoute(req); cr != nil {
+			if t, err := cr.GetPathTemplate(); err == nil {
+				route = t
+			} else if p, err := cr.GetPathRegexp(); err == nil {
+				route = p
+			}
+		}
+		code := rec.status
+		if code == 0 {
+			code = http.StatusOK
+		}
+		m.latency.WithLabelValues(route, req.Method, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+	})
+}
+
+func (m *metrics) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	return mux
+}

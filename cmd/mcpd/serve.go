@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/mcpd/mcpd/authz"
+	"github.com/mcpd/mcpd/mcp"
+	"github.com/mcpd/mcpd/store"
+	"github.com/mcpd/mcpd/web"
+)
+
+const serveUsage = `Usage: mcpd serve [flags]
+
+Runs the MCP endpoint (ISSUER/mcp) and its OAuth 2.1 authorization server.
+Every setting is a flag, an MCPD_* environment variable, or a key of the
+JSON file given with --config; a flag beats the environment beats the file.`
+
+// scopeDescriptions are the scopes in the words the consent page shows.
+var scopeDescriptions = []authz.Scope{
+	{Name: "notes:read", Description: "Read your notes"},
+	{Name: "notes:write", Description: "Create, change and delete your notes"},
+	{Name: "api:call", Description: "Call the upstream APIs this server is configured for, on your behalf"},
+}
+
+func (e cliEnv) serve(args []string) error {
+	fs := newFlagSet("serve", e.stderr, serveUsage)
+	cfg, err := loadServeConfig(fs, args, e.getenv)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
+	srv, err := newServer(e.ctx, cfg, logger, e.getenv)
+	if err != nil {
+		return err
+	}
+	return srv.run(e.ctx, e.stderr)
+}
+
+// server is a configured mcpd with its store open and its listeners bound.
+type server struct {
+	cfg             *serveConfig
+	logger          *slog.Logger
+	store           *store.Store
+	httpSrv         *http.Server
+	ln              net.Listener
+	adminSrv        *http.Server
+	adminLn         net.Listener
+	adminSock       string
+	metrics         *metrics
+	metricsSrv      *http.Server
+	metricsLn       net.Listener
+	initialPassword string
+}
+
+// newServer opens the store, creates the first user when there is none,
+// composes authz and mcp, and binds the listeners; nothing is served until
+// run.
+func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, getenv func(string) string) (_ *server, err error) {
+	s := &server{cfg: cfg, logger: logger}
+	defer func() {
+		if err != nil {
+			s.closeAll()
+		}
+	}()
+	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if cfg.IssuerDerived {
+		// With port 0 the issuer can only be known once the port is bound.
+		host, _, _ := net.SplitHostPort(cfg.Listen)
+		_, port, _ := net.SplitHostPort(s.ln.Addr().String())
+		cfg.Issuer = "http://" + net.JoinHostPort(loopbackFor(host), port)
+	}
+	s.store, err = store.Open(cfg.Data, &store.Options{Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ensureFirstUser(ctx, getenv); err != nil {
+		return nil, err
+	}
+	secret, err := s.store.Secret(ctx, "token-hmac", 32)
+	if err != nil {
+		return nil, err
+	}
+	renderer, err := web.New()
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = newMetrics()
+	az, err := authz.New(authz.Config{
+		Issuer:                    cfg.Issuer,
+		Storage:                   authzStorage{s.store},
+		Renderer:                  renderer,
+		Logger:                    logger.With("component", "authz"),
+		GlobalSecret:              secret,
+		Scopes:                    scopeDescriptions,
+		AccessTokenLifespan:       cfg.AccessTokenTTL,
+		RefreshTokenLifespan:      cfg.RefreshTokenTTL,
+		RefreshTokenMaxLifespan:   cfg.RefreshTokenMaxTTL,
+		AuthorizeCodeLifespan:     cfg.AuthCodeTTL,
+		RefreshGrace:              cfg.RefreshGrace,
+		ConsentLifetime:           cfg.ConsentTTL,
+		SessionIdleTimeout:        cfg.SessionIdle,
+		CORSOrigins:               cfg.CORSOrigins,
+		TrustedProxies:            cfg.TrustedProxies,
+		ClientMetadataDocuments:   cfg.ClientMetadataDocuments,
+		AllowPrivateMetadataHosts: cfg.AllowPrivateMetadataHosts,
+		RegistrationsPerMinute:    cfg.RegistrationsPerMinute,
+		MaxClients:                cfg.MaxClients,
+		Observer:                  s.metrics,
+	})
+	if err != nil {
+		return nil, usageError(err.Error())
+	}
+	ms, err := mcp.New(mcp.Config{
+		Issuer:         cfg.Issuer,
+		Verifier:       s.metrics.observeVerifier(az.Verify),
+		Notes:          notesStore{s.store},
+		Upstreams:      cfg.Upstreams,
+		AllowedOrigins: cfg.AllowedOrigins,
+		AllowedHosts:   cfg.AllowedHosts,
+		Logger:         logger.With("component", "mcp"),
+	})
+	if err != nil {
+		return nil, usageError(err.Error())
+	}
+	r := mux.NewRouter()
+	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet, http.MethodHead)
+	az.Register(r)
+	ms.Register(r)
+	r.Use(s.metrics.instrument)
+	handler := accessLog(logger.With("component", "http"), r)
+	s.httpSrv = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if s.adminLn, s.adminSock, err = listenAdmin(cfg.Data); err != nil {
+		return nil, err
+	}
+	s.adminSrv = &http.Server{Handler: adminHandler(localAdmin{s: s.store}, logger.With("component", "admin")), ReadHeaderTimeout: 10 * time.Second}
+	if cfg.MetricsListen != "" {
+		if s.metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return nil, fmt.Errorf("listen %s (metrics): %w", cfg.MetricsListen, err)
+		}
+		s.metricsSrv = &http.Server{Handler: s.metrics.handler(), ReadHeaderTimeout: 10 * time.Second}
+	}
+	return s, nil
+}
+
+// ensureFirstUser creates admin when the store has no user: with
+// MCPD_INITIAL_PASSWORD, --initial-password-file, or a random password
+// printed once.
+func (s *server) ensureFirstUser(ctx context.Context, getenv func(string) string) error {
+	n, err := s.store.CountUsers(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	pw := getenv("MCPD_INITIAL_PASSWORD")
+	if s.cfg.InitialPasswordFile != "" {
+		b, err := os.ReadFile(s.cfg.InitialPasswordFile)
+		if err != nil {
+			return usageError(fmt.Sprintf("invalid --initial-password-file: %v", err))
+		}
+		pw = strings.TrimRight(string(b), "\r\n")
+	}
+	if pw == "" {
+		b := make([]byte, 15)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		pw = base64.RawURLEncoding.EncodeToString(b)
+		s.initialPassword = pw
+	}
+	if err := s.store.CreateUser(ctx, "admin", pw); err != nil {
+		return fmt.Errorf("create the first user: %w", err)
+	}
+	s.logger.Info("created the first user", "user", "admin")
+	return nil
+}
+
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	w.Header().Set("Cache-Control", "no-store")
+	if err := s.store.Ping(ctx); err != nil {
+		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok\n"))
+}
+
+// run serves until ctx ends, then shuts down gracefully: in-flight requests
+// finish, the admin socket is removed, the database is closed.
+func (s *server) run(ctx context.Context, banner interface{ Write([]byte) (int, error) }) error {
+	errc := make(chan error, 3)
+	go func() { errc <- s.httpSrv.Serve(s.ln) }()
+	go func() { errc <- s.adminSrv.Serve(s.adminLn) }()
+	if s.metricsSrv != nil {
+		go func() { errc <- s.metricsSrv.Serve(s.metricsLn) }()
+	}
+	janitorCtx, stopJanitor := context.WithCancel(context.Background())
+	janitorDone := make(chan struct{})
+	go func() {
+		defer close(janitorDone)
+		s.store.RunJanitor(janitorCtx, s.cfg.JanitorInterval)
+	}()
+	writeBanner(banner, s.cfg, s.ln.Addr().String(), s.initialPassword)
+	s.logger.Info("serving", "listen", s.ln.Addr().String(), "issuer", s.cfg.Issuer, "data", s.cfg.Data)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		s.logger.Info("shutting down")
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			runErr = err
+		}
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.httpSrv.Shutdown(shutCtx); err != nil {
+		s.logger.Warn("requests still running at shutdown timeout", "err", err)
+	}
+	s.adminSrv.Shutdown(shutCtx)
+	if s.metricsSrv != nil {
+		s.metricsSrv.Shutdown(shutCtx)
+	}
+	stopJanitor()
+	<-janitorDone
+	if err := s.closeAll(); err != nil && runErr == nil {
+		runErr = err
+	}
+	s.logger.Info("stopped")
+	return runErr
+}
+
+// closeAll releases whatever newServer acquired.
+func (s *server) closeAll() error {
+	for _, l := range []net.Listener{s.ln, s.adminLn, s.metricsLn} {
+		if l != nil {
+			l.Close()
+		}
+	}
+	if s.adminSock != "" {
+		os.Remove(s.adminSock)
+		s.adminSock = ""
+	}
+	if s.store != nil {
+		err := s.store.Close()
+		s.store = nil
+		return err
+	}
+	return nil
+}
