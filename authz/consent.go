@@ -1,0 +1,148 @@
+package authz
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/mcpd/mcpd/web"
+)
+
+// consentOrIssue issues a code at once when a remembered consent covers
+// the request, and shows the consent page otherwise.
+func (s *Server) consentOrIssue(w http.ResponseWriter, r *http.Request, sess *session, ar fosite.AuthorizeRequester, form url.Values) {
+	ctx := r.Context()
+	requested := []string(ar.GetRequestedScopes())
+	host := redirectHost(ar.GetRedirectURI())
+	clientID := ar.GetClient().GetID()
+	prev, err := s.store.GetConsent(ctx, sess.user, clientID)
+	switch {
+	case err == nil && s.now().Before(prev.ExpiresAt) && prev.RedirectHost == host && subset(requested, prev.Scopes):
+		s.issueCode(w, r, ar, sess.user, requested)
+		return
+	case err != nil && !errors.Is(err, ErrNotFound):
+		s.log.Error("consent lookup failed", "err", err)
+	}
+
+	id := s.pending.put(form, clientID)
+	choices := make([]web.ScopeChoice, 0, len(requested))
+	for _, sc := range requested {
+		choices = append(choices, web.ScopeChoice{Name: sc, Description: s.scopes[sc], Checked: true})
+	}
+	data := web.ConsentData{
+		Action:       s.issuer + consentPath,
+		CSRFToken:    sess.csrfToken("consent", id),
+		RequestID:    id,
+		User:         sess.user,
+		ClientName:   clientName(ar.GetClient()),
+		ClientID:     clientID,
+		RedirectHost: host,
+		Scopes:       choices,
+		RememberDays: int(s.cfg.ConsentLifetime / (24 * time.Hour)),
+	}
+	if c, ok := ar.GetClient().(*Client); ok {
+		data.ClientSource = c.Source
+		if c.MetadataURL != "" {
+			if u, err := url.Parse(c.MetadataURL); err == nil {
+				data.ClientHost = u.Host
+			}
+		}
+	}
+	s.renderer.Consent(w, data)
+}
+
+// handleConsent is the consent form's POST: Allow issues a code for the
+// checked scopes (only requested, known ones), Deny answers access_denied.
+func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+	if err := r.ParseForm(); err != nil {
+		s.errorPage(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
+		return
+	}
+	sess := s.currentSession(r)
+	reqID := r.PostForm.Get("request_id")
+	if sess == nil || sess.user == "" || !sess.checkCSRF("consent", reqID, r.PostForm.Get("csrf_token")) {
+		s.errorPage(w, http.StatusForbidden, "Form expired", "This form has expired or did not come from mcpd. Return to your application and connect again.")
+		return
+	}
+	action := r.PostForm.Get("action")
+	if action != "allow" && action != "deny" {
+		s.errorPage(w, http.StatusBadRequest, "Bad request", "Choose Allow or Deny.")
+		return
+	}
+	pr, ok := s.pending.take(reqID)
+	if !ok {
+		s.errorPage(w, http.StatusBadRequest, "Request expired", "This authorization request has expired. Return to your application and connect again.")
+		return
+	}
+	ctx := r.Context()
+	ar, ok := s.parseAuthorize(ctx, w, pr.form)
+	if !ok {
+		return
+	}
+	if action == "deny" {
+		s.log.Info("consent denied", "user", sess.user, "client_id", ar.GetClient().GetID())
+		s.redirectError(w, ar, fosite.ErrAccessDenied.WithHint("The user denied the request."))
+		return
+	}
+	var granted []string
+	for _, sc := range ar.GetRequestedScopes() {
+		if slices.Contains(r.PostForm["scope"], sc) {
+			granted = append(granted, sc)
+		}
+	}
+	if r.PostForm.Get("remember") != "" {
+		now := s.now()
+		err := s.store.PutConsent(ctx, Consent{
+			User:         sess.user,
+			ClientID:     ar.GetClient().GetID(),
+			Scopes:       granted,
+			RedirectHost: redirectHost(ar.GetRedirectURI()),
+			CreatedAt:    now,
+			ExpiresAt:    now.Add(s.cfg.ConsentLifetime),
+		})
+		if err != nil {
+			s.log.Error("storing consent failed", "err", err)
+		}
+	}
+	s.issueCode(w, r, ar, sess.user, granted)
+}
+
+// issueCode grants scopes and the MCP audience and redirects with a code.
+func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, user string, scopes []string) {
+	for _, sc := range scopes {
+		ar.GrantScope(sc)
+	}
+	ar.GrantAudience(s.resourceURL)
+	resp, err := s.oauth.NewAuthorizeResponse(r.Context(), ar, s.newTokenSession(user))
+	if err != nil {
+		s.redirectError(w, ar, err)
+		return
+	}
+	s.log.Info("authorization granted", "user", user, "client_id", ar.GetClient().GetID(), "scopes", scopes)
+	s.redirectAuthorize(w, ar, resp.GetParameters())
+}
+
+func redirectHost(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	if u.Host != "" {
+		return u.Hostname()
+	}
+	return u.Scheme + ":"
+}
+
+// subset reports whether every element of a is in b.
+func subset(a, b []string) bool {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,106 @@
+package authz
+
+import (
+	"sync"
+	"time"
+)
+
+// limiter counts events per key in fixed windows: at most limit events per
+// window. It keeps its state in memory.
+type limiter struct {
+	mu     sync.Mutex
+	limit  int
+	window time.Duration
+	now    func() time.Time
+	counts map[string]*windowCount
+	swept  time.Time
+}
+
+type windowCount struct {
+	start time.Time
+	n     int
+}
+
+func newLimiter(limit int, window time.Duration, now func() time.Time) *limiter {
+	return &limiter{limit: limit, window: window, now: now, counts: make(map[string]*windowCount)}
+}
+
+// current returns the live window of key, sweeping stale ones now and then.
+func (l *limiter) current(key string) *windowCount {
+	t := l.now()
+	if t.Sub(l.swept) > l.window {
+		for k, c := range l.counts {
+			if t.Sub(c.start) >= l.window {
+				delete(l.counts, k)
+			}
+		}
+		l.swept = t
+	}
+	c := l.counts[key]
+	if c == nil || t.Sub(c.start) >= l.window {
+		c = &windowCount{start: t}
+		l.counts[key] = c
+	}
+	return c
+}
+
+// Allow records one event for key and reports whether it is within the limit.
+func (l *limiter) Allow(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.current(key)
+	if c.n >= l.limit {
+		return false
+	}
+	c.n++
+	return true
+}
+
+// Blocked reports whether key has used up its window, without counting.
+func (l *limiter) Blocked(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.current(key).n >= l.limit
+}
+
+// Add records one event for key.
+func (l *limiter) Add(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.current(key).n++
+}
+
+// keyedMutex serializes work per key, e.g. concurrent refreshes of one token.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*refLock
+}
+
+type refLock struct {
+	sync.Mutex
+	refs int
+}
+
+func newKeyedMutex() *keyedMutex { return &keyedMutex{locks: make(map[string]*refLock)} }
+
+// Lock locks key and returns its unlock function.
+func (k *keyedMutex) Lock(key string) (unlock func()) {
+	k.mu.Lock()
+	l := k.locks[key]
+	if l == nil {
+		l = &refLock{}
+		k.locks[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}

@@ -1,0 +1,137 @@
+package authz
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/ory/fosite"
+)
+
+// successor is what a rotation leaves behind for a second use of the same
+// refresh token inside the grace window.
+type successor struct {
+	ClientID  string          `json:"client_id"`
+	ExpiresAt time.Time       `json:"expires_at"`
+	Body      json.RawMessage `json:"body"`
+}
+
+// handleRefresh rotates a refresh token. Refreshes of one token are
+// serialized; inside RefreshGrace a repeated refresh gets the sealed
+// response of the first, after it fosite detects the reuse and revokes the
+// whole grant.
+func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	token := r.PostForm.Get("refresh_token")
+	if token == "" {
+		s.writeTokenError(w, r, nil, fosite.ErrInvalidRequest.WithHint("The refresh_token parameter is missing."))
+		return
+	}
+	sig := s.strategy.RefreshTokenSignature(ctx, token)
+	unlock := s.refreshLocks.Lock(sig)
+	defer unlock()
+
+	if s.cfg.RefreshGrace > 0 {
+		body, ok, err := s.replaySuccessor(ctx, r, sig, token)
+		if err != nil {
+			s.writeTokenError(w, r, nil, err)
+			return
+		}
+		if ok {
+			s.obs.TokenIssued("refresh_token")
+			s.writeTokenBody(w, body)
+			return
+		}
+	}
+
+	ar, body, err := s.exchange(ctx, r)
+	if err != nil {
+		s.writeTokenError(w, r, ar, err)
+		return
+	}
+	if s.cfg.RefreshGrace > 0 {
+		exp := s.now().Add(s.cfg.RefreshGrace)
+		plain, err := json.Marshal(successor{ClientID: ar.GetClient().GetID(), ExpiresAt: exp, Body: body})
+		if err == nil {
+			var sealed []byte
+			if sealed, err = s.seal(token, sig, plain); err == nil {
+				err = s.store.PutRefreshSuccessor(ctx, sig, sealed, exp)
+			}
+		}
+		if err != nil {
+			s.log.Error("storing refresh successor failed", "err", err)
+		}
+	}
+	s.writeTokenBody(w, body)
+}
+
+// replaySuccessor returns the stored response of an earlier rotation of
+// token when it is still inside the grace window and the same client asks.
+func (s *Server) replaySuccessor(ctx context.Context, r *http.Request, sig, token string) ([]byte, bool, error) {
+	sealed, err := s.store.GetRefreshSuccessor(ctx, sig)
+	if errors.Is(err, ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fosite.ErrServerError.WithWrap(err)
+	}
+	plain, err := s.open(token, sig, sealed)
+	if err != nil {
+		return nil, false, nil
+	}
+	var succ successor
+	if err := json.Unmarshal(plain, &succ); err != nil || !s.now().Before(succ.ExpiresAt) {
+		return nil, false, nil
+	}
+	client, err := s.oauth.AuthenticateClient(ctx, r, r.PostForm)
+	if err != nil {
+		return nil, false, err
+	}
+	if client.GetID() != succ.ClientID {
+		return nil, false, nil
+	}
+	return succ.Body, true, nil
+}
+
+// successorAEAD derives an AES-256-GCM key from the old refresh token, so
+// only its holder can read the successor tokens.
+func (s *Server) successorAEAD(token string) (cipher.AEAD, error) {
+	key, err := hkdf.Key(sha256.New, []byte(token), s.sealKey, "mcpd refresh successor", 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+func (s *Server) seal(token, sig string, plain []byte) ([]byte, error) {
+	aead, err := s.successorAEAD(token)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize())
+	_, _ = rand.Read(nonce)
+	return aead.Seal(nonce, nonce, plain, []byte(sig)), nil
+}
+
+func (s *Server) open(token, sig string, sealed []byte) ([]byte, error) {
+	aead, err := s.successorAEAD(token)
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) < aead.NonceSize() {
+		return nil, errors.New("sealed successor too short")
+	}
+	n := aead.NonceSize()
+	return aead.Open(nil, sealed[:n], sealed[n:], []byte(sig))
+}

@@ -1,0 +1,361 @@
+package authz
+
+import (
+	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/oauth2"
+
+	"github.com/mcpd/mcpd/web"
+)
+
+// Scope is one OAuth scope the server knows, with the plain words the
+// consent page shows for it.
+type Scope struct {
+	Name        string
+	Description string
+}
+
+// Observer receives counts for metrics. A nil Observer is a no-op.
+type Observer interface {
+	TokenIssued(grantType string)
+	TokenVerified(outcome string)
+	ClientRegistered(source string)
+}
+
+// Config configures the authorization server. Zero values mean defaults
+// where the field comment says so.
+type Config struct {
+	// Issuer is the public base URL, e.g. http://127.0.0.1:8080, without a
+	// trailing slash. It is used byte for byte everywhere.
+	Issuer   string
+	Storage  Storage
+	Renderer *web.Renderer
+	Logger   *slog.Logger
+	Now      func() time.Time
+	// GlobalSecret is the HMAC key of fosite's token strategy, ≥ 32 bytes.
+	GlobalSecret []byte
+	Scopes       []Scope
+
+	// Lifetimes; 0 → 1h, 30d, 90d, 60s.
+	AccessTokenLifespan     time.Duration
+	RefreshTokenLifespan    time.Duration
+	RefreshTokenMaxLifespan time.Duration
+	AuthorizeCodeLifespan   time.Duration
+	// RefreshGrace is taken as is: 0 disables the grace window.
+	RefreshGrace time.Duration
+	// ConsentLifetime is how long a remembered consent lasts; 0 → 30 days.
+	ConsentLifetime time.Duration
+	// SessionIdleTimeout ends a login session after this much idleness; 0 → 12h.
+	SessionIdleTimeout time.Duration
+
+	// CORSOrigins are extra browser origins allowed on the metadata,
+	// /register, /token and /revoke; loopback origins are always allowed.
+	CORSOrigins []string
+	// TrustedProxies are the peers whose X-Forwarded-For is honoured.
+	TrustedProxies []netip.Prefix
+
+	// ClientMetadataDocuments enables https client_ids (CIMD).
+	ClientMetadataDocuments   bool
+	AllowPrivateMetadataHosts bool
+	// HTTPClient fetches client metadata documents; nil → a client with
+	// timeouts whose dialer refuses private and loopback addresses unless
+	// AllowPrivateMetadataHosts is set.
+	HTTPClient *http.Client
+
+	// RegistrationsPerMinute per client address; 0 → 20.
+	RegistrationsPerMinute int
+	// MaxClients caps the number of registered clients; 0 → 1000.
+	MaxClients int
+
+	Observer Observer
+}
+
+// Server is the authorization server. Create it with New.
+type Server struct {
+	cfg         Config
+	issuer      string
+	resourceURL string
+	store       Storage
+	fstore      *fositeStore
+	oauth       *fosite.Fosite
+	strategy    *oauth2.HMACSHAStrategy
+	fcfg        *fosite.Config
+	renderer    *web.Renderer
+	log         *slog.Logger
+	now         func() time.Time
+	obs         Observer
+	scopes      map[string]string // name → description
+	scopeOrder  []string
+	hasher      *secretHasher
+	sealKey     []byte // salt for deriving successor sealing keys
+	csrfKey     []byte
+	cors        *corsPolicy
+
+	sessions      *sessionStore
+	pending       *pendingStore
+	loginUser     *limiter
+	loginAddr     *limiter
+	registrations *limiter
+	refreshLocks  *keyedMutex
+	cimd          *cimdFetcher
+}
+
+const (
+	defaultAccessTokenLifespan     = time.Hour
+	defaultRefreshTokenLifespan    = 30 * 24 * time.Hour
+	defaultRefreshTokenMaxLifespan = 90 * 24 * time.Hour
+	defaultAuthorizeCodeLifespan   = 60 * time.Second
+	defaultConsentLifetime         = 30 * 24 * time.Hour
+	defaultSessionIdleTimeout      = 12 * time.Hour
+	defaultRegistrationsPerMinute  = 20
+	defaultMaxClients              = 1000
+
+	maxFormBody = 64 << 10
+	maxJSONBody = 64 << 10
+)
+
+// New checks cfg, fills in defaults and composes fosite.
+func New(cfg Config) (*Server, error) {
+	if cfg.Storage == nil {
+		return nil, errors.New("authz: Storage is required")
+	}
+	if cfg.Renderer == nil {
+		return nil, errors.New("authz: Renderer is required")
+	}
+	if len(cfg.GlobalSecret) < 32 {
+		return nil, errors.New("authz: GlobalSecret must be at least 32 bytes")
+	}
+	u, err := url.Parse(cfg.Issuer)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.HasSuffix(cfg.Issuer, "/") || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("authz: issuer %q must be an absolute http(s) URL without a trailing slash", cfg.Issuer)
+	}
+	if len(cfg.Scopes) == 0 {
+		return nil, errors.New("authz: at least one scope is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.AccessTokenLifespan == 0 {
+		cfg.AccessTokenLifespan = defaultAccessTokenLifespan
+	}
+	if cfg.RefreshTokenLifespan == 0 {
+		cfg.RefreshTokenLifespan = defaultRefreshTokenLifespan
+	}
+	if cfg.RefreshTokenMaxLifespan == 0 {
+		cfg.RefreshTokenMaxLifespan = defaultRefreshTokenMaxLifespan
+	}
+	if cfg.AuthorizeCodeLifespan == 0 {
+		cfg.AuthorizeCodeLifespan = defaultAuthorizeCodeLifespan
+	}
+	if cfg.ConsentLifetime == 0 {
+		cfg.ConsentLifetime = defaultConsentLifetime
+	}
+	if cfg.SessionIdleTimeout == 0 {
+		cfg.SessionIdleTimeout = defaultSessionIdleTimeout
+	}
+	if cfg.RegistrationsPerMinute == 0 {
+		cfg.RegistrationsPerMinute = defaultRegistrationsPerMinute
+	}
+	if cfg.MaxClients == 0 {
+		cfg.MaxClients = defaultMaxClients
+	}
+	if cfg.RefreshGrace < 0 {
+		return nil, errors.New("authz: RefreshGrace must not be negative")
+	}
+
+	s := &Server{
+		cfg:         cfg,
+		issuer:      cfg.Issuer,
+		resourceURL: cfg.Issuer + "/mcp",
+		store:       cfg.Storage,
+		renderer:    cfg.Renderer,
+		log:         cfg.Logger,
+		now:         cfg.Now,
+		obs:         cfg.Observer,
+		scopes:      make(map[string]string, len(cfg.Scopes)),
+	}
+	if s.obs == nil {
+		s.obs = nopObserver{}
+	}
+	for _, sc := range cfg.Scopes {
+		if sc.Name == "" || strings.ContainsAny(sc.Name, " \"\\") {
+			return nil, fmt.Errorf("authz: bad scope name %q", sc.Name)
+		}
+		if _, dup := s.scopes[sc.Name]; dup {
+			return nil, fmt.Errorf("authz: duplicate scope %q", sc.Name)
+		}
+		s.scopes[sc.Name] = sc.Description
+		s.scopeOrder = append(s.scopeOrder, sc.Name)
+	}
+
+	derive := func(info string) ([]byte, error) {
+		return hkdf.Key(sha256.New, cfg.GlobalSecret, nil, "mcpd authz "+info, 32)
+	}
+	hashKey, err := derive("client secret")
+	if err != nil {
+		return nil, err
+	}
+	if s.sealKey, err = derive("refresh successor"); err != nil {
+		return nil, err
+	}
+	if s.csrfKey, err = derive("csrf"); err != nil {
+		return nil, err
+	}
+	s.hasher = &secretHasher{key: hashKey}
+
+	if s.cors, err = newCORSPolicy(cfg.CORSOrigins); err != nil {
+		return nil, err
+	}
+	s.sessions = newSessionStore(cfg.SessionIdleTimeout, s.now)
+	s.pending = newPendingStore(10*time.Minute, s.now)
+	s.loginUser = newLimiter(5, 15*time.Minute, s.now)
+	s.loginAddr = newLimiter(20, 15*time.Minute, s.now)
+	s.registrations = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
+	s.refreshLocks = newKeyedMutex()
+	s.cimd = newCIMDFetcher(s, cfg.HTTPClient, cfg.AllowPrivateMetadataHosts)
+
+	s.fcfg = &fosite.Config{
+		AccessTokenLifespan:         cfg.AccessTokenLifespan,
+		RefreshTokenLifespan:        cfg.RefreshTokenLifespan,
+		AuthorizeCodeLifespan:       cfg.AuthorizeCodeLifespan,
+		GlobalSecret:                cfg.GlobalSecret,
+		ClientSecretsHasher:         s.hasher,
+		ScopeStrategy:               fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy:    s.matchAudience,
+		EnforcePKCE:                 true,
+		EnforcePKCEForPublicClients: true,
+		RefreshTokenScopes:          []string{},
+		TokenURL:                    s.issuer + "/token",
+		AccessTokenIssuer:           s.issuer,
+		IDTokenIssuer:               s.issuer,
+		RedirectSecureChecker:       fosite.IsRedirectURISecureStrict,
+	}
+	s.fcfg.RedirectSecureChecker = func(ctx context.Context, u *url.URL) bool {
+		// https, loopback http and private-use schemes; registration
+		// already refused anything else.
+		return u.Scheme != "http" || isLoopbackHost(u.Hostname())
+	}
+	s.fstore = &fositeStore{Storage: cfg.Storage, s: s}
+	s.strategy = compose.NewOAuth2HMACStrategy(s.fcfg)
+	s.oauth = compose.Compose(s.fcfg, s.fstore, s.strategy,
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OAuth2ClientCredentialsGrantFactory,
+		compose.OAuth2TokenRevocationFactory,
+		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2PKCEFactory,
+	).(*fosite.Fosite)
+	return s, nil
+}
+
+// ResourceURL is the MCP resource identifier: Issuer + "/mcp".
+func (s *Server) ResourceURL() string { return s.resourceURL }
+
+// Register mounts the authorization server's routes on r.
+func (s *Server) Register(r *mux.Router) {
+	meta := s.cors.wrap(http.HandlerFunc(s.handleMetadata))
+	r.Handle("/.well-known/oauth-authorization-server", meta).Methods(http.MethodGet, http.MethodHead, http.MethodOptions)
+	r.HandleFunc("/authorize", s.handleAuthorize).Methods(http.MethodGet)
+	r.HandleFunc(loginPath, s.handleLogin).Methods(http.MethodPost)
+	r.HandleFunc(consentPath, s.handleConsent).Methods(http.MethodPost)
+	r.Handle("/token", s.cors.wrap(http.HandlerFunc(s.handleToken))).Methods(http.MethodPost, http.MethodOptions)
+	r.Handle("/register", s.cors.wrap(http.HandlerFunc(s.handleRegister))).Methods(http.MethodPost, http.MethodOptions)
+	r.Handle("/register/{id}", s.cors.wrap(http.HandlerFunc(s.handleRegistration))).Methods(http.MethodGet, http.MethodDelete, http.MethodOptions)
+	r.Handle("/revoke", s.cors.wrap(http.HandlerFunc(s.handleRevoke))).Methods(http.MethodPost, http.MethodOptions)
+	r.HandleFunc("/introspect", s.handleIntrospect).Methods(http.MethodPost)
+	r.PathPrefix("/static/").Handler(s.renderer.StaticHandler())
+}
+
+// matchAudience is fosite's audience strategy: the only audience this server
+// grants is its MCP resource.
+func (s *Server) matchAudience(_ []string, needle []string) error {
+	for _, a := range needle {
+		if a != s.resourceURL {
+			return errInvalidTarget("the requested audience is not a resource of this server")
+		}
+	}
+	return nil
+}
+
+// knownScopes returns the names in scopes this server knows, in order and
+// without duplicates.
+func (s *Server) knownScopes(scopes []string) []string {
+	out := make([]string, 0, len(scopes))
+	for _, sc := range scopes {
+		if _, ok := s.scopes[sc]; ok && !contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+type nopObserver struct{}
+
+func (nopObserver) TokenIssued(string)      {}
+func (nopObserver) TokenVerified(string)    {}
+func (nopObserver) ClientRegistered(string) {}
+
+// clientAddr is the address a request came from: the peer, or the last
+// X-Forwarded-For hop not in TrustedProxies when the peer is trusted.
+func (s *Server) clientAddr(r *http.Request) string {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	var addr netip.Addr
+	if err == nil {
+		addr = peer.Addr().Unmap()
+	} else if a, err := netip.ParseAddr(r.RemoteAddr); err == nil {
+		addr = a.Unmap()
+	} else {
+		return r.RemoteAddr
+	}
+	if !s.trusted(addr) {
+		return addr.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		h, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		h = h.Unmap()
+		if !s.trusted(h) {
+			return h.String()
+		}
+		addr = h
+	}
+	return addr.String()
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,175 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/ory/fosite"
+)
+
+// grantStartKey is the session Extra key holding when the grant began, in
+// Unix seconds; it caps the sliding refresh token lifetime.
+const grantStartKey = "grant_start"
+
+func (s *Server) newTokenSession(subject string) *fosite.DefaultSession {
+	return &fosite.DefaultSession{
+		Subject:  subject,
+		Username: subject,
+		Extra:    map[string]interface{}{grantStartKey: s.now().Unix()},
+	}
+}
+
+// handleToken is POST /token for authorization_code, refresh_token and
+// client_credentials. Every answer carries Cache-Control: no-store.
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+	if err := r.ParseForm(); err != nil {
+		s.writeTokenError(w, r, nil, fosite.ErrInvalidRequest.WithHint("The request body could not be read."))
+		return
+	}
+	if r.PostForm.Get("grant_type") == "refresh_token" {
+		s.handleRefresh(w, r)
+		return
+	}
+	ar, body, err := s.exchange(r.Context(), r)
+	if err != nil {
+		s.writeTokenError(w, r, ar, err)
+		return
+	}
+	s.writeTokenBody(w, body)
+}
+
+// exchange runs one token request through fosite and returns the JSON body
+// of its successful response.
+func (s *Server) exchange(ctx context.Context, r *http.Request) (fosite.AccessRequester, []byte, error) {
+	if err := s.checkResources(r.PostForm); err != nil {
+		return nil, nil, err
+	}
+	sess := &fosite.DefaultSession{}
+	ar, err := s.oauth.NewAccessRequest(ctx, r, sess)
+	if err != nil {
+		return ar, nil, err
+	}
+	grant := ar.GetGrantTypes()
+	switch {
+	case grant.ExactOne("client_credentials"):
+		c := ar.GetClient()
+		scopes := s.knownScopes(ar.GetRequestedScopes())
+		if len(ar.GetRequestedScopes()) == 0 {
+			scopes = s.knownScopes(c.GetScopes())
+		}
+		for _, sc := range scopes {
+			ar.GrantScope(sc)
+		}
+		ar.GrantAudience(s.resourceURL)
+		if ds, ok := ar.GetSession().(*fosite.DefaultSession); ok {
+			ds.Subject = "client:" + c.GetID()
+			ds.Username = ds.Subject
+		}
+	case grant.ExactOne("authorization_code"), grant.ExactOne("refresh_token"):
+		s.capRefreshLifetime(ar)
+	}
+	resp, err := s.oauth.NewAccessResponse(ctx, ar)
+	if err != nil {
+		return ar, nil, err
+	}
+	body, err := json.Marshal(resp.ToMap())
+	if err != nil {
+		return ar, nil, fosite.ErrServerError.WithWrap(err)
+	}
+	gt := grant[0]
+	s.obs.TokenIssued(gt)
+	s.touchClient(ctx, ar.GetClient())
+	return ar, body, nil
+}
+
+// capRefreshLifetime keeps a sliding refresh token lifetime within
+// RefreshTokenMaxLifespan of the grant's start.
+func (s *Server) capRefreshLifetime(ar fosite.AccessRequester) {
+	ds, ok := ar.GetSession().(*fosite.DefaultSession)
+	if !ok {
+		return
+	}
+	start, ok := unixSeconds(ds.Extra[grantStartKey])
+	if !ok {
+		return
+	}
+	limit := time.Unix(start, 0).Add(s.cfg.RefreshTokenMaxLifespan).UTC()
+	if exp := ds.GetExpiresAt(fosite.RefreshToken); exp.IsZero() || exp.After(limit) {
+		ds.SetExpiresAt(fosite.RefreshToken, limit)
+	}
+}
+
+// unixSeconds reads a number that may have gone through JSON.
+func unixSeconds(v interface{}) (int64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return n, true
+	case int:
+		return int64(n), true
+	case float64:
+		return int64(n), true
+	case json.Number:
+		i, err := n.Int64()
+		return i, err == nil
+	}
+	return 0, false
+}
+
+// touchClient records the client's first completed authorization and, at
+// most once a minute, its last use.
+func (s *Server) touchClient(ctx context.Context, fc fosite.Client) {
+	c, ok := fc.(*Client)
+	if !ok {
+		return
+	}
+	now := s.now()
+	if !c.ActivatedAt.IsZero() && now.Sub(c.LastUsedAt) < time.Minute {
+		return
+	}
+	err := s.store.UpdateClient(ctx, c.ID, func(cl *Client) error {
+		cl.LastUsedAt = now
+		if cl.ActivatedAt.IsZero() {
+			cl.ActivatedAt = now
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("recording client use failed", "client_id", c.ID, "err", err)
+		return
+	}
+	c.LastUsedAt = now
+	if c.ActivatedAt.IsZero() {
+		c.ActivatedAt = now
+	}
+}
+
+func (s *Server) writeTokenBody(w http.ResponseWriter, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json;charset=UTF-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+// writeTokenError writes an RFC 6749 §5.2 error. invalid_client is 401, so
+// clients whose registration is gone register again.
+func (s *Server) writeTokenError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	if rfc.CodeField >= 500 {
+		s.log.Error("token request failed", "err", err)
+	}
+	if errors.Is(rfc, fosite.ErrInvalidClient) {
+		if _, _, ok := r.BasicAuth(); ok {
+			w.Header().Set("WWW-Authenticate", `Basic realm="mcpd"`)
+		}
+	}
+	s.oauth.WriteAccessError(r.Context(), w, ar, rfc)
+}
