@@ -1,0 +1,182 @@
+package mcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Path is where the MCP endpoint is served; the resource identifier is the
+// issuer followed by Path.
+const Path = "/mcp"
+
+// defaultMaxBodyBytes bounds a request body when Config.MaxBodyBytes is 0.
+const defaultMaxBodyBytes = 1 << 20
+
+// Config configures a Server. Issuer, Verifier and Notes are required.
+type Config struct {
+	// Issuer is the public base URL without a trailing slash. The resource
+	// identifier is Issuer + "/mcp"; the protected-resource metadata names
+	// Issuer as the only authorization server.
+	Issuer string
+	// Verifier checks a bearer token. It returns an error wrapping
+	// auth.ErrInvalidToken for a bad, expired, revoked or wrong-audience
+	// token, and TokenInfo.UserID is the owner of notes.
+	Verifier auth.TokenVerifier
+	// Notes persists notes per owner.
+	Notes NotesStore
+	// Upstreams are the APIs the api_call tool may reach.
+	Upstreams []Upstream
+	// AllowedOrigins are Origin values accepted besides the issuer's origin
+	// and loopback origins, e.g. "https://inspector.example.com".
+	AllowedOrigins []string
+	// AllowedHosts are Host values accepted besides the issuer's host and
+	// loopback hosts, e.g. "mcp.internal:8080".
+	AllowedHosts []string
+	// Logger receives diagnostics; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// HTTPClient makes upstream calls and upstream token requests; nil
+	// means a client with no default timeout (each upstream has its own).
+	HTTPClient *http.Client
+	// Stateless is the go-sdk's StreamableHTTPOptions.Stateless.
+	Stateless bool
+	// JSONResponse is the go-sdk's StreamableHTTPOptions.JSONResponse.
+	JSONResponse bool
+	// MaxBodyBytes bounds a request body; 0 means 1 MiB.
+	MaxBodyBytes int64
+}
+
+// Server is the MCP endpoint with its protected-resource metadata. Create
+// one with New and mount it with Register.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	now       func() time.Time
+	resource  string // Issuer + Path
+	prmURL    string // Issuer + "/.well-known/oauth-protected-resource/mcp"
+	tools     map[string]tool
+	upstreams map[string]*upstream
+	origins   originPolicy
+	mcp       *sdk.Server
+	handler   http.Handler // the /mcp handler with every check
+}
+
+// New validates cfg and builds a Server.
+func New(cfg Config) (*Server, error) {
+	return newServer(cfg, true)
+}
+
+// newServer builds a Server; with authenticate false the bearer middleware
+// is replaced by a fixed token carrying every scope (for benchmarks only).
+func newServer(cfg Config, authenticate bool) (*Server, error) {
+	if cfg.Verifier == nil {
+		return nil, errors.New("mcp: Config.Verifier is required")
+	}
+	if cfg.Notes == nil {
+		return nil, errors.New("mcp: Config.Notes is required")
+	}
+	issuer := strings.TrimSuffix(cfg.Issuer, "/")
+	iu, err := url.Parse(issuer)
+	if err != nil || (iu.Scheme != "http" && iu.Scheme != "https") || iu.Host == "" {
+		return nil, fmt.Errorf("mcp: Config.Issuer %q is not an absolute http(s) URL", cfg.Issuer)
+	}
+	cfg.Issuer = issuer
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = defaultMaxBodyBytes
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{}
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		resource: issuer + Path,
+		prmURL:   issuer + prmPath + Path,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.origins, err = newOriginPolicy(iu, cfg.AllowedOrigins, cfg.AllowedHosts)
+	if err != nil {
+		return nil, err
+	}
+	s.upstreams, err = newUpstreams(cfg.Upstreams, cfg.HTTPClient)
+	if err != nil {
+		return nil, err
+	}
+
+	s.mcp = sdk.NewServer(&sdk.Implementation{Name: "mcpd", Title: "mcpd notes", Version: "1.0.0"}, &sdk.ServerOptions{
+		Instructions: "Personal notes (note_* tools, note:// resources, summarize_notes prompt) and operator-configured upstream APIs (api_call). Each tool names the OAuth scope it needs.",
+		Logger:       s.log,
+	})
+	s.tools = make(map[string]tool)
+	for _, t := range s.toolRegistry() {
+		if _, dup := s.tools[t.name]; dup {
+			return nil, fmt.Errorf("mcp: tool %q declared twice", t.name)
+		}
+		s.tools[t.name] = t
+		t.add(s.mcp)
+	}
+	s.addResources()
+	s.addPrompts()
+
+	streamable := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s.mcp }, &sdk.StreamableHTTPOptions{
+		Stateless:    cfg.Stateless,
+		JSONResponse: cfg.JSONResponse,
+		Logger:       s.log,
+		// Host and Origin are checked by s.checkOrigin against the issuer
+		// and the configured extras; the SDK's loopback-only rule would
+		// refuse an issuer served behind a reverse proxy.
+		DisableLocalhostProtection: true,
+		MaxRequestBodyBytes:        cfg.MaxBodyBytes,
+	})
+	// The SDK binds sessions to auth.TokenInfo.UserID, which it reads from a
+	// context key only auth.RequireBearerToken can set. Our bearer
+	// middleware has verified the token already; this hands the same
+	// TokenInfo over.
+	bind := auth.RequireBearerToken(func(_ context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
+		return verifiedTokenInfo(r.Context())
+	}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})
+	var h http.Handler = bind(streamable)
+	if authenticate {
+		h = s.requireBearer(s.requireScopes(h))
+	} else {
+		h = withFixedToken(h, &auth.TokenInfo{UserID: "bench", Scopes: Scopes(), Expiration: time.Now().Add(24 * time.Hour), Extra: map[string]any{"client_id": "bench"}})
+	}
+	s.handler = s.checkOrigin(h)
+	return s, nil
+}
+
+// Register mounts POST, GET and DELETE /mcp (and its CORS preflight) and the
+// protected-resource metadata at /.well-known/oauth-protected-resource/mcp
+// and /.well-known/oauth-protected-resource.
+func (s *Server) Register(r *mux.Router) {
+	r.Handle(Path, s.handler).Methods(http.MethodPost, http.MethodGet, http.MethodDelete, http.MethodOptions)
+	prm := s.prmHandler()
+	r.Handle(prmPath+Path, prm).Methods(http.MethodGet, http.MethodOptions)
+	r.Handle(prmPath, prm).Methods(http.MethodGet, http.MethodOptions)
+}
+
+// Handler returns the /mcp handler alone, with every check in place.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Scopes returns every scope the MCP endpoint knows, for scopes_supported.
+func Scopes() []string {
+	return []string{ScopeNotesRead, ScopeNotesWrite, ScopeAPICall}
+}

@@ -1,0 +1,108 @@
+package mcp
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+)
+
+// rpcCall is the part of a JSON-RPC message the scope check reads.
+type rpcCall struct {
+	Method string `json:"method"`
+	Params struct {
+		Name string `json:"name"` // tools/call, prompts/get
+		URI  string `json:"uri"`  // resources/read
+	} `json:"params"`
+}
+
+// requireScopes answers 403 insufficient_scope when a POSTed tools/call,
+// resources/read or prompts/get needs a scope the token lacks. It reads the
+// body (bounded by MaxBodyBytes) and restores it for the SDK. A batch is
+// refused when any of its calls would be. A body that is not JSON-RPC is
+// left to the SDK to reject.
+func (s *Server) requireScopes(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.Body == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+		r.Body.Close()
+		if err != nil {
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+				return
+			}
+			http.Error(w, "reading request body failed", http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		ti, err := verifiedTokenInfo(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if missing := s.missingScopes(body, ti); len(missing) > 0 {
+			granted := slices.Clone(ti.Scopes)
+			want := missing
+			for _, g := range granted {
+				if !slices.Contains(want, g) {
+					want = append(want, g)
+				}
+			}
+			s.insufficientScope(w, want)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// missingScopes returns the scopes that the calls in body need and ti
+// lacks, in the order first needed.
+func (s *Server) missingScopes(body []byte, ti *auth.TokenInfo) []string {
+	var calls []rpcCall
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		if json.Unmarshal(trimmed, &calls) != nil {
+			return nil
+		}
+	} else {
+		var c rpcCall
+		if json.Unmarshal(trimmed, &c) != nil {
+			return nil
+		}
+		calls = []rpcCall{c}
+	}
+	var missing []string
+	for _, c := range calls {
+		for _, sc := range s.scopesFor(c) {
+			if !slices.Contains(ti.Scopes, sc) && !slices.Contains(missing, sc) {
+				missing = append(missing, sc)
+			}
+		}
+	}
+	return missing
+}
+
+// scopesFor returns the scopes one JSON-RPC call needs. Unknown tools and
+// prompts need none here: the SDK answers them with an error.
+func (s *Server) scopesFor(c rpcCall) []string {
+	switch c.Method {
+	case "tools/call":
+		if t, ok := s.tools[c.Params.Name]; ok && t.scope != "" {
+			return []string{t.scope}
+		}
+	case "resources/read":
+		return []string{resourceScope}
+	case "prompts/get":
+		if c.Params.Name == promptSummarizeNotes {
+			return []string{promptScope}
+		}
+	}
+	return nil
+}
