@@ -5,6 +5,7 @@ import (
 	"embed"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"net/http"
 )
@@ -48,11 +49,22 @@ type ConsentData struct {
 	RequestID    string
 	User         string
 	ClientName   string
+	ClientID     string // shown in small print, so two clients of one name can be told apart
 	ClientSource string // dynamic, metadata or static
 	ClientHost   string // host of the client metadata document URL, if any
 	RedirectHost string
 	Scopes       []ScopeChoice
 	RememberDays int
+}
+
+// HasOptional reports whether any requested scope may be unchecked.
+func (d ConsentData) HasOptional() bool {
+	for _, s := range d.Scopes {
+		if !s.Required {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrorData is what an error page shows.
@@ -63,8 +75,14 @@ type ErrorData struct {
 
 // New parses the embedded templates.
 func New() (*Renderer, error) {
+	return newRenderer(templateFS)
+}
+
+// newRenderer parses the templates in fsys, which holds templates/*.html.
+// Tests pass a broken file system to prove that New fails loudly.
+func newRenderer(fsys fs.FS) (*Renderer, error) {
 	parse := func(name string) (*template.Template, error) {
-		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+name)
+		t, err := template.New(name).Option("missingkey=error").ParseFS(fsys, "templates/layout.html", "templates/"+name)
 		if err != nil {
 			return nil, fmt.Errorf("web: parse %s: %w", name, err)
 		}
@@ -81,14 +99,39 @@ func New() (*Renderer, error) {
 	if r.errPage, err = parse("error.html"); err != nil {
 		return nil, err
 	}
+	// html/template escapes, and so finds context errors and undefined
+	// templates, on first execution: do it now, so that a broken page fails
+	// start-up instead of the first person who opens it.
+	for _, dry := range []struct {
+		t    *template.Template
+		data any
+	}{{r.login, LoginData{}}, {r.consent, ConsentData{}}, {r.errPage, ErrorData{}}} {
+		if err := dry.t.ExecuteTemplate(io.Discard, "layout", dry.data); err != nil {
+			return nil, fmt.Errorf("web: execute %s: %w", dry.t.Name(), err)
+		}
+	}
 	return &r, nil
 }
 
+// ContentSecurityPolicy is the policy every page carries: nothing but the
+// stylesheet from this origin, no script at all, no framing.
+//
+// It deliberately has no form-action directive. After Allow or Deny the
+// server answers the form POST with a redirect to the client's redirect
+// URI, which may be http://127.0.0.1:PORT, https://… or a custom scheme
+// such as vscode:// or cursor://. Browsers apply form-action to every hop
+// of that redirect chain, and the login POST can redirect straight to the
+// client too when a remembered consent skips the page, so any form-action
+// narrower than "anything" would break some client. form-action does not
+// fall back to default-src, so leaving it out means "unrestricted"; the
+// forms' targets come from the server, never from the request.
+const ContentSecurityPolicy = "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+
 // SecurityHeaders sets the headers every page carries: no framing, no
-// inline script, no referrer, no caching.
+// script, no referrer, no caching.
 func SecurityHeaders(h http.Header) {
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", ContentSecurityPolicy)
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -112,7 +155,12 @@ func (r *Renderer) Error(w http.ResponseWriter, status int, d ErrorData) {
 // StaticHandler serves the embedded CSS under /static/.
 func (r *Renderer) StaticHandler() http.Handler {
 	sub, _ := fs.Sub(staticFS, "static")
-	return http.StripPrefix("/static/", http.FileServer(http.FS(sub)))
+	files := http.StripPrefix("/static/", http.FileServer(http.FS(sub)))
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Cache-Control", "no-cache")
+		files.ServeHTTP(w, req)
+	})
 }
 
 func (r *Renderer) render(w http.ResponseWriter, status int, t *template.Template, data any) {
