@@ -108,7 +108,7 @@ func newUpstream(c Upstream, base http.RoundTripper) (*upstream, error) {
 	}
 	for _, p := range c.PathPrefixes {
 		if !strings.HasPrefix(p, "/") || strings.Contains(p, "..") {
-			return nil, fmt.Errorf("path prefix %q must start with / and hold no ..", p)
+			return nil, fmt.Errorf("path prefix %q must start with / and hold no dot-dot segment", p)
 		}
 	}
 	if c.Timeout <= 0 {
