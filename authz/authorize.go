@@ -84,6 +84,9 @@ func (s *Server) parseAuthorize(ctx context.Context, w http.ResponseWriter, form
 		err = nil
 	}
 	if err == nil {
+		err = checkPKCE(form)
+	}
+	if err == nil {
 		err = s.checkResources(form)
 	}
 	if err != nil {
@@ -96,6 +99,21 @@ func (s *Server) parseAuthorize(ctx context.Context, w http.ResponseWriter, form
 		return nil, false
 	}
 	return ar, true
+}
+
+// checkPKCE requires an S256 code challenge before the user sees a page;
+// fosite would only notice when issuing the code.
+func checkPKCE(form url.Values) error {
+	challenge, method := form.Get("code_challenge"), form.Get("code_challenge_method")
+	switch {
+	case challenge == "":
+		return fosite.ErrInvalidRequest.WithHint("PKCE is required: send code_challenge with code_challenge_method S256.")
+	case method != "S256":
+		return fosite.ErrInvalidRequest.WithHint("Only code_challenge_method S256 is supported.")
+	case len(challenge) < 43 || len(challenge) > 128:
+		return fosite.ErrInvalidRequest.WithHint("The code_challenge must be 43 to 128 characters long.")
+	}
+	return nil
 }
 
 func cloneValues(v url.Values) url.Values {
