@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
+	"golang.org/x/oauth2"
+)
+
+// connectMCP opens an MCP session with a fixed bearer token.
+func connectMCP(t *testing.T, issuer, token string) *mcp.ClientSession {
+	t.Helper()
+	client := mcp.NewClient(&mcp.Implementation{Name: "mcpd-test", Version: "1"}, nil)
+	cs, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{
+		Endpoint:   issuer + "/mcp",
+		HTTPClient: &http.Client{Transport: bearerTransport{token: token}},
+	}, nil)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
+}
+
+// whoami calls the whoami tool and returns its structured result.
+func whoami(t *testing.T, cs *mcp.ClientSession) map[string]any {
+	t.Helper()
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "whoami"})
+	if err != nil {
+		t.Fatalf("whoami: %v", err)
+	}
+	if res.IsError {
+		t.Fatalf("whoami tool error: %+v", res.Content)
+	}
+	m, _ := res.StructuredContent.(map[string]any)
+	return m
+}
+
+// mcpStatus posts an initialize request with a token and returns the status
+// and WWW-Authenticate header.
+func mcpStatus(t *testing.T, issuer, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, issuer+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
+}
+
+func TestClientRevokeEndsEveryToken(t *testing.T) {
+	ts := startServer(t)
+	mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--data", ts.Data)
+	clientID, redirect := publicClient(t, ts.URL, "Revoked Client")
+	tok := login(t, ts.URL, clientID, redirect, "alice", "alice-pw", "notes:read", "notes:write")
+	cs := connectMCP(t, ts.URL, tok.AccessToken)
+	if got := whoami(t, cs); got["user"] != "alice" || got["client_id"] != clientID {
+		t.Fatalf("whoami = %v; want alice via %s", got, clientID)
+	}
+	out := mustMcpd(t, "", "client", "revoke", clientID, "--data", ts.Data)
+	if !strings.Contains(out, "ended 1 grants") {
+		t.Errorf("client revoke printed %q", out)
+	}
+	status, challenge := mcpStatus(t, ts.URL, tok.AccessToken)
+	if status != http.StatusUnauthorized || !strings.Contains(challenge, `error="invalid_token"`) {
+		t.Errorf("after revoke: %d %q; want 401 with invalid_token", status, challenge)
+	}
+	cfg := &oauth2.Config{ClientID: clientID, Endpoint: oauth2.Endpoint{TokenURL: ts.URL + "/token", AuthStyle: oauth2.AuthStyleInParams}}
+	expired := &oauth2.Token{RefreshToken: tok.RefreshToken, Expiry: time.Now().Add(-time.Hour)}
+	if _, err := cfg.TokenSource(context.Background(), expired).Token(); err == nil {
+		t.Error("refresh after revoke succeeded")
+	}
+	if _, _, err := mcpd(t, "", "client", "show", clientID, "--data", ts.Data); err == nil {
+		t.Error("revoked client still shown")
+	}
+}
+
+func TestGoSDKClientFullFlow(t *testing.T) {
+	ts := startServer(t, "--access-token-ttl", "2s")
+	mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--data", ts.Data)
+	var authorizations int
+	handler, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
+		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
+			ClientName:              "go-sdk test",
+			RedirectURIs:            []string{"http://127.0.0.1:53682/callback"},
+			GrantTypes:              []string{"authorization_code", "refresh_token"},
+			ResponseTypes:           []string{"code"},
+			TokenEndpointAuthMethod: "none",
+		}},
+		RedirectURL: "http://127.0.0.1:53682/callback",
+		AuthorizationCodeFetcher: func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
+			authorizations++
+			loc := newBrowser(t).authorize(args.URL, "alice", "alice-pw", "allow", nil, false)
+			q := loc.Query()
+			return &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: "go-sdk-e2e", Version: "1"}, nil)
+	cs, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: ts.URL + "/mcp", OAuthHandler: handler}, nil)
+	if err != nil {
+		t.Fatalf("connect through discovery, registration and authorization: %v", err)
+	}
+	defer cs.Close()
+	if got := whoami(t, cs); got["user"] != "alice" {
+		t.Fatalf("whoami = %v", got)
+	}
+	src, err := handler.TokenSource(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := src.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(first.Expiry) + 200*time.Millisecond)
+	if got := whoami(t, cs); got["user"] != "alice" {
+		t.Fatalf("whoami after expiry = %v", got)
+	}
+	second, _ := src.Token()
+	if second.AccessToken == first.AccessToken || second.RefreshToken == first.RefreshToken {
+		t.Error("the access token expired but no refresh rotated the tokens")
+	}
+	if authorizations != 1 {
+		t.Errorf("%d browser authorizations; want 1 (the refresh needs none)", authorizations)
+	}
+}
+
+func TestNotesAcrossRestart(t *testing.T) {
+	data := t.TempDir()
+	listen := freeAddr(t) // the issuer, and so the token audience, must stay the same
+	ts := startServer(t, "--data", data, "--listen", listen)
+	mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--data", data)
+	clientID, redirect := publicClient(t, ts.URL, "Restart Client")
+	tok := login(t, ts.URL, clientID, redirect, "alice", "alice-pw", "notes:read", "notes:write")
+	cs := connectMCP(t, ts.URL, tok.AccessToken)
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "note_save", Arguments: map[string]any{"title": "kept", "body": "across restarts"}})
+	if err != nil || res.IsError {
+		t.Fatalf("note_save: %v %+v", err, res)
+	}
+	id := res.StructuredContent.(map[string]any)["id"].(string)
+	cs.Close()
+	ts.Stop(t)
+
+	// Same data directory, new process: the grant and the note survive.
+	ts2 := startServer(t, "--data", data, "--listen", listen)
+	tok2 := refresh(t, ts2.URL, clientID, tok.RefreshToken)
+	cs2 := connectMCP(t, ts2.URL, tok2.AccessToken)
+	res, err = cs2.CallTool(context.Background(), &mcp.CallToolParams{Name: "note_get", Arguments: map[string]any{"id": id}})
+	if err != nil || res.IsError {
+		t.Fatalf("note_get after restart: %v %+v", err, res)
+	}
+	if got := res.StructuredContent.(map[string]any)["body"]; got != "across restarts" {
+		t.Errorf("body = %v", got)
+	}
+}
+
+// refresh redeems a refresh token at issuer.
+func refresh(t *testing.T, issuer, clientID, refreshToken string) *oauth2.Token {
+	t.Helper()
+	cfg := &oauth2.Config{ClientID: clientID, Endpoint: oauth2.Endpoint{TokenURL: issuer + "/token", AuthStyle: oauth2.AuthStyleInParams}}
+	tok, err := cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Now().Add(-time.Hour)}).Token()
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	return tok
+}
