@@ -200,6 +200,44 @@ type configFile struct {
 	Upstreams []mcp.Upstream
 }
 
+// upstreamFile is one upstream as the config file spells it.
+type upstreamFile struct {
+	Name             string   `json:"name"`
+	BaseURL          string   `json:"base_url"`
+	Methods          []string `json:"methods"`
+	PathPrefixes     []string `json:"path_prefixes"`
+	Timeout          string   `json:"timeout"`
+	MaxResponseBytes int64    `json:"max_response_bytes"`
+	Auth             struct {
+		Type            string   `json:"type"`
+		BearerEnv       string   `json:"bearer_env"`
+		TokenURL        string   `json:"token_url"`
+		ClientID        string   `json:"client_id"`
+		ClientSecretEnv string   `json:"client_secret_env"`
+		Scopes          []string `json:"scopes"`
+	} `json:"auth"`
+}
+
+func (u upstreamFile) upstream() (mcp.Upstream, error) {
+	out := mcp.Upstream{
+		Name: u.Name, BaseURL: u.BaseURL, Methods: u.Methods, PathPrefixes: u.PathPrefixes, MaxResponseBytes: u.MaxResponseBytes,
+		Auth: mcp.UpstreamAuth{Type: u.Auth.Type, BearerEnv: u.Auth.BearerEnv, TokenURL: u.Auth.TokenURL, ClientID: u.Auth.ClientID, ClientSecretEnv: u.Auth.ClientSecretEnv, Scopes: u.Auth.Scopes},
+	}
+	if u.Timeout != "" {
+		d, err := time.ParseDuration(u.Timeout)
+		if err != nil || d <= 0 {
+			return out, fmt.Errorf("upstream %q: timeout %q is not a positive duration", u.Name, u.Timeout)
+		}
+		out.Timeout = d
+	}
+	switch u.Auth.Type {
+	case "", "none", "bearer", "client_credentials":
+	default:
+		return out, fmt.Errorf("upstream %q: auth type %q is not none, bearer or client_credentials", u.Name, u.Auth.Type)
+	}
+	return out, nil
+}
+
 func readConfigFile(path string, known map[string]bool) (*configFile, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -215,8 +253,16 @@ func readConfigFile(path string, known map[string]bool) (*configFile, error) {
 		if k == "upstreams" {
 			d := json.NewDecoder(bytes.NewReader(v))
 			d.DisallowUnknownFields()
-			if err := d.Decode(&cf.Upstreams); err != nil {
+			var ups []upstreamFile
+			if err := d.Decode(&ups); err != nil {
 				return nil, fmt.Errorf("config file %s: upstreams: %w", path, err)
+			}
+			for _, u := range ups {
+				mu, err := u.upstream()
+				if err != nil {
+					return nil, fmt.Errorf("config file %s: %w", path, err)
+				}
+				cf.Upstreams = append(cf.Upstreams, mu)
 			}
 			continue
 		}
@@ -400,8 +446,12 @@ func settingsReference() []string {
 		if s.name == "data" {
 			def = "$XDG_DATA_HOME/mcpd or ~/.local/share/mcpd"
 		}
-		rows = append(rows, fmt.Sprintf("| `--%s` | `%s` | `%s` | %s |", s.name, s.env, def, s.usage))
+		if def != "" {
+			def = "`" + def + "`"
+		}
+		rows = append(rows, fmt.Sprintf("| `--%s` | `%s` | %s | %s |", s.name, s.env, def, s.usage))
 	}
+	rows = append(rows, "| `--config` | `MCPD_CONFIG` | | JSON config file: any setting by its flag name, plus `upstreams` |")
 	sort.Strings(rows)
 	return rows
 }
