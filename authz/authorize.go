@@ -77,7 +77,7 @@ func (s *Server) parseAuthorize(ctx context.Context, w http.ResponseWriter, form
 		s.errorPage(w, http.StatusBadRequest, "Bad request", "The authorization request could not be read.")
 		return nil, false
 	}
-	ar, err := s.oauth.NewAuthorizeRequest(withPresentedRedirect(ctx, redirect), req)
+	ar, err := s.oauth.NewAuthorizeRequest(withResolvedClient(withPresentedRedirect(ctx, redirect), c), req)
 	// fosite wants a state of 8+ characters as its last check; real
 	// clients send none, and PKCE (always required) protects the flow.
 	if err != nil && errors.Is(err, fosite.ErrInvalidState) && ar.GetState() == "" {

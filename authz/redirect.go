@@ -41,6 +41,14 @@ func matchRedirectURI(presented string, registered []string) bool {
 
 type presentedRedirectKey struct{}
 
+type resolvedClientKey struct{}
+
+// withResolvedClient records in ctx a client the handler already looked
+// up, so fosite's GetClient does not fetch a metadata document twice.
+func withResolvedClient(ctx context.Context, c *Client) context.Context {
+	return context.WithValue(ctx, resolvedClientKey{}, c)
+}
+
 // withPresentedRedirect records in ctx a redirect URI the authorize handler
 // has already matched, so that fosite's exact matching accepts it.
 func withPresentedRedirect(ctx context.Context, uri string) context.Context {
@@ -56,9 +64,15 @@ type fositeStore struct {
 
 // GetClient implements fosite.ClientManager.
 func (f *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
-	c, err := f.s.lookupClient(ctx, id)
-	if err != nil {
-		return nil, err
+	c, ok := ctx.Value(resolvedClientKey{}).(*Client)
+	if ok && c.ID == id {
+		cp := *c
+		c = &cp
+	} else {
+		var err error
+		if c, err = f.s.lookupClient(ctx, id); err != nil {
+			return nil, err
+		}
 	}
 	if uri, ok := ctx.Value(presentedRedirectKey{}).(string); ok && uri != "" && !slices.Contains(c.RedirectURIs, uri) && matchRedirectURI(uri, c.RedirectURIs) {
 		cp := *c

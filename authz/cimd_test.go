@@ -1,0 +1,168 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/oauth2"
+)
+
+// docServer serves client metadata documents over TLS; docs maps a path to
+// a function of the server's URL returning body and Cache-Control.
+func docServer(t *testing.T, docs map[string]func(base string) (string, string)) (*httptest.Server, *atomic.Int32) {
+	var hits atomic.Int32
+	var ts *httptest.Server
+	ts = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		f, ok := docs[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		body, cc := f(ts.URL)
+		if cc != "" {
+			w.Header().Set("Cache-Control", cc)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, body)
+	}))
+	t.Cleanup(ts.Close)
+	return ts, &hits
+}
+
+func cimdDoc(id string, redirects ...string) string {
+	b, _ := json.Marshal(map[string]any{
+		"client_id":                  id,
+		"client_name":                "Doc Client",
+		"redirect_uris":              redirects,
+		"token_endpoint_auth_method": "none",
+		"grant_types":                []string{"authorization_code", "refresh_token"},
+	})
+	return string(b)
+}
+
+func TestClientMetadataDocuments(t *testing.T) {
+	docs, hits := docServer(t, map[string]func(string) (string, string){
+		"/good.json":     func(b string) (string, string) { return cimdDoc(b+"/good.json", "http://127.0.0.1/cb"), "max-age=3600" },
+		"/nocache.json":  func(b string) (string, string) { return cimdDoc(b+"/nocache.json", "http://127.0.0.1/cb"), "no-store" },
+		"/mismatch.json": func(b string) (string, string) { return cimdDoc(b+"/other.json", "http://127.0.0.1/cb"), "" },
+		"/badredir.json": func(b string) (string, string) { return cimdDoc(b+"/badredir.json", "http://app.example/cb"), "" },
+		"/big.json": func(b string) (string, string) {
+			return `{"client_id":"` + b + `/big.json","client_name":"` + strings.Repeat("x", 6000) + `"}`, ""
+		},
+		"/secret.json": func(b string) (string, string) {
+			return `{"client_id":"` + b + `/secret.json","redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"client_secret_basic"}`, ""
+		},
+	})
+	e := newEnv(t, func(c *Config) {
+		c.HTTPClient = docs.Client()
+		c.AllowPrivateMetadataHosts = true
+	})
+
+	t.Run("an https client_id is fetched and the whole flow works", func(t *testing.T) {
+		id := docs.URL + "/good.json"
+		b := e.browser()
+		p := b.get(e.authorizeURL(authRequest{clientID: id, redirect: "http://127.0.0.1:5555/cb", scope: "notes:read", verifier: oauth2.GenerateVerifier()}))
+		if !isLoginPage(p) || !strings.Contains(p.body, "Doc Client") {
+			t.Fatalf("status %d: %.300s", p.status, p.body)
+		}
+		p = b.login(t, p, "alice", "correct horse")
+		if !strings.Contains(p.body, strings.TrimPrefix(docs.URL, "https://")) {
+			t.Errorf("consent page does not show the document's host")
+		}
+		tok := e.codeFlow(b, id, "http://127.0.0.1:5556/cb", "notes:read")
+		info, err := e.srv.Verify(context.Background(), tok.AccessToken, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(id, info.Extra["client_id"]); diff != "" {
+			t.Errorf("client_id (-want +got):\n%s", diff)
+		}
+		if c := e.store.client(id); c == nil || c.Source != SourceMetadata {
+			t.Errorf("stored client %+v; want source metadata", c)
+		}
+	})
+
+	t.Run("the document is cached per Cache-Control", func(t *testing.T) {
+		for _, tt := range []struct {
+			path string
+			want int32
+		}{{"/good.json", 0}, {"/nocache.json", 2}} {
+			before := hits.Load()
+			for range 2 {
+				e.browser().get(e.authorizeURL(authRequest{clientID: docs.URL + tt.path, redirect: "http://127.0.0.1:5555/cb", verifier: oauth2.GenerateVerifier()}))
+			}
+			if got := hits.Load() - before; got != tt.want {
+				t.Errorf("%s: %d fetches; want %d", tt.path, got, tt.want)
+			}
+		}
+		e.clock.Advance(2 * time.Hour)
+		before := hits.Load()
+		e.browser().get(e.authorizeURL(authRequest{clientID: docs.URL + "/good.json", redirect: "http://127.0.0.1:5555/cb", verifier: oauth2.GenerateVerifier()}))
+		if hits.Load() == before {
+			t.Errorf("document not fetched again after max-age")
+		}
+	})
+
+	for _, tt := range []struct{ name, path string }{
+		{"a document whose client_id differs from its URL is refused", "/mismatch.json"},
+		{"a document with a bad redirect URI is refused", "/badredir.json"},
+		{"a document over 5 KB is refused", "/big.json"},
+		{"a document for a confidential client is refused", "/secret.json"},
+		{"a missing document is refused", "/missing.json"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := e.browser().get(e.authorizeURL(authRequest{clientID: docs.URL + tt.path, redirect: "http://127.0.0.1:5555/cb", verifier: oauth2.GenerateVerifier()}))
+			if p.status != http.StatusBadRequest || p.header.Get("Location") != "" {
+				t.Errorf("status %d location %q; want a 400 error page", p.status, p.header.Get("Location"))
+			}
+		})
+	}
+
+	t.Run("loopback document hosts are refused unless allowed", func(t *testing.T) {
+		strict := newEnv(t, nil) // default HTTP client, private hosts refused
+		_, _, err := strict.srv.cimd.load(context.Background(), docs.URL+"/good.json")
+		if err == nil || !strings.Contains(err.Error(), "could not be fetched") {
+			t.Errorf("load = %v; want a refused fetch", err)
+		}
+	})
+
+	t.Run("with documents off an https client_id is unknown", func(t *testing.T) {
+		off := newEnv(t, func(c *Config) {
+			c.ClientMetadataDocuments = false
+			c.HTTPClient = docs.Client()
+		})
+		p := off.browser().get(off.authorizeURL(authRequest{clientID: docs.URL + "/good.json", redirect: "http://127.0.0.1:5555/cb", verifier: oauth2.GenerateVerifier()}))
+		if p.status != http.StatusBadRequest {
+			t.Errorf("status %d; want 400", p.status)
+		}
+	})
+}
+
+func TestCacheLifetime(t *testing.T) {
+	tests := []struct {
+		header string
+		want   time.Duration
+	}{
+		{"", 5 * time.Minute},
+		{"max-age=60", time.Minute},
+		{"public, max-age=999999", 24 * time.Hour},
+		{"no-store", 0},
+		{"no-cache, max-age=60", 0},
+		{"max-age=bogus", 0},
+		{"public", 5 * time.Minute},
+	}
+	for _, tt := range tests {
+		if got := cacheLifetime(tt.header); got != tt.want {
+			t.Errorf("cacheLifetime(%q) = %v; want %v", tt.header, got, tt.want)
+		}
+	}
+}

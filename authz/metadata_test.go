@@ -1,0 +1,102 @@
+package authz
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestMetadata(t *testing.T) {
+	for _, cimd := range []bool{true, false} {
+		e := newEnv(t, func(c *Config) { c.ClientMetadataDocuments = cimd })
+		resp, err := http.Get(e.url("/.well-known/oauth-authorization-server"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		iss := e.ts.URL
+		want := map[string]any{
+			"issuer":                                         iss,
+			"authorization_endpoint":                         iss + "/authorize",
+			"token_endpoint":                                 iss + "/token",
+			"registration_endpoint":                          iss + "/register",
+			"revocation_endpoint":                            iss + "/revoke",
+			"introspection_endpoint":                         iss + "/introspect",
+			"scopes_supported":                               []any{"notes:read", "notes:write", "api:call"},
+			"response_types_supported":                       []any{"code"},
+			"response_modes_supported":                       []any{"query"},
+			"grant_types_supported":                          []any{"authorization_code", "refresh_token", "client_credentials"},
+			"token_endpoint_auth_methods_supported":          []any{"none", "client_secret_basic", "client_secret_post"},
+			"revocation_endpoint_auth_methods_supported":     []any{"none", "client_secret_basic", "client_secret_post"},
+			"introspection_endpoint_auth_methods_supported":  []any{"client_secret_basic", "client_secret_post"},
+			"code_challenge_methods_supported":               []any{"S256"},
+			"authorization_response_iss_parameter_supported": true,
+			"client_id_metadata_document_supported":          cimd,
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("metadata with CIMD %v (-want +got):\n%s", cimd, diff)
+		}
+	}
+}
+
+func TestCORS(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.CORSOrigins = []string{"https://inspector.example"} })
+	tests := []struct {
+		name, method, path, origin string
+		wantAllow                  string
+	}{
+		{"MCP Inspector's origin may preflight /token", http.MethodOptions, "/token", "http://localhost:6274", "http://localhost:6274"},
+		{"a loopback origin on any port may call /register", http.MethodOptions, "/register", "http://127.0.0.1:9999", "http://127.0.0.1:9999"},
+		{"a configured origin may read the metadata", http.MethodGet, "/.well-known/oauth-authorization-server", "https://inspector.example", "https://inspector.example"},
+		{"a configured origin may revoke", http.MethodOptions, "/revoke", "https://inspector.example", "https://inspector.example"},
+		{"another origin is not allowed", http.MethodOptions, "/token", "https://evil.example", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, e.url(tt.path), nil)
+			req.Header.Set("Origin", tt.origin)
+			req.Header.Set("Access-Control-Request-Method", "POST")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.Header.Get("Access-Control-Allow-Origin"); got != tt.wantAllow {
+				t.Errorf("Access-Control-Allow-Origin = %q; want %q", got, tt.wantAllow)
+			}
+			if tt.wantAllow != "" && resp.Header.Get("Access-Control-Expose-Headers") != "WWW-Authenticate" {
+				t.Errorf("Access-Control-Expose-Headers = %q; want WWW-Authenticate", resp.Header.Get("Access-Control-Expose-Headers"))
+			}
+		})
+	}
+}
+
+func TestClientAddr(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")} })
+	tests := []struct {
+		name, remote, xff, want string
+	}{
+		{"the peer is used without proxies", "192.0.2.1:1234", "", "192.0.2.1"},
+		{"X-Forwarded-For from an untrusted peer is ignored", "192.0.2.1:1234", "198.51.100.7", "192.0.2.1"},
+		{"X-Forwarded-For from a trusted proxy is honoured", "10.1.2.3:1234", "198.51.100.7", "198.51.100.7"},
+		{"the last untrusted hop wins", "10.1.2.3:1234", "203.0.113.9, 198.51.100.7, 10.9.9.9", "198.51.100.7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.RemoteAddr = tt.remote
+			if tt.xff != "" {
+				r.Header.Set("X-Forwarded-For", tt.xff)
+			}
+			if got := e.srv.clientAddr(r); got != tt.want {
+				t.Errorf("clientAddr = %q; want %q", got, tt.want)
+			}
+		})
+	}
+}

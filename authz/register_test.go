@@ -1,0 +1,160 @@
+package authz
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestRegistrationRules(t *testing.T) {
+	e := newEnv(t, nil)
+	tests := []struct {
+		name      string
+		body      string
+		wantError string // "" means 201
+	}{
+		{"public client with loopback redirect is accepted", `{"redirect_uris":["http://127.0.0.1:1234/cb"],"token_endpoint_auth_method":"none"}`, ""},
+		{"IPv6 loopback redirect is accepted", `{"redirect_uris":["http://[::1]/cb"],"token_endpoint_auth_method":"none"}`, ""},
+		{"localhost redirect is accepted", `{"redirect_uris":["http://localhost/callback"],"token_endpoint_auth_method":"none"}`, ""},
+		{"private-use scheme redirect is accepted", `{"redirect_uris":["cursor://anysphere.cursor-retrieval/oauth/user-mcpd/callback"],"token_endpoint_auth_method":"none"}`, ""},
+		{"https redirect is accepted", `{"redirect_uris":["https://app.example/cb"],"token_endpoint_auth_method":"none"}`, ""},
+		{"http redirect to a non-loopback host is refused", `{"redirect_uris":["http://app.example/cb"],"token_endpoint_auth_method":"none"}`, "invalid_redirect_uri"},
+		{"redirect with a fragment is refused", `{"redirect_uris":["https://app.example/cb#x"],"token_endpoint_auth_method":"none"}`, "invalid_redirect_uri"},
+		{"javascript redirect is refused", `{"redirect_uris":["javascript:alert(1)"],"token_endpoint_auth_method":"none"}`, "invalid_redirect_uri"},
+		{"relative redirect is refused", `{"redirect_uris":["/cb"],"token_endpoint_auth_method":"none"}`, "invalid_redirect_uri"},
+		{"authorization_code without redirect_uris is refused", `{"token_endpoint_auth_method":"none"}`, "invalid_redirect_uri"},
+		{"unknown grant type is refused", `{"redirect_uris":["https://app.example/cb"],"grant_types":["implicit"]}`, "invalid_client_metadata"},
+		{"public client_credentials is refused", `{"grant_types":["client_credentials"],"token_endpoint_auth_method":"none"}`, "invalid_client_metadata"},
+		{"unknown auth method is refused", `{"redirect_uris":["https://app.example/cb"],"token_endpoint_auth_method":"private_key_jwt"}`, "invalid_client_metadata"},
+		{"token response type is refused", `{"redirect_uris":["https://app.example/cb"],"response_types":["token"]}`, "invalid_client_metadata"},
+		{"a client_id cannot be chosen", `{"client_id":"mine","redirect_uris":["https://app.example/cb"]}`, "invalid_client_metadata"},
+		{"malformed JSON is refused", `{"redirect_uris":`, "invalid_client_metadata"},
+		{"wrong field type is refused", `{"redirect_uris":"https://app.example/cb"}`, "invalid_client_metadata"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var rr regResponse
+			resp := e.postJSON("/register", tt.body, &rr)
+			if tt.wantError == "" {
+				if resp.StatusCode != http.StatusCreated {
+					t.Fatalf("status %d %s: %s; want 201", resp.StatusCode, rr.Error, rr.ErrorDescription)
+				}
+				return
+			}
+			if resp.StatusCode != http.StatusBadRequest || rr.Error != tt.wantError || rr.ErrorDescription == "" {
+				t.Errorf("status %d error %q (%q); want 400 %s with a description", resp.StatusCode, rr.Error, rr.ErrorDescription, tt.wantError)
+			}
+		})
+	}
+
+	t.Run("a confidential client gets a secret once and it is stored hashed", func(t *testing.T) {
+		rr := e.registerConfidential("")
+		if len(rr.ClientSecret) < 40 {
+			t.Fatalf("client_secret %q too short", rr.ClientSecret)
+		}
+		if diff := cmp.Diff("notes:read notes:write api:call", rr.Scope); diff != "" {
+			t.Errorf("default scope (-want +got):\n%s", diff)
+		}
+		c := e.store.client(rr.ClientID)
+		if string(c.SecretHash) == rr.ClientSecret || len(c.SecretHash) == 0 {
+			t.Errorf("secret stored as %q", c.SecretHash)
+		}
+		req, _ := http.NewRequest(http.MethodGet, rr.RegistrationClientURI, nil)
+		req.Header.Set("Authorization", "Bearer "+rr.RegistrationAccessToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var read regResponse
+		_ = json.NewDecoder(resp.Body).Decode(&read)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || read.ClientSecret != "" || read.ClientID != rr.ClientID {
+			t.Errorf("RFC 7592 read: status %d, secret %q, id %q", resp.StatusCode, read.ClientSecret, read.ClientID)
+		}
+	})
+
+	t.Run("an auth-code client is given refresh_token too", func(t *testing.T) {
+		rr := e.register(`{"redirect_uris":["https://app.example/cb"],"token_endpoint_auth_method":"none","grant_types":["authorization_code"]}`)
+		if diff := cmp.Diff([]string{"authorization_code", "refresh_token"}, rr.GrantTypes); diff != "" {
+			t.Errorf("grant_types (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("RFC 7592 delete needs the registration access token", func(t *testing.T) {
+		rr := e.registerPublic("https://app.example/cb")
+		del := func(token string) int {
+			req, _ := http.NewRequest(http.MethodDelete, rr.RegistrationClientURI, nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if st := del("wrong"); st != http.StatusUnauthorized {
+			t.Errorf("wrong token: status %d; want 401", st)
+		}
+		if st := del(rr.RegistrationAccessToken); st != http.StatusNoContent {
+			t.Errorf("right token: status %d; want 204", st)
+		}
+		if e.store.client(rr.ClientID) != nil {
+			t.Errorf("client still stored")
+		}
+	})
+}
+
+func TestRegistrationLimits(t *testing.T) {
+	t.Run("registrations are rate-limited per client address", func(t *testing.T) {
+		e := newEnv(t, func(c *Config) { c.RegistrationsPerMinute = 3 })
+		body := `{"redirect_uris":["https://app.example/cb"],"token_endpoint_auth_method":"none"}`
+		var codes []int
+		for range 4 {
+			codes = append(codes, e.postJSON("/register", body, nil).StatusCode)
+		}
+		if diff := cmp.Diff([]int{201, 201, 201, 429}, codes); diff != "" {
+			t.Errorf("statuses (-want +got):\n%s", diff)
+		}
+		e.clock.Advance(61e9)
+		if st := e.postJSON("/register", body, nil).StatusCode; st != 201 {
+			t.Errorf("after a minute: status %d; want 201", st)
+		}
+	})
+	t.Run("registrations stop at the global cap", func(t *testing.T) {
+		e := newEnv(t, func(c *Config) { c.MaxClients = 2 })
+		body := `{"redirect_uris":["https://app.example/cb"],"token_endpoint_auth_method":"none"}`
+		var codes []int
+		for range 3 {
+			codes = append(codes, e.postJSON("/register", body, nil).StatusCode)
+		}
+		if diff := cmp.Diff([]int{201, 201, 503}, codes); diff != "" {
+			t.Errorf("statuses (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("an oversized body is refused", func(t *testing.T) {
+		e := newEnv(t, nil)
+		big := `{"client_name":"` + strings.Repeat("a", maxJSONBody) + `"}`
+		if st := e.postJSON("/register", big, nil).StatusCode; st != http.StatusBadRequest {
+			t.Errorf("status %d; want 400", st)
+		}
+	})
+	t.Run("X-Forwarded-For is ignored from untrusted peers", func(t *testing.T) {
+		e := newEnv(t, func(c *Config) { c.RegistrationsPerMinute = 1 })
+		body := `{"redirect_uris":["https://app.example/cb"],"token_endpoint_auth_method":"none"}`
+		var codes []int
+		for _, xff := range []string{"203.0.113.1", "203.0.113.2"} {
+			req := httptest.NewRequest(http.MethodPost, "/register", strings.NewReader(body))
+			req.Header.Set("X-Forwarded-For", xff)
+			rec := httptest.NewRecorder()
+			e.srv.handleRegister(rec, req)
+			codes = append(codes, rec.Code)
+		}
+		if diff := cmp.Diff([]int{201, 429}, codes); diff != "" {
+			t.Errorf("statuses (-want +got):\n%s", diff)
+		}
+	})
+}
