@@ -119,6 +119,9 @@ async function main() {
   } catch (e) {
     notOk('call after access-token expiry (bridge refreshed)', e.message);
   }
+  // A refresh, not a second login: the browser was opened exactly once.
+  const opened = existsSync(browserLog) ? (readFileSync(browserLog, 'utf8').match(/^browser\.sh: opening /gm) || []).length : 0;
+  check(opened === 1, 'no second browser login: the bridge used its refresh token', `browser opened ${opened} times`);
 }
 
 const timer = setTimeout(() => {

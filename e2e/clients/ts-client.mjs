@@ -237,7 +237,7 @@ async function main() {
   const last = provider.savedTokens[provider.savedTokens.length - 1];
   const ttl = Number(last.tokens.expires_in) || 3;
   if (!check(ttl <= 60, 'access token lifetime is short (server runs with --access-token-ttl 3s)', `expires_in=${last.tokens.expires_in}`)) return;
-  const waitMs = Math.max(0, last.at + ttl * 1000 + 1500 - Date.now());
+  const waitMs = Math.max(0, last.at + ttl * 1000 + 2500 - Date.now());
   console.log(`# waiting ${Math.round(waitMs / 100) / 10}s for the access token (expires_in=${last.tokens.expires_in}) to expire`);
   await sleep(waitMs);
   const savesBefore = provider.savedTokens.length;
