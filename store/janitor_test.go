@@ -1,0 +1,165 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+
+	"github.com/mcpd/mcpd/store"
+)
+
+// grantAt is a grant whose expiries count from now.
+func grantAt(id, client, subject string, now time.Time) *fosite.Request {
+	r := newGrant(id, client, subject)
+	r.Session = &oauth2.JWTSession{
+		Subject: subject,
+		ExpiresAt: map[fosite.TokenType]time.Time{
+			fosite.AuthorizeCode: now.Add(10 * time.Minute),
+			fosite.AccessToken:   now.Add(time.Hour),
+			fosite.RefreshToken:  now.Add(24 * time.Hour),
+		},
+	}
+	return r
+}
+
+func TestSweep(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	s := openTest(t, &store.Options{Now: clk.Now, UnactivatedClientTTL: 48 * time.Hour})
+	now := clk.Now()
+	addClient(t, s, "idle") // dynamic, never activated
+	if err := s.CreateClient(ctx, &store.Client{ID: "used", Source: store.SourceDynamic, ActivatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateClient(ctx, &store.Client{ID: "static", Source: store.SourceStatic}); err != nil {
+		t.Fatal(err)
+	}
+	old := grantAt("old", "used", "alice", now)
+	if err := s.CreateAuthorizeCodeSession(ctx, "code-old", old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreatePKCERequestSession(ctx, "code-old", old); err != nil {
+		t.Fatal(err)
+	}
+	issuePair(t, s, old, "at-old", "rt-old")
+	if err := s.SetClientAssertionJWT(ctx, "jti-old", now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutConsent(ctx, store.Consent{User: "alice", ClientID: "used", ExpiresAt: now.Add(2 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutConsent(ctx, store.Consent{User: "bob", ClientID: "used", ExpiresAt: now.Add(100 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutRefreshSuccessor(ctx, "rt-old", []byte("x"), now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("nothing live is swept", func(t *testing.T) {
+		got, err := s.Sweep(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(store.SweepStats{}, got); diff != "" {
+			t.Errorf("Sweep (-want +got):\n%s", diff)
+		}
+	})
+
+	clk.Advance(50 * time.Hour)
+	fresh := grantAt("fresh", "used", "alice", clk.Now())
+	issuePair(t, s, fresh, "at-fresh", "rt-fresh")
+
+	t.Run("everything expired is swept, and idle dynamic clients", func(t *testing.T) {
+		got, err := s.Sweep(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := store.SweepStats{Codes: 1, Access: 1, Refresh: 1, PKCE: 1, JTIs: 1, Consents: 1, Successors: 1, Clients: 1}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("Sweep (-want +got):\n%s", diff)
+		}
+		if _, err := s.GetRefreshTokenSession(ctx, "rt-old", nil); !errors.Is(err, fosite.ErrNotFound) {
+			t.Errorf("expired refresh token: got %v; want fosite.ErrNotFound", err)
+		}
+		if !accessAlive(s, "at-fresh") || !refreshAlive(s, "rt-fresh") {
+			t.Errorf("a live grant was swept")
+		}
+		var left []string
+		cs, _ := s.ListClients(ctx)
+		for _, c := range cs {
+			left = append(left, c.ID)
+		}
+		if diff := cmp.Diff([]string{"static", "used"}, left); diff != "" {
+			t.Errorf("clients left (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("a swept grant leaves no index behind", func(t *testing.T) {
+		if n, err := s.RevokeSubjectGrants(ctx, "alice"); err != nil || n != 1 {
+			t.Errorf("RevokeSubjectGrants: got %d, %v; want only the fresh grant", n, err)
+		}
+		got, err := s.Sweep(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(store.SweepStats{}, got); diff != "" {
+			t.Errorf("second Sweep (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// lineWriter hands every write to a channel, so a test can wait for a log
+// line.
+type lineWriter chan string
+
+func (w lineWriter) Write(p []byte) (int, error) {
+	w <- string(p)
+	return len(p), nil
+}
+
+func TestRunJanitor(t *testing.T) {
+	t.Run("the janitor sweeps on its interval, logs counts and stops with its context", func(t *testing.T) {
+		clk := newClock()
+		lines := make(lineWriter, 16)
+		s := openTest(t, &store.Options{Now: clk.Now, Logger: slog.New(slog.NewTextHandler(lines, nil))})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if err := s.SetClientAssertionJWT(ctx, "jti", clk.Now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Hour)
+		done := make(chan struct{})
+		go func() {
+			s.RunJanitor(ctx, 10*time.Millisecond)
+			close(done)
+		}()
+		timeout := time.After(5 * time.Second)
+	wait:
+		for {
+			select {
+			case line := <-lines:
+				if strings.Contains(line, "janitor swept") {
+					if !strings.Contains(line, "jtis=1") {
+						t.Errorf("got log line %q; want a sweep of one JTI", line)
+					}
+					break wait
+				}
+			case <-timeout:
+				t.Fatal("janitor did not sweep within 5s")
+			}
+		}
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("RunJanitor did not return after cancel")
+		}
+	})
+}
