@@ -115,11 +115,7 @@ func envName(flagName string) string {
 }
 
 func splitList(v string) []string {
-	var out []string
-	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' }) {
-		out = append(out, f)
-	}
-	return out
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
 }
 
 // serveSettings lists every setting of `mcpd serve`. The configuration

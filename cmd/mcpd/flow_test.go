@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -239,13 +238,3 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return base.RoundTrip(r)
 }
-
-func must[T any](t *testing.T, v T, err error) T {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
-var _ = fmt.Sprint

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -125,13 +124,6 @@ func mustMcpd(t *testing.T, stdin string, args ...string) string {
 		t.Fatalf("mcpd %s: %v\nstderr: %s", strings.Join(args, " "), err, errs)
 	}
 	return out
-}
-
-// firstLine returns the first line of s.
-func firstLine(s string) string {
-	sc := bufio.NewScanner(strings.NewReader(s))
-	sc.Scan()
-	return sc.Text()
 }
 
 // noRedirect is an http.Client option that returns redirects unfollowed.
