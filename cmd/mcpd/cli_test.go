@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -234,19 +233,6 @@ func TestDoctor(t *testing.T) {
 			t.Errorf("doctor --json: %v\n%s", err, out)
 		}
 	})
-}
-
-func TestMetricsOptIn(t *testing.T) {
-	ts := startServer(t, "--metrics-listen", "127.0.0.1:0")
-	_ = ts // the metrics address is random; that serve starts with it is the test here
-	resp, err := http.Get(ts.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
-		t.Error("/metrics is served on the main listener; it belongs on --metrics-listen only")
-	}
 }
 
 func checkBolt(t *testing.T, path string) {
