@@ -54,7 +54,8 @@ func (s *Server) requireBearer(next http.Handler) http.Handler {
 		ti, err := s.cfg.Verifier(r.Context(), token, r)
 		switch {
 		case errors.Is(err, auth.ErrInvalidToken):
-			s.log.DebugContext(r.Context(), "bearer token rejected", "err", err)
+			// The verifier's error is not logged: it could quote the token.
+			s.log.DebugContext(r.Context(), "bearer token rejected", "remote", r.RemoteAddr)
 			s.unauthorized(w, "invalid_token", "the access token is invalid, expired, revoked or not meant for this resource")
 			return
 		case err != nil:

@@ -227,3 +227,32 @@ func TestNewRejectsIncompleteConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestPerformanceModesServeTheSameTools(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*Config)
+	}{
+		{"stateless mode serves whoami and note tools", func(c *Config) { c.Stateless = true }},
+		{"JSON responses serve whoami and note tools", func(c *Config) { c.JSONResponse = true }},
+		{"stateless with JSON responses serves whoami and note tools", func(c *Config) { c.Stateless, c.JSONResponse = true, true }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newTestEnv(t, tt.edit)
+			cs := env.connect(t, "alice-all")
+			var who whoamiOut
+			if msg := callTool(t, cs, "whoami", map[string]any{}, &who); msg != "" || who.User != "alice" {
+				t.Fatalf("whoami: %q %+v", msg, who)
+			}
+			var saved noteSaveOut
+			if msg := callTool(t, cs, "note_save", map[string]any{"title": "t", "body": "b"}, &saved); msg != "" {
+				t.Fatalf("note_save: %s", msg)
+			}
+			bob := env.connect(t, "bob-all")
+			if msg := callTool(t, bob, "note_get", map[string]any{"id": saved.ID}, nil); !strings.Contains(msg, "no note with id") {
+				t.Errorf("bob note_get of alice's note: %q; want not found", msg)
+			}
+		})
+	}
+}

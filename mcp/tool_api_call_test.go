@@ -17,9 +17,10 @@ import (
 // upstreamAS is a tiny OAuth token endpoint for the client-credentials
 // grant: client "mcpd" with secret "s3cret".
 type upstreamAS struct {
-	mu     sync.Mutex
-	issued map[string]bool
-	hits   int
+	mu        sync.Mutex
+	issued    map[string]bool
+	hits      int
+	expiresIn int // seconds; 0 means an hour
 }
 
 func (a *upstreamAS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -38,8 +39,12 @@ func (a *upstreamAS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	tok := fmt.Sprintf("upstream-token-%d", a.hits)
 	a.issued[tok] = true
+	expiresIn := a.expiresIn
+	if expiresIn == 0 {
+		expiresIn = 3600
+	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": 3600, "scope": r.PostFormValue("scope")})
+	json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": expiresIn, "scope": r.PostFormValue("scope")})
 }
 
 func (a *upstreamAS) valid(tok string) bool {
@@ -213,5 +218,34 @@ func TestAPICall(t *testing.T) {
 				t.Errorf("tool error = %q; want it to contain %q", msg, tt.wantMsg)
 			}
 		})
+	}
+}
+
+func TestAPICallFetchesANewTokenWhenTheOldExpires(t *testing.T) {
+	// Tokens that expire within oauth2's 10 s safety margin are stale at
+	// once, so every call needs a fresh one.
+	as := &upstreamAS{issued: map[string]bool{}, expiresIn: 5}
+	asSrv := httptest.NewServer(as)
+	t.Cleanup(asSrv.Close)
+	api := &upstreamAPI{ok: as.valid}
+	apiSrv := httptest.NewServer(api)
+	t.Cleanup(apiSrv.Close)
+	t.Setenv("MCPD_TEST_UPSTREAM_SECRET", "s3cret")
+	env := newTestEnv(t, func(c *Config) {
+		c.Upstreams = []Upstream{{
+			Name: "api", BaseURL: apiSrv.URL, PathPrefixes: []string{"/v1"},
+			Auth: UpstreamAuth{Type: "client_credentials", TokenURL: asSrv.URL, ClientID: "mcpd", ClientSecretEnv: "MCPD_TEST_UPSTREAM_SECRET"},
+		}}
+	})
+	cs := env.connect(t, "alice-all")
+	for i := range 2 {
+		var out apiCallOut
+		if msg := callTool(t, cs, "api_call", map[string]any{"upstream": "api", "method": "GET", "path": "/v1/echo"}, &out); msg != "" || out.Status != 200 {
+			t.Fatalf("call %d: %q status %d", i, msg, out.Status)
+		}
+	}
+	want := []string{"Bearer upstream-token-1", "Bearer upstream-token-2"}
+	if diff := cmp.Diff(want, api.authorizations()); diff != "" {
+		t.Errorf("upstream Authorization headers (-want +got):\n%s", diff)
 	}
 }

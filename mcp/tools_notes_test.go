@@ -1,6 +1,8 @@
 package mcp
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -178,4 +180,40 @@ func promptText(res *sdk.GetPromptResult) string {
 		}
 	}
 	return b.String()
+}
+
+// failingNotes is a NotesStore whose every call fails with a message that
+// must not reach the caller.
+type failingNotes struct{}
+
+var errDisk = errors.New("bbolt: /secret/path/mcpd.db: disk on fire")
+
+func (failingNotes) SaveNote(context.Context, string, Note) (Note, error)  { return Note{}, errDisk }
+func (failingNotes) GetNote(context.Context, string, string) (Note, error) { return Note{}, errDisk }
+func (failingNotes) ListNotes(context.Context, string) ([]Note, error)     { return nil, errDisk }
+func (failingNotes) SearchNotes(context.Context, string, string) ([]Note, error) {
+	return nil, errDisk
+}
+func (failingNotes) DeleteNote(context.Context, string, string) error { return errDisk }
+
+func TestStoreFailuresAreToolErrorsWithoutDetails(t *testing.T) {
+	env := newTestEnv(t, func(c *Config) { c.Notes = failingNotes{} })
+	cs := env.connect(t, "alice-all")
+	for _, tc := range []struct {
+		tool string
+		args map[string]any
+	}{
+		{"note_save", map[string]any{"title": "t", "body": "b"}},
+		{"note_get", map[string]any{"id": "n1"}},
+		{"note_list", map[string]any{}},
+		{"note_search", map[string]any{"query": "q"}},
+		{"note_delete", map[string]any{"id": "n1"}},
+	} {
+		t.Run(tc.tool+" reports a store failure as a tool error that hides its cause", func(t *testing.T) {
+			msg := callTool(t, cs, tc.tool, tc.args, nil)
+			if !strings.Contains(msg, "the notes store failed") || strings.Contains(msg, "secret") {
+				t.Errorf("tool error = %q; want a generic store failure", msg)
+			}
+		})
+	}
 }
