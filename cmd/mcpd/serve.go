@@ -131,6 +131,8 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		Upstreams:      cfg.Upstreams,
 		AllowedOrigins: cfg.AllowedOrigins,
 		AllowedHosts:   cfg.AllowedHosts,
+		Stateless:      cfg.MCPStateless,
+		JSONResponse:   cfg.MCPJSONResponse,
 		Logger:         logger.With("component", "mcp"),
 	})
 	if err != nil {
