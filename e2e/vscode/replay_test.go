@@ -80,7 +80,8 @@ import (
 )
 
 const (
-	// MCP.LATEST_PROTOCOL_VERSION of current VS Code.
+	// MCP.LATEST_PROTOCOL_VERSION of current VS Code (older releases sent
+	// older revisions; see olderProtocolVersions).
 	protocolVersion = "2025-11-25"
 	// product.nameLong + "/" + product.version, as McpHTTPHandle._fetch sets it.
 	userAgent = "Visual Studio Code/1.107.0"
@@ -89,6 +90,10 @@ const (
 	// DEFAULT_AUTH_FLOW_PORT in src/vs/base/common/oauth.ts.
 	defaultAuthFlowPort = 33418
 )
+
+// olderProtocolVersions were MCP.LATEST_PROTOCOL_VERSION in earlier VS Code
+// releases; the metadata endpoints must answer them alike.
+var olderProtocolVersions = []string{"2025-06-18", "2025-03-26"}
 
 // env is what run.sh provides.
 type env struct {
@@ -657,6 +662,15 @@ func TestVSCodeReplay(t *testing.T) {
 	fetchPRM(mu.Scheme + "://" + mu.Host + "/.well-known/oauth-protected-resource")
 	if rmURL == "" {
 		resource = withPath
+	}
+	for _, v := range olderProtocolVersions {
+		h := map[string]string{"Accept": "application/json", "MCP-Protocol-Version": v, "User-Agent": userAgent}
+		if r := do(t, http.MethodGet, mu.Scheme+"://"+mu.Host+"/.well-known/oauth-protected-resource"+mu.Path, h, nil); r.status != http.StatusOK {
+			t.Errorf("PRM with MCP-Protocol-Version %s (an older VS Code): status %d", v, r.status)
+		}
+		if r := do(t, http.MethodGet, mu.Scheme+"://"+mu.Host+"/.well-known/oauth-authorization-server", h, nil); r.status != http.StatusOK {
+			t.Errorf("AS metadata with MCP-Protocol-Version %s (an older VS Code): status %d", v, r.status)
+		}
 	}
 	if len(resource.AuthorizationServers) == 0 {
 		t.Fatal("PRM has no authorization_servers: VS Code falls back to guessing /authorize, /token, /register at the origin")
