@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -31,7 +32,7 @@ const FileName = "mcpd.db"
 const (
 	DefaultLockTimeout          = time.Second
 	DefaultUnactivatedClientTTL = 24 * time.Hour
-	defaultMaxBatchDelay        = time.Millisecond
+	DefaultMaxBatchDelay        = time.Millisecond
 )
 
 // Options configures a Store. A nil *Options means all defaults.
@@ -46,9 +47,10 @@ type Options struct {
 	// UnactivatedClientTTL is how long a dynamically registered client that
 	// never completed an authorization is kept; default 24h.
 	UnactivatedClientTTL time.Duration
-	// MaxBatchDelay is how long a write outside a transaction waits for
-	// others to share its commit (bbolt DB.MaxBatchDelay); default 1ms.
-	// A negative value disables batching: every write commits alone.
+	// MaxBatchDelay is how long a write outside a transaction that overlaps
+	// others waits for more to share its commit (bbolt DB.MaxBatchDelay);
+	// default 1ms. A write alone never waits. A negative value disables
+	// batching: every write commits on its own.
 	MaxBatchDelay time.Duration
 }
 
@@ -61,6 +63,7 @@ type Store struct {
 	log      *slog.Logger
 	clientTT time.Duration
 	batch    bool
+	writers  atomic.Int32 // writes in flight outside a transaction
 }
 
 // Open opens (creating if needed) DIR/mcpd.db, with the directory mode 0700
@@ -85,7 +88,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		o.UnactivatedClientTTL = DefaultUnactivatedClientTTL
 	}
 	if o.MaxBatchDelay == 0 {
-		o.MaxBatchDelay = defaultMaxBatchDelay
+		o.MaxBatchDelay = DefaultMaxBatchDelay
 	}
 
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -107,8 +107,9 @@ func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) error {
 }
 
 // update runs fn in the context's transaction, or in a writable one of its
-// own. fn may run more than once (bbolt batches independent writes), so it
-// must only act on tx and on variables it sets afresh each run.
+// own. A write alone commits at once; writes that overlap share commits
+// through bbolt's Batch, so fn may run more than once and must only act on
+// tx and on variables it sets afresh each run.
 func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if f := frameFrom(ctx); f != nil {
 		if f.state.closed {
@@ -119,7 +120,11 @@ func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if s.batch {
+	if !s.batch {
+		return s.db.Update(fn)
+	}
+	defer s.writers.Add(-1)
+	if s.writers.Add(1) > 1 {
 		return s.db.Batch(fn)
 	}
 	return s.db.Update(fn)
