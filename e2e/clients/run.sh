@@ -59,7 +59,7 @@ export MCPD_E2E_STATE_DIR="$state"
 export MCPD_BIN="$MCPD" MCPD_DATA="$data"
 
 # --- server ----------------------------------------------------------------
-read -r -a serve_flags <<<"${MCPD_E2E_SERVE_FLAGS:---access-token-ttl 3s}"
+read -r -a serve_flags <<<"${MCPD_E2E_SERVE_FLAGS---access-token-ttl 3s}"
 log "starting mcpd serve --listen 127.0.0.1:$port --issuer $issuer --data $data ${serve_flags[*]}"
 "$MCPD" serve --listen "127.0.0.1:$port" --issuer "$issuer" --data "$data" "${serve_flags[@]}" >"$work/server.log" 2>&1 &
 server_pid=$!
