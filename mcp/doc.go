@@ -3,6 +3,21 @@
 // step-up, the RFC 9728 protected-resource metadata, and the Origin and Host
 // checks against DNS rebinding.
 //
+// A request to /mcp passes, in order: the Host and Origin checks (403), the
+// bearer middleware (401 with a challenge), the scope check of tools/call,
+// resources/read and prompts/get (403 insufficient_scope), and then the
+// go-sdk, which binds each session to the token's user. Tools are declared
+// with their scope in one place, toolRegistry (see docs/extending.md); every
+// tool, resource and prompt acts only on the notes of the token's user.
+//
 // It declares the interfaces it needs (a token verifier, a NotesStore) and
-// imports no other package of mcpd.
+// imports no other package of mcpd. It never issues tokens, never reads a
+// token from anywhere but the Authorization header, never forwards a
+// caller's token upstream, and never logs one.
+//
+// Use:
+//
+//	srv, err := mcp.New(mcp.Config{Issuer: issuer, Verifier: verify, Notes: notes})
+//	if err != nil { ... }
+//	srv.Register(router) // /mcp and /.well-known/oauth-protected-resource[/mcp]
 package mcp
