@@ -404,6 +404,7 @@ type browser struct {
 	jar  *cookiejar.Jar
 	user string
 	pass string
+	deny bool // press Deny instead of Allow on the consent page
 }
 
 func newBrowser(t *testing.T, e env) *browser {
@@ -509,6 +510,9 @@ func (b *browser) authorize(t *testing.T, authURL, redirectURI string, grant []s
 				}
 			}
 			vals.Set("action", "allow")
+			if b.deny {
+				vals.Set("action", "deny")
+			}
 		default:
 			t.Fatalf("page at %s has neither a login nor a consent form: %.300s", cur, page)
 		}
@@ -803,9 +807,8 @@ func TestVSCodeReplay(t *testing.T) {
 
 	// authorize replays _createWithLoopbackServer / _createWithUrlHandler and
 	// exchangeCodeForToken for one redirect URI.
-	authorize := func(t *testing.T, redirectURI, state string, reqScopes, grant []string, loopback bool) tokenResponse {
-		t.Helper()
-		verifier := randomHex(64)
+	authURLFor := func(redirectURI, state string, reqScopes []string, loopback bool) (authURL, verifier string) {
+		verifier = randomHex(64)
 		// URLSearchParams.append keeps insertion order (url.Values would sort).
 		challenge := codeChallenge(verifier)
 		var params [][2]string
@@ -833,7 +836,11 @@ func TestVSCodeReplay(t *testing.T) {
 		for _, p := range params {
 			parts = append(parts, url.QueryEscape(p[0])+"="+url.QueryEscape(p[1]))
 		}
-		authURL := as.AuthorizationEndpoint + "?" + strings.Join(parts, "&")
+		return as.AuthorizationEndpoint + "?" + strings.Join(parts, "&"), verifier
+	}
+	authorize := func(t *testing.T, redirectURI, state string, reqScopes, grant []string, loopback bool) tokenResponse {
+		t.Helper()
+		authURL, verifier := authURLFor(redirectURI, state, reqScopes, loopback)
 
 		loc := b.authorize(t, authURL, redirectURI, grant)
 		want, _ := url.Parse(redirectURI)
@@ -962,6 +969,33 @@ func TestVSCodeReplay(t *testing.T) {
 	t.Run("url handler vscode.dev", func(t *testing.T) {
 		state := fmt.Sprintf("vscode://vscode.dynamicauthprovider/%s/authorize?nonce=%s&windowId=1", asu.Host, randomHex(32))
 		authorize(t, "https://vscode.dev/redirect", state, scopes, nil, false)
+	})
+
+	// 8b. The user presses Deny: LoopbackAuthServer needs `error` on path "/"
+	// (it rejects the sign-in with it); RFC 6749 §4.1.2.1 and RFC 9207 want
+	// state and iss too.
+	t.Run("deny on the consent page", func(t *testing.T) {
+		state := loopbackState()
+		redirectURI := fmt.Sprintf("http://127.0.0.1:%d/", freePort(t))
+		authURL, _ := authURLFor(redirectURI, state, scopes, true)
+		denier := &browser{jar: b.jar, user: b.user, pass: b.pass, deny: true}
+		loc := denier.authorize(t, authURL, redirectURI, nil)
+		if loc.Scheme+"://"+loc.Host+loc.Path != redirectURI {
+			t.Fatalf("after Deny redirected to %s, want %s", loc, redirectURI)
+		}
+		q := loc.Query()
+		if q.Get("error") != "access_denied" {
+			t.Errorf("after Deny error = %q, want access_denied", q.Get("error"))
+		}
+		if q.Get("code") != "" {
+			t.Errorf("after Deny a code was issued")
+		}
+		if q.Get("state") != state {
+			t.Errorf("after Deny state = %q, want %q", q.Get("state"), state)
+		}
+		if q.Get("iss") != as.Issuer {
+			t.Errorf("after Deny iss = %q, want %q", q.Get("iss"), as.Issuer)
+		}
 	})
 
 	// 9. getSessions: refresh when fewer than five minutes remain.
