@@ -18,6 +18,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { mkdtempSync, readFileSync, rmSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -71,6 +72,8 @@ transport.stderr?.on('data', (d) => {
 });
 const client = new Client({ name: 'mcpd-e2e-mcp-remote-host', version: '1.0.0' });
 
+let clientId;
+
 async function main() {
   try {
     await client.connect(transport);
@@ -92,6 +95,7 @@ async function main() {
     const r = await client.callTool({ name: 'whoami', arguments: {} });
     const w = structured(r);
     check(!r.isError && w?.user === user && w?.client_id, 'whoami', JSON.stringify(w));
+    clientId = w?.client_id;
   } catch (e) {
     notOk('whoami', e.message);
   }
@@ -122,6 +126,35 @@ async function main() {
   // A refresh, not a second login: the browser was opened exactly once.
   const opened = existsSync(browserLog) ? (readFileSync(browserLog, 'utf8').match(/^browser\.sh: opening /gm) || []).length : 0;
   check(opened === 1, 'no second browser login: the bridge used its refresh token', `browser opened ${opened} times`);
+
+  // An operator revokes the bridge's client: its tokens die (401) and its
+  // refresh fails, so the bridge must send the user through the browser again.
+  if (!process.env.MCPD_BIN || !process.env.MCPD_DATA || !clientId) {
+    console.log('# MCPD_BIN/MCPD_DATA unset: skipping the revocation step');
+    return;
+  }
+  try {
+    execFileSync(process.env.MCPD_BIN, ['client', 'revoke', clientId, '--data', process.env.MCPD_DATA], { stdio: 'pipe' });
+    ok(`mcpd client revoke ${clientId}`);
+  } catch (e) {
+    notOk(`mcpd client revoke ${clientId}`, e.stderr?.toString() || e.message);
+    return;
+  }
+  let after;
+  let lastErr;
+  for (let attempt = 0; attempt < 3 && !after; attempt++) {
+    try {
+      const r = await client.callTool({ name: 'whoami', arguments: {} });
+      if (!r.isError) after = structured(r);
+      else lastErr = JSON.stringify(r);
+    } catch (e) {
+      lastErr = e.message;
+      await sleep(2000);
+    }
+  }
+  const reopened = existsSync(browserLog) ? (readFileSync(browserLog, 'utf8').match(/^browser\.sh: opening /gm) || []).length : 0;
+  check(reopened === 2, 'after revoke the bridge sent the user through login + consent again', `browser opened ${reopened} times`);
+  check(after?.user === user && after?.client_id, 'calls work again after re-authorization', after ? JSON.stringify(after) : lastErr);
 }
 
 const timer = setTimeout(() => {
