@@ -189,18 +189,33 @@ func TestSessionIsBoundToItsUser(t *testing.T) {
 	if sid == "" {
 		t.Fatal("initialize returned no Mcp-Session-Id")
 	}
-	list := `{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}`
 	tests := []struct {
 		name       string
+		method     string
 		token      string
 		wantStatus int
 	}{
-		{"another user's token cannot use the session", "bob-all", http.StatusForbidden},
-		{"the same user with another token may use it", "alice-read", http.StatusOK},
+		{"another user's token cannot POST to the session", http.MethodPost, "bob-all", http.StatusForbidden},
+		{"another user's token cannot open the session's SSE stream", http.MethodGet, "bob-all", http.StatusForbidden},
+		{"another user's token cannot delete the session", http.MethodDelete, "bob-all", http.StatusForbidden},
+		{"the same user with another token may use it", http.MethodPost, "alice-read", http.StatusOK},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := env.post(t, list, map[string]string{"Authorization": "Bearer " + tt.token, "Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-06-18"})
+			req, err := http.NewRequestWithContext(t.Context(), tt.method, env.ts.URL+Path, strings.NewReader(`{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			req.Header.Set("Authorization", "Bearer "+tt.token)
+			req.Header.Set("Mcp-Session-Id", sid)
+			req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
 			if resp.StatusCode != tt.wantStatus {
 				b, _ := io.ReadAll(resp.Body)
 				t.Errorf("status = %d (%s); want %d", resp.StatusCode, b, tt.wantStatus)
