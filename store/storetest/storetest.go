@@ -43,6 +43,7 @@ func Run(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		fn   func(t *testing.T, f Fixture)
 	}{
 		{"every getter returns fosite.ErrNotFound for an unknown key", testNotFound},
+		{"a registered client is returned by GetClient", testGetClient},
 		{"a stored request comes back with its id, client, scopes, audience and form", testRoundTrip},
 		{"the returned request carries the stored session with its subject and expiries", testSession},
 		{"a nil session prototype still returns the request", testNilSession},
@@ -168,6 +169,15 @@ func testNotFound(t *testing.T, f Fixture) {
 		if got != nil && !isNilPointer(got) {
 			t.Errorf("%s: got %v with the error; want nil", c.name, got)
 		}
+	}
+}
+
+func testGetClient(t *testing.T, f Fixture) {
+	f.AddClient(t, "client-1")
+	c, err := f.Storage.GetClient(context.Background(), "client-1")
+	mustNil(t, "GetClient", err)
+	if c.GetID() != "client-1" {
+		t.Errorf("GetClient: got client %q; want %q", c.GetID(), "client-1")
 	}
 }
 
