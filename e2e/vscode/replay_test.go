@@ -50,6 +50,16 @@
 //     response needs access_token and token_type), getSessions (refreshes when
 //     fewer than five minutes remain: now > created_at + expires_in*1000 - 5 min;
 //     a missing refresh_token in the refresh response keeps the old one).
+//   - src/vs/workbench/api/browser/mainThreadAuthentication.ts: with no stored
+//     client id, VS Code uses productService.authClientIdMetadataUrl as a
+//     Client ID Metadata Document client_id when the AS metadata says
+//     client_id_metadata_document_supported, and registers through
+//     fetchDynamicRegistration otherwise. Builds without that product.json
+//     key (OSS builds) always register. mcpd advertises CIMD, so Microsoft's
+//     build takes the CIMD path; the server then fetches the https document
+//     from vscode.dev, which this offline replay cannot do. It replays the
+//     registration path; every later step (authorize, token, refresh) is the
+//     same for both apart from the client_id.
 //   - src/vs/workbench/contrib/mcp/common/modelContextProtocol.ts:
 //     MCP.LATEST_PROTOCOL_VERSION, sent as MCP-Protocol-Version on the metadata
 //     fetches.
@@ -739,7 +749,14 @@ func TestVSCodeReplay(t *testing.T) {
 		t.Errorf("token_endpoint_auth_methods_supported %v lacks none (VS Code is a public client)", as.TokenEndpointAuthMethods)
 	}
 
-	// 4. fetchDynamicRegistration.
+	// 4. fetchDynamicRegistration (see the note on mainThreadAuthentication.ts above).
+	var cimd struct {
+		Supported *bool `json:"client_id_metadata_document_supported"`
+	}
+	decodeJSON(t, "authorization server metadata", r, &cimd)
+	if cimd.Supported != nil && *cimd.Supported {
+		t.Logf("client_id_metadata_document_supported: Microsoft's VS Code build would use its CIMD URL as client_id; replaying the registration path of builds without one")
+	}
 	vscodeGrants := []string{"authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"}
 	grants := vscodeGrants
 	if as.GrantTypesSupported != nil {
