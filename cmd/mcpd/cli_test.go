@@ -254,3 +254,34 @@ func checkBolt(t *testing.T, path string) {
 		t.Errorf("bbolt check %s: %v", path, err)
 	}
 }
+
+func TestUsageErrors(t *testing.T) {
+	data := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"no command", nil},
+		{"unknown subcommand of user", []string{"user", "rename", "a", "b"}},
+		{"client show without an id", []string{"client", "show"}},
+		{"consent revoke with one argument", []string{"consent", "revoke", "alice"}},
+		{"client list with an argument", []string{"client", "list", "extra"}},
+		{"unknown flag", []string{"client", "list", "--colour"}},
+		{"backup without a file", []string{"backup"}},
+	} {
+		t.Run(tc.name+" exits 2", func(t *testing.T) {
+			_, _, err := mcpd(t, "", append(tc.args, "--data", data)...)
+			if exitCode(err) != 2 {
+				t.Errorf("err %v exit %d; want 2", err, exitCode(err))
+			}
+		})
+	}
+	for _, args := range [][]string{{"help"}, {"user", "--help"}, {"client", "help"}, {"consent", "-h"}} {
+		t.Run(strings.Join(args, " ")+" prints usage", func(t *testing.T) {
+			out := mustMcpd(t, "", args...)
+			if !strings.Contains(out, "Usage") && !strings.Contains(out, "mcpd serve") {
+				t.Errorf("printed %q", out)
+			}
+		})
+	}
+}

@@ -80,102 +80,121 @@ func when(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
+// adminCmd is one admin subcommand: its positional arguments, its optional
+// flags, and what it does with an open admin.
+type adminCmd struct {
+	args     []string // names of the positional arguments, for messages
+	json     bool     // takes --json
+	password bool     // needs --password-stdin
+	userFlag bool     // takes --user NAME
+	run      func(e cliEnv, a admin, in adminInput) error
+}
+
+// adminInput is what a subcommand was given.
+type adminInput struct {
+	pos      []string
+	json     bool
+	password string
+	user     string
+}
+
+// dispatch runs the subcommand args[0] of group (user, client, consent).
+func (e cliEnv) dispatch(group, usage string, cmds map[string]adminCmd, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprintln(e.stderr, usage)
+		return usageError(group + ": missing subcommand")
+	}
+	sub := args[0]
+	cmd, ok := cmds[sub]
+	if !ok {
+		if sub == "-h" || sub == "--help" || sub == "help" {
+			fmt.Fprintln(e.stdout, usage)
+			return nil
+		}
+		fmt.Fprintln(e.stderr, usage)
+		return usageError(fmt.Sprintf("%s: unknown subcommand %q", group, sub))
+	}
+	name := group + " " + sub
+	fs, f := e.adminFlagSet(name, usage, cmd.json, cmd.password)
+	var user *string
+	if cmd.userFlag {
+		user = fs.String("user", "", "only this user's entries")
+	}
+	pos, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) != len(cmd.args) {
+		if len(cmd.args) == 0 {
+			return usageError(name + " takes no arguments")
+		}
+		return usageError(fmt.Sprintf("%s: want %s", name, strings.Join(cmd.args, " and ")))
+	}
+	in := adminInput{pos: pos}
+	if cmd.json {
+		in.json = *f.json
+	}
+	if user != nil {
+		in.user = *user
+	}
+	if cmd.password {
+		if !*f.passwordStdin {
+			return usageError(name + ": pass the password on standard input with --password-stdin")
+		}
+		if in.password, err = e.readPassword(); err != nil {
+			return err
+		}
+	}
+	a, err := e.openAdmin(f)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return cmd.run(e, a, in)
+}
+
 func (e cliEnv) user(args []string) error {
 	const usage = `Usage:
   mcpd user add NAME --password-stdin
   mcpd user list [--json]
   mcpd user passwd NAME --password-stdin
   mcpd user remove NAME`
-	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, usage)
-		return usageError("user: missing subcommand")
-	}
-	sub := args[0]
-	switch sub {
-	case "add", "passwd":
-		fs, f := e.adminFlagSet("user "+sub, usage, false, true)
-		pos, err := parseInterleaved(fs, args[1:])
-		if err != nil {
-			return err
-		}
-		if len(pos) != 1 {
-			return usageError("user " + sub + ": want exactly one NAME")
-		}
-		if !*f.passwordStdin {
-			return usageError("user " + sub + ": pass the password on standard input with --password-stdin")
-		}
-		pw, err := e.readPassword()
-		if err != nil {
-			return err
-		}
-		a, err := e.openAdmin(f)
-		if err != nil {
-			return err
-		}
-		defer a.Close()
-		if sub == "add" {
-			if err := a.AddUser(e.ctx, pos[0], pw); err != nil {
+	return e.dispatch("user", usage, map[string]adminCmd{
+		"add": {args: []string{"NAME"}, password: true, run: func(e cliEnv, a admin, in adminInput) error {
+			if err := a.AddUser(e.ctx, in.pos[0], in.password); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "added user %s\n", pos[0])
+			fmt.Fprintf(e.stdout, "added user %s\n", in.pos[0])
 			return nil
-		}
-		if err := a.SetPassword(e.ctx, pos[0], pw); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "changed the password of %s\n", pos[0])
-		return nil
-	case "list":
-		fs, f := e.adminFlagSet("user list", usage, true, false)
-		if pos, err := parseInterleaved(fs, args[1:]); err != nil {
-			return err
-		} else if len(pos) != 0 {
-			return usageError("user list takes no arguments")
-		}
-		a, err := e.openAdmin(f)
-		if err != nil {
-			return err
-		}
-		defer a.Close()
-		users, err := a.ListUsers(e.ctx)
-		if err != nil {
-			return err
-		}
-		if *f.json {
-			return e.printJSON(users)
-		}
-		var rows [][]string
-		for _, u := range users {
-			rows = append(rows, []string{u.Name, when(u.CreatedAt)})
-		}
-		e.table("NAME\tCREATED", rows)
-		return nil
-	case "remove":
-		fs, f := e.adminFlagSet("user remove", usage, false, false)
-		pos, err := parseInterleaved(fs, args[1:])
-		if err != nil {
-			return err
-		}
-		if len(pos) != 1 {
-			return usageError("user remove: want exactly one NAME")
-		}
-		a, err := e.openAdmin(f)
-		if err != nil {
-			return err
-		}
-		defer a.Close()
-		res, err := a.RemoveUser(e.ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "removed user %s and ended %d grants\n", pos[0], res.Grants)
-		return nil
-	case "-h", "--help", "help":
-		fmt.Fprintln(e.stdout, usage)
-		return nil
-	}
-	fmt.Fprintln(e.stderr, usage)
-	return usageError(fmt.Sprintf("user: unknown subcommand %q", sub))
+		}},
+		"passwd": {args: []string{"NAME"}, password: true, run: func(e cliEnv, a admin, in adminInput) error {
+			if err := a.SetPassword(e.ctx, in.pos[0], in.password); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "changed the password of %s\n", in.pos[0])
+			return nil
+		}},
+		"list": {json: true, run: func(e cliEnv, a admin, in adminInput) error {
+			users, err := a.ListUsers(e.ctx)
+			if err != nil || in.json {
+				return e.jsonOr(users, err, in.json)
+			}
+			var rows [][]string
+			for _, u := range users {
+				rows = append(rows, []string{u.Name, when(u.CreatedAt)})
+			}
+			e.table("NAME\tCREATED", rows)
+			return nil
+		}},
+		"remove": {args: []string{"NAME"}, run: func(e cliEnv, a admin, in adminInput) error {
+			res, err := a.RemoveUser(e.ctx, in.pos[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "removed user %s and ended %d grants\n", in.pos[0], res.Grants)
+			return nil
+		}},
+	}, args)
 }
 
 func (e cliEnv) client(args []string) error {
@@ -183,160 +202,85 @@ func (e cliEnv) client(args []string) error {
   mcpd client list [--json]
   mcpd client show ID [--json]
   mcpd client revoke ID`
-	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, usage)
-		return usageError("client: missing subcommand")
-	}
-	sub := args[0]
-	switch sub {
-	case "list":
-		fs, f := e.adminFlagSet("client list", usage, true, false)
-		if pos, err := parseInterleaved(fs, args[1:]); err != nil {
-			return err
-		} else if len(pos) != 0 {
-			return usageError("client list takes no arguments")
-		}
-		a, err := e.openAdmin(f)
-		if err != nil {
-			return err
-		}
-		defer a.Close()
-		cs, err := a.ListClients(e.ctx)
-		if err != nil {
-			return err
-		}
-		if *f.json {
-			return e.printJSON(cs)
-		}
-		var rows [][]string
-		for _, c := range cs {
-			rows = append(rows, []string{c.ID, c.Name, c.RegisteredBy, strings.Join(c.RedirectHosts, ","), when(c.CreatedAt), when(c.LastUsedAt), fmt.Sprint(c.LiveGrants)})
-		}
-		e.table("ID\tNAME\tREGISTERED\tREDIRECT HOSTS\tCREATED\tLAST USED\tLIVE GRANTS", rows)
-		return nil
-	case "show":
-		fs, f := e.adminFlagSet("client show", usage, true, false)
-		pos, err := parseInterleaved(fs, args[1:])
-		if err != nil {
-			return err
-		}
-		if len(pos) != 1 {
-			return usageError("client show: want exactly one ID")
-		}
-		a, err := e.openAdmin(f)
-		if err != nil {
-			return err
-		}
-		defer a.Close()
-		c, err := a.ShowClient(e.ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		if *f.json {
-			return e.printJSON(c)
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		for _, kv := range [][2]string{
-			{"id", c.ID}, {"name", c.Name}, {"registered by", c.RegisteredBy}, {"client uri", c.ClientURI},
-			{"metadata url", c.MetadataURL}, {"redirect uris", strings.Join(c.RedirectURIs, " ")},
-			{"grant types", strings.Join(c.GrantTypes, " ")}, {"scopes", strings.Join(c.Scopes, " ")},
-			{"token endpoint auth", c.TokenEndpointAuthMethod}, {"created", when(c.CreatedAt)},
-			{"last used", when(c.LastUsedAt)}, {"live grants", fmt.Sprint(c.LiveGrants)},
-		} {
-			if kv[1] != "" {
-				fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+	return e.dispatch("client", usage, map[string]adminCmd{
+		"list": {json: true, run: func(e cliEnv, a admin, in adminInput) error {
+			cs, err := a.ListClients(e.ctx)
+			if err != nil || in.json {
+				return e.jsonOr(cs, err, in.json)
 			}
-		}
-		return tw.Flush()
-	case "revoke":
-		fs, f := e.adminFlagSet("client revoke", usage, false, false)
-		pos, err := parseInterleaved(fs, args[1:])
-		if err != nil {
-			return err
-		}
-		if len(pos) != 1 {
-			return usageError("client revoke: want exactly one ID")
-		}
-		a, err := e.openAdmin(f)
-		if err != nil {
-			return err
-		}
-		defer a.Close()
-		res, err := a.RevokeClient(e.ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "revoked client %s: ended %d grants\n", pos[0], res.Grants)
-		return nil
-	case "-h", "--help", "help":
-		fmt.Fprintln(e.stdout, usage)
-		return nil
-	}
-	fmt.Fprintln(e.stderr, usage)
-	return usageError(fmt.Sprintf("client: unknown subcommand %q", sub))
+			var rows [][]string
+			for _, c := range cs {
+				rows = append(rows, []string{c.ID, c.Name, c.RegisteredBy, strings.Join(c.RedirectHosts, ","), when(c.CreatedAt), when(c.LastUsedAt), fmt.Sprint(c.LiveGrants)})
+			}
+			e.table("ID\tNAME\tREGISTERED\tREDIRECT HOSTS\tCREATED\tLAST USED\tLIVE GRANTS", rows)
+			return nil
+		}},
+		"show": {args: []string{"ID"}, json: true, run: func(e cliEnv, a admin, in adminInput) error {
+			c, err := a.ShowClient(e.ctx, in.pos[0])
+			if err != nil || in.json {
+				return e.jsonOr(c, err, in.json)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			for _, kv := range [][2]string{
+				{"id", c.ID}, {"name", c.Name}, {"registered by", c.RegisteredBy}, {"client uri", c.ClientURI},
+				{"metadata url", c.MetadataURL}, {"redirect uris", strings.Join(c.RedirectURIs, " ")},
+				{"grant types", strings.Join(c.GrantTypes, " ")}, {"scopes", strings.Join(c.Scopes, " ")},
+				{"token endpoint auth", c.TokenEndpointAuthMethod}, {"created", when(c.CreatedAt)},
+				{"last used", when(c.LastUsedAt)}, {"live grants", fmt.Sprint(c.LiveGrants)},
+			} {
+				if kv[1] != "" {
+					fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+				}
+			}
+			return tw.Flush()
+		}},
+		"revoke": {args: []string{"ID"}, run: func(e cliEnv, a admin, in adminInput) error {
+			res, err := a.RevokeClient(e.ctx, in.pos[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "revoked client %s: ended %d grants\n", in.pos[0], res.Grants)
+			return nil
+		}},
+	}, args)
 }
 
 func (e cliEnv) consent(args []string) error {
 	const usage = `Usage:
   mcpd consent list [--user NAME] [--json]
   mcpd consent revoke USER CLIENT_ID`
-	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, usage)
-		return usageError("consent: missing subcommand")
+	return e.dispatch("consent", usage, map[string]adminCmd{
+		"list": {json: true, userFlag: true, run: func(e cliEnv, a admin, in adminInput) error {
+			cs, err := a.ListConsents(e.ctx, in.user)
+			if err != nil || in.json {
+				return e.jsonOr(cs, err, in.json)
+			}
+			var rows [][]string
+			for _, c := range cs {
+				rows = append(rows, []string{c.User, c.ClientID, strings.Join(c.Scopes, " "), c.RedirectHost, when(c.ExpiresAt)})
+			}
+			e.table("USER\tCLIENT\tSCOPES\tREDIRECT HOST\tEXPIRES", rows)
+			return nil
+		}},
+		"revoke": {args: []string{"USER", "CLIENT_ID"}, run: func(e cliEnv, a admin, in adminInput) error {
+			if err := a.RevokeConsent(e.ctx, in.pos[0], in.pos[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "forgot the consent of %s for %s\n", in.pos[0], in.pos[1])
+			return nil
+		}},
+	}, args)
+}
+
+// jsonOr returns err, or prints v as JSON when asJSON.
+func (e cliEnv) jsonOr(v any, err error, asJSON bool) error {
+	if err != nil {
+		return err
 	}
-	sub := args[0]
-	switch sub {
-	case "list":
-		fs, f := e.adminFlagSet("consent list", usage, true, false)
-		user := fs.String("user", "", "only this user's consents")
-		if pos, err := parseInterleaved(fs, args[1:]); err != nil {
-			return err
-		} else if len(pos) != 0 {
-			return usageError("consent list takes no arguments")
-		}
-		a, err := e.openAdmin(f)
-		if err != nil {
-			return err
-		}
-		defer a.Close()
-		cs, err := a.ListConsents(e.ctx, *user)
-		if err != nil {
-			return err
-		}
-		if *f.json {
-			return e.printJSON(cs)
-		}
-		var rows [][]string
-		for _, c := range cs {
-			rows = append(rows, []string{c.User, c.ClientID, strings.Join(c.Scopes, " "), c.RedirectHost, when(c.ExpiresAt)})
-		}
-		e.table("USER\tCLIENT\tSCOPES\tREDIRECT HOST\tEXPIRES", rows)
-		return nil
-	case "revoke":
-		fs, f := e.adminFlagSet("consent revoke", usage, false, false)
-		pos, err := parseInterleaved(fs, args[1:])
-		if err != nil {
-			return err
-		}
-		if len(pos) != 2 {
-			return usageError("consent revoke: want USER and CLIENT_ID")
-		}
-		a, err := e.openAdmin(f)
-		if err != nil {
-			return err
-		}
-		defer a.Close()
-		if err := a.RevokeConsent(e.ctx, pos[0], pos[1]); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "forgot the consent of %s for %s\n", pos[0], pos[1])
-		return nil
-	case "-h", "--help", "help":
-		fmt.Fprintln(e.stdout, usage)
-		return nil
+	if asJSON {
+		return e.printJSON(v)
 	}
-	fmt.Fprintln(e.stderr, usage)
-	return usageError(fmt.Sprintf("consent: unknown subcommand %q", sub))
+	return nil
 }
 
 func (e cliEnv) backup(args []string) error {
