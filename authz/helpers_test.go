@@ -1,7 +1,6 @@
 package authz
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -232,8 +231,10 @@ func hiddenField(t testing.TB, html, name string) string {
 	return ""
 }
 
-func isLoginPage(p page) bool   { return strings.Contains(p.body, `name="password"`) }
-func isConsentPage(p page) bool { return strings.Contains(p.body, `name="action"`) && strings.Contains(p.body, `value="allow"`) }
+func isLoginPage(p page) bool { return strings.Contains(p.body, `name="password"`) }
+func isConsentPage(p page) bool {
+	return strings.Contains(p.body, `name="action"`) && strings.Contains(p.body, `value="allow"`)
+}
 
 // authRequest builds an authorization request URL with PKCE S256.
 type authRequest struct {
@@ -389,11 +390,6 @@ func (e *env) refresh(clientID, refreshToken string) (int, map[string]any) {
 func (e *env) verify(token string) error {
 	_, err := e.srv.Verify(context.Background(), token, nil)
 	return err
-}
-
-func jsonBody(v any) *bytes.Reader {
-	b, _ := json.Marshal(v)
-	return bytes.NewReader(b)
 }
 
 func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }

@@ -13,6 +13,9 @@ import (
 
 const sessionCookie = "mcpd_session"
 
+// visitorIdle ends a session that never logged in sooner than a login.
+const visitorIdle = time.Hour
+
 // session is a browser's login state, kept in memory.
 type session struct {
 	id       string
@@ -41,7 +44,7 @@ func (st *sessionStore) get(id string) *session {
 	if ss == nil {
 		return nil
 	}
-	if t.Sub(ss.lastSeen) > st.idle {
+	if t.Sub(ss.lastSeen) > st.idle || (ss.user == "" && t.Sub(ss.lastSeen) > visitorIdle) {
 		delete(st.m, id)
 		return nil
 	}
@@ -50,15 +53,34 @@ func (st *sessionStore) get(id string) *session {
 	return &cp
 }
 
+// maxSessions bounds memory: every visitor to /authorize gets a session.
+const maxSessions = 10000
+
 // create starts a new session for user ("" for a visitor not yet logged in).
 func (st *sessionStore) create(user string) *session {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	t := st.now()
+	if len(st.m) >= maxSessions/2 {
+		for id, ss := range st.m {
+			if t.Sub(ss.lastSeen) > st.idle || (ss.user == "" && t.Sub(ss.lastSeen) > visitorIdle) {
+				delete(st.m, id)
+			}
+		}
+	}
 	for id, ss := range st.m {
-		if t.Sub(ss.lastSeen) > st.idle {
+		if len(st.m) < maxSessions {
+			break
+		}
+		if ss.user == "" { // drop visitors before signed-in users
 			delete(st.m, id)
 		}
+	}
+	for id := range st.m {
+		if len(st.m) < maxSessions {
+			break
+		}
+		delete(st.m, id)
 	}
 	ss := &session{id: randomToken(32), user: user, csrfKey: []byte(randomToken(32)), lastSeen: t}
 	st.m[ss.id] = ss

@@ -185,7 +185,7 @@ func TestRefreshGrace(t *testing.T) {
 			t.Fatal(err)
 		}
 		exp := req.GetSession().GetExpiresAt("refresh_token")
-		if exp.After(e.clock.Now().Add(time.Hour+time.Minute)) {
+		if exp.After(e.clock.Now().Add(time.Hour + time.Minute)) {
 			t.Errorf("refresh token expires at %v; want within an hour of %v", exp, e.clock.Now())
 		}
 	})

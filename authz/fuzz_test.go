@@ -1,0 +1,96 @@
+package authz
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// FuzzRegister feeds registration bodies to the parser and validator: they
+// must never panic, and an accepted client must obey the registration rules.
+func FuzzRegister(f *testing.F) {
+	f.Add([]byte(vscodeRegistration))
+	f.Add([]byte(`{"redirect_uris":["http://localhost/callback"],"token_endpoint_auth_method":"none"}`))
+	f.Add([]byte(`{"grant_types":["client_credentials"],"scope":"notes:read api:call"}`))
+	f.Add([]byte(`{"redirect_uris":["cursor://anysphere.cursor-retrieval/oauth/callback"],"token_endpoint_auth_method":"none","client_name":"Cursor"}`))
+	f.Add([]byte(`{"redirect_uris":["javascript:alert(1)"]}`))
+	f.Add([]byte(`[]`))
+	e := newEnv(f, nil)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		md, err := parseClientMetadata(body)
+		if err != nil {
+			return
+		}
+		c, err := e.srv.clientFromMetadata(md, SourceDynamic)
+		if err != nil {
+			return
+		}
+		for _, u := range c.RedirectURIs {
+			if err := checkRedirectURI(u); err != nil {
+				t.Errorf("accepted redirect URI %q: %v", u, err)
+			}
+			if strings.HasPrefix(strings.ToLower(u), "http://") {
+				p, _ := url.Parse(u)
+				if !isLoopbackHost(p.Hostname()) {
+					t.Errorf("accepted non-loopback http redirect %q", u)
+				}
+			}
+		}
+		if slices.Contains(c.GrantTypes, "authorization_code") && len(c.RedirectURIs) == 0 {
+			t.Errorf("auth-code client without redirect URIs")
+		}
+		if c.IsPublic() && slices.Contains(c.GrantTypes, "client_credentials") {
+			t.Errorf("public client with client_credentials")
+		}
+		for _, sc := range c.Scopes {
+			if _, ok := e.srv.scopes[sc]; !ok {
+				t.Errorf("unknown scope %q accepted", sc)
+			}
+		}
+	})
+}
+
+// FuzzAuthorizeQuery sends arbitrary queries to GET /authorize: no 5xx, and
+// a redirect only ever goes to a registered (or loopback-equivalent)
+// redirect URI of the client and carries iss.
+func FuzzAuthorizeQuery(f *testing.F) {
+	e := newEnv(f, nil)
+	reg := e.registerPublic("http://127.0.0.1/cb", "https://app.example/cb")
+	f.Add("response_type=code&client_id=" + reg.ClientID + "&redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2Fcb&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&state=abcdefgh")
+	f.Add("response_type=code&client_id=" + reg.ClientID + "&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&code_challenge_method=plain&code_challenge=x")
+	f.Add("response_type=token&client_id=" + reg.ClientID + "&redirect_uri=https%3A%2F%2Fevil.example%2Fcb")
+	f.Add("client_id=" + reg.ClientID + "&resource=https%3A%2F%2Fother.example&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb&response_type=code")
+	f.Add("client_id=https%3A%2F%2F127.0.0.1%2Fdoc.json")
+	f.Add("%zz&&;=")
+	f.Fuzz(func(t *testing.T, rawQuery string) {
+		req := httptest.NewRequest(http.MethodGet, "/authorize", nil)
+		req.URL.RawQuery = rawQuery
+		rec := httptest.NewRecorder()
+		e.srv.handleAuthorize(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("status %d for %q", rec.Code, rawQuery)
+		}
+		loc := rec.Header().Get("Location")
+		if loc == "" {
+			if rec.Code >= 300 && rec.Code < 400 {
+				t.Fatalf("redirect without Location for %q", rawQuery)
+			}
+			return
+		}
+		u, err := url.Parse(loc)
+		if err != nil {
+			t.Fatalf("bad Location %q", loc)
+		}
+		if u.Query().Get("iss") != e.ts.URL {
+			t.Errorf("redirect %q lacks iss", loc)
+		}
+		base := *u
+		base.RawQuery = ""
+		if !matchRedirectURI(base.String(), []string{"http://127.0.0.1/cb", "https://app.example/cb"}) {
+			t.Errorf("redirect to unregistered %q for query %q", loc, rawQuery)
+		}
+	})
+}
