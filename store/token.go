@@ -132,7 +132,9 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature str
 		if !rec.Active {
 			return fosite.ErrSerializationFailure
 		}
-		if err := revokeRefresh(tx, requestID); err != nil {
+		// Every earlier refresh token of the grant went inactive when it
+		// was rotated, so only this one needs marking.
+		if err := deactivateToken(tx, kindRefresh, key); err != nil {
 			return err
 		}
 		return revokeAccess(tx, requestID)
