@@ -1,8 +1,9 @@
-// Command conformance serves mcpd's /mcp handler for the official MCP
-// conformance suite: a fake token verifier and in-memory notes behind a
-// loopback reverse proxy that adds a valid bearer token, since the suite's
-// server scenarios do not authorize themselves. It prints the proxy's MCP
-// URL on its first line of standard output and serves until interrupted.
+// Command conformance puts a bearer-adding reverse proxy in front of a
+// running mcpd, for the official MCP conformance suite: its server scenarios
+// do not authorize themselves. Given the MCP URL of a real `mcpd serve` and
+// a token that server issued, it saves one note (so resources/list has a
+// real note://{id}), prints the proxy's MCP URL on the first line of
+// standard output and serves until interrupted.
 //
 // run.sh drives it; it is not part of mcpd.
 package main
@@ -12,7 +13,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -22,16 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gorilla/mux"
-	"github.com/mcpd/mcpd/mcp"
-	"github.com/modelcontextprotocol/go-sdk/auth"
-)
-
-// token is the one bearer the proxy adds and the verifier accepts, as
-// user.
-const (
-	token = "conformance-token"
-	user  = "conformance"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 func main() {
@@ -42,64 +33,41 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	proxyAddr := flag.String("listen", "127.0.0.1:0", "address of the bearer-adding proxy")
-	verbose := flag.Bool("v", false, "log requests to standard error")
+	listen := flag.String("listen", "127.0.0.1:0", "address of the bearer-adding proxy")
+	target := flag.String("target", "", "MCP URL of the running mcpd, e.g. http://127.0.0.1:8080/mcp")
 	flag.Parse()
+	token := os.Getenv("CONFORMANCE_TOKEN")
+	if *target == "" || token == "" {
+		return errors.New("want -target URL and CONFORMANCE_TOKEN in the environment")
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	level := slog.LevelWarn
-	if *verbose {
-		level = slog.LevelDebug
+	if err := seedNote(ctx, *target, token); err != nil {
+		return fmt.Errorf("seed a note: %w", err)
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-
-	backendLn, err := net.Listen("tcp", "127.0.0.1:0")
+	targetURL, err := url.Parse(*target)
 	if err != nil {
 		return err
 	}
-	proxyLn, err := net.Listen("tcp", *proxyAddr)
+	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
 	}
-	issuer := "http://" + backendLn.Addr().String()
-	notes := newMemNotes()
-	// One note, so resources-list sees a real note://{id} resource.
-	if _, err := notes.SaveNote(ctx, user, mcp.Note{Title: "Welcome", Body: "A note for the conformance suite.", Tags: []string{"conformance"}}); err != nil {
-		return err
-	}
-	srv, err := mcp.New(mcp.Config{
-		Issuer:   issuer,
-		Verifier: verify,
-		Notes:    notes,
-		Logger:   logger,
-		// The suite reaches the server through the proxy's port.
-		AllowedOrigins: []string{"http://" + proxyLn.Addr().String()},
-	})
-	if err != nil {
-		return err
-	}
-	r := mux.NewRouter()
-	srv.Register(r)
-
-	backendURL, _ := url.Parse(issuer)
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(backendURL)
-			// Keep the client's Host and Origin so the server's
-			// DNS-rebinding checks see what the suite sent.
+			pr.SetURL(&url.URL{Scheme: targetURL.Scheme, Host: targetURL.Host})
+			// Keep the client's Host and Origin so mcpd's DNS-rebinding
+			// checks see what the suite sent.
 			pr.Out.Host = pr.In.Host
 			pr.Out.Header.Set("Authorization", "Bearer "+token)
 		},
 		FlushInterval: -1, // stream SSE as it comes
 	}
-
-	backend := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
 	front := &http.Server{Handler: proxy, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 2)
-	go func() { errc <- backend.Serve(backendLn) }()
-	go func() { errc <- front.Serve(proxyLn) }()
-	fmt.Printf("http://%s/mcp\n", proxyLn.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- front.Serve(ln) }()
+	fmt.Printf("http://%s%s\n", ln.Addr(), targetURL.Path)
 
 	select {
 	case <-ctx.Done():
@@ -110,20 +78,37 @@ func run(ctx context.Context) error {
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	front.Shutdown(shutdown)
-	backend.Shutdown(shutdown)
+	return front.Shutdown(shutdown)
+}
+
+// seedNote saves one note as the token's principal.
+func seedNote(ctx context.Context, target, token string) error {
+	client := mcp.NewClient(&mcp.Implementation{Name: "conformance-seed", Version: "1"}, nil)
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{
+		Endpoint:   target,
+		HTTPClient: &http.Client{Transport: bearer{token}, Timeout: 10 * time.Second},
+	}, nil)
+	if err != nil {
+		return err
+	}
+	defer cs.Close()
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "note_save", Arguments: map[string]any{
+		"title": "Welcome", "body": "A note for the conformance suite.", "tags": []string{"conformance"},
+	}})
+	if err != nil {
+		return err
+	}
+	if res.IsError {
+		return fmt.Errorf("note_save answered a tool error: %+v", res.Content)
+	}
 	return nil
 }
 
-// verify accepts only the proxy's token, as user with every scope.
-func verify(_ context.Context, tok string, _ *http.Request) (*auth.TokenInfo, error) {
-	if tok != token {
-		return nil, auth.ErrInvalidToken
-	}
-	return &auth.TokenInfo{
-		UserID:     user,
-		Scopes:     mcp.Scopes(),
-		Expiration: time.Now().Add(time.Hour),
-		Extra:      map[string]any{"client_id": "conformance"},
-	}, nil
+// bearer adds the token to every request.
+type bearer struct{ token string }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return http.DefaultTransport.RoundTrip(r)
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the official MCP conformance suite (server scenarios) against mcpd's
-# /mcp handler, served by e2e/conformance behind a proxy that adds a valid
-# bearer token. Exits non-zero when a check fails that expected-failures.yml
+# Runs the official MCP conformance suite (server scenarios) against a real
+# `mcpd serve`, through e2e/conformance: a proxy that adds a bearer token
+# the server issued (client_credentials for a registered confidential
+# client with every scope). Exits non-zero when a check fails that expected-failures.yml
 # does not list, or when a listed one passes.
 #
 # Node 22 and the suite are installed with npm into a cache directory
@@ -33,17 +34,39 @@ fi
 bin="$(mktemp -d)"
 urlfile="$bin/url"
 cleanup() {
-  if [[ -n "${server_pid:-}" ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  for pid in ${proxy_pid:-} ${server_pid:-}; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   rm -rf "$bin"
 }
 trap cleanup EXIT
 
-(cd "$root" && go build -o "$bin/conformance-server" ./e2e/conformance)
-"$bin/conformance-server" >"$urlfile" 2>"$out/server.log" &
+# A real mcpd serve on a free loopback port, with a fresh data directory.
+(cd "$root" && go build -o "$bin/mcpd" ./cmd/mcpd && go build -o "$bin/conformance-proxy" ./e2e/conformance)
+port="$("$node" -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
+issuer="http://127.0.0.1:$port"
+MCPD_INITIAL_PASSWORD="$(head -c 18 /dev/urandom | base64)" "$bin/mcpd" serve --listen "127.0.0.1:$port" \
+  --data "$bin/data" --log-format json --log-level warn 2>"$out/mcpd.log" &
 server_pid=$!
 for _ in $(seq 100); do
+  curl -sf "$issuer/healthz" >/dev/null && break
+  kill -0 "$server_pid" 2>/dev/null || { cat "$out/mcpd.log" >&2; exit 1; }
+  sleep 0.1
+done
+
+# A confidential client with every scope, and a client_credentials token
+# for it: the token the proxy adds to every request of the suite.
+reg="$(curl -sf -X POST "$issuer/register" -H 'Content-Type: application/json' \
+  -d '{"client_name":"conformance","grant_types":["client_credentials"],"token_endpoint_auth_method":"client_secret_basic","scope":"notes:read notes:write api:call"}')"
+client_id="$("$node" -p 'JSON.parse(process.argv[1]).client_id' "$reg")"
+client_secret="$("$node" -p 'JSON.parse(process.argv[1]).client_secret' "$reg")"
+tok="$(curl -sf -u "$client_id:$client_secret" -d grant_type=client_credentials \
+  -d 'scope=notes:read notes:write api:call' "$issuer/token")"
+export CONFORMANCE_TOKEN="$("$node" -p 'JSON.parse(process.argv[1]).access_token' "$tok")"
+
+"$bin/conformance-proxy" -target "$issuer/mcp" >"$urlfile" 2>"$out/proxy.log" &
+proxy_pid=$!
+for _ in $(seq 100); do
   [[ -s "$urlfile" ]] && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$out/server.log" >&2; exit 1; }
+  kill -0 "$proxy_pid" 2>/dev/null || { cat "$out/proxy.log" >&2; exit 1; }
   sleep 0.1
 done
 url="$(head -n1 "$urlfile")"
