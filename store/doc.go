@@ -15,9 +15,14 @@
 // BeginTX opens a writable bbolt transaction and carries it in the returned
 // context; every method called with that context runs inside it. A second
 // BeginTX on that context nests (its Commit does nothing, its Rollback dooms
-// the outer transaction). Never call a store method from the goroutine that
-// holds an open transaction with a context that does not carry it: bbolt
-// allows one writer, and the call would wait for itself.
+// the outer transaction). While a goroutine holds an open transaction,
+// every write it makes must use the context that carries it: bbolt allows
+// one writer, and a write through another context would wait for itself
+// (reads are safe either way). Close waits for open transactions.
+//
+// Writes outside a transaction are durable when they return. A write that
+// runs alone commits at once; writes that overlap share one commit through
+// bbolt's Batch (Options.MaxBatchDelay).
 //
 // The package owns the file format and its migrations. It must not import
 // any other mcpd package; the consumers (authz, mcp) declare the interfaces
