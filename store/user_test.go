@@ -39,6 +39,22 @@ func TestUsers(t *testing.T) {
 		}
 	})
 
+	t.Run("an unknown user costs an argon2id run like a wrong password", func(t *testing.T) {
+		fastest := func(name string) time.Duration {
+			best := time.Duration(1<<63 - 1)
+			for range 2 {
+				start := time.Now()
+				_ = s.Authenticate(ctx, name, "wrong")
+				best = min(best, time.Since(start))
+			}
+			return best
+		}
+		known, unknown := fastest("alice"), fastest("mallory")
+		if unknown < known/4 {
+			t.Errorf("unknown user answered in %v, wrong password in %v; want comparable times", unknown, known)
+		}
+	})
+
 	t.Run("the file holds an argon2id hash, not the password", func(t *testing.T) {
 		raw, err := os.ReadFile(s.Path())
 		if err != nil {
