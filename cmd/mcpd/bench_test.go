@@ -48,6 +48,11 @@ func benchServer(b *testing.B, args ...string) string {
 			b.Errorf("serve did not stop")
 		}
 	})
+	defer func() {
+		if b.Failed() {
+			done <- nil // serve ended early and its result was read
+		}
+	}()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if m := listeningRE.FindStringSubmatch(stderr.String()); m != nil {
 			return "http://" + m[1]
@@ -195,8 +200,8 @@ func BenchmarkMCPWhoami(b *testing.B) {
 		args []string
 	}{
 		{"sse", nil},
-		{"json", []string{"--mcp-json-response"}},
-		{"stateless-json", []string{"--mcp-stateless", "--mcp-json-response"}},
+		{"json", []string{"--mcp-json-response", "true"}},
+		{"stateless-json", []string{"--mcp-stateless", "true", "--mcp-json-response", "true"}},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			issuer := benchServer(b, mode.args...)

@@ -136,6 +136,30 @@ func TestGoSDKClientFullFlow(t *testing.T) {
 	if authorizations != 1 {
 		t.Errorf("%d browser authorizations; want 1 (the refresh needs none)", authorizations)
 	}
+
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "note_save", Arguments: map[string]any{"title": "go-sdk", "body": "round trip"}})
+	if err != nil || res.IsError {
+		t.Fatalf("note_save: %v %+v", err, res)
+	}
+	id := res.StructuredContent.(map[string]any)["id"].(string)
+	res, err = cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "note_get", Arguments: map[string]any{"id": id}})
+	if err != nil || res.IsError || res.StructuredContent.(map[string]any)["body"] != "round trip" {
+		t.Fatalf("note_get: %v %+v", err, res)
+	}
+
+	// Revoking the client ends its tokens: the access token gets 401 and
+	// the refresh token is refused with invalid_client, which the go-sdk
+	// surfaces as an error of the next call.
+	oldClient := whoami(t, cs)["client_id"].(string)
+	current, _ := src.Token()
+	mustMcpd(t, "", "client", "revoke", oldClient, "--data", ts.Data)
+	if status, _ := mcpStatus(t, ts.URL, current.AccessToken); status != http.StatusUnauthorized {
+		t.Errorf("revoked client's access token: %d; want 401", status)
+	}
+	time.Sleep(time.Until(current.Expiry) + 200*time.Millisecond)
+	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "whoami"}); err == nil || !strings.Contains(err.Error(), "invalid_client") {
+		t.Errorf("call after revoke: %v; want the refresh refused with invalid_client", err)
+	}
 }
 
 func TestNotesAcrossRestart(t *testing.T) {
