@@ -27,7 +27,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := s.currentSession(r)
-	if sess == nil || sess.user == "" {
+	if sess == nil || !s.signedIn(r.Context(), sess) {
 		s.showLogin(w, sess, form, ar.GetClient(), http.StatusOK, "", "")
 		return
 	}
@@ -78,9 +78,10 @@ func (s *Server) parseAuthorize(ctx context.Context, w http.ResponseWriter, form
 		return nil, false
 	}
 	ar, err := s.oauth.NewAuthorizeRequest(withResolvedClient(withPresentedRedirect(ctx, redirect), c), req)
-	// fosite wants a state of 8+ characters as its last check; real
-	// clients send none, and PKCE (always required) protects the flow.
-	if err != nil && errors.Is(err, fosite.ErrInvalidState) && ar.GetState() == "" {
+	// fosite wants a state of 8+ characters, as its last check. Real
+	// clients often send none; PKCE, always required, protects the flow,
+	// so any state (or none) is accepted and echoed as sent.
+	if err != nil && errors.Is(err, fosite.ErrInvalidState) {
 		err = nil
 	}
 	if err == nil {

@@ -65,7 +65,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	sess := s.currentSession(r)
 	reqID := r.PostForm.Get("request_id")
-	if sess == nil || sess.user == "" || !sess.checkCSRF("consent", reqID, r.PostForm.Get("csrf_token")) {
+	if sess == nil || !sess.checkCSRF("consent", reqID, r.PostForm.Get("csrf_token")) || !s.signedIn(r.Context(), sess) {
 		s.errorPage(w, http.StatusForbidden, "Form expired", "This form has expired or did not come from mcpd. Return to your application and connect again.")
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/modelcontextprotocol/go-sdk/auth"
@@ -215,6 +216,7 @@ func TestAuthorizeErrors(t *testing.T) {
 			q.Set("resource", strings.ToUpper(strings.TrimSuffix(e.url(""), ""))+"/mcp")
 		}, want{status: 200, login: true}},
 		{"missing state is accepted", func(q url.Values) { q.Del("state") }, want{status: 200, login: true}},
+		{"a short state is accepted", func(q url.Values) { q.Set("state", "s1") }, want{status: 200, login: true}},
 		{"missing state is not echoed in an error", func(q url.Values) { q.Del("state"); q.Set("response_type", "token") }, want{status: 303, errParam: "unsupported_response_type"}},
 		{"unknown scope is dropped, not refused", func(q url.Values) { q.Set("scope", "notes:read admin") }, want{status: 200, login: true}},
 	}
@@ -302,10 +304,59 @@ func TestConsentDecisions(t *testing.T) {
 		if !isConsentPage(p) {
 			t.Fatalf("wider scope: status %d; want the consent page", p.status)
 		}
-		e.clock.Advance(31 * 24 * 60 * 60 * 1e9)
+		e.clock.Advance(31 * 24 * time.Hour)
 		p = b.get(e.authorizeURL(authRequest{clientID: reg.ClientID, redirect: redirect, scope: "notes:read", verifier: oauth2.GenerateVerifier()}))
-		if isConsentPage(p) == false && !isLoginPage(p) {
-			t.Fatalf("after the consent expired: status %d; want a page", p.status)
+		if !isLoginPage(p) {
+			t.Fatalf("after the session's idle timeout: status %d; want the login page", p.status)
+		}
+		if p = b.login(t, p, "bob", "battery staple"); !isConsentPage(p) {
+			t.Fatalf("after the consent expired: status %d; want the consent page", p.status)
+		}
+	})
+}
+
+func TestStateEcho(t *testing.T) {
+	e := newEnv(t, nil)
+	reg := e.registerPublic("http://127.0.0.1/cb")
+	for _, tt := range []struct{ name, state string }{
+		{"a missing state is not echoed", ""},
+		{"a short state is echoed", "s1"},
+		{"a long state is echoed", "a-long-state-value-1234"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			loc := e.authorize(e.browser(), authRequest{clientID: reg.ClientID, redirect: "http://127.0.0.1:6500/cb", state: tt.state, verifier: oauth2.GenerateVerifier()})
+			q := loc.Query()
+			_, has := q["state"]
+			if has != (tt.state != "") || q.Get("state") != tt.state {
+				t.Errorf("redirect query %v; want state %q", q, tt.state)
+			}
+			if q.Get("code") == "" || q.Get("iss") != e.ts.URL {
+				t.Errorf("redirect query %v; want code and iss", q)
+			}
+		})
+	}
+}
+
+func TestRemovedUserSessionEnds(t *testing.T) {
+	e := newEnv(t, nil)
+	reg := e.registerPublic("http://127.0.0.1/cb")
+	b := e.browser()
+	a := authRequest{clientID: reg.ClientID, redirect: "http://127.0.0.1:6600/cb", scope: "notes:read", verifier: oauth2.GenerateVerifier()}
+	p := b.login(t, b.get(e.authorizeURL(a)), "bob", "battery staple")
+	if !isConsentPage(p) {
+		t.Fatal("no consent page after login")
+	}
+	e.store.mu.Lock()
+	delete(e.store.users, "bob")
+	e.store.mu.Unlock()
+	t.Run("consent by a removed user is refused", func(t *testing.T) {
+		if got := b.decide(t, p, "allow", []string{"notes:read"}, false); got.status != http.StatusForbidden {
+			t.Errorf("status %d; want 403", got.status)
+		}
+	})
+	t.Run("a removed user's browser sees the login page again", func(t *testing.T) {
+		if p := b.get(e.authorizeURL(a)); !isLoginPage(p) {
+			t.Errorf("status %d; want the login page", p.status)
 		}
 	})
 }

@@ -40,9 +40,13 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"active": false})
 		return
 	}
+	clientID := ""
+	if c := ar.GetClient(); c != nil {
+		clientID = c.GetID()
+	}
 	out := map[string]any{
 		"active":     true,
-		"client_id":  ar.GetClient().GetID(),
+		"client_id":  clientID,
 		"scope":      strings.Join(ar.GetGrantedScopes(), " "),
 		"aud":        []string(ar.GetGrantedAudience()),
 		"iss":        s.issuer,

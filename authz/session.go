@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -114,6 +115,24 @@ func (s *Server) currentSession(r *http.Request) *session {
 		return nil
 	}
 	return s.sessions.get(c.Value)
+}
+
+// signedIn reports whether sess belongs to a user who still exists; a
+// removed user's session ends here.
+func (s *Server) signedIn(ctx context.Context, sess *session) bool {
+	if sess.user == "" {
+		return false
+	}
+	ok, err := s.store.UserExists(ctx, sess.user)
+	if err != nil {
+		s.log.Error("session: user lookup failed", "err", err)
+		return false
+	}
+	if !ok {
+		s.sessions.delete(sess.id)
+		return false
+	}
+	return true
 }
 
 func (s *Server) setSessionCookie(w http.ResponseWriter, ss *session) {

@@ -55,11 +55,15 @@ func (s *Server) Verify(ctx context.Context, token string, _ *http.Request) (*au
 		s.obs.TokenVerified(outcomeWrongAudience)
 		return nil, fmt.Errorf("%w: token is not for %s", auth.ErrInvalidToken, s.resourceURL)
 	}
+	clientID := ""
+	if c := req.GetClient(); c != nil {
+		clientID = c.GetID()
+	}
 	s.obs.TokenVerified(outcomeValid)
 	return &auth.TokenInfo{
 		UserID:     req.GetSession().GetSubject(),
 		Scopes:     slices.Clone(req.GetGrantedScopes()),
 		Expiration: exp,
-		Extra:      map[string]any{"client_id": req.GetClient().GetID()},
+		Extra:      map[string]any{"client_id": clientID},
 	}, nil
 }
