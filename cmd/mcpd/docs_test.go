@@ -1,7 +1,14 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -67,5 +74,92 @@ func TestConfigurationExampleParses(t *testing.T) {
 	}
 	if len(c.Upstreams) != 2 || c.Upstreams[1].Auth.Type != "client_credentials" || c.Issuer != "https://mcp.example.com" {
 		t.Errorf("example loaded as %+v", c)
+	}
+}
+
+// TestDocCommandBlocksParse checks every fenced block of the README and
+// docs/: sh blocks pass `bash -n`, json blocks are JSON, and every mcpd
+// command in them is one mcpd knows (run with --help).
+func TestDocCommandBlocksParse(t *testing.T) {
+	files, _ := filepath.Glob("../../docs/*.md")
+	files = append(files, "../../README.md")
+	block := regexp.MustCompile("(?s)```(sh|json)\n(.*?)```")
+	var n int
+	for _, f := range files {
+		doc, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range block.FindAllStringSubmatch(string(doc), -1) {
+			n++
+			name := fmt.Sprintf("%s block %d (%s)", filepath.Base(f), i+1, m[1])
+			t.Run(name, func(t *testing.T) {
+				switch m[1] {
+				case "json":
+					var v any
+					if err := json.Unmarshal([]byte(m[2]), &v); err != nil {
+						t.Errorf("not JSON: %v\n%s", err, m[2])
+					}
+				case "sh":
+					cmd := exec.Command("bash", "-n")
+					cmd.Stdin = strings.NewReader(m[2])
+					if out, err := cmd.CombinedOutput(); err != nil {
+						t.Errorf("bash -n: %v\n%s\n%s", err, out, m[2])
+					}
+					for _, line := range strings.Split(m[2], "\n") {
+						if err := mcpdLineError(line); err != nil {
+							t.Error(err)
+						}
+					}
+				}
+			})
+		}
+	}
+	if n < 8 {
+		t.Errorf("found only %d command blocks", n)
+	}
+}
+
+// mcpdLineError runs the mcpd command of a documented line with --help
+// added, which succeeds only for a command and flags mcpd knows.
+func mcpdLineError(line string) error {
+	doc := line
+	if i := strings.Index(line, "#"); i >= 0 {
+		line = line[:i]
+	}
+	if i := strings.Index(line, "|"); i >= 0 {
+		line = line[i+1:] // echo … | mcpd …
+	}
+	fields := strings.Fields(line)
+	if len(fields) == 0 || (fields[0] != "mcpd" && fields[0] != "./bin/mcpd") {
+		return nil
+	}
+	args := fields[1:]
+	if len(args) > 0 && args[0] == "version" {
+		return nil
+	}
+	var known []string
+	for _, a := range args {
+		if strings.Contains(a, "$") || strings.Contains(a, "(") {
+			continue // shell expansions stand for values
+		}
+		known = append(known, a)
+	}
+	var out, errOut strings.Builder
+	err := run(context.Background(), append(known, "--help"), strings.NewReader(""), &out, &errOut)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return fmt.Errorf("documented command %q is not one mcpd knows: %v\n%s", doc, err, errOut.String())
+	}
+	return nil
+}
+
+func TestCheckMcpdLineRejectsUnknownCommands(t *testing.T) {
+	for _, line := range []string{"mcpd user rename alice", "mcpd serve --no-such-flag 1", "echo x | mcpd frobnicate"} {
+		if mcpdLineError(line) == nil {
+			t.Errorf("mcpdLineError(%q) = nil; want an error", line)
+		}
+	}
+	if err := mcpdLineError("mcpd client revoke ID --data /tmp/x # comment"); err != nil {
+		t.Errorf("a documented command was refused: %v", err)
 	}
 }
