@@ -200,5 +200,18 @@ func (s *Store) BackupFile(ctx context.Context, path string) (err error) {
 	if err := os.Rename(f.Name(), path); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("backup: sync directory: %w", err)
+	}
 	return nil
 }
