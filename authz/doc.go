@@ -1,8 +1,32 @@
 // Package authz is mcpd's OAuth 2.1 authorization server, composed on
-// fosite. It owns /authorize, /token, /register, /revoke, /introspect, the
-// RFC 8414 metadata document, the login and consent flow, and the token
+// fosite. It owns /authorize, /token, /register (RFC 7591, with RFC 7592
+// read and delete), /revoke, /introspect, the RFC 8414 metadata document,
+// the login and consent flow, client ID metadata documents, and the token
 // verification the MCP resource server calls on every request.
 //
 // It declares the Storage it needs and never imports the store package;
 // cmd/mcpd adapts the bbolt store to it. It renders pages only through web.
+// It does not serve the protected-resource metadata (the mcp package does)
+// and never reads tokens from requests it does not own: Verify is handed
+// the bearer token by its caller.
+//
+// Wiring it up:
+//
+//	az, err := authz.New(authz.Config{
+//		Issuer:       "http://127.0.0.1:8080",
+//		Storage:      st,
+//		Renderer:     renderer,
+//		GlobalSecret: secret, // 32+ bytes, kept in the store
+//		Scopes:       []authz.Scope{{Name: "notes:read", Description: "Read your notes"}},
+//		RefreshGrace: time.Minute,
+//	})
+//	if err != nil { … }
+//	az.Register(router)                           // the OAuth endpoints
+//	mw := auth.RequireBearerToken(az.Verify, opts) // the MCP endpoint's guard
+//
+// The rules fosite does not give for free live here: S256 PKCE for every
+// client, an optional state, iss on every authorization response, loopback
+// redirect URIs on any port, RFC 8707 resource as the audience, refresh
+// tokens for every authorization-code client, and refresh token rotation
+// with a grace window (refresh_grace.go).
 package authz

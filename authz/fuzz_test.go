@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -57,7 +58,12 @@ func FuzzRegister(f *testing.F) {
 // a redirect only ever goes to a registered (or loopback-equivalent)
 // redirect URI of the client and carries iss.
 func FuzzAuthorizeQuery(f *testing.F) {
-	e := newEnv(f, nil)
+	// Metadata documents stay on: their fetches fail without the network.
+	e := newEnv(f, func(c *Config) {
+		c.HTTPClient = &http.Client{Transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
+			return nil, errors.New("no network in fuzzing")
+		})}
+	})
 	reg := e.registerPublic("http://127.0.0.1/cb", "https://app.example/cb")
 	f.Add("response_type=code&client_id=" + reg.ClientID + "&redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2Fcb&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&state=abcdefgh")
 	f.Add("response_type=code&client_id=" + reg.ClientID + "&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&code_challenge_method=plain&code_challenge=x")
@@ -94,3 +100,7 @@ func FuzzAuthorizeQuery(f *testing.F) {
 		}
 	})
 }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

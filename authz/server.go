@@ -272,6 +272,10 @@ func (s *Server) ResourceURL() string { return s.resourceURL }
 func (s *Server) Register(r *mux.Router) {
 	meta := s.cors.wrap(http.HandlerFunc(s.handleMetadata))
 	r.Handle("/.well-known/oauth-authorization-server", meta).Methods(http.MethodGet, http.MethodHead, http.MethodOptions)
+	if p := s.issuerPath(); p != "" {
+		// RFC 8414 §3.1: an issuer with a path has its metadata there.
+		r.Handle("/.well-known/oauth-authorization-server"+p, meta).Methods(http.MethodGet, http.MethodHead, http.MethodOptions)
+	}
 	r.HandleFunc("/authorize", s.handleAuthorize).Methods(http.MethodGet)
 	r.HandleFunc(loginPath, s.handleLogin).Methods(http.MethodPost)
 	r.HandleFunc(consentPath, s.handleConsent).Methods(http.MethodPost)
@@ -281,6 +285,15 @@ func (s *Server) Register(r *mux.Router) {
 	r.Handle("/revoke", s.cors.wrap(http.HandlerFunc(s.handleRevoke))).Methods(http.MethodPost, http.MethodOptions)
 	r.HandleFunc("/introspect", s.handleIntrospect).Methods(http.MethodPost)
 	r.PathPrefix("/static/").Handler(s.renderer.StaticHandler())
+}
+
+// issuerPath is the path of the issuer URL, "" when it has none.
+func (s *Server) issuerPath() string {
+	u, err := url.Parse(s.issuer)
+	if err != nil {
+		return ""
+	}
+	return u.Path
 }
 
 // matchAudience is fosite's audience strategy: the only audience this server
