@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/ory/fosite"
@@ -26,12 +27,17 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	prompt := strings.Fields(form.Get("prompt"))
 	sess := s.currentSession(r)
 	if sess == nil || !s.signedIn(r.Context(), sess) {
+		if slices.Contains(prompt, "none") {
+			s.redirectError(w, ar, fosite.ErrLoginRequired)
+			return
+		}
 		s.showLogin(w, sess, form, ar.GetClient(), http.StatusOK, "", "")
 		return
 	}
-	s.consentOrIssue(w, r, sess, ar, form)
+	s.consentOrIssue(w, r, sess, ar, form, prompt)
 }
 
 // parseAuthorize validates an authorization request given as form values.

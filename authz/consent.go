@@ -13,19 +13,24 @@ import (
 )
 
 // consentOrIssue issues a code at once when a remembered consent covers
-// the request, and shows the consent page otherwise.
-func (s *Server) consentOrIssue(w http.ResponseWriter, r *http.Request, sess *session, ar fosite.AuthorizeRequester, form url.Values) {
+// the request (unless prompt=consent), and shows the consent page
+// otherwise (or answers consent_required to prompt=none).
+func (s *Server) consentOrIssue(w http.ResponseWriter, r *http.Request, sess *session, ar fosite.AuthorizeRequester, form url.Values, prompt []string) {
 	ctx := r.Context()
 	requested := []string(ar.GetRequestedScopes())
 	host := redirectHost(ar.GetRedirectURI())
 	clientID := ar.GetClient().GetID()
 	prev, err := s.store.GetConsent(ctx, sess.user, clientID)
 	switch {
-	case err == nil && s.now().Before(prev.ExpiresAt) && prev.RedirectHost == host && subset(requested, prev.Scopes):
+	case err == nil && s.now().Before(prev.ExpiresAt) && prev.RedirectHost == host && subset(requested, prev.Scopes) && !slices.Contains(prompt, "consent"):
 		s.issueCode(w, r, ar, sess.user, requested)
 		return
 	case err != nil && !errors.Is(err, ErrNotFound):
 		s.log.Error("consent lookup failed", "err", err)
+	}
+	if slices.Contains(prompt, "none") {
+		s.redirectError(w, ar, fosite.ErrConsentRequired)
+		return
 	}
 
 	id := s.pending.put(form, clientID)

@@ -219,6 +219,7 @@ func TestAuthorizeErrors(t *testing.T) {
 		{"a short state is accepted", func(q url.Values) { q.Set("state", "s1") }, want{status: 200, login: true}},
 		{"missing state is not echoed in an error", func(q url.Values) { q.Del("state"); q.Set("response_type", "token") }, want{status: 303, errParam: "unsupported_response_type"}},
 		{"unknown scope is dropped, not refused", func(q url.Values) { q.Set("scope", "notes:read admin") }, want{status: 200, login: true}},
+		{"prompt=none without a session is login_required", func(q url.Values) { q.Set("prompt", "none") }, want{status: 303, errParam: "login_required", state: "st-abcdefgh"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -303,6 +304,14 @@ func TestConsentDecisions(t *testing.T) {
 		p = b.get(e.authorizeURL(authRequest{clientID: reg.ClientID, redirect: redirect, scope: "notes:read notes:write", verifier: oauth2.GenerateVerifier()}))
 		if !isConsentPage(p) {
 			t.Fatalf("wider scope: status %d; want the consent page", p.status)
+		}
+		p = b.get(e.authorizeURL(authRequest{clientID: reg.ClientID, redirect: redirect, scope: "notes:read", verifier: oauth2.GenerateVerifier(), extra: url.Values{"prompt": {"consent"}}}))
+		if !isConsentPage(p) {
+			t.Fatalf("prompt=consent: status %d; want the consent page", p.status)
+		}
+		p = b.get(e.authorizeURL(authRequest{clientID: reg.ClientID, redirect: redirect, scope: "notes:read notes:write", verifier: oauth2.GenerateVerifier(), extra: url.Values{"prompt": {"none"}}}))
+		if p.status != http.StatusSeeOther || p.location(t).Query().Get("error") != "consent_required" {
+			t.Fatalf("prompt=none with a wider scope: status %d; want consent_required", p.status)
 		}
 		e.clock.Advance(31 * 24 * time.Hour)
 		p = b.get(e.authorizeURL(authRequest{clientID: reg.ClientID, redirect: redirect, scope: "notes:read", verifier: oauth2.GenerateVerifier()}))
@@ -421,6 +430,18 @@ func TestCSRFAndHeaders(t *testing.T) {
 			t.Errorf("status %d; want 403", got.status)
 		}
 	})
+}
+
+func TestSecureCookieOverHTTPS(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Issuer = "https://mcpd.example" })
+	reg := e.registerPublic("http://127.0.0.1/cb")
+	p := e.browser().get(e.authorizeURL(authRequest{clientID: reg.ClientID, redirect: "http://127.0.0.1:7000/cb", verifier: oauth2.GenerateVerifier()}))
+	c := p.header.Get("Set-Cookie")
+	for _, want := range []string{"__Host-mcpd_session=", "Secure", "HttpOnly", "SameSite=Lax", "Path=/"} {
+		if !strings.Contains(c, want) {
+			t.Errorf("Set-Cookie %q lacks %q", c, want)
+		}
+	}
 }
 
 func TestLoginFailures(t *testing.T) {

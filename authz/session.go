@@ -12,7 +12,14 @@ import (
 	"time"
 )
 
-const sessionCookie = "mcpd_session"
+// sessionCookie names the login cookie; over https it carries the
+// __Host- prefix, which browsers only accept Secure, host-only, on path /.
+func (s *Server) sessionCookie() string {
+	if isHTTPS(s.issuer) {
+		return "__Host-mcpd_session"
+	}
+	return "mcpd_session"
+}
 
 // visitorIdle ends a session that never logged in sooner than a login.
 const visitorIdle = time.Hour
@@ -110,7 +117,7 @@ func (ss *session) checkCSRF(purpose, requestID, token string) bool {
 
 // currentSession returns the request's live session, or nil.
 func (s *Server) currentSession(r *http.Request) *session {
-	c, err := r.Cookie(sessionCookie)
+	c, err := r.Cookie(s.sessionCookie())
 	if err != nil || c.Value == "" {
 		return nil
 	}
@@ -137,7 +144,7 @@ func (s *Server) signedIn(ctx context.Context, sess *session) bool {
 
 func (s *Server) setSessionCookie(w http.ResponseWriter, ss *session) {
 	http.SetCookie(w, &http.Cookie{
-		Name:     sessionCookie,
+		Name:     s.sessionCookie(),
 		Value:    ss.id,
 		Path:     "/",
 		HttpOnly: true,
