@@ -119,7 +119,7 @@ func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 		return fmt.Errorf("store: encode client: %w", err)
 	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketClients)
+		b := bucket(tx, bucketClients)
 		if b.Get([]byte(c.ID)) != nil {
 			return ErrAlreadyExists
 		}
@@ -157,7 +157,7 @@ func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*Client) er
 		if err != nil {
 			return fmt.Errorf("store: encode client: %w", err)
 		}
-		return tx.Bucket(bucketClients).Put([]byte(id), v)
+		return bucket(tx, bucketClients).Put([]byte(id), v)
 	})
 }
 
@@ -173,7 +173,7 @@ func (s *Store) ListClients(ctx context.Context) ([]*Client, error) {
 	var out []*Client
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		out = nil
-		return tx.Bucket(bucketClients).ForEach(func(_, v []byte) error {
+		return bucket(tx, bucketClients).ForEach(func(_, v []byte) error {
 			c, err := decodeClient(v)
 			if err != nil {
 				return err
@@ -198,14 +198,14 @@ func (s *Store) ListClients(ctx context.Context) ([]*Client, error) {
 func (s *Store) CountClients(ctx context.Context) (int, error) {
 	var n int
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketClients).Stats().KeyN
+		n = bucket(tx, bucketClients).Stats().KeyN
 		return nil
 	})
 	return n, err
 }
 
 func findClient(tx *bolt.Tx, id string) (*Client, error) {
-	v := tx.Bucket(bucketClients).Get([]byte(id))
+	v := bucket(tx, bucketClients).Get([]byte(id))
 	if v == nil {
 		return nil, ErrNotFound
 	}
@@ -222,7 +222,7 @@ func decodeClient(v []byte) (*Client, error) {
 }
 
 func deleteClient(tx *bolt.Tx, id string) error {
-	b := tx.Bucket(bucketClients)
+	b := bucket(tx, bucketClients)
 	if b.Get([]byte(id)) == nil {
 		return ErrNotFound
 	}
@@ -235,7 +235,7 @@ func deleteClient(tx *bolt.Tx, id string) error {
 	// Consents are keyed by user first: scan them all for this client.
 	var doomed [][]byte
 	suffix := []byte(sep + id)
-	err := tx.Bucket(bucketConsents).ForEach(func(k, _ []byte) error {
+	err := bucket(tx, bucketConsents).ForEach(func(k, _ []byte) error {
 		if bytes.HasSuffix(k, suffix) {
 			doomed = append(doomed, bytes.Clone(k))
 		}
@@ -245,7 +245,7 @@ func deleteClient(tx *bolt.Tx, id string) error {
 		return err
 	}
 	for _, k := range doomed {
-		if err := tx.Bucket(bucketConsents).Delete(k); err != nil {
+		if err := bucket(tx, bucketConsents).Delete(k); err != nil {
 			return err
 		}
 	}

@@ -48,7 +48,7 @@ func (s *Store) PutConsent(ctx context.Context, c Consent) error {
 		return fmt.Errorf("store: encode consent: %w", err)
 	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketConsents).Put(consentKey(c.User, c.ClientID), v)
+		return bucket(tx, bucketConsents).Put(consentKey(c.User, c.ClientID), v)
 	})
 }
 
@@ -58,7 +58,7 @@ func (s *Store) GetConsent(ctx context.Context, user, clientID string) (*Consent
 	now := s.now()
 	var c *Consent
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketConsents).Get(consentKey(user, clientID))
+		v := bucket(tx, bucketConsents).Get(consentKey(user, clientID))
 		if v == nil {
 			return ErrNotFound
 		}
@@ -86,7 +86,7 @@ func (s *Store) ListConsents(ctx context.Context, user string) ([]Consent, error
 	var out []Consent
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		out = nil
-		c := tx.Bucket(bucketConsents).Cursor()
+		c := bucket(tx, bucketConsents).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			got, err := decodeConsent(v)
 			if err != nil {
@@ -105,7 +105,7 @@ func (s *Store) ListConsents(ctx context.Context, user string) ([]Consent, error
 // when there is none.
 func (s *Store) DeleteConsent(ctx context.Context, user, clientID string) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketConsents)
+		b := bucket(tx, bucketConsents)
 		k := consentKey(user, clientID)
 		if b.Get(k) == nil {
 			return ErrNotFound

@@ -35,14 +35,14 @@ func (s *Store) RevokeSubjectGrants(ctx context.Context, subject string) (int, e
 
 // revokeIndexed deletes every grant listed under owner in an index bucket
 // (client or subject) and the index entries themselves.
-func revokeIndexed(tx *bolt.Tx, index []byte, owner string) (int, error) {
+func revokeIndexed(tx *bolt.Tx, index string, owner string) (int, error) {
 	if owner == "" || strings.Contains(owner, sep) {
 		return 0, nil
 	}
 	prefix := []byte(owner + sep)
 	var ids []string
 	var keys [][]byte
-	c := tx.Bucket(index).Cursor()
+	c := bucket(tx, index).Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		ids = append(ids, string(k[len(prefix):]))
 		keys = append(keys, bytes.Clone(k))
@@ -58,7 +58,7 @@ func revokeIndexed(tx *bolt.Tx, index []byte, owner string) (int, error) {
 		}
 	}
 	for _, k := range keys {
-		if err := tx.Bucket(index).Delete(k); err != nil {
+		if err := bucket(tx, index).Delete(k); err != nil {
 			return 0, err
 		}
 	}
@@ -71,8 +71,8 @@ func (s *Store) LiveGrants(ctx context.Context) (map[string]int, error) {
 	now := s.now()
 	live := map[string]map[string]bool{}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketAccess, bucketRefresh} {
-			err := tx.Bucket(b).ForEach(func(_, v []byte) error {
+		for _, b := range []string{bucketAccess, bucketRefresh} {
+			err := bucket(tx, b).ForEach(func(_, v []byte) error {
 				if exp, ok := expiryOf(v); ok && !now.Before(exp) {
 					return nil
 				}

@@ -39,8 +39,8 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 		{&st.Access, func(tx *bolt.Tx) (int, error) { return sweepTokens(tx, kindAccess, now) }},
 		{&st.Refresh, func(tx *bolt.Tx) (int, error) { return sweepTokens(tx, kindRefresh, now) }},
 		{&st.PKCE, func(tx *bolt.Tx) (int, error) { return sweepTokens(tx, kindPKCE, now) }},
-		{&st.JTIs, func(tx *bolt.Tx) (int, error) { return sweepExpiring(tx.Bucket(bucketJTIs), now) }},
-		{&st.Successors, func(tx *bolt.Tx) (int, error) { return sweepExpiring(tx.Bucket(bucketSuccessors), now) }},
+		{&st.JTIs, func(tx *bolt.Tx) (int, error) { return sweepExpiring(bucket(tx, bucketJTIs), now) }},
+		{&st.Successors, func(tx *bolt.Tx) (int, error) { return sweepExpiring(bucket(tx, bucketSuccessors), now) }},
 		{&st.Consents, func(tx *bolt.Tx) (int, error) { return sweepConsents(tx, now) }},
 		{&st.Clients, func(tx *bolt.Tx) (int, error) { return sweepClients(tx, now.Add(-s.clientTT)) }},
 		{&st.Index, sweepIndex},
@@ -94,7 +94,7 @@ func isExpired(v []byte, now time.Time) bool {
 
 func sweepTokens(tx *bolt.Tx, kind string, now time.Time) (int, error) {
 	var keys [][]byte
-	err := tx.Bucket(kindBucket(kind)).ForEach(func(k, v []byte) error {
+	err := bucket(tx, kindBucket(kind)).ForEach(func(k, v []byte) error {
 		if isExpired(v, now) {
 			keys = append(keys, bytes.Clone(k))
 		}
@@ -131,7 +131,7 @@ func sweepExpiring(b *bolt.Bucket, now time.Time) (int, error) {
 }
 
 func sweepConsents(tx *bolt.Tx, now time.Time) (int, error) {
-	b := tx.Bucket(bucketConsents)
+	b := bucket(tx, bucketConsents)
 	var keys [][]byte
 	err := b.ForEach(func(k, v []byte) error {
 		c, err := decodeConsent(v)
@@ -158,7 +158,7 @@ func sweepConsents(tx *bolt.Tx, now time.Time) (int, error) {
 // completed an authorization.
 func sweepClients(tx *bolt.Tx, cutoff time.Time) (int, error) {
 	var ids []string
-	err := tx.Bucket(bucketClients).ForEach(func(k, v []byte) error {
+	err := bucket(tx, bucketClients).ForEach(func(k, v []byte) error {
 		var rec clientRecord
 		if err := json.Unmarshal(v, &rec); err != nil {
 			return fmt.Errorf("decode client: %w", err)
@@ -182,12 +182,12 @@ func sweepClients(tx *bolt.Tx, cutoff time.Time) (int, error) {
 // sweepIndex removes index entries whose record is gone: grant entries
 // without a token, and client or subject entries without a grant.
 func sweepIndex(tx *bolt.Tx) (int, error) {
-	grants := tx.Bucket(bucketGrants)
+	grants := bucket(tx, bucketGrants)
 	var dead [][]byte
 	err := grants.ForEach(func(k, _ []byte) error {
 		i := bytes.Index(k, []byte(sep))
 		if i < 0 || len(k) < i+3 || !isKind(string(k[i+1:i+2])) ||
-			tx.Bucket(kindBucket(string(k[i+1:i+2]))).Get(k[i+3:]) == nil {
+			bucket(tx, kindBucket(string(k[i+1:i+2]))).Get(k[i+3:]) == nil {
 			dead = append(dead, bytes.Clone(k))
 		}
 		return nil
@@ -201,8 +201,8 @@ func sweepIndex(tx *bolt.Tx) (int, error) {
 		}
 	}
 	n := len(dead)
-	for _, index := range [][]byte{bucketClientGrants, bucketSubjectGrants} {
-		b := tx.Bucket(index)
+	for _, index := range []string{bucketClientGrants, bucketSubjectGrants} {
+		b := bucket(tx, index)
 		var stale [][]byte
 		err := b.ForEach(func(k, _ []byte) error {
 			i := bytes.LastIndex(k, []byte(sep))

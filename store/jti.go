@@ -13,7 +13,7 @@ import (
 func (s *Store) ClientAssertionJWTValid(ctx context.Context, jti string) error {
 	now := s.now()
 	return s.view(ctx, func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketJTIs).Get(sighash(jti))
+		v := bucket(tx, bucketJTIs).Get(sighash(jti))
 		if exp, ok := expiryOf(v); ok && now.Before(exp) {
 			return fosite.ErrJTIKnown
 		}
@@ -28,7 +28,7 @@ func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.
 	key := sighash(jti)
 	v := expiryPrefix(exp)
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketJTIs)
+		b := bucket(tx, bucketJTIs)
 		if old, ok := expiryOf(b.Get(key)); ok && now.Before(old) {
 			return fosite.ErrJTIKnown
 		}

@@ -67,7 +67,7 @@ func (s *Store) SaveNote(ctx context.Context, owner string, n Note) (Note, error
 	n.UpdatedAt = now
 	var saved Note
 	err := s.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketNotes)
+		b := bucket(tx, bucketNotes)
 		k := noteKey(owner, n.ID)
 		out := n
 		old := b.Get(k)
@@ -103,7 +103,7 @@ func (s *Store) GetNote(ctx context.Context, owner, id string) (Note, error) {
 		if validOwner(owner) != nil || strings.Contains(id, sep) {
 			return ErrNotFound
 		}
-		v := tx.Bucket(bucketNotes).Get(noteKey(owner, id))
+		v := bucket(tx, bucketNotes).Get(noteKey(owner, id))
 		if v == nil {
 			return ErrNotFound
 		}
@@ -131,7 +131,7 @@ func (s *Store) SearchNotes(ctx context.Context, owner, query string) ([]Note, e
 	var out []Note
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		out = nil
-		c := tx.Bucket(bucketNotes).Cursor()
+		c := bucket(tx, bucketNotes).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			n, err := decodeNote(v)
 			if err != nil {
@@ -161,7 +161,7 @@ func (s *Store) DeleteNote(ctx context.Context, owner, id string) error {
 		return ErrNotFound
 	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketNotes)
+		b := bucket(tx, bucketNotes)
 		k := noteKey(owner, id)
 		if b.Get(k) == nil {
 			return ErrNotFound

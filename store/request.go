@@ -22,7 +22,7 @@ const (
 	kindPKCE    = "p"
 )
 
-func kindBucket(kind string) []byte {
+func kindBucket(kind string) string {
 	switch kind {
 	case kindCode:
 		return bucketCodes

@@ -20,7 +20,7 @@ func (s *Store) Secret(ctx context.Context, name string, size int) ([]byte, erro
 	key := []byte("secret:" + name)
 	var out []byte
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		out = bytes.Clone(tx.Bucket(bucketMeta).Get(key))
+		out = bytes.Clone(bucket(tx, bucketMeta).Get(key))
 		return nil
 	})
 	if err != nil || out != nil {
@@ -31,7 +31,7 @@ func (s *Store) Secret(ctx context.Context, name string, size int) ([]byte, erro
 		return nil, fmt.Errorf("store: read random secret: %w", err)
 	}
 	err = s.updateOnce(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketMeta)
+		b := bucket(tx, bucketMeta)
 		if v := b.Get(key); v != nil { // another caller won the race
 			out = bytes.Clone(v)
 			return nil

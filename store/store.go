@@ -137,7 +137,7 @@ func (s *Store) Ping(ctx context.Context) error {
 		return err
 	}
 	return s.view(ctx, func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketMeta) == nil {
+		if bucket(tx, bucketMeta) == nil {
 			return errors.New("meta bucket missing")
 		}
 		return nil

@@ -19,7 +19,7 @@ func (s *Store) PutRefreshSuccessor(ctx context.Context, oldSignature string, se
 	v := append(expiryPrefix(expiresAt), sealed...)
 	key := sighash(oldSignature)
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketSuccessors).Put(key, v)
+		return bucket(tx, bucketSuccessors).Put(key, v)
 	})
 }
 
@@ -29,7 +29,7 @@ func (s *Store) GetRefreshSuccessor(ctx context.Context, oldSignature string) ([
 	now := s.now()
 	var sealed []byte
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketSuccessors).Get(sighash(oldSignature))
+		v := bucket(tx, bucketSuccessors).Get(sighash(oldSignature))
 		if v == nil {
 			return ErrNotFound
 		}

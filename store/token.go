@@ -118,7 +118,7 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		key := sighash(signature)
-		v := tx.Bucket(bucketRefresh).Get(key)
+		v := bucket(tx, bucketRefresh).Get(key)
 		if v == nil {
 			return fosite.ErrNotFound
 		}
@@ -167,7 +167,7 @@ func (s *Store) createToken(ctx context.Context, kind string, tokenType fosite.T
 
 func (s *Store) getToken(ctx context.Context, kind, signature string, session fosite.Session) (req *fosite.Request, active bool, err error) {
 	err = s.view(ctx, func(tx *bolt.Tx) error {
-		v := tx.Bucket(kindBucket(kind)).Get(sighash(signature))
+		v := bucket(tx, kindBucket(kind)).Get(sighash(signature))
 		if v == nil {
 			return fosite.ErrNotFound
 		}
@@ -201,7 +201,7 @@ func grantKey(requestID, kind string, key []byte) []byte {
 
 // putToken writes a token record and its index entries.
 func putToken(tx *bolt.Tx, kind string, key []byte, rec *requestRecord, v []byte) error {
-	b := tx.Bucket(kindBucket(kind))
+	b := bucket(tx, kindBucket(kind))
 	if old := b.Get(key); old != nil {
 		oldRec, err := decodeRequest(old)
 		if err != nil {
@@ -216,14 +216,14 @@ func putToken(tx *bolt.Tx, kind string, key []byte, rec *requestRecord, v []byte
 	if err := b.Put(key, v); err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketGrants).Put(grantKey(rec.ID, kind, key), nil); err != nil {
+	if err := bucket(tx, bucketGrants).Put(grantKey(rec.ID, kind, key), nil); err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketClientGrants).Put([]byte(rec.ClientID+sep+rec.ID), nil); err != nil {
+	if err := bucket(tx, bucketClientGrants).Put([]byte(rec.ClientID+sep+rec.ID), nil); err != nil {
 		return err
 	}
 	if rec.Subject != "" {
-		return tx.Bucket(bucketSubjectGrants).Put([]byte(rec.Subject+sep+rec.ID), nil)
+		return bucket(tx, bucketSubjectGrants).Put([]byte(rec.Subject+sep+rec.ID), nil)
 	}
 	return nil
 }
@@ -231,7 +231,7 @@ func putToken(tx *bolt.Tx, kind string, key []byte, rec *requestRecord, v []byte
 // deleteToken removes a token record and its index entries; a missing one
 // is not an error, as in fosite's reference store.
 func deleteToken(tx *bolt.Tx, kind string, key []byte) error {
-	b := tx.Bucket(kindBucket(kind))
+	b := bucket(tx, kindBucket(kind))
 	v := b.Get(key)
 	if v == nil {
 		return nil
@@ -249,7 +249,7 @@ func deleteToken(tx *bolt.Tx, kind string, key []byte) error {
 // deactivateToken marks one record inactive (a used code, a rotated
 // refresh token).
 func deactivateToken(tx *bolt.Tx, kind string, key []byte) error {
-	b := tx.Bucket(kindBucket(kind))
+	b := bucket(tx, kindBucket(kind))
 	v := b.Get(key)
 	if v == nil {
 		return fosite.ErrNotFound
@@ -272,7 +272,7 @@ func deactivateToken(tx *bolt.Tx, kind string, key []byte) error {
 // unindex removes the grant index entry of one record, and the client and
 // subject entries once the grant has no record left.
 func unindex(tx *bolt.Tx, rec *requestRecord, kind string, key []byte) error {
-	grants := tx.Bucket(bucketGrants)
+	grants := bucket(tx, bucketGrants)
 	if err := grants.Delete(grantKey(rec.ID, kind, key)); err != nil {
 		return err
 	}
@@ -280,11 +280,11 @@ func unindex(tx *bolt.Tx, rec *requestRecord, kind string, key []byte) error {
 	if k, _ := grants.Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
 		return nil
 	}
-	if err := tx.Bucket(bucketClientGrants).Delete([]byte(rec.ClientID + sep + rec.ID)); err != nil {
+	if err := bucket(tx, bucketClientGrants).Delete([]byte(rec.ClientID + sep + rec.ID)); err != nil {
 		return err
 	}
 	if rec.Subject != "" {
-		return tx.Bucket(bucketSubjectGrants).Delete([]byte(rec.Subject + sep + rec.ID))
+		return bucket(tx, bucketSubjectGrants).Delete([]byte(rec.Subject + sep + rec.ID))
 	}
 	return nil
 }
@@ -295,7 +295,7 @@ func grantTokens(tx *bolt.Tx, requestID, kind string) (kinds []string, keys [][]
 	if kind != "" {
 		prefix = append(prefix, kind+sep...)
 	}
-	c := tx.Bucket(bucketGrants).Cursor()
+	c := bucket(tx, bucketGrants).Cursor()
 	base := len(requestID) + 1
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		if len(k) < base+2 || !isKind(string(k[base:base+1])) {
@@ -338,7 +338,7 @@ func deleteGrant(tx *bolt.Tx, requestID string) (bool, error) {
 	}
 	// Index entries whose record was already gone.
 	for i, key := range keys {
-		if err := tx.Bucket(bucketGrants).Delete(grantKey(requestID, kinds[i], key)); err != nil {
+		if err := bucket(tx, bucketGrants).Delete(grantKey(requestID, kinds[i], key)); err != nil {
 			return false, err
 		}
 	}

@@ -66,7 +66,7 @@ func (s *Store) CreateUser(ctx context.Context, name, password string) error {
 		return fmt.Errorf("store: encode user: %w", err)
 	}
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketUsers)
+		b := bucket(tx, bucketUsers)
 		if b.Get([]byte(name)) != nil {
 			return ErrAlreadyExists
 		}
@@ -95,7 +95,7 @@ func (s *Store) SetPassword(ctx context.Context, name, password string) error {
 		if err != nil {
 			return fmt.Errorf("store: encode user: %w", err)
 		}
-		return tx.Bucket(bucketUsers).Put([]byte(name), v)
+		return bucket(tx, bucketUsers).Put([]byte(name), v)
 	})
 }
 
@@ -107,16 +107,16 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 		if _, err := findUser(tx, name); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketUsers).Delete([]byte(name)); err != nil {
+		if err := bucket(tx, bucketUsers).Delete([]byte(name)); err != nil {
 			return err
 		}
 		if _, err := revokeIndexed(tx, bucketSubjectGrants, name); err != nil {
 			return err
 		}
-		if err := deletePrefix(tx.Bucket(bucketConsents), []byte(name+sep)); err != nil {
+		if err := deletePrefix(bucket(tx, bucketConsents), []byte(name+sep)); err != nil {
 			return err
 		}
-		return deletePrefix(tx.Bucket(bucketNotes), []byte(name+sep))
+		return deletePrefix(bucket(tx, bucketNotes), []byte(name+sep))
 	})
 }
 
@@ -125,7 +125,7 @@ func (s *Store) ListUsers(ctx context.Context) ([]User, error) {
 	var out []User
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		out = nil
-		return tx.Bucket(bucketUsers).ForEach(func(_, v []byte) error {
+		return bucket(tx, bucketUsers).ForEach(func(_, v []byte) error {
 			var rec userRecord
 			if err := json.Unmarshal(v, &rec); err != nil {
 				return fmt.Errorf("store: decode user: %w", err)
@@ -141,7 +141,7 @@ func (s *Store) ListUsers(ctx context.Context) ([]User, error) {
 func (s *Store) CountUsers(ctx context.Context) (int, error) {
 	var n int
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketUsers).Stats().KeyN
+		n = bucket(tx, bucketUsers).Stats().KeyN
 		return nil
 	})
 	return n, err
@@ -151,7 +151,7 @@ func (s *Store) CountUsers(ctx context.Context) (int, error) {
 func (s *Store) UserExists(ctx context.Context, name string) (bool, error) {
 	var ok bool
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		ok = tx.Bucket(bucketUsers).Get([]byte(name)) != nil
+		ok = bucket(tx, bucketUsers).Get([]byte(name)) != nil
 		return nil
 	})
 	return ok, err
@@ -191,7 +191,7 @@ func findUser(tx *bolt.Tx, name string) (*userRecord, error) {
 	if name == "" || strings.Contains(name, sep) {
 		return nil, ErrNotFound
 	}
-	v := tx.Bucket(bucketUsers).Get([]byte(name))
+	v := bucket(tx, bucketUsers).Get([]byte(name))
 	if v == nil {
 		return nil, ErrNotFound
 	}
