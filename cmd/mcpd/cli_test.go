@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -283,5 +284,29 @@ func TestUsageErrors(t *testing.T) {
 				t.Errorf("printed %q", out)
 			}
 		})
+	}
+}
+
+func TestConsentRevokeShowsThePageAgain(t *testing.T) {
+	ts := startServer(t)
+	mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--data", ts.Data)
+	clientID, redirect := publicClient(t, ts.URL, "Consent Client")
+	authURL := ts.URL + "/authorize?response_type=code&client_id=" + clientID + "&redirect_uri=" + redirect +
+		"&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&scope=notes:read"
+	b := newBrowser(t)
+	b.authorize(authURL, "alice", "alice-pw", "allow", nil, true)
+	// Remembered: the next authorization redirects straight to the client.
+	if resp, _ := b.get(authURL); resp.StatusCode != http.StatusSeeOther && resp.StatusCode != http.StatusFound {
+		t.Fatalf("remembered consent: %s; want a redirect to the client", resp.Status)
+	}
+	out := mustMcpd(t, "", "consent", "revoke", "alice", clientID, "--data", ts.Data)
+	if !strings.Contains(out, "forgot the consent of alice") {
+		t.Errorf("consent revoke printed %q", out)
+	}
+	if resp, body := b.get(authURL); resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `value="allow"`) {
+		t.Errorf("after consent revoke: %s; want the consent page again", resp.Status)
+	}
+	if _, _, err := mcpd(t, "", "consent", "revoke", "alice", clientID, "--data", ts.Data); !errors.Is(err, errNotFound) {
+		t.Errorf("revoking a forgotten consent: %v; want errNotFound", err)
 	}
 }
