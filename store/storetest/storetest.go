@@ -196,10 +196,6 @@ func testRoundTrip(t *testing.T, f Fixture) {
 	g := grant{"req-1", "client-1", "alice"}
 	f.AddClient(t, g.client)
 	want := newRequest(g)
-	mustNil(t, "CreateAccessTokenSession", f.Storage.CreateAccessTokenSession(ctx, "at-1", want))
-
-	got, err := f.Storage.GetAccessTokenSession(ctx, "at-1", proto())
-	mustNil(t, "GetAccessTokenSession", err)
 	type flat struct {
 		ID, Client                   string
 		RequestedAt                  time.Time
@@ -215,8 +211,31 @@ func testRoundTrip(t *testing.T, f Fixture) {
 			RedirectURI: r.GetRequestForm().Get("redirect_uri"),
 		}
 	}
-	if diff := cmp.Diff(flatten(want), flatten(got)); diff != "" {
-		t.Errorf("GetAccessTokenSession mismatch (-want +got):\n%s", diff)
+	kinds := []struct {
+		name   string
+		create func() error
+		get    func() (fosite.Requester, error)
+	}{
+		{"authorization code",
+			func() error { return f.Storage.CreateAuthorizeCodeSession(ctx, "code-1", want) },
+			func() (fosite.Requester, error) { return f.Storage.GetAuthorizeCodeSession(ctx, "code-1", proto()) }},
+		{"PKCE session",
+			func() error { return f.Storage.CreatePKCERequestSession(ctx, "code-1", want) },
+			func() (fosite.Requester, error) { return f.Storage.GetPKCERequestSession(ctx, "code-1", proto()) }},
+		{"access token",
+			func() error { return f.Storage.CreateAccessTokenSession(ctx, "at-1", want) },
+			func() (fosite.Requester, error) { return f.Storage.GetAccessTokenSession(ctx, "at-1", proto()) }},
+		{"refresh token",
+			func() error { return f.Storage.CreateRefreshTokenSession(ctx, "rt-1", "at-1", want) },
+			func() (fosite.Requester, error) { return f.Storage.GetRefreshTokenSession(ctx, "rt-1", proto()) }},
+	}
+	for _, k := range kinds {
+		mustNil(t, "create "+k.name, k.create())
+		got, err := k.get()
+		mustNil(t, "get "+k.name, err)
+		if diff := cmp.Diff(flatten(want), flatten(got)); diff != "" {
+			t.Errorf("%s mismatch (-want +got):\n%s", k.name, diff)
+		}
 	}
 }
 
