@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/gorilla/mux"
-	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,7 +28,7 @@ func newMetrics() *metrics {
 			Name: "mcpd_tokens_issued_total", Help: "Tokens issued by the token endpoint, by grant type.",
 		}, []string{"grant_type"}),
 		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mcpd_token_verifications_total", Help: "Bearer token verifications on /mcp, by outcome.",
+			Name: "mcpd_token_verifications_total", Help: "Bearer token verifications on /mcp, by outcome (valid, unknown, expired, wrong_audience, error).",
 		}, []string{"outcome"}),
 		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mcpd_client_registrations_total", Help: "Clients registered, by source.",
@@ -54,25 +51,6 @@ func (m *metrics) TokenVerified(outcome string) { m.verifications.WithLabelValue
 
 // ClientRegistered implements authz.Observer.
 func (m *metrics) ClientRegistered(source string) { m.registrations.WithLabelValues(source).Inc() }
-
-// observeVerifier counts the outcomes of a token verifier.
-func (m *metrics) observeVerifier(v auth.TokenVerifier) auth.TokenVerifier {
-	valid := m.verifications.WithLabelValues("valid")
-	invalid := m.verifications.WithLabelValues("invalid")
-	failed := m.verifications.WithLabelValues("error")
-	return func(ctx context.Context, token string, r *http.Request) (*auth.TokenInfo, error) {
-		ti, err := v(ctx, token, r)
-		switch {
-		case err == nil:
-			valid.Inc()
-		case errors.Is(err, auth.ErrInvalidToken):
-			invalid.Inc()
-		default:
-			failed.Inc()
-		}
-		return ti, err
-	}
-}
 
 // instrument is router middleware recording request latency by route
 // template, so paths with ids do not explode the label set.

@@ -60,8 +60,8 @@ func TestMetrics(t *testing.T) {
 	for _, want := range []string{
 		`mcpd_tokens_issued_total{grant_type="authorization_code"} 1`,
 		`mcpd_client_registrations_total{source="dynamic"} 1`,
-		`mcpd_token_verifications_total{outcome="invalid"} 1`,
-		`mcpd_token_verifications_total{outcome="valid"}`,
+		`mcpd_token_verifications_total{outcome="unknown"} 1`,
+		`mcpd_token_verifications_total{outcome="valid"} `, // one per MCP request
 		`mcpd_http_request_duration_seconds_bucket{code="200",method="POST",route="/token"`,
 	} {
 		if !strings.Contains(body, want) {

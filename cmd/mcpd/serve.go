@@ -126,7 +126,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	}
 	ms, err := mcp.New(mcp.Config{
 		Issuer:         cfg.Issuer,
-		Verifier:       s.metrics.observeVerifier(az.Verify),
+		Verifier:       az.Verify,
 		Notes:          notesStore{s.store},
 		Upstreams:      cfg.Upstreams,
 		AllowedOrigins: cfg.AllowedOrigins,
