@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"math"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -331,4 +333,42 @@ func BenchmarkRegister(b *testing.B) {
 			benchPost(b, hc, issuer+"/register", "application/json", body, [2]string{}, http.StatusCreated, nil)
 		}
 	})
+}
+
+func TestRuntimeDefaults(t *testing.T) {
+	oldGC := debug.SetGCPercent(100)
+	oldLimit := debug.SetMemoryLimit(math.MaxInt64)
+	t.Cleanup(func() {
+		debug.SetGCPercent(oldGC)
+		debug.SetMemoryLimit(oldLimit)
+	})
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		env       map[string]string
+		gc        int
+		limit     int64
+		wantGC    int
+		wantLimit int64
+	}{
+		{"serve without GOGC and GOMEMLIMIT gets both defaults", []string{"serve"}, nil, defaultGCPercent, defaultMemoryLimit, defaultGCPercent, defaultMemoryLimit},
+		{"GOGC set by the operator is left alone", []string{"serve"}, map[string]string{"GOGC": "100"}, -1, defaultMemoryLimit, 100, defaultMemoryLimit},
+		{"GOMEMLIMIT set by the operator is left alone", []string{"serve"}, map[string]string{"GOMEMLIMIT": "1GiB"}, defaultGCPercent, -1, defaultGCPercent, math.MaxInt64},
+		{"admin commands keep Go's defaults", []string{"user", "list"}, nil, -1, -1, 100, math.MaxInt64},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			debug.SetGCPercent(100)
+			debug.SetMemoryLimit(math.MaxInt64)
+			gc, limit := applyRuntimeDefaults(tc.args, testEnv(tc.env))
+			if gc != tc.gc || limit != tc.limit {
+				t.Errorf("applyRuntimeDefaults = %d, %d; want %d, %d", gc, limit, tc.gc, tc.limit)
+			}
+			if got := debug.SetGCPercent(100); got != tc.wantGC {
+				t.Errorf("GC percent = %d; want %d", got, tc.wantGC)
+			}
+			if got := debug.SetMemoryLimit(-1); got != tc.wantLimit {
+				t.Errorf("memory limit = %d; want %d", got, tc.wantLimit)
+			}
+		})
+	}
 }

@@ -1,0 +1,162 @@
+// Code copied from cmd/mcpd/adapt.go (package main there too) so the host
+// wires the store into authz and mcp exactly as mcpd serve does. Keep in step.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/mcpd/mcpd/authz"
+	"github.com/mcpd/mcpd/mcp"
+	"github.com/mcpd/mcpd/store"
+)
+
+// authzStorage adapts the bbolt store to authz.Storage. The fosite
+// contracts pass straight through; the records convert between the two
+// packages' types, which mirror each other field for field.
+type authzStorage struct {
+	*store.Store
+}
+
+var _ authz.Storage = authzStorage{}
+
+func toAuthzClient(c *store.Client) *authz.Client {
+	ac := authz.Client(*c)
+	return &ac
+}
+
+func toStoreClient(c *authz.Client) *store.Client {
+	sc := store.Client(*c)
+	return &sc
+}
+
+// authzErr maps the store's sentinels onto authz's.
+func authzErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return authz.ErrNotFound
+	case errors.Is(err, store.ErrAlreadyExists):
+		return authz.ErrAlreadyExists
+	case errors.Is(err, store.ErrBadCredentials):
+		return authz.ErrBadCredentials
+	}
+	return err
+}
+
+// GetClient returns the registration as an *authz.Client, which authz
+// type-asserts for the consent page.
+func (a authzStorage) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	c, err := a.Store.LookupClient(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fosite.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return toAuthzClient(c), nil
+}
+
+func (a authzStorage) CreateClient(ctx context.Context, c *authz.Client) error {
+	return authzErr(a.Store.CreateClient(ctx, toStoreClient(c)))
+}
+
+func (a authzStorage) LookupClient(ctx context.Context, id string) (*authz.Client, error) {
+	c, err := a.Store.LookupClient(ctx, id)
+	if err != nil {
+		return nil, authzErr(err)
+	}
+	return toAuthzClient(c), nil
+}
+
+func (a authzStorage) UpdateClient(ctx context.Context, id string, fn func(*authz.Client) error) error {
+	return authzErr(a.Store.UpdateClient(ctx, id, func(c *store.Client) error {
+		ac := toAuthzClient(c)
+		if err := fn(ac); err != nil {
+			return err
+		}
+		*c = *toStoreClient(ac)
+		return nil
+	}))
+}
+
+func (a authzStorage) DeleteClient(ctx context.Context, id string) error {
+	return authzErr(a.Store.DeleteClient(ctx, id))
+}
+
+func (a authzStorage) PutConsent(ctx context.Context, c authz.Consent) error {
+	return authzErr(a.Store.PutConsent(ctx, store.Consent(c)))
+}
+
+func (a authzStorage) GetConsent(ctx context.Context, user, clientID string) (*authz.Consent, error) {
+	c, err := a.Store.GetConsent(ctx, user, clientID)
+	if err != nil {
+		return nil, authzErr(err)
+	}
+	ac := authz.Consent(*c)
+	return &ac, nil
+}
+
+func (a authzStorage) Authenticate(ctx context.Context, name, password string) error {
+	return authzErr(a.Store.Authenticate(ctx, name, password))
+}
+
+func (a authzStorage) GetRefreshSuccessor(ctx context.Context, oldSignature string) ([]byte, error) {
+	b, err := a.Store.GetRefreshSuccessor(ctx, oldSignature)
+	return b, authzErr(err)
+}
+
+func (a authzStorage) PutRefreshSuccessor(ctx context.Context, oldSignature string, sealed []byte, expiresAt time.Time) error {
+	return authzErr(a.Store.PutRefreshSuccessor(ctx, oldSignature, sealed, expiresAt))
+}
+
+// notesStore adapts the bbolt store to mcp.NotesStore.
+type notesStore struct {
+	s *store.Store
+}
+
+var _ mcp.NotesStore = notesStore{}
+
+func notesErr(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return mcp.ErrNoteNotFound
+	}
+	return err
+}
+
+func (n notesStore) SaveNote(ctx context.Context, owner string, note mcp.Note) (mcp.Note, error) {
+	saved, err := n.s.SaveNote(ctx, owner, store.Note(note))
+	return mcp.Note(saved), notesErr(err)
+}
+
+func (n notesStore) GetNote(ctx context.Context, owner, id string) (mcp.Note, error) {
+	note, err := n.s.GetNote(ctx, owner, id)
+	return mcp.Note(note), notesErr(err)
+}
+
+func (n notesStore) ListNotes(ctx context.Context, owner string) ([]mcp.Note, error) {
+	notes, err := n.s.ListNotes(ctx, owner)
+	return toMCPNotes(notes), notesErr(err)
+}
+
+func (n notesStore) SearchNotes(ctx context.Context, owner, query string) ([]mcp.Note, error) {
+	notes, err := n.s.SearchNotes(ctx, owner, query)
+	return toMCPNotes(notes), notesErr(err)
+}
+
+func (n notesStore) DeleteNote(ctx context.Context, owner, id string) error {
+	return notesErr(n.s.DeleteNote(ctx, owner, id))
+}
+
+func toMCPNotes(in []store.Note) []mcp.Note {
+	out := make([]mcp.Note, len(in))
+	for i, n := range in {
+		out[i] = mcp.Note(n)
+	}
+	return out
+}

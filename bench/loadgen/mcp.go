@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+)
+
+// The MCP side of the load: JSON-RPC over Streamable HTTP by hand, so the
+// load generator spends as little CPU per call as a client can and leaves
+// the two cores to the server.
+
+const protocolVersion = "2025-06-18"
+
+// mcpSession is one client's MCP session (or none, against a stateless
+// server) with a reusable response buffer.
+type mcpSession struct {
+	env   *runEnv
+	url   string
+	token string
+	sid   string
+	id    int
+	buf   bytes.Buffer
+}
+
+// call posts one JSON-RPC message and returns the response body, which
+// is valid until the next call. A notification (id < 0) wants 202.
+func (s *mcpSession) call(ctx context.Context, body []byte, notification bool) ([]byte, *http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	if s.sid != "" {
+		req.Header.Set("Mcp-Session-Id", s.sid)
+		req.Header.Set("MCP-Protocol-Version", protocolVersion)
+	}
+	resp, err := s.env.hc.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	s.buf.Reset()
+	if _, err := s.buf.ReadFrom(resp.Body); err != nil {
+		return nil, nil, err
+	}
+	want := http.StatusOK
+	if notification {
+		want = http.StatusAccepted
+	}
+	if resp.StatusCode != want {
+		return nil, nil, fmt.Errorf("POST %s: %s: %.200s", s.url, resp.Status, s.buf.Bytes())
+	}
+	return s.buf.Bytes(), resp, nil
+}
+
+// open initializes the session; a stateless server answers without a
+// session id and the calls then go without one.
+func (s *mcpSession) open(ctx context.Context) error {
+	body, resp, err := s.call(ctx, []byte(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"`+protocolVersion+`","capabilities":{},"clientInfo":{"name":"loadgen","version":"1.0.0"}}}`), false)
+	if err != nil {
+		return err
+	}
+	if !bytes.Contains(body, []byte(`"protocolVersion"`)) {
+		return fmt.Errorf("initialize: unexpected answer %.200s", body)
+	}
+	s.sid = resp.Header.Get("Mcp-Session-Id")
+	_, _, err = s.call(ctx, []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`), true)
+	return err
+}
+
+var (
+	resultKey  = []byte(`"result"`)
+	isErrorKey = []byte(`"isError":true`)
+)
+
+// whoami makes one tools/call whoami and checks it succeeded.
+func (s *mcpSession) whoami(ctx context.Context) error {
+	s.id++
+	msg := append(append([]byte(`{"jsonrpc":"2.0","id":`), strconv.Itoa(s.id)...), `,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`...)
+	body, _, err := s.call(ctx, msg, false)
+	if err != nil {
+		return err
+	}
+	if !bytes.Contains(body, resultKey) || bytes.Contains(body, isErrorKey) {
+		return fmt.Errorf("whoami: %.200s", body)
+	}
+	return nil
+}
+
+// whoamiScenario opens one MCP session per worker and repeats tools/call
+// whoami. With authenticate it first gets a real access token through
+// registration, login, consent and the token endpoint; without, the
+// target's /noauth/mcp accepts any bearer.
+func whoamiScenario(authenticate bool) scenario {
+	return func(ctx context.Context, env *runEnv, _ int) (op, error) {
+		token := "loadgen-no-auth"
+		if authenticate {
+			if err := env.prepareShared(ctx, true, false); err != nil {
+				return nil, err
+			}
+			token = env.token
+		}
+		s := &mcpSession{env: env, url: env.target + env.mcpPath, token: token}
+		if err := s.open(ctx); err != nil {
+			return nil, err
+		}
+		return s.whoami, nil
+	}
+}
+
+// plainScenario posts the same JSON-RPC body to a plain net/http handler
+// that answers a small JSON document: the ceiling of this machine.
+func plainScenario(_ context.Context, env *runEnv, _ int) (op, error) {
+	body := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`)
+	var buf bytes.Buffer
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, env.target+"/plain", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := env.hc.Do(req)
+		if err != nil {
+			return err
+		}
+		buf.Reset()
+		_, err = buf.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK || !bytes.Contains(buf.Bytes(), resultKey) {
+			return errors.New("plain: " + resp.Status)
+		}
+		return nil
+	}, nil
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// procStatusKB reads one "kB" field (VmRSS, VmHWM) of /proc/PID/status.
+func procStatusKB(pid int, field string) (int, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+}
+
+// cmdColdStart execs `BIN serve` n times and measures exec to the first
+// 200 from /healthz, polling every 2 ms: first on a fresh data directory
+// (the start that creates the database and hashes the first password),
+// then restarts on that same directory.
+func cmdColdStart(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("coldstart", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	bin := fs.String("bin", "/tmp/mcpd", "mcpd binary")
+	n := fs.Int("n", 7, "restarts to time")
+	dir := fs.String("dir", "", "parent of the data directory (default a temporary one)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n < 1 || *n > 50 {
+		return errors.New("want 1 ≤ -n ≤ 50")
+	}
+	parent := *dir
+	if parent == "" {
+		var err error
+		if parent, err = os.MkdirTemp("", "loadgen-cold-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(parent)
+	}
+	data := filepath.Join(parent, "data")
+	once := func() (time.Duration, error) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		addr := l.Addr().String()
+		l.Close()
+		cmd := exec.CommandContext(ctx, *bin, "serve", "--listen", addr, "--data", data, "--log-level", "warn")
+		cmd.Env = append(os.Environ(), "MCPD_INITIAL_PASSWORD=loadgen-cold")
+		hc := &http.Client{Timeout: time.Second}
+		t0 := time.Now()
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		defer func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		}()
+		for time.Since(t0) < 10*time.Second {
+			resp, err := hc.Get("http://" + addr + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return time.Since(t0), nil
+				}
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		return 0, errors.New("no healthy /healthz within 10s")
+	}
+	first, err := once()
+	if err != nil {
+		return err
+	}
+	var restarts []time.Duration
+	for range *n {
+		d, err := once()
+		if err != nil {
+			return err
+		}
+		restarts = append(restarts, d)
+	}
+	slices.Sort(restarts)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	out := map[string]any{
+		"scenario": "coldstart", "first_start_ms": ms(first), "restarts": len(restarts),
+		"restart_median_ms": ms(restarts[len(restarts)/2]), "restart_min_ms": ms(restarts[0]), "restart_max_ms": ms(restarts[len(restarts)-1]),
+	}
+	return json.NewEncoder(stdout).Encode(out)
+}
+
+// cmdBolt measures raw bbolt durable commits per second: one small Put
+// per Update from one goroutine, in a fresh file under -dir (use the disk
+// the server's data directory is on).
+func cmdBolt(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bolt", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", os.TempDir(), "directory on the disk to measure")
+	n := fs.Int("n", 2000, "commits")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n < 1 || *n > 100000 {
+		return errors.New("want 1 ≤ -n ≤ 100000")
+	}
+	tmp, err := os.MkdirTemp(*dir, "loadgen-bolt-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	db, err := bolt.Open(filepath.Join(tmp, "raw.db"), 0o600, nil)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	bucket := []byte("b")
+	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(bucket); return err }); err != nil {
+		return err
+	}
+	value := make([]byte, 400)
+	t0 := time.Now()
+	for i := range *n {
+		err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put(fmt.Appendf(nil, "k%08d", i), value) })
+		if err != nil {
+			return err
+		}
+	}
+	el := time.Since(t0)
+	return json.NewEncoder(stdout).Encode(map[string]any{
+		"scenario": "bolt-commit", "commits": *n, "seconds": el.Seconds(), "rps": float64(*n) / el.Seconds(),
+	})
+}
+
+// ratioFlag is one -ratio NAME=SCENARIO/LABEL:SCENARIO/LABEL of summarize.
+type ratioFlag []string
+
+func (r *ratioFlag) String() string     { return strings.Join(*r, ", ") }
+func (r *ratioFlag) Set(v string) error { *r = append(*r, v); return nil }
+
+// cmdSummarize reads result lines and prints, per scenario and label, the
+// median of each figure over the runs, then each requested ratio of median
+// request rates.
+func cmdSummarize(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("summarize", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var ratios ratioFlag
+	fs.Var(&ratios, "ratio", "NAME=SCENARIO/LABEL:SCENARIO/LABEL, the first median req/s over the second (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	type key struct{ scenario, label string }
+	var order []key
+	groups := map[key][]map[string]any{}
+	dec := json.NewDecoder(stdin)
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err == io.EOF {
+			break
+		} else if err != nil {
+			return err
+		}
+		s, _ := m["scenario"].(string)
+		l, _ := m["label"].(string)
+		k := key{s, l}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], m)
+	}
+	median := func(rows []map[string]any, f string) (float64, bool) {
+		var v []float64
+		for _, r := range rows {
+			if x, ok := r[f].(float64); ok {
+				v = append(v, x)
+			}
+		}
+		if len(v) == 0 {
+			return 0, false
+		}
+		slices.Sort(v)
+		return v[len(v)/2], true
+	}
+	fmt.Fprintf(stdout, "| scenario | label | runs | req/s | p50 ms | p99 ms | errors | RSS idle MB | RSS max MB | other |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, k := range order {
+		rows := groups[k]
+		cell := func(f string, scale float64, prec int) string {
+			if x, ok := median(rows, f); ok {
+				return strconv.FormatFloat(x*scale, 'f', prec, 64)
+			}
+			return ""
+		}
+		var other []string
+		for _, f := range []string{"first_start_ms", "restart_median_ms", "load1"} {
+			if c := cell(f, 1, 1); c != "" {
+				other = append(other, f+"="+c)
+			}
+		}
+		fmt.Fprintf(stdout, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", k.scenario, k.label, len(rows),
+			cell("rps", 1, 0), cell("p50_ms", 1, 2), cell("p99_ms", 1, 2), cell("errors", 1, 0),
+			cell("rss_idle_kb", 1.0/1024, 1), cell("rss_max_kb", 1.0/1024, 1), strings.Join(other, " "))
+	}
+	fmt.Fprintln(stdout)
+	for _, r := range ratios {
+		name, spec, ok1 := strings.Cut(r, "=")
+		a, b, ok2 := strings.Cut(spec, ":")
+		as, al, ok3 := strings.Cut(a, "/")
+		bs, bl, ok4 := strings.Cut(b, "/")
+		if !ok1 || !ok2 || !ok3 || !ok4 {
+			return fmt.Errorf("bad -ratio %q", r)
+		}
+		x, okx := median(groups[key{as, al}], "rps")
+		y, oky := median(groups[key{bs, bl}], "rps")
+		if !okx || !oky || y == 0 {
+			fmt.Fprintf(stdout, "%s: no data\n", name)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: %.0f / %.0f = %.3f\n", name, x, y, x/y)
+	}
+	return nil
+}
+
+// loadAverage is the first field of /proc/loadavg, 0 when unreadable.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _, _ := strings.Cut(string(b), " ")
+	v, _ := strconv.ParseFloat(f, 64)
+	return v
+}
