@@ -620,6 +620,7 @@ func TestStaticHandler(t *testing.T) {
 	}{
 		{"the stylesheet is served as CSS", "/static/style.css", http.StatusOK, "text/css; charset=utf-8", "prefers-color-scheme: dark"},
 		{"an unknown file is not found", "/static/nope.js", http.StatusNotFound, "", ""},
+		{"the directory is not listed", "/static/", http.StatusNotFound, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
