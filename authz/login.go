@@ -40,24 +40,34 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	user := r.PostForm.Get("username")
 	password := r.PostForm.Get("password")
 	addr := s.clientAddr(r)
-	if s.loginUser.Blocked(user) || s.loginAddr.Blocked(addr) {
+	// Count the attempt before checking the password and give it back
+	// only on success, so parallel guesses cannot all slip past the limit.
+	if !s.loginUser.Reserve(user) {
+		s.pending.take(reqID)
+		s.showLogin(w, sess, pr.form, c, http.StatusTooManyRequests, user, msgLoginLocked)
+		return
+	}
+	if !s.loginAddr.Reserve(addr) {
+		s.loginUser.Release(user)
 		s.pending.take(reqID)
 		s.showLogin(w, sess, pr.form, c, http.StatusTooManyRequests, user, msgLoginLocked)
 		return
 	}
 	if err := s.store.Authenticate(ctx, user, password); err != nil {
 		if !errors.Is(err, ErrBadCredentials) {
+			s.loginUser.Release(user)
+			s.loginAddr.Release(addr)
 			s.log.Error("login: authenticate failed", "err", err)
 			s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not check the password. Try again.")
 			return
 		}
-		s.loginUser.Add(user)
-		s.loginAddr.Add(addr)
 		s.log.Info("login failed", "addr", addr)
 		s.pending.take(reqID)
 		s.showLogin(w, sess, pr.form, c, http.StatusUnauthorized, user, msgBadLogin)
 		return
 	}
+	s.loginUser.Release(user)
+	s.loginAddr.Release(addr)
 	s.pending.take(reqID)
 	s.sessions.delete(sess.id)
 	s.setSessionCookie(w, s.sessions.create(user))

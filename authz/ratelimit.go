@@ -56,18 +56,22 @@ func (l *limiter) Allow(key string) bool {
 	return true
 }
 
-// Blocked reports whether key has used up its window, without counting.
-func (l *limiter) Blocked(key string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.current(key).n >= l.limit
+// Reserve counts one attempt for key before it is made and reports whether
+// it is within the limit; a refused attempt is not counted. Reserving
+// before the work (not counting after it) keeps parallel attempts from all
+// passing the check before any of them is counted.
+func (l *limiter) Reserve(key string) bool {
+	return l.Allow(key)
 }
 
-// Add records one event for key.
-func (l *limiter) Add(key string) {
+// Release gives back an attempt Reserve counted, for one that turned out
+// not to count (a successful login).
+func (l *limiter) Release(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.current(key).n++
+	if c := l.current(key); c.n > 0 {
+		c.n--
+	}
 }
 
 // keyedMutex serializes work per key, e.g. concurrent refreshes of one token.
