@@ -87,11 +87,47 @@ func newMetadataHTTPClient(allowPrivate bool) *http.Client {
 	}
 }
 
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+// nonPublic are special-purpose ranges (IANA IPv4 and IPv6 special-purpose
+// address registries) that are not globally reachable, or that embed an
+// IPv4 address a gateway may translate into a private one (NAT64, 6to4,
+// Teredo, IPv4-compatible). A metadata document is never fetched from them.
+var nonPublic = func() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range []string{
+		"0.0.0.0/8",       // "this network"; 0.x.y.z may reach the host
+		"100.64.0.0/10",   // CGNAT shared space
+		"192.0.0.0/24",    // IETF protocol assignments
+		"192.0.2.0/24",    // documentation
+		"198.18.0.0/15",   // benchmarking
+		"198.51.100.0/24", // documentation
+		"203.0.113.0/24",  // documentation
+		"240.0.0.0/4",     // reserved, incl. broadcast
+		"::/96",           // IPv4-compatible (deprecated)
+		"64:ff9b::/96",    // NAT64
+		"64:ff9b:1::/48",  // local-use NAT64
+		"100::/64",        // discard-only
+		"2001::/23",       // IETF protocol assignments, incl. Teredo
+		"2001:db8::/32",   // documentation
+		"2002::/16",       // 6to4
+		"fec0::/10",       // site-local (deprecated)
+	} {
+		out = append(out, netip.MustParsePrefix(p))
+	}
+	return out
+}()
 
+// publicAddr reports whether ip is a globally reachable unicast address.
 func publicAddr(ip netip.Addr) bool {
 	ip = ip.Unmap()
-	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() && !cgnat.Contains(ip)
+	if !ip.IsGlobalUnicast() || ip.IsPrivate() || ip.IsLoopback() || ip.IsLinkLocalUnicast() {
+		return false
+	}
+	for _, p := range nonPublic {
+		if p.Contains(ip) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkClientIDURL applies the document URL rules: https, a host, a path,

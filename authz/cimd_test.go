@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -165,4 +166,53 @@ func TestCacheLifetime(t *testing.T) {
 			t.Errorf("cacheLifetime(%q) = %v; want %v", tt.header, got, tt.want)
 		}
 	}
+}
+
+func TestMetadataHostAddresses(t *testing.T) {
+	for _, tt := range []struct {
+		addr   string
+		public bool
+	}{
+		{"8.8.8.8", true},
+		{"2606:4700::1111", true},
+		{"127.0.0.1", false},
+		{"10.1.2.3", false},
+		{"169.254.169.254", false},
+		{"::ffff:169.254.169.254", false},
+		{"::ffff:10.0.0.1", false},
+		{"::1", false},
+		{"fd00::1", false},
+		{"fe80::1", false},
+		{"0.0.0.0", false},
+		{"0.1.2.3", false},
+		{"100.64.0.1", false},
+		{"198.18.0.1", false},
+		{"240.0.0.1", false},
+		{"255.255.255.255", false},
+		{"::7f00:1", false},         // IPv4-compatible 127.0.0.1
+		{"64:ff9b::a00:1", false},   // NAT64 of 10.0.0.1
+		{"64:ff9b::7f00:1", false},  // NAT64 of 127.0.0.1
+		{"2002:7f00:1::1", false},   // 6to4 of 127.0.0.1
+		{"2001:0:7f00:1::1", false}, // Teredo
+		{"fec0::1", false},
+	} {
+		name := "a non-public address is refused: " + tt.addr
+		if tt.public {
+			name = "a public address is fetched: " + tt.addr
+		}
+		t.Run(name, func(t *testing.T) {
+			if got := publicAddr(netip.MustParseAddr(tt.addr)); got != tt.public {
+				t.Errorf("publicAddr(%s) = %v; want %v", tt.addr, got, tt.public)
+			}
+		})
+	}
+
+	t.Run("the dialer checks the address it connects to, not an earlier lookup", func(t *testing.T) {
+		hc := newMetadataHTTPClient(false)
+		// A name that resolves to loopback stands in for a rebinding answer.
+		_, err := hc.Get("https://localhost:1/doc.json")
+		if err == nil || !strings.Contains(err.Error(), "non-public address") {
+			t.Errorf("fetch from a name resolving to loopback: %v; want a refused dial", err)
+		}
+	})
 }
