@@ -288,6 +288,16 @@ func (s *Server) saveMetadataClient(ctx context.Context, c *Client) error {
 	existing, err := s.store.LookupClient(ctx, c.ID)
 	switch {
 	case errors.Is(err, ErrNotFound):
+		// Any https URL names a client, so documents count towards the
+		// same cap as registrations.
+		n, err := s.store.CountClients(ctx)
+		if err != nil {
+			return err
+		}
+		if n >= s.cfg.MaxClients {
+			s.log.Warn("client metadata document refused: client limit reached", "client_id", c.ID)
+			return &cimdError{"mcpd has reached its limit of registered clients"}
+		}
 		c.CreatedAt = s.now().UTC().Truncate(time.Second)
 		if err := s.store.CreateClient(ctx, c); err != nil && !errors.Is(err, ErrAlreadyExists) {
 			return err

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -133,6 +134,27 @@ func TestClientMetadataDocuments(t *testing.T) {
 		_, _, err := strict.srv.cimd.load(context.Background(), docs.URL+"/good.json")
 		if err == nil || !strings.Contains(err.Error(), "could not be fetched") {
 			t.Errorf("load = %v; want a refused fetch", err)
+		}
+	})
+
+	t.Run("documents count towards the cap on registered clients", func(t *testing.T) {
+		capped := newEnv(t, func(c *Config) {
+			c.HTTPClient = docs.Client()
+			c.AllowPrivateMetadataHosts = true
+			c.MaxClients = 1
+		})
+		capped.registerPublic("http://127.0.0.1/cb")
+		id := docs.URL + "/good.json"
+		p := capped.browser().get(capped.authorizeURL(authRequest{clientID: id, redirect: "http://127.0.0.1:5555/cb", verifier: oauth2.GenerateVerifier()}))
+		if p.status != http.StatusBadRequest || p.header.Get("Location") != "" {
+			t.Errorf("status %d location %q; want a 400 error page", p.status, p.header.Get("Location"))
+		}
+		st, out, _ := capped.tokenRequest(url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {id}, "code_verifier": {oauth2.GenerateVerifier()}}, "", "")
+		if st != http.StatusUnauthorized || out["error"] != "invalid_client" {
+			t.Errorf("token endpoint: status %d %v; want 401 invalid_client", st, out)
+		}
+		if c := capped.store.client(id); c != nil {
+			t.Errorf("a document's client was stored beyond the cap: %+v", c)
 		}
 	})
 
