@@ -171,8 +171,8 @@ echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3-), $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "settings: RUNS=$RUNS DUR=$DUR WARMUP=$WARMUP WORKERS=$WORKERS"
 "$LOADGEN" summarize \
-	-ratio "auth cost (host, untuned)=whoami/host-untuned:whoami-noauth/host-untuned" \
-	-ratio "auth cost (host, tuned)=whoami/host-tuned:whoami-noauth/host-tuned" \
+	-ratio "authenticated / no auth (host, untuned)=whoami/host-untuned:whoami-noauth/host-untuned" \
+	-ratio "authenticated / no auth (host, tuned)=whoami/host-tuned:whoami-noauth/host-tuned" \
 	-ratio "MCP vs plain ceiling (host, tuned)=whoami/host-tuned:plain/host-tuned" \
 	-ratio "tuned / untuned (host)=whoami/host-tuned:whoami/host-untuned" \
 	-ratio "tuned / untuned (mcpd serve)=whoami/serve-tuned:whoami/serve-untuned" \

@@ -19,21 +19,25 @@ import (
 
 // result is one run of one scenario, printed as a JSON line.
 type result struct {
-	Scenario   string  `json:"scenario"`
-	Label      string  `json:"label,omitempty"`
-	Target     string  `json:"target"`
-	Workers    int     `json:"workers"`
-	Seconds    float64 `json:"seconds"`
-	Requests   int     `json:"requests"`
-	Errors     int     `json:"errors"`
-	RPS        float64 `json:"rps"`
-	P50ms      float64 `json:"p50_ms"`
-	P99ms      float64 `json:"p99_ms"`
-	RSSIdleKB  int     `json:"rss_idle_kb,omitempty"`
-	RSSMaxKB   int     `json:"rss_max_kb,omitempty"`
-	HWMKB      int     `json:"hwm_kb,omitempty"`
-	Load1      float64 `json:"load1"` // the machine's 1-minute load average at the end
-	FirstError string  `json:"first_error,omitempty"`
+	Scenario  string  `json:"scenario"`
+	Label     string  `json:"label,omitempty"`
+	Target    string  `json:"target"`
+	Workers   int     `json:"workers"`
+	Seconds   float64 `json:"seconds"`
+	Requests  int     `json:"requests"`
+	Errors    int     `json:"errors"`
+	RPS       float64 `json:"rps"`
+	P50ms     float64 `json:"p50_ms"`
+	P99ms     float64 `json:"p99_ms"`
+	RSSIdleKB int     `json:"rss_idle_kb,omitempty"`
+	RSSMaxKB  int     `json:"rss_max_kb,omitempty"`
+	HWMKB     int     `json:"hwm_kb,omitempty"`
+	// CPUusPerReq is the server's user+system CPU time over the measured
+	// window divided by the requests: robust where throughput is not, on
+	// a machine shared with other work.
+	CPUusPerReq float64 `json:"cpu_us_per_req,omitempty"`
+	Load1       float64 `json:"load1"` // the machine's 1-minute load average at the end
+	FirstError  string  `json:"first_error,omitempty"`
 }
 
 // op is one request of a scenario, made by one worker.
@@ -161,6 +165,19 @@ func drive(ctx context.Context, env *runEnv, sc scenario, workers int, warm, dur
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now().Add(warm)
+	var cpuStart time.Duration
+	cpuStarted := make(chan struct{})
+	go func() {
+		defer close(cpuStarted)
+		if pid <= 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(start)):
+			cpuStart, _ = procCPU(pid)
+		}
+	}()
 	end := start.Add(dur)
 	var (
 		mu       sync.Mutex
@@ -234,6 +251,13 @@ func drive(ctx context.Context, env *runEnv, sc scenario, workers int, warm, dur
 	}
 	wg.Wait()
 	elapsed := min(time.Since(start), dur)
+	var cpu time.Duration
+	if pid > 0 {
+		<-cpuStarted
+		if end, err := procCPU(pid); err == nil && cpuStart > 0 {
+			cpu = end - cpuStart
+		}
+	}
 	cancel()
 	mu.Lock()
 	defer mu.Unlock()
@@ -249,6 +273,9 @@ func drive(ctx context.Context, env *runEnv, sc scenario, workers int, warm, dur
 	}
 	if res.Seconds > 0 {
 		res.RPS = float64(len(lat)) / res.Seconds
+	}
+	if cpu > 0 && len(lat) > 0 {
+		res.CPUusPerReq = float64(cpu.Microseconds()) / float64(len(lat))
 	}
 	slices.Sort(lat)
 	res.P50ms = quantileMS(lat, 0.50)

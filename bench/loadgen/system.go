@@ -38,6 +38,27 @@ func procStatusKB(pid int, field string) (int, error) {
 	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
+// procCPU is the user+system CPU time of a process so far, from
+// /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; count from after it.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
 // cmdColdStart execs `BIN serve` n times and measures exec to the first
 // 200 from /healthz, polling every 2 ms: first on a fresh data directory
 // (the start that creates the database and hashes the first password),
@@ -205,7 +226,7 @@ func cmdSummarize(args []string, stdin io.Reader, stdout, stderr io.Writer) erro
 		slices.Sort(v)
 		return v[len(v)/2], true
 	}
-	fmt.Fprintf(stdout, "| scenario | label | runs | req/s | p50 ms | p99 ms | errors | RSS idle MB | RSS max MB | other |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(stdout, "| scenario | label | runs | req/s | p50 ms | p99 ms | server CPU µs/req | errors | RSS idle MB | RSS max MB | other |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, k := range order {
 		rows := groups[k]
 		cell := func(f string, scale float64, prec int) string {
@@ -220,8 +241,8 @@ func cmdSummarize(args []string, stdin io.Reader, stdout, stderr io.Writer) erro
 				other = append(other, f+"="+c)
 			}
 		}
-		fmt.Fprintf(stdout, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", k.scenario, k.label, len(rows),
-			cell("rps", 1, 0), cell("p50_ms", 1, 2), cell("p99_ms", 1, 2), cell("errors", 1, 0),
+		fmt.Fprintf(stdout, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", k.scenario, k.label, len(rows),
+			cell("rps", 1, 0), cell("p50_ms", 1, 2), cell("p99_ms", 1, 2), cell("cpu_us_per_req", 1, 0), cell("errors", 1, 0),
 			cell("rss_idle_kb", 1.0/1024, 1), cell("rss_max_kb", 1.0/1024, 1), strings.Join(other, " "))
 	}
 	fmt.Fprintln(stdout)
@@ -239,7 +260,13 @@ func cmdSummarize(args []string, stdin io.Reader, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stdout, "%s: no data\n", name)
 			continue
 		}
-		fmt.Fprintf(stdout, "%s: %.0f / %.0f = %.3f\n", name, x, y, x/y)
+		line := fmt.Sprintf("%s: req/s %.0f / %.0f = %.3f", name, x, y, x/y)
+		cx, okcx := median(groups[key{as, al}], "cpu_us_per_req")
+		cy, okcy := median(groups[key{bs, bl}], "cpu_us_per_req")
+		if okcx && okcy && cx > 0 {
+			line += fmt.Sprintf("; server CPU µs/req %.0f / %.0f = %.3f", cx, cy, cx/cy)
+		}
+		fmt.Fprintln(stdout, line)
 	}
 	return nil
 }
