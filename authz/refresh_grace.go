@@ -34,6 +34,11 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		s.writeTokenError(w, r, nil, fosite.ErrInvalidRequest.WithHint("The refresh_token parameter is missing."))
 		return
 	}
+	// A replayed answer must meet the same request rules as a fresh one.
+	if err := s.checkResources(r.PostForm); err != nil {
+		s.writeTokenError(w, r, nil, err)
+		return
+	}
 	sig := s.strategy.RefreshTokenSignature(ctx, token)
 	unlock := s.refreshLocks.Lock(sig)
 	defer unlock()

@@ -176,6 +176,17 @@ func TestRefreshGrace(t *testing.T) {
 		}
 	})
 
+	t.Run("a foreign resource is invalid_target inside the grace window too", func(t *testing.T) {
+		e, reg, tok := setup(t, time.Minute)
+		if st, _ := e.refresh(reg.ClientID, tok.RefreshToken); st != 200 {
+			t.Fatal("refresh failed")
+		}
+		st, out, _ := e.tokenRequest(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}, "client_id": {reg.ClientID}, "resource": {"https://other.example/mcp"}}, "", "")
+		if st != http.StatusBadRequest || out["error"] != "invalid_target" {
+			t.Errorf("status %d %v; want 400 invalid_target", st, out)
+		}
+	})
+
 	t.Run("refresh lifetime is capped by the maximum", func(t *testing.T) {
 		e := newEnv(t, func(c *Config) { c.RefreshTokenMaxLifespan = time.Hour })
 		reg := e.registerPublic("http://127.0.0.1/cb")
