@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/ory/fosite"
@@ -101,6 +102,15 @@ func (s *Server) replaySuccessor(ctx context.Context, r *http.Request, sig, toke
 	}
 	if client.GetID() != succ.ClientID {
 		return nil, false, nil
+	}
+	var prev struct {
+		Scope string `json:"scope"`
+	}
+	if err := json.Unmarshal(succ.Body, &prev); err != nil {
+		return nil, false, fosite.ErrServerError.WithWrap(err)
+	}
+	if err := checkRefreshScope(r.PostForm, strings.Fields(prev.Scope)); err != nil {
+		return nil, false, err
 	}
 	return succ.Body, true, nil
 }

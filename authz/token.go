@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/ory/fosite"
@@ -72,7 +74,12 @@ func (s *Server) exchange(ctx context.Context, r *http.Request) (fosite.AccessRe
 			ds.Subject = "client:" + c.GetID()
 			ds.Username = ds.Subject
 		}
-	case grant.ExactOne("authorization_code"), grant.ExactOne("refresh_token"):
+	case grant.ExactOne("refresh_token"):
+		if err := checkRefreshScope(r.PostForm, ar.GetGrantedScopes()); err != nil {
+			return ar, nil, err
+		}
+		s.capRefreshLifetime(ar)
+	case grant.ExactOne("authorization_code"):
 		s.capRefreshLifetime(ar)
 	}
 	resp, err := s.oauth.NewAccessResponse(ctx, ar)
@@ -87,6 +94,19 @@ func (s *Server) exchange(ctx context.Context, r *http.Request) (fosite.AccessRe
 	s.obs.TokenIssued(gt)
 	s.touchClient(ctx, ar.GetClient())
 	return ar, body, nil
+}
+
+// checkRefreshScope refuses a refresh request whose scope parameter names a
+// scope the grant does not have (RFC 6749 §6); fosite ignores the parameter
+// and would answer with the original scopes as if nothing had been asked.
+// The grant's scopes are kept: the refresh token's must not change.
+func checkRefreshScope(form url.Values, granted []string) error {
+	for _, sc := range strings.Fields(form.Get("scope")) {
+		if !contains(granted, sc) {
+			return fosite.ErrInvalidScope.WithHintf("The scope %q was not granted to this refresh token.", sc)
+		}
+	}
+	return nil
 }
 
 // capRefreshLifetime keeps a sliding refresh token lifetime within
