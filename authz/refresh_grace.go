@@ -109,7 +109,7 @@ func (s *Server) replaySuccessor(ctx context.Context, r *http.Request, sig, toke
 	if err := json.Unmarshal(succ.Body, &prev); err != nil {
 		return nil, false, fosite.ErrServerError.WithWrap(err)
 	}
-	if err := checkRefreshScope(r.PostForm, strings.Fields(prev.Scope)); err != nil {
+	if err := s.checkRefreshScope(r.PostForm, strings.Fields(prev.Scope)); err != nil {
 		return nil, false, err
 	}
 	return succ.Body, true, nil

@@ -75,7 +75,7 @@ func (s *Server) exchange(ctx context.Context, r *http.Request) (fosite.AccessRe
 			ds.Username = ds.Subject
 		}
 	case grant.ExactOne("refresh_token"):
-		if err := checkRefreshScope(r.PostForm, ar.GetGrantedScopes()); err != nil {
+		if err := s.checkRefreshScope(r.PostForm, ar.GetGrantedScopes()); err != nil {
 			return ar, nil, err
 		}
 		s.capRefreshLifetime(ar)
@@ -97,11 +97,13 @@ func (s *Server) exchange(ctx context.Context, r *http.Request) (fosite.AccessRe
 }
 
 // checkRefreshScope refuses a refresh request whose scope parameter names a
-// scope the grant does not have (RFC 6749 §6); fosite ignores the parameter
-// and would answer with the original scopes as if nothing had been asked.
-// The grant's scopes are kept: the refresh token's must not change.
-func checkRefreshScope(form url.Values, granted []string) error {
-	for _, sc := range strings.Fields(form.Get("scope")) {
+// known scope the grant does not have (RFC 6749 §6); fosite ignores the
+// parameter and would answer with the original scopes as if nothing had
+// been asked. Unknown scopes are dropped, as at /authorize, so a client
+// that asked for offline_access there may ask for it again. The grant's
+// scopes are kept: the refresh token's must not change.
+func (s *Server) checkRefreshScope(form url.Values, granted []string) error {
+	for _, sc := range s.knownScopes(strings.Fields(form.Get("scope"))) {
 		if !contains(granted, sc) {
 			return fosite.ErrInvalidScope.WithHintf("The scope %q was not granted to this refresh token.", sc)
 		}

@@ -187,16 +187,16 @@ func TestRefreshGrace(t *testing.T) {
 		}
 	})
 
-	t.Run("a refresh asking for a scope not granted is invalid_scope, inside the window too", func(t *testing.T) {
+	t.Run("a refresh asking for a known scope not granted is invalid_scope, inside the window too; unknown ones are dropped", func(t *testing.T) {
 		e, reg, tok := setup(t, time.Minute)
 		wider := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}, "client_id": {reg.ClientID}, "scope": {"notes:read notes:write"}}
 		st, out, _ := e.tokenRequest(wider, "", "")
 		if st != http.StatusBadRequest || out["error"] != "invalid_scope" {
 			t.Errorf("first refresh: status %d %v; want 400 invalid_scope", st, out)
 		}
-		same := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}, "client_id": {reg.ClientID}, "scope": {"notes:read"}}
+		same := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}, "client_id": {reg.ClientID}, "scope": {"notes:read offline_access"}}
 		if st, out, _ := e.tokenRequest(same, "", ""); st != http.StatusOK || out["scope"] != "notes:read" {
-			t.Fatalf("refresh with the granted scope: status %d %v; want 200", st, out)
+			t.Fatalf("refresh with the granted scope and an unknown one: status %d %v; want 200 notes:read", st, out)
 		}
 		st, out, _ = e.tokenRequest(wider, "", "")
 		if st != http.StatusBadRequest || out["error"] != "invalid_scope" {
