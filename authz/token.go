@@ -35,8 +35,15 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.writeTokenError(w, r, nil, fosite.ErrInvalidRequest.WithHint("The request body could not be read."))
 		return
 	}
-	if r.PostForm.Get("grant_type") == "refresh_token" {
+	switch r.PostForm.Get("grant_type") {
+	case "refresh_token":
 		s.handleRefresh(w, r)
+		return
+	case "authorization_code", "client_credentials", "":
+		// fosite answers a missing grant_type with invalid_request.
+	default:
+		// fosite answers invalid_request; RFC 6749 §5.2 has a code for it.
+		s.writeTokenError(w, r, nil, fosite.ErrUnsupportedGrantType.WithHint("This server supports authorization_code, refresh_token and client_credentials."))
 		return
 	}
 	ar, body, err := s.exchange(r.Context(), r)

@@ -68,7 +68,9 @@ func TestTokenEndpointErrors(t *testing.T) {
 		{"unknown client refreshing gets 401 invalid_client", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_id": {"gone"}}, 401, "invalid_client"},
 		{"a public client cannot use client_credentials", url.Values{"grant_type": {"client_credentials"}, "client_id": {reg.ClientID}}, 400, "invalid_grant"},
 		{"a foreign resource is invalid_target", url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {reg.ClientID}, "resource": {"https://other.example/"}}, 400, "invalid_target"},
-		{"an unknown grant type is refused", url.Values{"grant_type": {"password"}, "client_id": {reg.ClientID}, "username": {"alice"}, "password": {"correct horse"}}, 400, "invalid_request"},
+		{"an unknown grant type is unsupported_grant_type", url.Values{"grant_type": {"password"}, "client_id": {reg.ClientID}, "username": {"alice"}, "password": {"correct horse"}}, 400, "unsupported_grant_type"},
+		{"the implicit grant is unsupported_grant_type", url.Values{"grant_type": {"implicit"}, "client_id": {reg.ClientID}}, 400, "unsupported_grant_type"},
+		{"a missing grant_type is invalid_request", url.Values{"client_id": {reg.ClientID}}, 400, "invalid_request"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
