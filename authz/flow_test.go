@@ -204,6 +204,8 @@ func TestAuthorizeErrors(t *testing.T) {
 		{"unknown client gets an error page, not a redirect", func(q url.Values) { q.Set("client_id", "nope") }, want{status: 400}},
 		{"unregistered redirect_uri gets an error page, not a redirect", func(q url.Values) { q.Set("redirect_uri", "https://evil.example/cb") }, want{status: 400}},
 		{"loopback with another path is unregistered", func(q url.Values) { q.Set("redirect_uri", "http://127.0.0.1:5000/other") }, want{status: 400}},
+		{"loopback with a percent-encoded form of the path is unregistered", func(q url.Values) { q.Set("redirect_uri", "http://127.0.0.1:5000/c%62") }, want{status: 400}},
+		{"loopback with an encoded slash in the path is unregistered", func(q url.Values) { q.Set("redirect_uri", "http://127.0.0.1:5000/cb%2F") }, want{status: 400}},
 		{"missing redirect_uri with several registered gets an error page", func(q url.Values) { q.Del("redirect_uri") }, want{status: 400}},
 		{"plain PKCE is refused", func(q url.Values) {
 			q.Set("code_challenge_method", "plain")

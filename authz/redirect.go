@@ -32,7 +32,8 @@ func matchRedirectURI(presented string, registered []string) bool {
 		if err != nil || q.Scheme != "http" {
 			continue
 		}
-		if strings.EqualFold(q.Hostname(), p.Hostname()) && q.Path == p.Path && q.RawQuery == p.RawQuery && q.User == nil {
+		// Paths compare as sent: /c%62 is not /cb, as in exact matching.
+		if strings.EqualFold(q.Hostname(), p.Hostname()) && q.EscapedPath() == p.EscapedPath() && q.RawQuery == p.RawQuery && q.User == nil {
 			return true
 		}
 	}
