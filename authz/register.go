@@ -199,6 +199,11 @@ func checkText(field, v string) error {
 		if unicode.IsControl(r) || r == unicode.ReplacementChar {
 			return invalidMetadata("%s contains a control character or invalid UTF-8", field)
 		}
+		// Bidirectional overrides and isolates can make a name read as
+		// another on the consent page.
+		if unicode.Is(unicode.Bidi_Control, r) {
+			return invalidMetadata("%s contains a bidirectional control character", field)
+		}
 	}
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 )
 
 func TestRegistrationRules(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, func(c *Config) { c.RegistrationsPerMinute = 100 })
 	tests := []struct {
 		name      string
 		body      string
@@ -34,6 +34,10 @@ func TestRegistrationRules(t *testing.T) {
 		{"a client_id cannot be chosen", `{"client_id":"mine","redirect_uris":["https://app.example/cb"]}`, "invalid_client_metadata"},
 		{"malformed JSON is refused", `{"redirect_uris":`, "invalid_client_metadata"},
 		{"wrong field type is refused", `{"redirect_uris":"https://app.example/cb"}`, "invalid_client_metadata"},
+		{"a javascript client_uri is refused", `{"redirect_uris":["https://app.example/cb"],"client_uri":"javascript:alert(1)"}`, "invalid_client_metadata"},
+		{"a data logo_uri is refused", `{"redirect_uris":["https://app.example/cb"],"logo_uri":"data:image/svg+xml,<svg/>"}`, "invalid_client_metadata"},
+		{"a client_name with a bidi override is refused (it could disguise the name on the consent page)", `{"redirect_uris":["https://app.example/cb"],"client_name":"Visual Studio \u202eedoC"}`, "invalid_client_metadata"},
+		{"a client_name with a bidi isolate is refused", `{"redirect_uris":["https://app.example/cb"],"client_name":"VS \u2067Code"}`, "invalid_client_metadata"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
