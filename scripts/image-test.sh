@@ -284,10 +284,17 @@ check "the volume is writable" "$(awk '$5 == "/data" {print $6}' "/proc/$mcpd_pi
 check "the database is in the volume" "$(test -f "$volume/mcpd.db" && echo yes)" "yes"
 check "the database file is 0600" "$(stat -c %a "$volume/mcpd.db")" "600"
 
-step "HEALTHCHECK: the image's own command, inside the image"
+# cexec CMD…: like `docker exec`: the server's mount and pid namespaces, its
+# root, the image's env and user, no new privileges.
+cexec() {
+  env -i "${run_env[@]}" setpriv --no-new-privs \
+    nsenter --target "$mcpd_pid" --mount --pid --root --wd --setgid "${user#*:}" --setuid "${user%%:*}" -- "$@"
+}
+
+step "HEALTHCHECK: the image's own command, run like docker does (exec in the container)"
 mapfile -t hc < <(cfg '{{range .Docker.Config.Healthcheck.Test}}{{println .}}{{end}}' | sed '/^$/d')
 hc_rc=0
-env -i "${run_env[@]}" setpriv --no-new-privs unshare --root="$rootfs" --setgid 65532 --setuid 65532 -- "${hc[@]:1}" >"$run_dir/health.log" 2>&1 || hc_rc=$?
+cexec "${hc[@]:1}" >"$run_dir/health.log" 2>&1 || hc_rc=$?
 check "healthcheck exits 0 while the server runs" "$hc_rc" "0"
 
 # --- OAuth + MCP round trip with curl ------------------------------------------
@@ -418,6 +425,22 @@ status="$(http POST "$issuer/token" --data-urlencode grant_type=refresh_token --
 check "refresh is 200" "$status" "200"
 check "refresh rotates the refresh token" "$( [[ "$(json_get refresh_token <"$body")" != "$refresh_token" ]] && echo rotated)" "rotated"
 log "round trip passed"
+
+step "admin commands through docker exec while the server runs"
+out_rc=0
+printf 'bob-password-1\n' | cexec /mcpd user add bob --password-stdin >"$run_dir/admin.log" 2>&1 || out_rc=$?
+check "user add through the admin socket" "$out_rc" "0"
+check "user list shows both users" "$(cexec /mcpd user list 2>&1 | grep -owE 'admin|bob' | sort | tr '\n' ' ')" "admin bob "
+check "client list --json shows the registered client" "$(cexec /mcpd client list --json 2>&1 | grep -o "$client_id" | head -1)" "$client_id"
+check "backup into the volume" "$(cexec /mcpd backup /data/backup.db >>"$run_dir/admin.log" 2>&1 && stat -c %a "$volume/backup.db")" "600"
+access="$(json_get access_token <"$body")"
+status="$(mcp '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"image-test","version":"1"}}}')"
+check "the refreshed token works" "$status" "200"
+out_rc=0
+cexec /mcpd client revoke "$client_id" >>"$run_dir/admin.log" 2>&1 || out_rc=$?
+check "client revoke through the admin socket" "$out_rc" "0"
+status="$(mcp '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"image-test","version":"1"}}}')"
+check "after client revoke its token gets 401" "$status" "401"
 
 if [[ -n "${ROUNDTRIP_CMD:-}" ]]; then
   step "ROUNDTRIP_CMD: $ROUNDTRIP_CMD"
