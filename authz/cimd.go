@@ -159,12 +159,20 @@ func (f *cimdFetcher) client(ctx context.Context, id string) (*Client, error) {
 	if err := checkClientIDURL(id); err != nil {
 		return nil, err
 	}
-	if c, ok := f.cached(id); ok {
-		return c, nil
-	}
 	unlock := f.fetch.Lock(id)
 	defer unlock()
 	if c, ok := f.cached(id); ok {
+		// The cache saves the fetch, not the record: a client revoked
+		// since (mcpd client revoke) is recorded again, so the tokens it
+		// gets next are listed and revocable.
+		if _, err := f.s.store.LookupClient(ctx, id); err == nil {
+			return c, nil
+		} else if !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		if err := f.s.saveMetadataClient(ctx, c); err != nil {
+			return nil, err
+		}
 		return c, nil
 	}
 	c, ttl, err := f.load(ctx, id)

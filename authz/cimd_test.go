@@ -137,6 +137,22 @@ func TestClientMetadataDocuments(t *testing.T) {
 		}
 	})
 
+	t.Run("a revoked document client is recorded again from the cache, so its new tokens stay revocable", func(t *testing.T) {
+		id := docs.URL + "/good.json"
+		e.codeFlow(e.browser(), id, "http://127.0.0.1:5556/cb", "notes:read")
+		if err := e.store.DeleteClient(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		before := hits.Load()
+		e.codeFlow(e.browser(), id, "http://127.0.0.1:5556/cb", "notes:read")
+		if hits.Load() != before {
+			t.Errorf("the document was fetched again; want it served from the cache")
+		}
+		if c := e.store.client(id); c == nil {
+			t.Errorf("the client authorized again but is not in the store, where mcpd client revoke finds it")
+		}
+	})
+
 	t.Run("documents count towards the cap on registered clients", func(t *testing.T) {
 		capped := newEnv(t, func(c *Config) {
 			c.HTTPClient = docs.Client()
