@@ -40,6 +40,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	user := r.PostForm.Get("username")
 	password := r.PostForm.Get("password")
 	addr := s.clientAddr(r)
+	addrKey := s.limitKey(r)
 	// Count the attempt before checking the password and give it back
 	// only on success, so parallel guesses cannot all slip past the limit.
 	if !s.loginUser.Reserve(user) {
@@ -47,7 +48,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.showLogin(w, sess, pr.form, c, http.StatusTooManyRequests, user, msgLoginLocked)
 		return
 	}
-	if !s.loginAddr.Reserve(addr) {
+	if !s.loginAddr.Reserve(addrKey) {
 		s.loginUser.Release(user)
 		s.pending.take(reqID)
 		s.showLogin(w, sess, pr.form, c, http.StatusTooManyRequests, user, msgLoginLocked)
@@ -56,7 +57,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if err := s.store.Authenticate(ctx, user, password); err != nil {
 		if !errors.Is(err, ErrBadCredentials) {
 			s.loginUser.Release(user)
-			s.loginAddr.Release(addr)
+			s.loginAddr.Release(addrKey)
 			s.log.Error("login: authenticate failed", "err", err)
 			s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not check the password. Try again.")
 			return
@@ -67,7 +68,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.loginUser.Release(user)
-	s.loginAddr.Release(addr)
+	s.loginAddr.Release(addrKey)
 	s.pending.take(reqID)
 	s.sessions.delete(sess.id)
 	s.setSessionCookie(w, s.sessions.create(user))

@@ -287,7 +287,7 @@ func (s *Server) responseFor(c *Client, secret, regToken string) registrationRes
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	w.Header().Set("Cache-Control", "no-store")
-	if !s.registrations.Allow(s.clientAddr(r)) {
+	if !s.registrations.Allow(s.limitKey(r)) {
 		w.Header().Set("Retry-After", "60")
 		writeJSON(w, http.StatusTooManyRequests, registrationError{Code: "temporarily_unavailable", Description: "too many registrations from this address; try again in a minute"})
 		return

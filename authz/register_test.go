@@ -146,6 +146,21 @@ func TestRegistrationLimits(t *testing.T) {
 			t.Errorf("status %d; want 400", st)
 		}
 	})
+	t.Run("addresses in one IPv6 /64 share the registration limit", func(t *testing.T) {
+		e := newEnv(t, func(c *Config) { c.RegistrationsPerMinute = 1 })
+		body := `{"redirect_uris":["https://app.example/cb"],"token_endpoint_auth_method":"none"}`
+		var codes []int
+		for _, remote := range []string{"[2001:db8::1]:1234", "[2001:db8::2]:1234", "[2001:db8:0:1::1]:1234", "192.0.2.1:1", "192.0.2.2:1"} {
+			req := httptest.NewRequest(http.MethodPost, "/register", strings.NewReader(body))
+			req.RemoteAddr = remote
+			rec := httptest.NewRecorder()
+			e.srv.handleRegister(rec, req)
+			codes = append(codes, rec.Code)
+		}
+		if diff := cmp.Diff([]int{201, 429, 201, 201, 201}, codes); diff != "" {
+			t.Errorf("statuses (-want +got):\n%s", diff)
+		}
+	})
 	t.Run("X-Forwarded-For is ignored from untrusted peers", func(t *testing.T) {
 		e := newEnv(t, func(c *Config) { c.RegistrationsPerMinute = 1 })
 		body := `{"redirect_uris":["https://app.example/cb"],"token_endpoint_auth_method":"none"}`

@@ -364,6 +364,18 @@ func (s *Server) clientAddr(r *http.Request) string {
 	return addr.String()
 }
 
+// limitKey is the rate-limit key of a request's client address: the
+// address itself for IPv4, its /64 for IPv6, since one host commonly holds
+// a whole /64 and could otherwise step round per-address limits.
+func (s *Server) limitKey(r *http.Request) string {
+	addr := s.clientAddr(r)
+	a, err := netip.ParseAddr(addr)
+	if err != nil || !a.Is6() {
+		return addr
+	}
+	return netip.PrefixFrom(a.WithZone(""), 64).Masked().String()
+}
+
 func (s *Server) trusted(a netip.Addr) bool {
 	for _, p := range s.cfg.TrustedProxies {
 		if p.Contains(a) {
