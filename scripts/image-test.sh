@@ -101,7 +101,7 @@ server_pid=""
 mcpd_pid=""
 containers=()
 stop_server() {
-  [[ -n "$mcpd_pid" ]] && kill -TERM "$mcpd_pid" 2>/dev/null || true
+  if [[ -n "$mcpd_pid" ]]; then kill -TERM "$mcpd_pid" 2>/dev/null || true; fi
   if [[ -n "$server_pid" ]]; then
     for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
     kill "$server_pid" 2>/dev/null || true
@@ -199,7 +199,9 @@ check "user is distroless nonroot" "$(cfg '{{.Docker.Config.User}}')" "65532:655
 check "entrypoint" "$(cfg '{{.Docker.Config.Entrypoint}}')" '[/mcpd]'
 check "cmd" "$(cfg '{{.Docker.Config.Cmd}}')" '[serve]'
 check "healthcheck" "$(cfg '{{.Docker.Config.Healthcheck.Test}}')" '[CMD /mcpd healthcheck]'
+# shellcheck disable=SC2016 # Go templates, not shell expansions
 check "exposed port" "$(cfg '{{range $k, $v := .Docker.Config.ExposedPorts}}{{$k}} {{end}}')" "8080/tcp "
+# shellcheck disable=SC2016
 check "volume" "$(cfg '{{range $k, $v := .Docker.Config.Volumes}}{{$k}} {{end}}')" "/data "
 env_lines="$(cfg '{{range .Docker.Config.Env}}{{println .}}{{end}}')"
 check "MCPD_LISTEN" "$(grep '^MCPD_LISTEN=' <<<"$env_lines")" "MCPD_LISTEN=0.0.0.0:8080"
@@ -248,6 +250,7 @@ user="$(cfg '{{.Docker.Config.User}}')"
 # -e MCPD_ISSUER and -e MCPD_LISTEN as a user would pass them for another port;
 # host networking stands in for -p 127.0.0.1:PORT:8080.
 run_env=("${image_env[@]}" "HOSTNAME=mcpd" "MCPD_LISTEN=127.0.0.1:$port" "MCPD_ISSUER=$issuer" "MCPD_INITIAL_PASSWORD=$password" "MCPD_LOG_FORMAT=json")
+# shellcheck disable=SC2016 # the inner script expands its own arguments
 env -i "${run_env[@]}" unshare --mount --pid --fork --kill-child --propagation private -- /bin/sh -c '
   set -e
   r="$1"; vol="$2"; wd="$3"; uid="${4%%:*}"; gid="${4#*:}"; shift 4
