@@ -138,6 +138,8 @@ func TestScopeStepUp(t *testing.T) {
 		{"note_save with notes:write passes", "alice-all", call(2, "tools/call", `{"name":"note_save","arguments":{"title":"t","body":"b"}}`), ""},
 		{"an unknown tool is left to the SDK", "alice-none", call(2, "tools/call", `{"name":"nope","arguments":{}}`), ""},
 		{"a body that is not JSON is left to the SDK", "alice-none", `{not json`, ""},
+		{"field names match case-sensitively as in the SDK", "alice-read", call(2, "tools/call", `{"name":"note_save","NAME":"whoami","arguments":{"title":"t","body":"b"}}`), "notes:write notes:read"},
+		{"a differently cased method is not a tools/call", "alice-none", call(2, "tools/call", `{"Name":"note_save"}`), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

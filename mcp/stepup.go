@@ -2,13 +2,13 @@ package mcp
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"slices"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/segmentio/encoding/json"
 )
 
 // rpcCall is the part of a JSON-RPC message the scope check reads.
@@ -68,12 +68,12 @@ func (s *Server) missingScopes(body []byte, ti *auth.TokenInfo) []string {
 	var calls []rpcCall
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) > 0 && trimmed[0] == '[' {
-		if json.Unmarshal(trimmed, &calls) != nil {
+		if decodeLikeSDK(trimmed, &calls) != nil {
 			return nil
 		}
 	} else {
 		var c rpcCall
-		if json.Unmarshal(trimmed, &c) != nil {
+		if decodeLikeSDK(trimmed, &c) != nil {
 			return nil
 		}
 		calls = []rpcCall{c}
@@ -87,6 +87,16 @@ func (s *Server) missingScopes(body []byte, ti *auth.TokenInfo) []string {
 		}
 	}
 	return missing
+}
+
+// decodeLikeSDK decodes JSON the way the go-sdk decodes JSON-RPC messages:
+// with segmentio/encoding and case-sensitive field names. encoding/json
+// matches names case-insensitively, so {"name":"note_save","NAME":"whoami"}
+// would read as whoami here while the SDK runs note_save.
+func decodeLikeSDK(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DontMatchCaseInsensitiveStructFields()
+	return dec.Decode(v)
 }
 
 // scopesFor returns the scopes one JSON-RPC call needs. Unknown tools and
