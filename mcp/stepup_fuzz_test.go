@@ -56,4 +56,3 @@ func FuzzMissingScopes(f *testing.F) {
 		}
 	})
 }
-
