@@ -111,6 +111,7 @@ type Server struct {
 	loginAddr     *limiter
 	registrations *limiter
 	refreshLocks  *keyedMutex
+	codeLocks     *keyedMutex
 	cimd          *cimdFetcher
 }
 
@@ -229,6 +230,7 @@ func New(cfg Config) (*Server, error) {
 	s.loginAddr = newLimiter(20, 15*time.Minute, s.now)
 	s.registrations = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
 	s.refreshLocks = newKeyedMutex()
+	s.codeLocks = newKeyedMutex()
 	s.cimd = newCIMDFetcher(s, cfg.HTTPClient, cfg.AllowPrivateMetadataHosts)
 
 	s.fcfg = &fosite.Config{

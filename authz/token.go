@@ -39,7 +39,14 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	case "refresh_token":
 		s.handleRefresh(w, r)
 		return
-	case "authorization_code", "client_credentials", "":
+	case "authorization_code":
+		// fosite reads a code, checks PKCE and only then invalidates it;
+		// exchanges of one code run one at a time, so a second one finds
+		// it used (and revokes what it issued) instead of racing it.
+		sig := s.strategy.AuthorizeCodeSignature(r.Context(), r.PostForm.Get("code"))
+		unlock := s.codeLocks.Lock(sig)
+		defer unlock()
+	case "client_credentials", "":
 		// fosite answers a missing grant_type with invalid_request.
 	default:
 		// fosite answers invalid_request; RFC 6749 §5.2 has a code for it.

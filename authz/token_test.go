@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/ory/fosite"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -39,6 +40,55 @@ func TestCodeReuse(t *testing.T) {
 		}
 		if st, out := e.refresh(reg.ClientID, first["refresh_token"].(string)); st == http.StatusOK {
 			t.Errorf("refresh token after code reuse still works: %v", out)
+		}
+	})
+}
+
+// slowCodeStore makes reading a code take a while, widening the window
+// between reading a code and invalidating it.
+type slowCodeStore struct{ *memStore }
+
+func (s slowCodeStore) GetAuthorizeCodeSession(ctx context.Context, sig string, sess fosite.Session) (fosite.Requester, error) {
+	time.Sleep(30 * time.Millisecond)
+	return s.memStore.GetAuthorizeCodeSession(ctx, sig, sess)
+}
+
+func (s slowCodeStore) GetPKCERequestSession(ctx context.Context, sig string, sess fosite.Session) (fosite.Requester, error) {
+	time.Sleep(30 * time.Millisecond)
+	return s.memStore.GetPKCERequestSession(ctx, sig, sess)
+}
+
+func TestConcurrentCodeExchange(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Storage = slowCodeStore{c.Storage.(*memStore)} })
+	reg := e.registerPublic("http://127.0.0.1/cb")
+	redirect := "http://127.0.0.1:9000/cb"
+	v := oauth2.GenerateVerifier()
+	loc := e.authorize(e.browser(), authRequest{clientID: reg.ClientID, redirect: redirect, scope: "notes:read", verifier: v})
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")}, "redirect_uri": {redirect}, "client_id": {reg.ClientID}, "code_verifier": {v}}
+
+	t.Run("one code exchanged in parallel issues tokens at most once and the rest are invalid_grant", func(t *testing.T) {
+		const n = 4
+		var wg sync.WaitGroup
+		statuses := make([]int, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				statuses[i], _, _ = e.tokenRequest(form, "", "")
+			}()
+		}
+		wg.Wait()
+		ok := 0
+		for _, st := range statuses {
+			if st == http.StatusOK {
+				ok++
+			}
+			if st >= 500 {
+				t.Errorf("an exchange failed with %d (statuses %v); want 200 or 400", st, statuses)
+			}
+		}
+		if ok > 1 {
+			t.Errorf("%d exchanges of one code succeeded (statuses %v); want at most 1", ok, statuses)
 		}
 	})
 }
