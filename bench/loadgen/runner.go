@@ -36,8 +36,11 @@ type result struct {
 	// window divided by the requests: robust where throughput is not, on
 	// a machine shared with other work.
 	CPUusPerReq float64 `json:"cpu_us_per_req,omitempty"`
-	Load1       float64 `json:"load1"` // the machine's 1-minute load average at the end
-	FirstError  string  `json:"first_error,omitempty"`
+	// RSSAnonMaxKB is the largest RssAnon sampled: the Go heap and stacks
+	// without file pages (the binary, bbolt's memory map of the database).
+	RSSAnonMaxKB int     `json:"rss_anon_max_kb,omitempty"`
+	Load1        float64 `json:"load1"` // the machine's 1-minute load average at the end
+	FirstError   string  `json:"first_error,omitempty"`
 }
 
 // op is one request of a scenario, made by one worker.
@@ -240,11 +243,12 @@ func drive(ctx context.Context, env *runEnv, sc scenario, workers int, warm, dur
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					if kb, err := procStatusKB(pid, "VmRSS"); err == nil {
-						mu.Lock()
-						res.RSSMaxKB = max(res.RSSMaxKB, kb)
-						mu.Unlock()
-					}
+					kb, _ := procStatusKB(pid, "VmRSS")
+					anon, _ := procStatusKB(pid, "RssAnon")
+					mu.Lock()
+					res.RSSMaxKB = max(res.RSSMaxKB, kb)
+					res.RSSAnonMaxKB = max(res.RSSAnonMaxKB, anon)
+					mu.Unlock()
 				}
 			}
 		}()

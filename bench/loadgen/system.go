@@ -226,7 +226,7 @@ func cmdSummarize(args []string, stdin io.Reader, stdout, stderr io.Writer) erro
 		slices.Sort(v)
 		return v[len(v)/2], true
 	}
-	fmt.Fprintf(stdout, "| scenario | label | runs | req/s | p50 ms | p99 ms | server CPU µs/req | errors | RSS idle MB | RSS max MB | other |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(stdout, "| scenario | label | runs | req/s | p50 ms | p99 ms | server CPU µs/req | errors | RSS idle MB | RSS max MB | RssAnon max MB | other |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, k := range order {
 		rows := groups[k]
 		cell := func(f string, scale float64, prec int) string {
@@ -241,9 +241,9 @@ func cmdSummarize(args []string, stdin io.Reader, stdout, stderr io.Writer) erro
 				other = append(other, f+"="+c)
 			}
 		}
-		fmt.Fprintf(stdout, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", k.scenario, k.label, len(rows),
+		fmt.Fprintf(stdout, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", k.scenario, k.label, len(rows),
 			cell("rps", 1, 0), cell("p50_ms", 1, 2), cell("p99_ms", 1, 2), cell("cpu_us_per_req", 1, 0), cell("errors", 1, 0),
-			cell("rss_idle_kb", 1.0/1024, 1), cell("rss_max_kb", 1.0/1024, 1), strings.Join(other, " "))
+			cell("rss_idle_kb", 1.0/1024, 1), cell("rss_max_kb", 1.0/1024, 1), cell("rss_anon_max_kb", 1.0/1024, 1), strings.Join(other, " "))
 	}
 	fmt.Fprintln(stdout)
 	for _, r := range ratios {
