@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/modelcontextprotocol/go-sdk/auth"
-	"github.com/ory/fosite"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -44,22 +43,52 @@ func TestCodeReuse(t *testing.T) {
 	})
 }
 
-// slowCodeStore makes reading a code take a while, widening the window
-// between reading a code and invalidating it.
-type slowCodeStore struct{ *memStore }
-
-func (s slowCodeStore) GetAuthorizeCodeSession(ctx context.Context, sig string, sess fosite.Session) (fosite.Requester, error) {
-	time.Sleep(30 * time.Millisecond)
-	return s.memStore.GetAuthorizeCodeSession(ctx, sig, sess)
+// gatedCodeStore holds every invalidation of a code and deletion of its
+// PKCE data until gateSize of a kind are waiting (or a short timeout
+// passes), so parallel exchanges of one code have all read it before any
+// of them uses it up.
+type gatedCodeStore struct {
+	*memStore
+	invalidations, pkceDeletes *gate
 }
 
-func (s slowCodeStore) GetPKCERequestSession(ctx context.Context, sig string, sess fosite.Session) (fosite.Requester, error) {
-	time.Sleep(30 * time.Millisecond)
-	return s.memStore.GetPKCERequestSession(ctx, sig, sess)
+const gateSize = 4
+
+type gate struct {
+	mu      sync.Mutex
+	arrived int
+}
+
+// wait lets callers through in groups of gateSize, or alone after 50ms.
+func (g *gate) wait() {
+	g.mu.Lock()
+	g.arrived++
+	want := (g.arrived + gateSize - 1) / gateSize * gateSize
+	g.mu.Unlock()
+	for deadline := time.Now().Add(50 * time.Millisecond); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		g.mu.Lock()
+		n := g.arrived
+		g.mu.Unlock()
+		if n >= want {
+			return
+		}
+	}
+}
+
+func (s gatedCodeStore) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
+	s.invalidations.wait()
+	return s.memStore.InvalidateAuthorizeCodeSession(ctx, sig)
+}
+
+func (s gatedCodeStore) DeletePKCERequestSession(ctx context.Context, sig string) error {
+	s.pkceDeletes.wait()
+	return s.memStore.DeletePKCERequestSession(ctx, sig)
 }
 
 func TestConcurrentCodeExchange(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Storage = slowCodeStore{c.Storage.(*memStore)} })
+	e := newEnv(t, func(c *Config) {
+		c.Storage = gatedCodeStore{memStore: c.Storage.(*memStore), invalidations: &gate{}, pkceDeletes: &gate{}}
+	})
 	reg := e.registerPublic("http://127.0.0.1/cb")
 	redirect := "http://127.0.0.1:9000/cb"
 	v := oauth2.GenerateVerifier()
@@ -67,7 +96,7 @@ func TestConcurrentCodeExchange(t *testing.T) {
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")}, "redirect_uri": {redirect}, "client_id": {reg.ClientID}, "code_verifier": {v}}
 
 	t.Run("one code exchanged in parallel issues tokens at most once and the rest are invalid_grant", func(t *testing.T) {
-		const n = 4
+		const n = gateSize
 		var wg sync.WaitGroup
 		statuses := make([]int, n)
 		for i := range n {
