@@ -104,13 +104,23 @@ func (s *Server) replaySuccessor(ctx context.Context, r *http.Request, sig, toke
 		return nil, false, nil
 	}
 	var prev struct {
-		Scope string `json:"scope"`
+		AccessToken string `json:"access_token"`
+		Scope       string `json:"scope"`
 	}
 	if err := json.Unmarshal(succ.Body, &prev); err != nil {
 		return nil, false, fosite.ErrServerError.WithWrap(err)
 	}
 	if err := s.checkRefreshScope(r.PostForm, strings.Fields(prev.Scope)); err != nil {
 		return nil, false, err
+	}
+	// The successor may have been revoked since (/revoke, a removed user)
+	// or rotated in turn: then there is nothing to hand out again. This
+	// is not reuse after the window, so the grant is left as it is.
+	if _, err := s.store.GetAccessTokenSession(ctx, s.strategy.AccessTokenSignature(ctx, prev.AccessToken), &fosite.DefaultSession{}); err != nil {
+		if errors.Is(err, fosite.ErrNotFound) || errors.Is(err, fosite.ErrInactiveToken) || errors.Is(err, ErrNotFound) {
+			return nil, false, fosite.ErrInvalidGrant.WithHint("The refresh token was already used and the tokens it was exchanged for are no longer valid.")
+		}
+		return nil, false, fosite.ErrServerError.WithWrap(err)
 	}
 	return succ.Body, true, nil
 }

@@ -285,6 +285,25 @@ func TestRefreshGrace(t *testing.T) {
 		}
 	})
 
+	t.Run("a successor revoked inside the window is not replayed", func(t *testing.T) {
+		e, reg, tok := setup(t, time.Minute)
+		st, next := e.refresh(reg.ClientID, tok.RefreshToken)
+		if st != 200 {
+			t.Fatalf("refresh: %d %v", st, next)
+		}
+		resp, err := http.PostForm(e.url("/revoke"), url.Values{"token": {next["refresh_token"].(string)}, "token_type_hint": {"refresh_token"}, "client_id": {reg.ClientID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("revoke status %d", resp.StatusCode)
+		}
+		if st, out := e.refresh(reg.ClientID, tok.RefreshToken); st != http.StatusBadRequest || out["error"] != "invalid_grant" {
+			t.Errorf("replay after revoke: status %d %v; want 400 invalid_grant", st, out)
+		}
+	})
+
 	t.Run("refresh lifetime is capped by the maximum", func(t *testing.T) {
 		e := newEnv(t, func(c *Config) { c.RefreshTokenMaxLifespan = time.Hour })
 		reg := e.registerPublic("http://127.0.0.1/cb")
