@@ -517,3 +517,35 @@ func TestVerifyRejects(t *testing.T) {
 		}
 	})
 }
+
+func TestConsentTampering(t *testing.T) {
+	e := newEnv(t, nil)
+	reg := e.registerPublic("http://127.0.0.1/cb", "http://localhost/cb")
+	b := e.browser()
+	v := oauth2.GenerateVerifier()
+	p := b.get(e.authorizeURL(authRequest{clientID: reg.ClientID, redirect: "http://127.0.0.1:5/cb", scope: "notes:read", verifier: v}))
+	p = b.login(t, p, "alice", "correct horse")
+	p = b.decide(t, p, "allow", []string{"notes:read", "notes:write", "admin"}, true)
+
+	t.Run("posting a scope that was not requested, or is unknown, does not widen the grant", func(t *testing.T) {
+		tok, err := e.oauthConfig(reg.ClientID, "", "http://127.0.0.1:5/cb", oauth2.AuthStyleInParams).Exchange(context.Background(), p.location(t).Query().Get("code"), oauth2.VerifierOption(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tok.Extra("scope"); got != "notes:read" {
+			t.Errorf("granted scope %q; want notes:read", got)
+		}
+	})
+	t.Run("remembered consent does not cover another redirect host", func(t *testing.T) {
+		p := b.get(e.authorizeURL(authRequest{clientID: reg.ClientID, redirect: "http://localhost:5/cb", scope: "notes:read", verifier: v}))
+		if !isConsentPage(p) {
+			t.Errorf("status %d; want the consent page", p.status)
+		}
+	})
+	t.Run("remembered consent does not cover a scope that was posted but not requested", func(t *testing.T) {
+		p := b.get(e.authorizeURL(authRequest{clientID: reg.ClientID, redirect: "http://127.0.0.1:5/cb", scope: "notes:read notes:write", verifier: v}))
+		if !isConsentPage(p) {
+			t.Errorf("status %d; want the consent page", p.status)
+		}
+	})
+}
