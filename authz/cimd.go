@@ -175,6 +175,11 @@ func (f *cimdFetcher) client(ctx context.Context, id string) (*Client, error) {
 		}
 		return c, nil
 	}
+	// Any https URL is a client_id, so fetches are rate-limited per client
+	// address like registrations; a cached document costs nothing.
+	if key, ok := ctx.Value(limitKeyCtx{}).(string); ok && !f.s.cimdFetches.Allow(key) {
+		return nil, &cimdError{"too many client metadata documents were fetched for your address; try again in a minute"}
+	}
 	c, ttl, err := f.load(ctx, id)
 	if err != nil {
 		return nil, err

@@ -206,6 +206,51 @@ func TestCacheLifetime(t *testing.T) {
 	}
 }
 
+func TestClientMetadataFetchLimit(t *testing.T) {
+	docs, hits := docServer(t, map[string]func(string) (string, string){
+		"/a.json": func(b string) (string, string) { return cimdDoc(b+"/a.json", "http://127.0.0.1/cb"), "max-age=3600" },
+		"/b.json": func(b string) (string, string) { return cimdDoc(b+"/b.json", "http://127.0.0.1/cb"), "max-age=3600" },
+		"/c.json": func(b string) (string, string) { return cimdDoc(b+"/c.json", "http://127.0.0.1/cb"), "max-age=3600" },
+	})
+	e := newEnv(t, func(c *Config) {
+		c.HTTPClient = docs.Client()
+		c.AllowPrivateMetadataHosts = true
+		c.RegistrationsPerMinute = 2
+	})
+	get := func(path string) page {
+		return e.browser().get(e.authorizeURL(authRequest{clientID: docs.URL + path, redirect: "http://127.0.0.1:5555/cb", verifier: oauth2.GenerateVerifier()}))
+	}
+	t.Run("document fetches are rate-limited per client address", func(t *testing.T) {
+		var statuses []int
+		for _, path := range []string{"/a.json", "/b.json", "/c.json"} {
+			statuses = append(statuses, get(path).status)
+		}
+		if diff := cmp.Diff([]int{200, 200, 400}, statuses); diff != "" {
+			t.Errorf("statuses (-want +got):\n%s", diff)
+		}
+		if got := hits.Load(); got != 2 {
+			t.Errorf("%d documents fetched; want 2", got)
+		}
+	})
+	t.Run("the token endpoint's fetches count too", func(t *testing.T) {
+		st, out, _ := e.tokenRequest(url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {docs.URL + "/c.json"}, "code_verifier": {oauth2.GenerateVerifier()}}, "", "")
+		if st != http.StatusUnauthorized || out["error"] != "invalid_client" {
+			t.Errorf("status %d %v; want 401 invalid_client", st, out)
+		}
+	})
+	t.Run("cached documents are not limited", func(t *testing.T) {
+		if p := get("/a.json"); p.status != http.StatusOK {
+			t.Errorf("status %d; want the login page", p.status)
+		}
+	})
+	t.Run("the limit lifts after a minute", func(t *testing.T) {
+		e.clock.Advance(61 * time.Second)
+		if p := get("/c.json"); p.status != http.StatusOK {
+			t.Errorf("status %d; want the login page", p.status)
+		}
+	})
+}
+
 func TestMetadataHostAddresses(t *testing.T) {
 	for _, tt := range []struct {
 		addr   string

@@ -76,7 +76,8 @@ type Config struct {
 	// AllowPrivateMetadataHosts is set.
 	HTTPClient *http.Client
 
-	// RegistrationsPerMinute per client address; 0 → 20.
+	// RegistrationsPerMinute per client address, for registrations and,
+	// separately, for fetches of client metadata documents; 0 → 20.
 	RegistrationsPerMinute int
 	// MaxClients caps the number of registered clients; 0 → 1000.
 	MaxClients int
@@ -110,6 +111,7 @@ type Server struct {
 	loginUser     *limiter
 	loginAddr     *limiter
 	registrations *limiter
+	cimdFetches   *limiter
 	refreshLocks  *keyedMutex
 	codeLocks     *keyedMutex
 	cimd          *cimdFetcher
@@ -229,6 +231,7 @@ func New(cfg Config) (*Server, error) {
 	s.loginUser = newLimiter(5, 15*time.Minute, s.now)
 	s.loginAddr = newLimiter(20, 15*time.Minute, s.now)
 	s.registrations = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
+	s.cimdFetches = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
 	s.refreshLocks = newKeyedMutex()
 	s.codeLocks = newKeyedMutex()
 	s.cimd = newCIMDFetcher(s, cfg.HTTPClient, cfg.AllowPrivateMetadataHosts)
@@ -278,14 +281,14 @@ func (s *Server) Register(r *mux.Router) {
 		// RFC 8414 §3.1: an issuer with a path has its metadata there.
 		r.Handle("/.well-known/oauth-authorization-server"+p, meta).Methods(http.MethodGet, http.MethodHead, http.MethodOptions)
 	}
-	r.HandleFunc("/authorize", s.handleAuthorize).Methods(http.MethodGet)
-	r.HandleFunc(loginPath, s.handleLogin).Methods(http.MethodPost)
-	r.HandleFunc(consentPath, s.handleConsent).Methods(http.MethodPost)
-	r.Handle("/token", s.cors.wrap(http.HandlerFunc(s.handleToken))).Methods(http.MethodPost, http.MethodOptions)
+	r.Handle("/authorize", s.withLimitKey(s.handleAuthorize)).Methods(http.MethodGet)
+	r.Handle(loginPath, s.withLimitKey(s.handleLogin)).Methods(http.MethodPost)
+	r.Handle(consentPath, s.withLimitKey(s.handleConsent)).Methods(http.MethodPost)
+	r.Handle("/token", s.cors.wrap(s.withLimitKey(s.handleToken))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/register", s.cors.wrap(http.HandlerFunc(s.handleRegister))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/register/{id}", s.cors.wrap(http.HandlerFunc(s.handleRegistration))).Methods(http.MethodGet, http.MethodDelete, http.MethodOptions)
-	r.Handle("/revoke", s.cors.wrap(http.HandlerFunc(s.handleRevoke))).Methods(http.MethodPost, http.MethodOptions)
-	r.HandleFunc("/introspect", s.handleIntrospect).Methods(http.MethodPost)
+	r.Handle("/revoke", s.cors.wrap(s.withLimitKey(s.handleRevoke))).Methods(http.MethodPost, http.MethodOptions)
+	r.Handle("/introspect", s.withLimitKey(s.handleIntrospect)).Methods(http.MethodPost)
 	r.PathPrefix("/static/").Handler(s.renderer.StaticHandler())
 }
 
@@ -376,6 +379,17 @@ func (s *Server) limitKey(r *http.Request) string {
 		return addr
 	}
 	return netip.PrefixFrom(a.WithZone(""), 64).Masked().String()
+}
+
+type limitKeyCtx struct{}
+
+// withLimitKey records the request's rate-limit key in its context, for
+// work done deep inside fosite on the client's behalf (fetching a client
+// metadata document while looking up a client).
+func (s *Server) withLimitKey(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h(w, r.WithContext(context.WithValue(r.Context(), limitKeyCtx{}, s.limitKey(r))))
+	})
 }
 
 func (s *Server) trusted(a netip.Addr) bool {
