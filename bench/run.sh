@@ -134,12 +134,12 @@ for run in $(seq "$RUNS"); do
 	fi
 	if [ "$ONLY" = all ] || [ "$ONLY" = token ]; then
 		# 3. The OAuth endpoints of mcpd serve (shipped defaults), durable
-		#    bbolt commits.
-		start_serve token --
+		#    bbolt commits, each on a fresh server and database.
 		for sc in refresh client-credentials introspect register; do
+			start_serve $sc --
 			load "http://127.0.0.1:$PORT_SERVE" "$SERVE_PID" serve $sc
+			stop "$SERVE_PID"
 		done
-		stop "$SERVE_PID"
 	fi
 done
 
