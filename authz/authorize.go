@@ -23,8 +23,8 @@ const (
 // covers the request, or shows the consent page.
 func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	form := r.URL.Query()
-	ar, ok := s.parseAuthorize(r.Context(), w, form)
-	if !ok {
+	ar, rerr := s.parseAuthorize(r.Context(), w, form)
+	if ar == nil {
 		return
 	}
 	prompt := strings.Fields(form.Get("prompt"))
@@ -34,16 +34,26 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			s.redirectError(w, ar, fosite.ErrLoginRequired)
 			return
 		}
+		// Even an erroneous request waits for the user to sign in before
+		// it is sent back (RFC 9700 §4.11.2): anyone can register a
+		// redirect URI, so an error redirect before that would make mcpd
+		// an open redirector.
 		s.showLogin(w, sess, form, ar.GetClient(), http.StatusOK, "", "")
+		return
+	}
+	if rerr != nil {
+		s.redirectError(w, ar, rerr)
 		return
 	}
 	s.consentOrIssue(w, r, sess, ar, form, prompt)
 }
 
 // parseAuthorize validates an authorization request given as form values.
-// On failure it has written the answer: an error page when the client or
-// its redirect URI cannot be trusted, an error redirect otherwise.
-func (s *Server) parseAuthorize(ctx context.Context, w http.ResponseWriter, form url.Values) (fosite.AuthorizeRequester, bool) {
+// When the client or its redirect URI cannot be trusted it writes an error
+// page and returns a nil request. Any other problem is returned as the
+// error, with the request, for the caller to send to the client once the
+// user has signed in.
+func (s *Server) parseAuthorize(ctx context.Context, w http.ResponseWriter, form url.Values) (fosite.AuthorizeRequester, error) {
 	clientID := form.Get("client_id")
 	c, err := s.lookupClient(ctx, clientID)
 	if err != nil {
@@ -57,16 +67,16 @@ func (s *Server) parseAuthorize(ctx context.Context, w http.ResponseWriter, form
 			s.log.Error("authorize: client lookup failed", "err", err)
 			s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not look up the application. Try again.")
 		}
-		return nil, false
+		return nil, nil
 	}
 	redirect := form.Get("redirect_uri")
 	if redirect == "" && len(c.RedirectURIs) != 1 {
 		s.errorPage(w, http.StatusBadRequest, "Missing redirect address", "The application did not say where to send you back.")
-		return nil, false
+		return nil, nil
 	}
 	if redirect != "" && !matchRedirectURI(redirect, c.RedirectURIs) {
 		s.errorPage(w, http.StatusBadRequest, "Unregistered redirect address", "The application asked to send you to an address it did not register, so mcpd will not send you there.")
-		return nil, false
+		return nil, nil
 	}
 
 	// Unknown scopes are dropped, never granted; no scope means the
@@ -81,7 +91,7 @@ func (s *Server) parseAuthorize(ctx context.Context, w http.ResponseWriter, form
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "/authorize?"+form.Encode(), nil)
 	if err != nil {
 		s.errorPage(w, http.StatusBadRequest, "Bad request", "The authorization request could not be read.")
-		return nil, false
+		return nil, nil
 	}
 	ar, err := s.oauth.NewAuthorizeRequest(withResolvedClient(withPresentedRedirect(ctx, redirect), c), req)
 	// fosite wants a state of 8+ characters, as its last check. Real
@@ -100,12 +110,11 @@ func (s *Server) parseAuthorize(ctx context.Context, w http.ResponseWriter, form
 		if ar == nil || !ar.IsRedirectURIValid() {
 			rfc := fosite.ErrorToRFC6749Error(err)
 			s.errorPage(w, http.StatusBadRequest, "Invalid request", rfc.GetDescription())
-			return nil, false
+			return nil, nil
 		}
-		s.redirectError(w, ar, err)
-		return nil, false
+		return ar, err
 	}
-	return ar, true
+	return ar, nil
 }
 
 // checkPKCE requires an S256 code challenge before the user sees a page;

@@ -85,8 +85,12 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	ar, ok := s.parseAuthorize(ctx, w, pr.form)
-	if !ok {
+	ar, rerr := s.parseAuthorize(ctx, w, pr.form)
+	if ar == nil {
+		return
+	}
+	if rerr != nil {
+		s.redirectError(w, ar, rerr)
 		return
 	}
 	if action == "deny" {

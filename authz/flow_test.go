@@ -223,11 +223,19 @@ func TestAuthorizeErrors(t *testing.T) {
 		{"unknown scope is dropped, not refused", func(q url.Values) { q.Set("scope", "notes:read admin") }, want{status: 200, login: true}},
 		{"prompt=none without a session is login_required", func(q url.Values) { q.Set("prompt", "none") }, want{status: 303, errParam: "login_required", state: "st-abcdefgh"}},
 	}
+	// Error redirects come only after the user has signed in; prompt=none
+	// answers login_required at once.
+	signedIn := e.browser()
+	signedIn.login(t, signedIn.get(e.url("/authorize?"+base().Encode())), "alice", "correct horse")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			q := base()
 			tt.mod(q)
-			p := e.browser().get(e.url("/authorize?" + q.Encode()))
+			b := e.browser()
+			if tt.want.errParam != "" && tt.want.errParam != "login_required" {
+				b = signedIn
+			}
+			p := b.get(e.url("/authorize?" + q.Encode()))
 			if p.status != tt.want.status {
 				t.Fatalf("status %d; want %d: %.300s", p.status, tt.want.status, p.body)
 			}
@@ -251,6 +259,23 @@ func TestAuthorizeErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Run("an erroneous request is not redirected before the user signs in", func(t *testing.T) {
+		q := base()
+		q.Del("code_challenge")
+		b := e.browser()
+		p := b.get(e.url("/authorize?" + q.Encode()))
+		if p.status != http.StatusOK || !isLoginPage(p) || p.header.Get("Location") != "" {
+			t.Fatalf("status %d location %q; want the login page", p.status, p.header.Get("Location"))
+		}
+		p = b.login(t, p, "alice", "correct horse")
+		if p.status != http.StatusSeeOther {
+			t.Fatalf("after login: status %d; want 303", p.status)
+		}
+		rq := p.location(t).Query()
+		if rq.Get("error") != "invalid_request" || rq.Get("iss") != e.ts.URL || rq.Get("state") != "st-abcdefgh" {
+			t.Errorf("redirect parameters %v; want error=invalid_request with iss and state", rq)
+		}
+	})
 }
 
 func TestConsentDecisions(t *testing.T) {
