@@ -28,5 +28,10 @@
 // client, an optional state, iss on every authorization response, loopback
 // redirect URIs on any port, RFC 8707 resource as the audience, refresh
 // tokens for every authorization-code client, and refresh token rotation
-// with a grace window (refresh_grace.go).
+// with a grace window (refresh_grace.go). Because anyone can register a
+// client, an erroneous authorization request is sent back to its redirect
+// URI only after the user has signed in (RFC 9700 §4.11.2), client ID
+// metadata documents count towards the client cap and their fetches are
+// rate-limited per client address, and codes and refresh tokens are
+// exchanged one at a time.
 package authz
