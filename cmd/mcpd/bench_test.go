@@ -12,6 +12,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -21,7 +22,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/mux"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpd/mcpd/authz"
+	"github.com/mcpd/mcpd/store"
+	"github.com/mcpd/mcpd/web"
 )
 
 // Benchmarks of the hot paths on the real wired server (serve, bbolt with
@@ -370,5 +376,64 @@ func TestRuntimeDefaults(t *testing.T) {
 				t.Errorf("memory limit = %d; want %d", got, tc.wantLimit)
 			}
 		})
+	}
+}
+
+// BenchmarkVerify is authz.Server.Verify over the bbolt store as serve
+// wires it: the whole cost authentication adds to an MCP request (the
+// token's HMAC signature, a read-only transaction among 200 stored tokens,
+// decoding the session, the audience check), without HTTP.
+func BenchmarkVerify(b *testing.B) {
+	ctx := context.Background()
+	st, err := store.Open(b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	secret, err := st.Secret(ctx, "token-hmac", 32)
+	if err != nil {
+		b.Fatal(err)
+	}
+	renderer, err := web.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	az, err := authz.New(authz.Config{Issuer: "http://127.0.0.1:8080", Storage: authzStorage{st}, Renderer: renderer, GlobalSecret: secret, Scopes: scopeDescriptions})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := mux.NewRouter()
+	az.Register(r)
+	post := func(path, body string, basic [2]string, out any) {
+		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if basic[0] != "" {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth(url.QueryEscape(basic[0]), url.QueryEscape(basic[1]))
+		}
+		rec := httptest.NewRecorder()
+		r.ServeHTTP(rec, req)
+		if rec.Code/100 != 2 {
+			b.Fatalf("POST %s: %d %s", path, rec.Code, rec.Body)
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), out); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var reg struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+	}
+	post("/register", `{"client_name":"bench","grant_types":["client_credentials"],"token_endpoint_auth_method":"client_secret_basic","scope":"notes:read"}`, [2]string{}, &reg)
+	var tok benchTokens
+	for range 200 {
+		post("/token", "grant_type=client_credentials", [2]string{reg.ClientID, reg.ClientSecret}, &tok)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := az.Verify(ctx, tok.AccessToken, nil); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -59,6 +59,7 @@ type server struct {
 	adminLn         net.Listener
 	adminSock       string
 	metrics         *metrics
+	streams         *eventStreams
 	metricsSrv      *http.Server
 	metricsLn       net.Listener
 	initialPassword string
@@ -143,7 +144,8 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	az.Register(r)
 	ms.Register(r)
 	r.Use(s.metrics.instrument)
-	handler := accessLog(logger.With("component", "http"), r)
+	s.streams = newEventStreams()
+	handler := accessLog(logger.With("component", "http"), s.streams.middleware(r))
 	s.httpSrv = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -236,6 +238,7 @@ func (s *server) run(ctx context.Context, banner interface{ Write([]byte) (int, 
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
+	s.streams.stop()
 	if err := s.httpSrv.Shutdown(shutCtx); err != nil {
 		s.logger.Warn("requests still running at shutdown timeout", "err", err)
 	}
