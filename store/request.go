@@ -176,7 +176,7 @@ func expiryOf(v []byte) (t time.Time, ok bool) {
 // into session when it is not nil. The client is read in the same
 // transaction; a request of a deleted client is gone (fosite.ErrNotFound).
 func (s *Store) rebuild(tx *bolt.Tx, rec *requestRecord, session fosite.Session) (*fosite.Request, error) {
-	client, err := findClient(tx, rec.ClientID)
+	client, err := s.clients.find(tx, rec.ClientID)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fosite.ErrNotFound
 	}

@@ -64,6 +64,7 @@ type Store struct {
 	log      *slog.Logger
 	clientTT time.Duration
 	batch    bool
+	clients  clientCache  // decoded clients for token lookups
 	writers  atomic.Int32 // writes in flight outside a transaction
 }
 
