@@ -94,17 +94,18 @@ func (s *mcpSession) whoami(ctx context.Context) error {
 }
 
 // whoamiScenario opens one MCP session per worker and repeats tools/call
-// whoami. With authenticate it first gets a real access token through
-// registration, login, consent and the token endpoint; without, the
-// target's /noauth/mcp accepts any bearer.
+// whoami. Both variants first get a real access token through
+// registration, login, consent and the token endpoint, so the server has
+// done the same work (an argon2id login among it) before the measured
+// window; without authenticate the target's /noauth/mcp ignores the token.
 func whoamiScenario(authenticate bool) scenario {
 	return func(ctx context.Context, env *runEnv, _ int) (op, error) {
-		token := "loadgen-no-auth"
-		if authenticate {
-			if err := env.prepareShared(ctx, true, false); err != nil {
-				return nil, err
-			}
-			token = env.token
+		if err := env.prepareShared(ctx, true, false); err != nil {
+			return nil, err
+		}
+		token := env.token
+		if !authenticate {
+			token = "loadgen-no-auth"
 		}
 		s := &mcpSession{env: env, url: env.target + env.mcpPath, token: token}
 		if err := s.open(ctx); err != nil {
