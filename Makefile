@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 DATA     ?= ./data
 FUZZTIME ?= 10s
 
-.PHONY: help build test lint run fuzz e2e bench image-test clean
+.PHONY: help build test lint run fuzz e2e bench bench-load image-test clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ e2e: build ## Real clients against a real server (needs Node 22 via e2e/node)
 
 bench: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+bench-load: ## Loopback load figures of docs/benchmarks.md (about 12 minutes)
+	bash bench/run.sh
 
 image-test: ## Build the Docker image with buildah and drive a round trip against it
 	bash scripts/image-test.sh
