@@ -16,6 +16,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 
 	"github.com/mcpd/mcpd/authz"
+	"github.com/mcpd/mcpd/internal/wire"
 	"github.com/mcpd/mcpd/mcp"
 	"github.com/mcpd/mcpd/store"
 	"github.com/mcpd/mcpd/web"
@@ -78,7 +79,7 @@ func cmdHost(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	az, err := authz.New(authz.Config{
-		Issuer: issuer, Storage: authzStorage{st}, Renderer: renderer, Logger: logger,
+		Issuer: issuer, Storage: wire.NewAuthzStorage(st), Renderer: renderer, Logger: logger,
 		GlobalSecret: secret, Scopes: []authz.Scope{
 			{Name: mcp.ScopeNotesRead, Description: "Read your notes"},
 			{Name: mcp.ScopeNotesWrite, Description: "Change your notes"},
@@ -91,7 +92,7 @@ func cmdHost(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	mcpCfg := mcp.Config{Issuer: issuer, Notes: notesStore{st}, Stateless: *stateless, JSONResponse: *jsonResp, Logger: logger}
+	mcpCfg := mcp.Config{Issuer: issuer, Notes: wire.NewNotesStore(st), Stateless: *stateless, JSONResponse: *jsonResp, Logger: logger}
 	mcpCfg.Verifier = az.Verify
 	authed, err := mcp.New(mcpCfg)
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpd/mcpd/authz"
+	"github.com/mcpd/mcpd/internal/wire"
 	"github.com/mcpd/mcpd/store"
 	"github.com/mcpd/mcpd/web"
 )
@@ -400,7 +401,7 @@ func BenchmarkVerify(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	az, err := authz.New(authz.Config{Issuer: "http://127.0.0.1:8080", Storage: authzStorage{st}, Renderer: renderer, GlobalSecret: secret, Scopes: scopeDescriptions})
+	az, err := authz.New(authz.Config{Issuer: "http://127.0.0.1:8080", Storage: wire.NewAuthzStorage(st), Renderer: renderer, GlobalSecret: secret, Scopes: scopeDescriptions})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/mcpd/mcpd/authz"
+	"github.com/mcpd/mcpd/internal/wire"
 	"github.com/mcpd/mcpd/mcp"
 	"github.com/mcpd/mcpd/store"
 	"github.com/mcpd/mcpd/web"
@@ -102,7 +103,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	s.metrics = newMetrics()
 	az, err := authz.New(authz.Config{
 		Issuer:                    cfg.Issuer,
-		Storage:                   authzStorage{s.store},
+		Storage:                   wire.NewAuthzStorage(s.store),
 		Renderer:                  renderer,
 		Logger:                    logger.With("component", "authz"),
 		GlobalSecret:              secret,
@@ -128,7 +129,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	ms, err := mcp.New(mcp.Config{
 		Issuer:         cfg.Issuer,
 		Verifier:       az.Verify,
-		Notes:          notesStore{s.store},
+		Notes:          wire.NewNotesStore(s.store),
 		Upstreams:      cfg.Upstreams,
 		AllowedOrigins: cfg.AllowedOrigins,
 		AllowedHosts:   cfg.AllowedHosts,

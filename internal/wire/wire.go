@@ -1,4 +1,4 @@
-package main
+package wire
 
 import (
 	"context"
@@ -12,14 +12,17 @@ import (
 	"github.com/mcpd/mcpd/store"
 )
 
-// authzStorage adapts the bbolt store to authz.Storage. The fosite
+// AuthzStorage adapts the bbolt store to authz.Storage. The fosite
 // contracts pass straight through; the records convert between the two
 // packages' types, which mirror each other field for field.
-type authzStorage struct {
+type AuthzStorage struct {
 	*store.Store
 }
 
-var _ authz.Storage = authzStorage{}
+// NewAuthzStorage returns s as an authz.Storage.
+func NewAuthzStorage(s *store.Store) AuthzStorage { return AuthzStorage{Store: s} }
+
+var _ authz.Storage = AuthzStorage{}
 
 func toAuthzClient(c *store.Client) *authz.Client {
 	ac := authz.Client(*c)
@@ -48,7 +51,7 @@ func authzErr(err error) error {
 
 // GetClient returns the registration as an *authz.Client, which authz
 // type-asserts for the consent page.
-func (a authzStorage) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+func (a AuthzStorage) GetClient(ctx context.Context, id string) (fosite.Client, error) {
 	c, err := a.Store.LookupClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fosite.ErrNotFound
@@ -59,11 +62,11 @@ func (a authzStorage) GetClient(ctx context.Context, id string) (fosite.Client, 
 	return toAuthzClient(c), nil
 }
 
-func (a authzStorage) CreateClient(ctx context.Context, c *authz.Client) error {
+func (a AuthzStorage) CreateClient(ctx context.Context, c *authz.Client) error {
 	return authzErr(a.Store.CreateClient(ctx, toStoreClient(c)))
 }
 
-func (a authzStorage) LookupClient(ctx context.Context, id string) (*authz.Client, error) {
+func (a AuthzStorage) LookupClient(ctx context.Context, id string) (*authz.Client, error) {
 	c, err := a.Store.LookupClient(ctx, id)
 	if err != nil {
 		return nil, authzErr(err)
@@ -71,7 +74,7 @@ func (a authzStorage) LookupClient(ctx context.Context, id string) (*authz.Clien
 	return toAuthzClient(c), nil
 }
 
-func (a authzStorage) UpdateClient(ctx context.Context, id string, fn func(*authz.Client) error) error {
+func (a AuthzStorage) UpdateClient(ctx context.Context, id string, fn func(*authz.Client) error) error {
 	return authzErr(a.Store.UpdateClient(ctx, id, func(c *store.Client) error {
 		ac := toAuthzClient(c)
 		if err := fn(ac); err != nil {
@@ -82,15 +85,15 @@ func (a authzStorage) UpdateClient(ctx context.Context, id string, fn func(*auth
 	}))
 }
 
-func (a authzStorage) DeleteClient(ctx context.Context, id string) error {
+func (a AuthzStorage) DeleteClient(ctx context.Context, id string) error {
 	return authzErr(a.Store.DeleteClient(ctx, id))
 }
 
-func (a authzStorage) PutConsent(ctx context.Context, c authz.Consent) error {
+func (a AuthzStorage) PutConsent(ctx context.Context, c authz.Consent) error {
 	return authzErr(a.Store.PutConsent(ctx, store.Consent(c)))
 }
 
-func (a authzStorage) GetConsent(ctx context.Context, user, clientID string) (*authz.Consent, error) {
+func (a AuthzStorage) GetConsent(ctx context.Context, user, clientID string) (*authz.Consent, error) {
 	c, err := a.Store.GetConsent(ctx, user, clientID)
 	if err != nil {
 		return nil, authzErr(err)
@@ -99,25 +102,28 @@ func (a authzStorage) GetConsent(ctx context.Context, user, clientID string) (*a
 	return &ac, nil
 }
 
-func (a authzStorage) Authenticate(ctx context.Context, name, password string) error {
+func (a AuthzStorage) Authenticate(ctx context.Context, name, password string) error {
 	return authzErr(a.Store.Authenticate(ctx, name, password))
 }
 
-func (a authzStorage) GetRefreshSuccessor(ctx context.Context, oldSignature string) ([]byte, error) {
+func (a AuthzStorage) GetRefreshSuccessor(ctx context.Context, oldSignature string) ([]byte, error) {
 	b, err := a.Store.GetRefreshSuccessor(ctx, oldSignature)
 	return b, authzErr(err)
 }
 
-func (a authzStorage) PutRefreshSuccessor(ctx context.Context, oldSignature string, sealed []byte, expiresAt time.Time) error {
+func (a AuthzStorage) PutRefreshSuccessor(ctx context.Context, oldSignature string, sealed []byte, expiresAt time.Time) error {
 	return authzErr(a.Store.PutRefreshSuccessor(ctx, oldSignature, sealed, expiresAt))
 }
 
-// notesStore adapts the bbolt store to mcp.NotesStore.
-type notesStore struct {
+// NotesStore adapts the bbolt store to mcp.NotesStore.
+type NotesStore struct {
 	s *store.Store
 }
 
-var _ mcp.NotesStore = notesStore{}
+// NewNotesStore returns s as an mcp.NotesStore.
+func NewNotesStore(s *store.Store) NotesStore { return NotesStore{s: s} }
+
+var _ mcp.NotesStore = NotesStore{}
 
 func notesErr(err error) error {
 	if errors.Is(err, store.ErrNotFound) {
@@ -126,27 +132,27 @@ func notesErr(err error) error {
 	return err
 }
 
-func (n notesStore) SaveNote(ctx context.Context, owner string, note mcp.Note) (mcp.Note, error) {
+func (n NotesStore) SaveNote(ctx context.Context, owner string, note mcp.Note) (mcp.Note, error) {
 	saved, err := n.s.SaveNote(ctx, owner, store.Note(note))
 	return mcp.Note(saved), notesErr(err)
 }
 
-func (n notesStore) GetNote(ctx context.Context, owner, id string) (mcp.Note, error) {
+func (n NotesStore) GetNote(ctx context.Context, owner, id string) (mcp.Note, error) {
 	note, err := n.s.GetNote(ctx, owner, id)
 	return mcp.Note(note), notesErr(err)
 }
 
-func (n notesStore) ListNotes(ctx context.Context, owner string) ([]mcp.Note, error) {
+func (n NotesStore) ListNotes(ctx context.Context, owner string) ([]mcp.Note, error) {
 	notes, err := n.s.ListNotes(ctx, owner)
 	return toMCPNotes(notes), notesErr(err)
 }
 
-func (n notesStore) SearchNotes(ctx context.Context, owner, query string) ([]mcp.Note, error) {
+func (n NotesStore) SearchNotes(ctx context.Context, owner, query string) ([]mcp.Note, error) {
 	notes, err := n.s.SearchNotes(ctx, owner, query)
 	return toMCPNotes(notes), notesErr(err)
 }
 
-func (n notesStore) DeleteNote(ctx context.Context, owner, id string) error {
+func (n NotesStore) DeleteNote(ctx context.Context, owner, id string) error {
 	return notesErr(n.s.DeleteNote(ctx, owner, id))
 }
 
