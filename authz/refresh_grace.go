@@ -57,23 +57,28 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	ar, body, err := s.exchange(ctx, r)
+	// The rotation and its successor commit together: one durable write,
+	// and no window in which the old token is rotated but a retry would
+	// find no successor and revoke the grant.
+	var finish func(context.Context, fosite.AccessRequester, []byte) error
+	if s.cfg.RefreshGrace > 0 {
+		finish = func(txCtx context.Context, ar fosite.AccessRequester, body []byte) error {
+			exp := s.now().Add(s.cfg.RefreshGrace)
+			plain, err := json.Marshal(successor{ClientID: ar.GetClient().GetID(), ExpiresAt: exp, Body: body})
+			if err != nil {
+				return err
+			}
+			sealed, err := s.seal(token, sig, plain)
+			if err != nil {
+				return err
+			}
+			return s.store.PutRefreshSuccessor(txCtx, sig, sealed, exp)
+		}
+	}
+	ar, body, err := s.exchange(ctx, r, finish)
 	if err != nil {
 		s.writeTokenError(w, r, ar, err)
 		return
-	}
-	if s.cfg.RefreshGrace > 0 {
-		exp := s.now().Add(s.cfg.RefreshGrace)
-		plain, err := json.Marshal(successor{ClientID: ar.GetClient().GetID(), ExpiresAt: exp, Body: body})
-		if err == nil {
-			var sealed []byte
-			if sealed, err = s.seal(token, sig, plain); err == nil {
-				err = s.store.PutRefreshSuccessor(ctx, sig, sealed, exp)
-			}
-		}
-		if err != nil {
-			s.log.Error("storing refresh successor failed", "err", err)
-		}
 	}
 	s.writeTokenBody(w, body)
 }

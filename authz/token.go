@@ -53,7 +53,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.writeTokenError(w, r, nil, fosite.ErrUnsupportedGrantType.WithHint("This server supports authorization_code, refresh_token and client_credentials."))
 		return
 	}
-	ar, body, err := s.exchange(r.Context(), r)
+	ar, body, err := s.exchange(r.Context(), r, nil)
 	if err != nil {
 		s.writeTokenError(w, r, ar, err)
 		return
@@ -62,8 +62,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 }
 
 // exchange runs one token request through fosite and returns the JSON body
-// of its successful response.
-func (s *Server) exchange(ctx context.Context, r *http.Request) (fosite.AccessRequester, []byte, error) {
+// of its successful response. When finish is not nil, the tokens fosite
+// stores and whatever finish stores (with the context it is given) commit
+// in one transaction, or not at all: finish's error fails the request.
+func (s *Server) exchange(ctx context.Context, r *http.Request, finish func(ctx context.Context, ar fosite.AccessRequester, body []byte) error) (fosite.AccessRequester, []byte, error) {
 	if err := s.checkResources(r.PostForm); err != nil {
 		return nil, nil, err
 	}
@@ -96,18 +98,53 @@ func (s *Server) exchange(ctx context.Context, r *http.Request) (fosite.AccessRe
 	case grant.ExactOne("authorization_code"):
 		s.capRefreshLifetime(ar)
 	}
-	resp, err := s.oauth.NewAccessResponse(ctx, ar)
+	body, err := s.respond(ctx, ar, finish)
 	if err != nil {
 		return ar, nil, err
-	}
-	body, err := json.Marshal(resp.ToMap())
-	if err != nil {
-		return ar, nil, fosite.ErrServerError.WithWrap(err)
 	}
 	gt := grant[0]
 	s.obs.TokenIssued(gt)
 	s.touchClient(ctx, ar.GetClient())
 	return ar, body, nil
+}
+
+// respond issues the tokens of a validated request and returns the JSON
+// body. With finish it opens the transaction first, so fosite's writes
+// (its own BeginTX joins this one) and finish's share one commit. The
+// transaction opens only after NewAccessRequest: fosite's refresh-reuse
+// revocation runs there and must commit on its own even though the
+// request fails.
+func (s *Server) respond(ctx context.Context, ar fosite.AccessRequester, finish func(context.Context, fosite.AccessRequester, []byte) error) ([]byte, error) {
+	txCtx := ctx
+	if finish != nil {
+		var err error
+		if txCtx, err = s.store.BeginTX(ctx); err != nil {
+			return nil, fosite.ErrServerError.WithWrap(err)
+		}
+	}
+	resp, err := s.oauth.NewAccessResponse(txCtx, ar)
+	var body []byte
+	if err == nil {
+		if body, err = json.Marshal(resp.ToMap()); err != nil {
+			err = fosite.ErrServerError.WithWrap(err)
+		}
+	}
+	if err == nil && finish != nil {
+		if err = finish(txCtx, ar, body); err != nil {
+			err = fosite.ErrServerError.WithWrap(err)
+		}
+	}
+	if finish != nil {
+		if err != nil {
+			s.store.Rollback(txCtx)
+		} else if cerr := s.store.Commit(txCtx); cerr != nil {
+			err = fosite.ErrServerError.WithWrap(cerr)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return body, nil
 }
 
 // checkRefreshScope refuses a refresh request whose scope parameter names a
