@@ -92,17 +92,41 @@ func isExpired(v []byte, now time.Time) bool {
 	return ok && !now.Before(exp)
 }
 
-func sweepTokens(tx *bolt.Tx, kind string, now time.Time) (int, error) {
+// keysWhere returns copies of the keys of b whose entries match.
+func keysWhere(b *bolt.Bucket, match func(k, v []byte) (bool, error)) ([][]byte, error) {
 	var keys [][]byte
-	err := bucket(tx, kindBucket(kind)).ForEach(func(k, v []byte) error {
-		if isExpired(v, now) {
+	err := b.ForEach(func(k, v []byte) error {
+		ok, err := match(k, v)
+		if ok {
 			keys = append(keys, bytes.Clone(k))
 		}
-		return nil
+		return err
+	})
+	return keys, err
+}
+
+// deleteWhere deletes the entries of b that match and returns how many.
+func deleteWhere(b *bolt.Bucket, match func(k, v []byte) (bool, error)) (int, error) {
+	keys, err := keysWhere(b, match)
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
+}
+
+func sweepTokens(tx *bolt.Tx, kind string, now time.Time) (int, error) {
+	keys, err := keysWhere(bucket(tx, kindBucket(kind)), func(_, v []byte) (bool, error) {
+		return isExpired(v, now), nil
 	})
 	if err != nil {
 		return 0, err
 	}
+	// deleteToken also removes the token's index entries.
 	for _, k := range keys {
 		if err := deleteToken(tx, kind, k); err != nil {
 			return 0, err
@@ -112,67 +136,34 @@ func sweepTokens(tx *bolt.Tx, kind string, now time.Time) (int, error) {
 }
 
 func sweepExpiring(b *bolt.Bucket, now time.Time) (int, error) {
-	var keys [][]byte
-	err := b.ForEach(func(k, v []byte) error {
-		if isExpired(v, now) {
-			keys = append(keys, bytes.Clone(k))
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	for _, k := range keys {
-		if err := b.Delete(k); err != nil {
-			return 0, err
-		}
-	}
-	return len(keys), nil
+	return deleteWhere(b, func(_, v []byte) (bool, error) { return isExpired(v, now), nil })
 }
 
 func sweepConsents(tx *bolt.Tx, now time.Time) (int, error) {
-	b := bucket(tx, bucketConsents)
-	var keys [][]byte
-	err := b.ForEach(func(k, v []byte) error {
+	return deleteWhere(bucket(tx, bucketConsents), func(_, v []byte) (bool, error) {
 		c, err := decodeConsent(v)
 		if err != nil {
-			return err
+			return false, err
 		}
-		if c.expired(now) {
-			keys = append(keys, bytes.Clone(k))
-		}
-		return nil
+		return c.expired(now), nil
 	})
-	if err != nil {
-		return 0, err
-	}
-	for _, k := range keys {
-		if err := b.Delete(k); err != nil {
-			return 0, err
-		}
-	}
-	return len(keys), nil
 }
 
 // sweepClients deletes dynamic clients created before cutoff that never
 // completed an authorization.
 func sweepClients(tx *bolt.Tx, cutoff time.Time) (int, error) {
-	var ids []string
-	err := bucket(tx, bucketClients).ForEach(func(k, v []byte) error {
+	ids, err := keysWhere(bucket(tx, bucketClients), func(_, v []byte) (bool, error) {
 		var rec clientRecord
 		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("decode client: %w", err)
+			return false, fmt.Errorf("decode client: %w", err)
 		}
-		if rec.Source == SourceDynamic && rec.ActivatedAt.IsZero() && rec.CreatedAt.Before(cutoff) {
-			ids = append(ids, string(k))
-		}
-		return nil
+		return rec.Source == SourceDynamic && rec.ActivatedAt.IsZero() && rec.CreatedAt.Before(cutoff), nil
 	})
 	if err != nil {
 		return 0, err
 	}
 	for _, id := range ids {
-		if err := deleteClient(tx, id); err != nil {
+		if err := deleteClient(tx, string(id)); err != nil {
 			return 0, err
 		}
 	}
@@ -183,48 +174,28 @@ func sweepClients(tx *bolt.Tx, cutoff time.Time) (int, error) {
 // without a token, and client or subject entries without a grant.
 func sweepIndex(tx *bolt.Tx) (int, error) {
 	grants := bucket(tx, bucketGrants)
-	var dead [][]byte
-	err := grants.ForEach(func(k, _ []byte) error {
+	n, err := deleteWhere(grants, func(k, _ []byte) (bool, error) {
 		i := bytes.Index(k, []byte(sep))
-		if i < 0 || len(k) < i+3 || !isKind(string(k[i+1:i+2])) ||
-			bucket(tx, kindBucket(string(k[i+1:i+2]))).Get(k[i+3:]) == nil {
-			dead = append(dead, bytes.Clone(k))
-		}
-		return nil
+		return i < 0 || len(k) < i+3 || !isKind(string(k[i+1:i+2])) ||
+			bucket(tx, kindBucket(string(k[i+1:i+2]))).Get(k[i+3:]) == nil, nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	for _, k := range dead {
-		if err := grants.Delete(k); err != nil {
-			return 0, err
-		}
-	}
-	n := len(dead)
 	for _, index := range []string{bucketClientGrants, bucketSubjectGrants} {
-		b := bucket(tx, index)
-		var stale [][]byte
-		err := b.ForEach(func(k, _ []byte) error {
+		stale, err := deleteWhere(bucket(tx, index), func(k, _ []byte) (bool, error) {
 			i := bytes.LastIndex(k, []byte(sep))
 			if i < 0 {
-				stale = append(stale, bytes.Clone(k))
-				return nil
+				return true, nil
 			}
 			prefix := grantPrefix(string(k[i+1:]))
-			if g, _ := grants.Cursor().Seek(prefix); g == nil || !bytes.HasPrefix(g, prefix) {
-				stale = append(stale, bytes.Clone(k))
-			}
-			return nil
+			g, _ := grants.Cursor().Seek(prefix)
+			return g == nil || !bytes.HasPrefix(g, prefix), nil
 		})
 		if err != nil {
 			return 0, err
 		}
-		for _, k := range stale {
-			if err := b.Delete(k); err != nil {
-				return 0, err
-			}
-		}
-		n += len(stale)
+		n += stale
 	}
 	return n, nil
 }
