@@ -202,9 +202,6 @@ func viewClient(c *store.Client, live int) clientView {
 		Scopes: c.Scopes, TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
 		CreatedAt: c.CreatedAt.UTC(), LastUsedAt: c.LastUsedAt.UTC(), LiveGrants: live,
 	}
-	if c.LastUsedAt.IsZero() {
-		v.LastUsedAt = time.Time{}
-	}
 	hosts := map[string]bool{}
 	for _, r := range c.RedirectURIs {
 		if u, err := url.Parse(r); err == nil {
