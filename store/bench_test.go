@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ory/fosite/handler/oauth2"
 	bolt "go.etcd.io/bbolt"
@@ -34,7 +35,7 @@ func BenchmarkAccessTokenCreateGet(b *testing.B) {
 	for _, mode := range []struct {
 		name string
 		opts *store.Options
-	}{{"batched", nil}, {"unbatched", &store.Options{MaxBatchDelay: -1}}} {
+	}{{"batched", nil}, {"unbatched", &store.Options{MaxGroup: 1}}} {
 		b.Run(mode.name, func(b *testing.B) {
 			s := benchStore(b, mode.opts)
 			ctx := context.Background()
@@ -127,7 +128,7 @@ func BenchmarkDurableWrites32(b *testing.B) {
 		tx   bool
 	}{
 		{"batched", nil, false},
-		{"unbatched", &store.Options{MaxBatchDelay: -1}, false},
+		{"unbatched", &store.Options{MaxGroup: 1}, false},
 		{"transaction", nil, true},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
@@ -194,7 +195,7 @@ func BenchmarkBoltBaseline(b *testing.B) {
 	})
 	b.Run("batch-32", func(b *testing.B) {
 		db := open(b)
-		db.MaxBatchDelay = store.DefaultMaxBatchDelay
+		db.MaxBatchDelay = 2 * time.Millisecond
 		var seq atomic.Int64
 		b.SetParallelism(32 / max(1, runtime.GOMAXPROCS(0)))
 		b.RunParallel(func(pb *testing.PB) {

@@ -118,8 +118,8 @@ func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 	if err != nil {
 		return fmt.Errorf("store: encode client: %w", err)
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		b := bucket(tx, bucketClients)
+	return s.update(ctx, func(tx *wtx) error {
+		b := tx.bucket(bucketClients)
 		if b.Get([]byte(c.ID)) != nil {
 			return ErrAlreadyExists
 		}
@@ -142,8 +142,8 @@ func (s *Store) LookupClient(ctx context.Context, id string) (*Client, error) {
 // result in one transaction; an error from fn aborts the update. The id
 // cannot change. ErrNotFound when there is no such client.
 func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*Client) error) error {
-	return s.updateOnce(ctx, func(tx *bolt.Tx) error {
-		c, err := findClient(tx, id)
+	return s.update(ctx, func(tx *wtx) error {
+		c, err := findClient(tx.tx, id)
 		if err != nil {
 			return err
 		}
@@ -157,7 +157,7 @@ func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*Client) er
 		if err != nil {
 			return fmt.Errorf("store: encode client: %w", err)
 		}
-		return bucket(tx, bucketClients).Put([]byte(id), v)
+		return tx.bucket(bucketClients).Put([]byte(id), v)
 	})
 }
 
@@ -165,7 +165,7 @@ func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*Client) er
 // working at once) and deletes the consents given to it. ErrNotFound when
 // there is no such client.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error { return deleteClient(tx, id) })
+	return s.update(ctx, func(tx *wtx) error { return deleteClient(tx, id) })
 }
 
 // ListClients returns every client, oldest first.
@@ -221,8 +221,8 @@ func decodeClient(v []byte) (*Client, error) {
 	return &c, nil
 }
 
-func deleteClient(tx *bolt.Tx, id string) error {
-	b := bucket(tx, bucketClients)
+func deleteClient(tx *wtx, id string) error {
+	b := tx.bucket(bucketClients)
 	if b.Get([]byte(id)) == nil {
 		return ErrNotFound
 	}
@@ -235,7 +235,7 @@ func deleteClient(tx *bolt.Tx, id string) error {
 	// Consents are keyed by user first: scan them all for this client.
 	var doomed [][]byte
 	suffix := []byte(sep + id)
-	err := bucket(tx, bucketConsents).ForEach(func(k, _ []byte) error {
+	err := tx.bucket(bucketConsents).ForEach(func(k, _ []byte) error {
 		if bytes.HasSuffix(k, suffix) {
 			doomed = append(doomed, bytes.Clone(k))
 		}
@@ -245,7 +245,7 @@ func deleteClient(tx *bolt.Tx, id string) error {
 		return err
 	}
 	for _, k := range doomed {
-		if err := bucket(tx, bucketConsents).Delete(k); err != nil {
+		if err := tx.bucket(bucketConsents).Delete(k); err != nil {
 			return err
 		}
 	}

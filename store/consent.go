@@ -47,8 +47,8 @@ func (s *Store) PutConsent(ctx context.Context, c Consent) error {
 	if err != nil {
 		return fmt.Errorf("store: encode consent: %w", err)
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		return bucket(tx, bucketConsents).Put(consentKey(c.User, c.ClientID), v)
+	return s.update(ctx, func(tx *wtx) error {
+		return tx.bucket(bucketConsents).Put(consentKey(c.User, c.ClientID), v)
 	})
 }
 
@@ -104,8 +104,8 @@ func (s *Store) ListConsents(ctx context.Context, user string) ([]Consent, error
 // DeleteConsent forgets the user's consent for the client. ErrNotFound
 // when there is none.
 func (s *Store) DeleteConsent(ctx context.Context, user, clientID string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		b := bucket(tx, bucketConsents)
+	return s.update(ctx, func(tx *wtx) error {
+		b := tx.bucket(bucketConsents)
 		k := consentKey(user, clientID)
 		if b.Get(k) == nil {
 			return ErrNotFound

@@ -12,17 +12,21 @@
 // the caller passes in. An index from request id to every signature of a
 // grant makes revocation a prefix scan.
 //
-// BeginTX opens a writable bbolt transaction and carries it in the returned
+// BeginTX opens a writable transaction and carries it in the returned
 // context; every method called with that context runs inside it. A second
 // BeginTX on that context nests (its Commit does nothing, its Rollback dooms
-// the outer transaction). While a goroutine holds an open transaction,
-// every write it makes must use the context that carries it: bbolt allows
-// one writer, and a write through another context would wait for itself
-// (reads are safe either way). Close waits for open transactions.
+// the outer transaction). Transactions and writes outside one run one at a
+// time, each seeing what the ones before it wrote; while a goroutine holds
+// an open transaction, every write it makes must use the context that
+// carries it, or it would wait for itself (reads are safe either way).
+// Close waits for open transactions.
 //
-// Writes outside a transaction are durable when they return. A write that
-// runs alone commits at once; writes that overlap share one commit through
-// bbolt's Batch (Options.MaxBatchDelay).
+// Every write, in a transaction or not, is durable when it returns (Commit
+// for a transaction). Writes share commits through a group commit: a write
+// that runs alone commits at once, and writes that overlap commit together,
+// with one disk sync, without waiting on a timer (Options.MaxGroup). A
+// transaction that rolls back undoes only its own changes. Reads outside a
+// transaction see only durable data.
 //
 // The package owns the file format and its migrations. It must not import
 // any other mcpd package; the consumers (authz, mcp) declare the interfaces

@@ -13,7 +13,7 @@ import (
 // ended. The client's next use of any of its tokens finds nothing.
 func (s *Store) RevokeClientGrants(ctx context.Context, clientID string) (int, error) {
 	var n int
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.update(ctx, func(tx *wtx) error {
 		var err error
 		n, err = revokeIndexed(tx, bucketClientGrants, clientID)
 		return err
@@ -25,7 +25,7 @@ func (s *Store) RevokeClientGrants(ctx context.Context, clientID string) (int, e
 // whose session subject is subject (a user name).
 func (s *Store) RevokeSubjectGrants(ctx context.Context, subject string) (int, error) {
 	var n int
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.update(ctx, func(tx *wtx) error {
 		var err error
 		n, err = revokeIndexed(tx, bucketSubjectGrants, subject)
 		return err
@@ -35,14 +35,14 @@ func (s *Store) RevokeSubjectGrants(ctx context.Context, subject string) (int, e
 
 // revokeIndexed deletes every grant listed under owner in an index bucket
 // (client or subject) and the index entries themselves.
-func revokeIndexed(tx *bolt.Tx, index string, owner string) (int, error) {
+func revokeIndexed(tx *wtx, index string, owner string) (int, error) {
 	if owner == "" || strings.Contains(owner, sep) {
 		return 0, nil
 	}
 	prefix := []byte(owner + sep)
 	var ids []string
 	var keys [][]byte
-	c := bucket(tx, index).Cursor()
+	c := tx.bucket(index).Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		ids = append(ids, string(k[len(prefix):]))
 		keys = append(keys, bytes.Clone(k))
@@ -58,7 +58,7 @@ func revokeIndexed(tx *bolt.Tx, index string, owner string) (int, error) {
 		}
 	}
 	for _, k := range keys {
-		if err := bucket(tx, index).Delete(k); err != nil {
+		if err := tx.bucket(index).Delete(k); err != nil {
 			return 0, err
 		}
 	}

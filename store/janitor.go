@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // SweepStats counts what one janitor pass removed.
@@ -33,23 +31,23 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 	var st SweepStats
 	steps := []struct {
 		n  *int
-		fn func(tx *bolt.Tx) (int, error)
+		fn func(tx *wtx) (int, error)
 	}{
-		{&st.Codes, func(tx *bolt.Tx) (int, error) { return sweepTokens(tx, kindCode, now) }},
-		{&st.Access, func(tx *bolt.Tx) (int, error) { return sweepTokens(tx, kindAccess, now) }},
-		{&st.Refresh, func(tx *bolt.Tx) (int, error) { return sweepTokens(tx, kindRefresh, now) }},
-		{&st.PKCE, func(tx *bolt.Tx) (int, error) { return sweepTokens(tx, kindPKCE, now) }},
-		{&st.JTIs, func(tx *bolt.Tx) (int, error) { return sweepExpiring(bucket(tx, bucketJTIs), now) }},
-		{&st.Successors, func(tx *bolt.Tx) (int, error) { return sweepExpiring(bucket(tx, bucketSuccessors), now) }},
-		{&st.Consents, func(tx *bolt.Tx) (int, error) { return sweepConsents(tx, now) }},
-		{&st.Clients, func(tx *bolt.Tx) (int, error) { return sweepClients(tx, now.Add(-s.clientTT)) }},
+		{&st.Codes, func(tx *wtx) (int, error) { return sweepTokens(tx, kindCode, now) }},
+		{&st.Access, func(tx *wtx) (int, error) { return sweepTokens(tx, kindAccess, now) }},
+		{&st.Refresh, func(tx *wtx) (int, error) { return sweepTokens(tx, kindRefresh, now) }},
+		{&st.PKCE, func(tx *wtx) (int, error) { return sweepTokens(tx, kindPKCE, now) }},
+		{&st.JTIs, func(tx *wtx) (int, error) { return sweepExpiring(tx.bucket(bucketJTIs), now) }},
+		{&st.Successors, func(tx *wtx) (int, error) { return sweepExpiring(tx.bucket(bucketSuccessors), now) }},
+		{&st.Consents, func(tx *wtx) (int, error) { return sweepConsents(tx, now) }},
+		{&st.Clients, func(tx *wtx) (int, error) { return sweepClients(tx, now.Add(-s.clientTT)) }},
 		{&st.Index, sweepIndex},
 	}
 	for _, step := range steps {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
-		err := s.updateOnce(ctx, func(tx *bolt.Tx) error {
+		err := s.update(ctx, func(tx *wtx) error {
 			n, err := step.fn(tx)
 			*step.n = n
 			return err
@@ -93,7 +91,7 @@ func isExpired(v []byte, now time.Time) bool {
 }
 
 // keysWhere returns copies of the keys of b whose entries match.
-func keysWhere(b *bolt.Bucket, match func(k, v []byte) (bool, error)) ([][]byte, error) {
+func keysWhere(b wbucket, match func(k, v []byte) (bool, error)) ([][]byte, error) {
 	var keys [][]byte
 	err := b.ForEach(func(k, v []byte) error {
 		ok, err := match(k, v)
@@ -106,7 +104,7 @@ func keysWhere(b *bolt.Bucket, match func(k, v []byte) (bool, error)) ([][]byte,
 }
 
 // deleteWhere deletes the entries of b that match and returns how many.
-func deleteWhere(b *bolt.Bucket, match func(k, v []byte) (bool, error)) (int, error) {
+func deleteWhere(b wbucket, match func(k, v []byte) (bool, error)) (int, error) {
 	keys, err := keysWhere(b, match)
 	if err != nil {
 		return 0, err
@@ -119,8 +117,8 @@ func deleteWhere(b *bolt.Bucket, match func(k, v []byte) (bool, error)) (int, er
 	return len(keys), nil
 }
 
-func sweepTokens(tx *bolt.Tx, kind string, now time.Time) (int, error) {
-	keys, err := keysWhere(bucket(tx, kindBucket(kind)), func(_, v []byte) (bool, error) {
+func sweepTokens(tx *wtx, kind string, now time.Time) (int, error) {
+	keys, err := keysWhere(tx.bucket(kindBucket(kind)), func(_, v []byte) (bool, error) {
 		return isExpired(v, now), nil
 	})
 	if err != nil {
@@ -135,12 +133,12 @@ func sweepTokens(tx *bolt.Tx, kind string, now time.Time) (int, error) {
 	return len(keys), nil
 }
 
-func sweepExpiring(b *bolt.Bucket, now time.Time) (int, error) {
+func sweepExpiring(b wbucket, now time.Time) (int, error) {
 	return deleteWhere(b, func(_, v []byte) (bool, error) { return isExpired(v, now), nil })
 }
 
-func sweepConsents(tx *bolt.Tx, now time.Time) (int, error) {
-	return deleteWhere(bucket(tx, bucketConsents), func(_, v []byte) (bool, error) {
+func sweepConsents(tx *wtx, now time.Time) (int, error) {
+	return deleteWhere(tx.bucket(bucketConsents), func(_, v []byte) (bool, error) {
 		c, err := decodeConsent(v)
 		if err != nil {
 			return false, err
@@ -151,8 +149,8 @@ func sweepConsents(tx *bolt.Tx, now time.Time) (int, error) {
 
 // sweepClients deletes dynamic clients created before cutoff that never
 // completed an authorization.
-func sweepClients(tx *bolt.Tx, cutoff time.Time) (int, error) {
-	ids, err := keysWhere(bucket(tx, bucketClients), func(_, v []byte) (bool, error) {
+func sweepClients(tx *wtx, cutoff time.Time) (int, error) {
+	ids, err := keysWhere(tx.bucket(bucketClients), func(_, v []byte) (bool, error) {
 		var rec clientRecord
 		if err := json.Unmarshal(v, &rec); err != nil {
 			return false, fmt.Errorf("decode client: %w", err)
@@ -172,18 +170,18 @@ func sweepClients(tx *bolt.Tx, cutoff time.Time) (int, error) {
 
 // sweepIndex removes index entries whose record is gone: grant entries
 // without a token, and client or subject entries without a grant.
-func sweepIndex(tx *bolt.Tx) (int, error) {
-	grants := bucket(tx, bucketGrants)
+func sweepIndex(tx *wtx) (int, error) {
+	grants := tx.bucket(bucketGrants)
 	n, err := deleteWhere(grants, func(k, _ []byte) (bool, error) {
 		i := bytes.Index(k, []byte(sep))
 		return i < 0 || len(k) < i+3 || !isKind(string(k[i+1:i+2])) ||
-			bucket(tx, kindBucket(string(k[i+1:i+2]))).Get(k[i+3:]) == nil, nil
+			tx.bucket(kindBucket(string(k[i+1:i+2]))).Get(k[i+3:]) == nil, nil
 	})
 	if err != nil {
 		return 0, err
 	}
 	for _, index := range []string{bucketClientGrants, bucketSubjectGrants} {
-		stale, err := deleteWhere(bucket(tx, index), func(k, _ []byte) (bool, error) {
+		stale, err := deleteWhere(tx.bucket(index), func(k, _ []byte) (bool, error) {
 			i := bytes.LastIndex(k, []byte(sep))
 			if i < 0 {
 				return true, nil

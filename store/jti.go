@@ -27,8 +27,8 @@ func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.
 	now := s.now()
 	key := sighash(jti)
 	v := expiryPrefix(exp)
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		b := bucket(tx, bucketJTIs)
+	return s.update(ctx, func(tx *wtx) error {
+		b := tx.bucket(bucketJTIs)
 		if old, ok := expiryOf(b.Get(key)); ok && now.Before(old) {
 			return fosite.ErrJTIKnown
 		}

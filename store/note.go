@@ -66,8 +66,8 @@ func (s *Store) SaveNote(ctx context.Context, owner string, n Note) (Note, error
 	}
 	n.UpdatedAt = now
 	var saved Note
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		b := bucket(tx, bucketNotes)
+	err := s.update(ctx, func(tx *wtx) error {
+		b := tx.bucket(bucketNotes)
 		k := noteKey(owner, n.ID)
 		out := n
 		old := b.Get(k)
@@ -160,8 +160,8 @@ func (s *Store) DeleteNote(ctx context.Context, owner, id string) error {
 	if validOwner(owner) != nil || strings.Contains(id, sep) {
 		return ErrNotFound
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		b := bucket(tx, bucketNotes)
+	return s.update(ctx, func(tx *wtx) error {
+		b := tx.bucket(bucketNotes)
 		k := noteKey(owner, id)
 		if b.Get(k) == nil {
 			return ErrNotFound

@@ -30,8 +30,8 @@ func (s *Store) Secret(ctx context.Context, name string, size int) ([]byte, erro
 	if _, err := rand.Read(fresh); err != nil {
 		return nil, fmt.Errorf("store: read random secret: %w", err)
 	}
-	err = s.updateOnce(ctx, func(tx *bolt.Tx) error {
-		b := bucket(tx, bucketMeta)
+	err = s.update(ctx, func(tx *wtx) error {
+		b := tx.bucket(bucketMeta)
 		if v := b.Get(key); v != nil { // another caller won the race
 			out = bytes.Clone(v)
 			return nil

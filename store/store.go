@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -32,7 +31,6 @@ const FileName = "mcpd.db"
 const (
 	DefaultLockTimeout          = time.Second
 	DefaultUnactivatedClientTTL = 24 * time.Hour
-	DefaultMaxBatchDelay        = 2 * time.Millisecond
 )
 
 // Options configures a Store. A nil *Options means all defaults.
@@ -47,12 +45,11 @@ type Options struct {
 	// UnactivatedClientTTL is how long a dynamically registered client that
 	// never completed an authorization is kept; default 24h.
 	UnactivatedClientTTL time.Duration
-	// MaxBatchDelay is how long a write outside a transaction that overlaps
-	// others waits for more to share its commit (bbolt DB.MaxBatchDelay);
-	// default 2ms, which doubles the client_credentials rate over 1ms on
-	// a 2-core machine (docs/benchmarks.md). A write alone never waits. A
-	// negative value disables batching: every write commits on its own.
-	MaxBatchDelay time.Duration
+	// MaxGroup is the most writes (transactions and writes outside one)
+	// that share one commit; default DefaultMaxGroup. Writes share a commit
+	// only when they overlap: a write alone commits at once, and no write
+	// ever waits on a timer. 1 makes every write commit on its own.
+	MaxGroup int
 }
 
 // Store is the bbolt-backed persistence of mcpd. It is safe for concurrent
@@ -63,9 +60,8 @@ type Store struct {
 	now      func() time.Time
 	log      *slog.Logger
 	clientTT time.Duration
-	batch    bool
-	clients  clientCache  // decoded clients for token lookups
-	writers  atomic.Int32 // writes in flight outside a transaction
+	gc       *committer  // every write goes through its group commit
+	clients  clientCache // decoded clients for token lookups
 }
 
 // Open opens (creating if needed) DIR/mcpd.db, with the directory mode 0700
@@ -89,8 +85,8 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if o.UnactivatedClientTTL <= 0 {
 		o.UnactivatedClientTTL = DefaultUnactivatedClientTTL
 	}
-	if o.MaxBatchDelay == 0 {
-		o.MaxBatchDelay = DefaultMaxBatchDelay
+	if o.MaxGroup <= 0 {
+		o.MaxGroup = DefaultMaxGroup
 	}
 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -109,16 +105,13 @@ func Open(dir string, opts *Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("restrict database file mode: %w", err)
 	}
-	if o.MaxBatchDelay > 0 {
-		db.MaxBatchDelay = o.MaxBatchDelay
-	}
 	s := &Store{
 		db:       db,
 		path:     path,
 		now:      o.Now,
 		log:      o.Logger,
 		clientTT: o.UnactivatedClientTTL,
-		batch:    o.MaxBatchDelay > 0,
+		gc:       newCommitter(db, o.MaxGroup),
 	}
 	if err := s.migrate(); err != nil {
 		db.Close()

@@ -18,8 +18,8 @@ func (s *Store) PutRefreshSuccessor(ctx context.Context, oldSignature string, se
 	}
 	v := append(expiryPrefix(expiresAt), sealed...)
 	key := sighash(oldSignature)
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		return bucket(tx, bucketSuccessors).Put(key, v)
+	return s.update(ctx, func(tx *wtx) error {
+		return tx.bucket(bucketSuccessors).Put(key, v)
 	})
 }
 

@@ -41,7 +41,7 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, s
 
 // InvalidateAuthorizeCodeSession marks a code used.
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx *wtx) error {
 		return deactivateToken(tx, kindCode, sighash(signature))
 	})
 }
@@ -116,9 +116,9 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 // rotated it first) it returns fosite.ErrSerializationFailure and changes
 // nothing, so two refreshes never fork a grant into two live tokens.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx *wtx) error {
 		key := sighash(signature)
-		v := bucket(tx, bucketRefresh).Get(key)
+		v := tx.bucket(bucketRefresh).Get(key)
 		if v == nil {
 			return fosite.ErrNotFound
 		}
@@ -144,12 +144,12 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature str
 // RevokeRefreshToken marks every refresh token of grant requestID
 // inactive; using one afterwards is reuse (fosite.ErrInactiveToken).
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error { return revokeRefresh(tx, requestID) })
+	return s.update(ctx, func(tx *wtx) error { return revokeRefresh(tx, requestID) })
 }
 
 // RevokeAccessToken deletes every access token of grant requestID.
 func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error { return revokeAccess(tx, requestID) })
+	return s.update(ctx, func(tx *wtx) error { return revokeAccess(tx, requestID) })
 }
 
 func (s *Store) createToken(ctx context.Context, kind string, tokenType fosite.TokenType, signature string, req fosite.Requester) error {
@@ -162,7 +162,7 @@ func (s *Store) createToken(ctx context.Context, kind string, tokenType fosite.T
 		return err
 	}
 	key := sighash(signature)
-	return s.update(ctx, func(tx *bolt.Tx) error { return putToken(tx, kind, key, rec, v) })
+	return s.update(ctx, func(tx *wtx) error { return putToken(tx, kind, key, rec, v) })
 }
 
 func (s *Store) getToken(ctx context.Context, kind, signature string, session fosite.Session) (req *fosite.Request, active bool, err error) {
@@ -184,7 +184,7 @@ func (s *Store) getToken(ctx context.Context, kind, signature string, session fo
 
 func (s *Store) deleteToken(ctx context.Context, kind, signature string) error {
 	key := sighash(signature)
-	return s.update(ctx, func(tx *bolt.Tx) error { return deleteToken(tx, kind, key) })
+	return s.update(ctx, func(tx *wtx) error { return deleteToken(tx, kind, key) })
 }
 
 // grantPrefix is the index prefix of every signature of a grant.
@@ -200,8 +200,8 @@ func grantKey(requestID, kind string, key []byte) []byte {
 }
 
 // putToken writes a token record and its index entries.
-func putToken(tx *bolt.Tx, kind string, key []byte, rec *requestRecord, v []byte) error {
-	b := bucket(tx, kindBucket(kind))
+func putToken(tx *wtx, kind string, key []byte, rec *requestRecord, v []byte) error {
+	b := tx.bucket(kindBucket(kind))
 	if old := b.Get(key); old != nil {
 		oldRec, err := decodeRequest(old)
 		if err != nil {
@@ -216,22 +216,22 @@ func putToken(tx *bolt.Tx, kind string, key []byte, rec *requestRecord, v []byte
 	if err := b.Put(key, v); err != nil {
 		return err
 	}
-	if err := bucket(tx, bucketGrants).Put(grantKey(rec.ID, kind, key), nil); err != nil {
+	if err := tx.bucket(bucketGrants).Put(grantKey(rec.ID, kind, key), nil); err != nil {
 		return err
 	}
-	if err := bucket(tx, bucketClientGrants).Put([]byte(rec.ClientID+sep+rec.ID), nil); err != nil {
+	if err := tx.bucket(bucketClientGrants).Put([]byte(rec.ClientID+sep+rec.ID), nil); err != nil {
 		return err
 	}
 	if rec.Subject != "" {
-		return bucket(tx, bucketSubjectGrants).Put([]byte(rec.Subject+sep+rec.ID), nil)
+		return tx.bucket(bucketSubjectGrants).Put([]byte(rec.Subject+sep+rec.ID), nil)
 	}
 	return nil
 }
 
 // deleteToken removes a token record and its index entries; a missing one
 // is not an error, as in fosite's reference store.
-func deleteToken(tx *bolt.Tx, kind string, key []byte) error {
-	b := bucket(tx, kindBucket(kind))
+func deleteToken(tx *wtx, kind string, key []byte) error {
+	b := tx.bucket(kindBucket(kind))
 	v := b.Get(key)
 	if v == nil {
 		return nil
@@ -248,8 +248,8 @@ func deleteToken(tx *bolt.Tx, kind string, key []byte) error {
 
 // deactivateToken marks one record inactive (a used code, a rotated
 // refresh token).
-func deactivateToken(tx *bolt.Tx, kind string, key []byte) error {
-	b := bucket(tx, kindBucket(kind))
+func deactivateToken(tx *wtx, kind string, key []byte) error {
+	b := tx.bucket(kindBucket(kind))
 	v := b.Get(key)
 	if v == nil {
 		return fosite.ErrNotFound
@@ -271,8 +271,8 @@ func deactivateToken(tx *bolt.Tx, kind string, key []byte) error {
 
 // unindex removes the grant index entry of one record, and the client and
 // subject entries once the grant has no record left.
-func unindex(tx *bolt.Tx, rec *requestRecord, kind string, key []byte) error {
-	grants := bucket(tx, bucketGrants)
+func unindex(tx *wtx, rec *requestRecord, kind string, key []byte) error {
+	grants := tx.bucket(bucketGrants)
 	if err := grants.Delete(grantKey(rec.ID, kind, key)); err != nil {
 		return err
 	}
@@ -280,11 +280,11 @@ func unindex(tx *bolt.Tx, rec *requestRecord, kind string, key []byte) error {
 	if k, _ := grants.Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
 		return nil
 	}
-	if err := bucket(tx, bucketClientGrants).Delete([]byte(rec.ClientID + sep + rec.ID)); err != nil {
+	if err := tx.bucket(bucketClientGrants).Delete([]byte(rec.ClientID + sep + rec.ID)); err != nil {
 		return err
 	}
 	if rec.Subject != "" {
-		return bucket(tx, bucketSubjectGrants).Delete([]byte(rec.Subject + sep + rec.ID))
+		return tx.bucket(bucketSubjectGrants).Delete([]byte(rec.Subject + sep + rec.ID))
 	}
 	return nil
 }
@@ -307,8 +307,8 @@ func grantTokens(tx *bolt.Tx, requestID, kind string) (kinds []string, keys [][]
 	return kinds, keys
 }
 
-func revokeAccess(tx *bolt.Tx, requestID string) error {
-	_, keys := grantTokens(tx, requestID, kindAccess)
+func revokeAccess(tx *wtx, requestID string) error {
+	_, keys := grantTokens(tx.tx, requestID, kindAccess)
 	for _, key := range keys {
 		if err := deleteToken(tx, kindAccess, key); err != nil {
 			return err
@@ -317,8 +317,8 @@ func revokeAccess(tx *bolt.Tx, requestID string) error {
 	return nil
 }
 
-func revokeRefresh(tx *bolt.Tx, requestID string) error {
-	_, keys := grantTokens(tx, requestID, kindRefresh)
+func revokeRefresh(tx *wtx, requestID string) error {
+	_, keys := grantTokens(tx.tx, requestID, kindRefresh)
 	for _, key := range keys {
 		if err := deactivateToken(tx, kindRefresh, key); err != nil && !errors.Is(err, fosite.ErrNotFound) {
 			return err
@@ -329,8 +329,8 @@ func revokeRefresh(tx *bolt.Tx, requestID string) error {
 
 // deleteGrant removes every record of a grant (codes, access and refresh
 // tokens, PKCE sessions) and reports whether there was any.
-func deleteGrant(tx *bolt.Tx, requestID string) (bool, error) {
-	kinds, keys := grantTokens(tx, requestID, "")
+func deleteGrant(tx *wtx, requestID string) (bool, error) {
+	kinds, keys := grantTokens(tx.tx, requestID, "")
 	for i, key := range keys {
 		if err := deleteToken(tx, kinds[i], key); err != nil {
 			return false, err
@@ -338,7 +338,7 @@ func deleteGrant(tx *bolt.Tx, requestID string) (bool, error) {
 	}
 	// Index entries whose record was already gone.
 	for i, key := range keys {
-		if err := bucket(tx, bucketGrants).Delete(grantKey(requestID, kinds[i], key)); err != nil {
+		if err := tx.bucket(bucketGrants).Delete(grantKey(requestID, kinds[i], key)); err != nil {
 			return false, err
 		}
 	}

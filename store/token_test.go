@@ -80,7 +80,7 @@ func TestFositeRecords(t *testing.T) {
 	})
 
 	t.Run("neither secrets from the form nor signatures reach the file", func(t *testing.T) {
-		s := openTest(t, &store.Options{MaxBatchDelay: -1})
+		s := openTest(t, &store.Options{MaxGroup: 1})
 		addClient(t, s, "c1")
 		req := newGrant("g1", "c1", "alice")
 		req.Form = url.Values{

@@ -11,10 +11,11 @@ import (
 // txKey is the context key under which BeginTX carries its transaction.
 type txKey struct{}
 
-// txState is one open writable transaction shared by the contexts derived
-// from a BeginTX.
+// txState is one open transaction shared by the contexts derived from a
+// BeginTX: the writer slot of the group commit and its shared bbolt
+// transaction.
 type txState struct {
-	tx     *bolt.Tx
+	w      *wtx
 	closed bool
 	doomed bool // a nested Rollback happened: the outer Commit must fail
 }
@@ -30,6 +31,10 @@ type txFrame struct {
 // or rolled back.
 var errTxClosed = errors.New("store: transaction already closed")
 
+// errNestedRollback fails the Commit of a transaction a nested BeginTX
+// rolled back.
+var errNestedRollback = errors.New("store: transaction rolled back by a nested rollback")
+
 func frameFrom(ctx context.Context) *txFrame {
 	f, _ := ctx.Value(txKey{}).(*txFrame)
 	return f
@@ -40,6 +45,10 @@ func frameFrom(ctx context.Context) *txFrame {
 // or Rollback. BeginTX on a context that already carries an open
 // transaction joins it: the inner Commit does nothing and the inner
 // Rollback makes the outer Commit roll back and fail.
+//
+// Transactions run one at a time, each seeing everything the ones before
+// it wrote, and Commit returns once the transaction is durable. Commits
+// of transactions that end close together share one disk sync.
 func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	if f := frameFrom(ctx); f != nil && !f.state.closed {
 		return context.WithValue(ctx, txKey{}, &txFrame{state: f.state, nested: true}), nil
@@ -47,14 +56,15 @@ func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	if err := ctx.Err(); err != nil {
 		return ctx, err
 	}
-	tx, err := s.db.Begin(true)
+	w, err := s.gc.acquire()
 	if err != nil {
 		return ctx, fmt.Errorf("begin transaction: %w", err)
 	}
-	return context.WithValue(ctx, txKey{}, &txFrame{state: &txState{tx: tx}}), nil
+	return context.WithValue(ctx, txKey{}, &txFrame{state: &txState{w: w}}), nil
 }
 
-// Commit commits the transaction BeginTX put in ctx.
+// Commit commits the transaction BeginTX put in ctx and returns when it is
+// durable.
 func (s *Store) Commit(ctx context.Context) error {
 	f := frameFrom(ctx)
 	if f == nil {
@@ -68,13 +78,10 @@ func (s *Store) Commit(ctx context.Context) error {
 	}
 	f.state.closed = true
 	if f.state.doomed {
-		_ = f.state.tx.Rollback()
-		return errors.New("store: transaction rolled back by a nested rollback")
+		s.gc.release(f.state.w, errNestedRollback)
+		return errNestedRollback
 	}
-	if err := f.state.tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return s.gc.release(f.state.w, nil)
 }
 
 // Rollback discards the transaction BeginTX put in ctx. Rolling back a
@@ -92,55 +99,51 @@ func (s *Store) Rollback(ctx context.Context) error {
 		return nil
 	}
 	f.state.closed = true
-	return f.state.tx.Rollback()
+	if err := s.gc.release(f.state.w, errRolledBack); !errors.Is(err, errRolledBack) {
+		return err
+	}
+	return nil
 }
 
-// view runs fn in the context's transaction, or in a read-only one.
+// errRolledBack is what Rollback hands the group commit as the reason.
+var errRolledBack = errors.New("store: rolled back")
+
+// view runs fn in the context's transaction, or in a read-only one. A
+// read-only transaction sees only durable writes.
 func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if f := frameFrom(ctx); f != nil {
 		if f.state.closed {
 			return errTxClosed
 		}
-		return fn(f.state.tx)
+		return fn(f.state.w.tx)
 	}
 	return s.db.View(fn)
 }
 
-// update runs fn in the context's transaction, or in a writable one of its
-// own. A write alone commits at once; writes that overlap share commits
-// through bbolt's Batch, so fn may run more than once and must only act on
-// tx and on variables it sets afresh each run.
-func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+// update runs fn once in the context's transaction, or in a writer turn of
+// its own that returns when fn's writes are durable. Writes that overlap
+// share one commit (see committer).
+func (s *Store) update(ctx context.Context, fn func(*wtx) error) error {
 	if f := frameFrom(ctx); f != nil {
 		if f.state.closed {
 			return errTxClosed
 		}
-		return fn(f.state.tx)
+		return fn(f.state.w)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !s.batch {
-		return s.db.Update(fn)
+	w, err := s.gc.acquire()
+	if err != nil {
+		return err
 	}
-	defer s.writers.Add(-1)
-	if s.writers.Add(1) > 1 {
-		return s.db.Batch(fn)
-	}
-	return s.db.Update(fn)
-}
-
-// updateOnce is update for fn that must run exactly once (it calls code of
-// the caller), so it never batches.
-func (s *Store) updateOnce(ctx context.Context, fn func(*bolt.Tx) error) error {
-	if f := frameFrom(ctx); f != nil {
-		if f.state.closed {
-			return errTxClosed
+	ok := false
+	defer func() {
+		if !ok { // fn panicked: give the writer slot back before unwinding
+			s.gc.release(w, errRolledBack)
 		}
-		return fn(f.state.tx)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return s.db.Update(fn)
+	}()
+	err = fn(w)
+	ok = true
+	return s.gc.release(w, err)
 }

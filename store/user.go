@@ -65,8 +65,8 @@ func (s *Store) CreateUser(ctx context.Context, name, password string) error {
 	if err != nil {
 		return fmt.Errorf("store: encode user: %w", err)
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		b := bucket(tx, bucketUsers)
+	return s.update(ctx, func(tx *wtx) error {
+		b := tx.bucket(bucketUsers)
 		if b.Get([]byte(name)) != nil {
 			return ErrAlreadyExists
 		}
@@ -84,8 +84,8 @@ func (s *Store) SetPassword(ctx context.Context, name, password string) error {
 		return err
 	}
 	now := s.now().UTC()
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		rec, err := findUser(tx, name)
+	return s.update(ctx, func(tx *wtx) error {
+		rec, err := findUser(tx.tx, name)
 		if err != nil {
 			return err
 		}
@@ -95,7 +95,7 @@ func (s *Store) SetPassword(ctx context.Context, name, password string) error {
 		if err != nil {
 			return fmt.Errorf("store: encode user: %w", err)
 		}
-		return bucket(tx, bucketUsers).Put([]byte(name), v)
+		return tx.bucket(bucketUsers).Put([]byte(name), v)
 	})
 }
 
@@ -103,20 +103,20 @@ func (s *Store) SetPassword(ctx context.Context, name, password string) error {
 // and deletes the user's consents and notes. ErrNotFound for an unknown
 // user.
 func (s *Store) DeleteUser(ctx context.Context, name string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		if _, err := findUser(tx, name); err != nil {
+	return s.update(ctx, func(tx *wtx) error {
+		if _, err := findUser(tx.tx, name); err != nil {
 			return err
 		}
-		if err := bucket(tx, bucketUsers).Delete([]byte(name)); err != nil {
+		if err := tx.bucket(bucketUsers).Delete([]byte(name)); err != nil {
 			return err
 		}
 		if _, err := revokeIndexed(tx, bucketSubjectGrants, name); err != nil {
 			return err
 		}
-		if err := deletePrefix(bucket(tx, bucketConsents), []byte(name+sep)); err != nil {
+		if err := deletePrefix(tx.bucket(bucketConsents), []byte(name+sep)); err != nil {
 			return err
 		}
-		return deletePrefix(bucket(tx, bucketNotes), []byte(name+sep))
+		return deletePrefix(tx.bucket(bucketNotes), []byte(name+sep))
 	})
 }
 
@@ -203,7 +203,7 @@ func findUser(tx *bolt.Tx, name string) (*userRecord, error) {
 }
 
 // deletePrefix deletes every key of b that starts with prefix.
-func deletePrefix(b *bolt.Bucket, prefix []byte) error {
+func deletePrefix(b wbucket, prefix []byte) error {
 	var keys [][]byte
 	c := b.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {

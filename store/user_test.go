@@ -17,7 +17,7 @@ import (
 func TestUsers(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
-	s := openTest(t, &store.Options{Now: clk.Now, MaxBatchDelay: -1})
+	s := openTest(t, &store.Options{Now: clk.Now, MaxGroup: 1})
 	if err := s.CreateUser(ctx, "alice", "correct horse"); err != nil {
 		t.Fatalf("CreateUser: %v", err)
 	}
