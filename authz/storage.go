@@ -33,6 +33,7 @@ type Storage interface {
 	ConsentStore
 	UserAuthenticator
 	SuccessorStore
+	AccessTokenReader
 
 	// Ping reports whether the storage answers.
 	Ping(ctx context.Context) error
@@ -69,6 +70,26 @@ type UserAuthenticator interface {
 type SuccessorStore interface {
 	PutRefreshSuccessor(ctx context.Context, oldSignature string, sealed []byte, expiresAt time.Time) error
 	GetRefreshSuccessor(ctx context.Context, oldSignature string) ([]byte, error) // ErrNotFound
+}
+
+// AccessTokenReader reads what Verify needs of an access token's record
+// without rebuilding the fosite request: it runs on every MCP request.
+type AccessTokenReader interface {
+	// LookupAccessToken returns the record of the access token with this
+	// signature; ErrNotFound when there is none or its client is no longer
+	// registered. The caller owns the slices.
+	LookupAccessToken(ctx context.Context, signature string) (AccessTokenInfo, error)
+}
+
+// AccessTokenInfo is the part of a stored access token Verify checks.
+type AccessTokenInfo struct {
+	Subject         string
+	ClientID        string
+	GrantedScopes   []string
+	GrantedAudience []string
+	RequestedAt     time.Time
+	ExpiresAt       time.Time // the session's access-token expiry; zero: none set
+	Active          bool
 }
 
 // Client sources: how the authorization server came to know a client.

@@ -383,7 +383,7 @@ func TestRuntimeDefaults(t *testing.T) {
 // BenchmarkVerify is authz.Server.Verify over the bbolt store as serve
 // wires it: the whole cost authentication adds to an MCP request (the
 // token's HMAC signature, a read-only transaction among 200 stored tokens,
-// decoding the session, the audience check), without HTTP; serially and
+// reading the token's record, the audience check), without HTTP; serially and
 // from 16 goroutines on 2 cores (ns/op is then wall time per verification
 // across all of them).
 func BenchmarkVerify(b *testing.B) {

@@ -115,6 +115,13 @@ func (a AuthzStorage) PutRefreshSuccessor(ctx context.Context, oldSignature stri
 	return authzErr(a.Store.PutRefreshSuccessor(ctx, oldSignature, sealed, expiresAt))
 }
 
+// LookupAccessToken shadows the store's method of the same name, whose
+// result is the store's type.
+func (a AuthzStorage) LookupAccessToken(ctx context.Context, signature string) (authz.AccessTokenInfo, error) {
+	info, err := a.Store.LookupAccessToken(ctx, signature)
+	return authz.AccessTokenInfo(info), authzErr(err)
+}
+
 // NotesStore adapts the bbolt store to mcp.NotesStore.
 type NotesStore struct {
 	s *store.Store
