@@ -33,6 +33,22 @@ func (b wbucket) Stats() bolt.BucketStats                  { return b.b.Stats() 
 func (b wbucket) Put(k, v []byte) error                    { b.j.save(b.b, k); return b.b.Put(k, v) }
 func (b wbucket) Delete(k []byte) error                    { b.j.save(b.b, k); return b.b.Delete(k) }
 
+// ensure adds k with an empty value unless k is there already (an index
+// entry), so a page is rewritten only when the entry is new.
+func (b wbucket) ensure(k []byte) error {
+	if has(b.b, k) {
+		return nil
+	}
+	return b.Put(k, nil)
+}
+
+// has reports whether b holds key k. Get cannot tell a missing key from one
+// with an empty value, so it looks k up with a cursor.
+func has(b *bolt.Bucket, k []byte) bool {
+	ck, _ := b.Cursor().Seek(k)
+	return ck != nil && bytes.Equal(ck, k)
+}
+
 // journal is the undo log of one writer in a shared transaction: for each
 // key it changed, in order, what the key held before.
 type journal struct {

@@ -219,11 +219,13 @@ func putToken(tx *wtx, kind string, key []byte, rec *requestRecord, v []byte) er
 	if err := tx.bucket(bucketGrants).Put(grantKey(rec.ID, kind, key), nil); err != nil {
 		return err
 	}
-	if err := tx.bucket(bucketClientGrants).Put([]byte(rec.ClientID+sep+rec.ID), nil); err != nil {
+	// A grant's client and subject entries already exist from its first
+	// token; writing them again would only rewrite their pages.
+	if err := tx.bucket(bucketClientGrants).ensure([]byte(rec.ClientID + sep + rec.ID)); err != nil {
 		return err
 	}
 	if rec.Subject != "" {
-		return tx.bucket(bucketSubjectGrants).Put([]byte(rec.Subject+sep+rec.ID), nil)
+		return tx.bucket(bucketSubjectGrants).ensure([]byte(rec.Subject + sep + rec.ID))
 	}
 	return nil
 }
