@@ -161,7 +161,7 @@ if [ "$ONLY" = all ] || [ "$ONLY" = system ]; then
 			stop "$SERVE_PID"
 		done
 	done
-	"$LOADGEN" coldstart -bin "$BIN" -n 7 -dir "$OUT" | tee -a "$RESULTS" >&2
+	"$LOADGEN" coldstart -bin "$BIN" -first 7 -n 7 -dir "$OUT" | tee -a "$RESULTS" >&2
 	for run in $(seq "$RUNS"); do
 		"$LOADGEN" bolt -dir "$OUT" -n 2000 | tee -a "$RESULTS" >&2
 	done

@@ -59,21 +59,25 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
-// cmdColdStart execs `BIN serve` n times and measures exec to the first
-// 200 from /healthz, polling every 2 ms: first on a fresh data directory
-// (the start that creates the database and hashes the first password),
-// then restarts on that same directory.
+// cmdColdStart execs `BIN serve` and measures exec to the first 200 from
+// /healthz, polling every 2 ms: -first times on a fresh data directory each
+// (the start that creates the database and the first user), then -n
+// restarts on the first of those directories. For a first start it also
+// measures exec to the first user being usable: a `user-list` call on the
+// admin socket that returns a user (serve answers it only once the first
+// user exists).
 func cmdColdStart(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("coldstart", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	bin := fs.String("bin", "/tmp/mcpd", "mcpd binary")
 	n := fs.Int("n", 7, "restarts to time")
-	dir := fs.String("dir", "", "parent of the data directory (default a temporary one)")
+	firsts := fs.Int("first", 7, "first starts to time, each on a fresh data directory")
+	dir := fs.String("dir", "", "parent of the data directories (default a temporary one)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *n < 1 || *n > 50 {
-		return errors.New("want 1 ≤ -n ≤ 50")
+	if *n < 1 || *n > 50 || *firsts < 1 || *firsts > 50 {
+		return errors.New("want 1 ≤ -n ≤ 50 and 1 ≤ -first ≤ 50")
 	}
 	parent := *dir
 	if parent == "" {
@@ -83,11 +87,12 @@ func cmdColdStart(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		defer os.RemoveAll(parent)
 	}
-	data := filepath.Join(parent, "data")
-	once := func() (time.Duration, error) {
+	// once starts serve on data and returns exec → healthy /healthz and,
+	// when withUser, exec → a user listed on the admin socket.
+	once := func(data string, withUser bool) (healthy, user time.Duration, err error) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		addr := l.Addr().String()
 		l.Close()
@@ -96,41 +101,80 @@ func cmdColdStart(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		hc := &http.Client{Timeout: time.Second}
 		t0 := time.Now()
 		if err := cmd.Start(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		defer func() {
 			cmd.Process.Signal(syscall.SIGTERM)
 			cmd.Wait()
 		}()
-		for time.Since(t0) < 10*time.Second {
+		for healthy == 0 {
+			if time.Since(t0) > 10*time.Second {
+				return 0, 0, errors.New("no healthy /healthz within 10s")
+			}
 			resp, err := hc.Get("http://" + addr + "/healthz")
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
-					return time.Since(t0), nil
+					healthy = time.Since(t0)
+					break
 				}
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
-		return 0, errors.New("no healthy /healthz within 10s")
+		if !withUser {
+			return healthy, 0, nil
+		}
+		sock := filepath.Join(data, "admin.sock")
+		ac := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", sock)
+			},
+		}}
+		for user == 0 {
+			if time.Since(t0) > 10*time.Second {
+				return 0, 0, errors.New("no user on the admin socket within 10s")
+			}
+			resp, err := ac.Post("http://mcpd/admin/user-list", "application/json", strings.NewReader("{}"))
+			if err == nil {
+				var users []map[string]any
+				derr := json.NewDecoder(resp.Body).Decode(&users)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK && derr == nil && len(users) > 0 {
+					user = time.Since(t0)
+					break
+				}
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		return healthy, user, nil
 	}
-	first, err := once()
-	if err != nil {
-		return err
-	}
-	var restarts []time.Duration
-	for range *n {
-		d, err := once()
+	var first, firstUser, restarts []time.Duration
+	for i := range *firsts {
+		h, u, err := once(filepath.Join(parent, fmt.Sprintf("data-%d", i)), true)
 		if err != nil {
 			return err
 		}
-		restarts = append(restarts, d)
+		first = append(first, h)
+		firstUser = append(firstUser, u)
 	}
-	slices.Sort(restarts)
+	for range *n {
+		h, _, err := once(filepath.Join(parent, "data-0"), false)
+		if err != nil {
+			return err
+		}
+		restarts = append(restarts, h)
+	}
+	for _, d := range [][]time.Duration{first, firstUser, restarts} {
+		slices.Sort(d)
+	}
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	med := func(d []time.Duration) float64 { return ms(d[len(d)/2]) }
 	out := map[string]any{
-		"scenario": "coldstart", "first_start_ms": ms(first), "restarts": len(restarts),
-		"restart_median_ms": ms(restarts[len(restarts)/2]), "restart_min_ms": ms(restarts[0]), "restart_max_ms": ms(restarts[len(restarts)-1]),
+		"scenario": "coldstart", "load1": loadAverage(),
+		"first_starts": len(first), "first_start_ms": med(first), "first_min_ms": ms(first[0]), "first_max_ms": ms(first[len(first)-1]),
+		"first_user_ms": med(firstUser), "first_user_min_ms": ms(firstUser[0]), "first_user_max_ms": ms(firstUser[len(firstUser)-1]),
+		"restarts": len(restarts), "restart_median_ms": med(restarts), "restart_min_ms": ms(restarts[0]), "restart_max_ms": ms(restarts[len(restarts)-1]),
 	}
 	return json.NewEncoder(stdout).Encode(out)
 }
@@ -236,7 +280,7 @@ func cmdSummarize(args []string, stdin io.Reader, stdout, stderr io.Writer) erro
 			return ""
 		}
 		var other []string
-		for _, f := range []string{"first_start_ms", "restart_median_ms", "load1"} {
+		for _, f := range []string{"first_start_ms", "first_user_ms", "restart_median_ms", "load1"} {
 			if c := cell(f, 1, 1); c != "" {
 				other = append(other, f+"="+c)
 			}
