@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -63,12 +60,13 @@ type server struct {
 	streams         *eventStreams
 	metricsSrv      *http.Server
 	metricsLn       net.Listener
-	initialPassword string
+	initialPassword string     // generated for the banner; empty otherwise
+	firstUser       *firstUser // started by run
 }
 
-// newServer opens the store, creates the first user when there is none,
-// composes authz and mcp, and binds the listeners; nothing is served until
-// run.
+// newServer opens the store, decides the first user's password when there
+// is no user, composes authz and mcp, and binds the listeners; nothing is
+// served, and the first user is not created, until run.
 func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, getenv func(string) string) (_ *server, err error) {
 	s := &server{cfg: cfg, logger: logger}
 	defer func() {
@@ -89,9 +87,11 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	if err != nil {
 		return nil, err
 	}
-	if err := s.ensureFirstUser(ctx, getenv); err != nil {
+	createFirstUser, err := s.planFirstUser(ctx, getenv)
+	if err != nil {
 		return nil, err
 	}
+	s.firstUser = newFirstUser(createFirstUser, logger)
 	secret, err := s.store.Secret(ctx, "token-hmac", 32)
 	if err != nil {
 		return nil, err
@@ -103,7 +103,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	s.metrics = newMetrics()
 	az, err := authz.New(authz.Config{
 		Issuer:                    cfg.Issuer,
-		Storage:                   wire.NewAuthzStorage(s.store),
+		Storage:                   firstUserStorage{Storage: wire.NewAuthzStorage(s.store), first: s.firstUser},
 		Renderer:                  renderer,
 		Logger:                    logger.With("component", "authz"),
 		GlobalSecret:              secret,
@@ -157,7 +157,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	if s.adminLn, s.adminSock, err = listenAdmin(cfg.Data); err != nil {
 		return nil, err
 	}
-	s.adminSrv = &http.Server{Handler: adminHandler(localAdmin{s: s.store}, logger.With("component", "admin")), ReadHeaderTimeout: 10 * time.Second}
+	s.adminSrv = &http.Server{Handler: s.firstUser.gate(adminHandler(localAdmin{s: s.store}, logger.With("component", "admin"))), ReadHeaderTimeout: 10 * time.Second}
 	if cfg.MetricsListen != "" {
 		if s.metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
 			return nil, fmt.Errorf("listen %s (metrics): %w", cfg.MetricsListen, err)
@@ -165,37 +165,6 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		s.metricsSrv = &http.Server{Handler: s.metrics.handler(), ReadHeaderTimeout: 10 * time.Second}
 	}
 	return s, nil
-}
-
-// ensureFirstUser creates admin when the store has no user: with
-// MCPD_INITIAL_PASSWORD, --initial-password-file, or a random password
-// printed once.
-func (s *server) ensureFirstUser(ctx context.Context, getenv func(string) string) error {
-	n, err := s.store.CountUsers(ctx)
-	if err != nil || n > 0 {
-		return err
-	}
-	pw := getenv("MCPD_INITIAL_PASSWORD")
-	if s.cfg.InitialPasswordFile != "" {
-		b, err := os.ReadFile(s.cfg.InitialPasswordFile)
-		if err != nil {
-			return usageError(fmt.Sprintf("invalid --initial-password-file: %v", err))
-		}
-		pw = strings.TrimRight(string(b), "\r\n")
-	}
-	if pw == "" {
-		b := make([]byte, 15)
-		if _, err := rand.Read(b); err != nil {
-			return err
-		}
-		pw = base64.RawURLEncoding.EncodeToString(b)
-		s.initialPassword = pw
-	}
-	if err := s.store.CreateUser(ctx, "admin", pw); err != nil {
-		return fmt.Errorf("create the first user: %w", err)
-	}
-	s.logger.Info("created the first user", "user", "admin")
-	return nil
 }
 
 func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
@@ -211,7 +180,9 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // run serves until ctx ends, then shuts down gracefully: in-flight requests
-// finish, the admin socket is removed, the database is closed.
+// finish, the admin socket is removed, the database is closed. On a first
+// start it creates the first user while it serves, and ends with an error
+// when that fails; a shutdown waits for the user to be written.
 func (s *server) run(ctx context.Context, banner interface{ Write([]byte) (int, error) }) error {
 	errc := make(chan error, 3)
 	go func() { errc <- s.httpSrv.Serve(s.ln) }()
@@ -219,6 +190,7 @@ func (s *server) run(ctx context.Context, banner interface{ Write([]byte) (int, 
 	if s.metricsSrv != nil {
 		go func() { errc <- s.metricsSrv.Serve(s.metricsLn) }()
 	}
+	s.firstUser.start(ctx)
 	janitorCtx, stopJanitor := context.WithCancel(context.Background())
 	janitorDone := make(chan struct{})
 	go func() {
@@ -229,12 +201,24 @@ func (s *server) run(ctx context.Context, banner interface{ Write([]byte) (int, 
 	s.logger.Info("serving", "listen", s.ln.Addr().String(), "issuer", s.cfg.Issuer, "data", s.cfg.Data)
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-		s.logger.Info("shutting down")
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			runErr = err
+	firstUserDone := s.firstUser.done
+	for stop := false; !stop; {
+		select {
+		case <-ctx.Done():
+			s.logger.Info("shutting down")
+			stop = true
+		case err := <-errc:
+			if !errors.Is(err, http.ErrServerClosed) {
+				runErr = err
+			}
+			stop = true
+		case <-firstUserDone:
+			firstUserDone = nil
+			if err := s.firstUser.err; err != nil {
+				s.logger.Error("shutting down: the first user could not be created", "err", err)
+				runErr = err
+				stop = true
+			}
 		}
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
@@ -249,6 +233,10 @@ func (s *server) run(ctx context.Context, banner interface{ Write([]byte) (int, 
 	}
 	stopJanitor()
 	<-janitorDone
+	<-s.firstUser.done
+	if err := s.firstUser.err; err != nil && runErr == nil {
+		runErr = err
+	}
 	if err := s.closeAll(); err != nil && runErr == nil {
 		runErr = err
 	}
