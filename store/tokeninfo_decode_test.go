@@ -13,7 +13,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// infoOf is the AccessTokenInfo of a record decoded by encoding/json.
+// infoOf is the AccessTokenInfo of a record decoded by decodeRequest.
 func infoOf(rec *requestRecord) AccessTokenInfo {
 	return AccessTokenInfo{
 		Subject:         rec.Subject,
@@ -26,9 +26,9 @@ func infoOf(rec *requestRecord) AccessTokenInfo {
 	}
 }
 
-// scanSeeds are record JSON texts: as encodeRequest writes them and as it
-// does not (other order, white space, nulls, escaped keys).
-var scanSeeds = []string{
+// decodeSeeds are record JSON texts: as encodeRequest writes them and as it
+// does not (other order, white space, nulls, escaped keys, corrupt).
+var decodeSeeds = []string{
 	`{"id":"g","client_id":"c","subject":"alice","requested_at":"2026-01-02T03:04:05.0000006Z","requested_scopes":["notes:read"],"granted_scopes":["notes:read","notes:write"],"requested_audience":["http://127.0.0.1:8080/mcp"],"granted_audience":["http://127.0.0.1:8080/mcp"],"form":{"resource":["http://127.0.0.1:8080/mcp"]},"session":{"extra":{"k":["}","]","\"{"]},"expires_at":{"access_token":"2026-01-02T04:04:05Z"},"username":"","subject":"alice"},"active":true,"expires_at":"2026-01-02T04:04:05Z"}`,
 	`{"id":"g","client_id":"c","requested_at":"0001-01-01T00:00:00Z","active":false,"expires_at":"0001-01-01T00:00:00Z"}`,
 	` { "active" : true , "expires_at" : "2026-01-02T05:04:05+01:00", "granted_scopes" : [ "a" , "b" ] , "client_id" : "c\u003c\"d" , "form":null, "n": 1.5e3, "t": true, "f": false } `,
@@ -37,58 +37,62 @@ var scanSeeds = []string{
 	`{"client\u005fid":"escaped key"}`,
 	`{"Client_ID":"other case"}`,
 	`{}`,
-	// Corrupt or not an object: both must fail.
 	``, `[]`, `null`, `{`, `{"client_id":}`, `{"client_id":"c"`, `{"client_id":"c"} x`,
 	`{"active":"yes"}`, `{"granted_scopes":[1]}`, `{"requested_at":"yesterday"}`, `{"client_id":"c",}`,
 	`{"subject":"bad` + "\x01" + `control"}`, `{"subject":"` + "\xff" + `"}`,
 }
 
-// TestScanAccessTokenInfo pins the scan to encoding/json: where it answers,
-// it answers what decodeRequest gives; where it gives up, the fallback
-// decides.
-func TestScanAccessTokenInfo(t *testing.T) {
-	for _, seed := range scanSeeds {
-		t.Run(seed, func(t *testing.T) { checkScan(t, []byte(seed)) })
-	}
-}
-
-func FuzzScanAccessTokenInfo(f *testing.F) {
-	for _, seed := range scanSeeds {
-		f.Add([]byte(seed))
-	}
-	f.Fuzz(checkScan)
-}
-
-func checkScan(t *testing.T, data []byte) {
-	got, ok := scanAccessTokenInfo(data)
+// checkDecode pins decodeAccessTokenInfo to decodeRequest on every record
+// the store can hold: whatever decodeRequest reads from data, written back
+// by encodeRequest (the only writer of token records), decodes to the same
+// fields. Input no encoder writes (such as times encoding/json parses
+// leniently) is not the lean decoder's to agree on.
+func checkDecode(t *testing.T, data []byte) {
 	rec, err := decodeRequest(append(make([]byte, 8), data...))
-	if !ok {
+	if err != nil {
 		return
 	}
+	v, err := encodeRequest(rec)
 	if err != nil {
-		// The scan does not validate what it skips; only a record that
-		// json finds corrupt outside the wanted fields may pass it.
-		var syntax *json.SyntaxError
-		var typ *json.UnmarshalTypeError
-		if errors.As(err, &syntax) || errors.As(err, &typ) {
-			t.Logf("scan accepted a record json rejects: %v", err)
-			return
-		}
-		t.Fatalf("decodeRequest: %v", err)
+		return // a time encoding/json cannot write back
 	}
-	if diff := cmp.Diff(infoOf(rec), got); diff != "" {
-		t.Errorf("scan differs from encoding/json (-json +scan):\n%s", diff)
+	want, err := decodeRequest(v)
+	if err != nil {
+		t.Fatalf("decodeRequest of an encoded record: %v", err)
+	}
+	got, err := decodeAccessTokenInfo(v)
+	if err != nil {
+		t.Fatalf("decodeAccessTokenInfo of %s: %v", v[8:], err)
+	}
+	if diff := cmp.Diff(infoOf(want), got); diff != "" {
+		t.Errorf("decodeAccessTokenInfo of %s differs from decodeRequest (-decodeRequest +got):\n%s", v[8:], diff)
 	}
 }
 
-func TestScanAccessTokenInfoRejectsWhatJSONRejects(t *testing.T) {
+func TestDecodeAccessTokenInfoAgreesWithDecodeRequest(t *testing.T) {
+	for _, seed := range decodeSeeds {
+		t.Run(seed, func(t *testing.T) { checkDecode(t, []byte(seed)) })
+	}
+}
+
+func FuzzDecodeAccessTokenInfo(f *testing.F) {
+	for _, seed := range decodeSeeds {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(checkDecode)
+}
+
+func TestDecodeAccessTokenInfoRejectsCorruptRecords(t *testing.T) {
 	for _, seed := range []string{
-		``, `[]`, `null`, `{`, `{"client_id":}`, `{"client_id":"c"`, `{"client_id":"c"} x`,
+		``, `[]`, `{`, `{"client_id":}`, `{"client_id":"c"`, `{"client_id":"c"} x`,
 		`{"active":"yes"}`, `{"granted_scopes":[1]}`, `{"requested_at":"yesterday"}`, `{"client_id":"c",}`,
 	} {
-		if _, ok := scanAccessTokenInfo([]byte(seed)); ok {
-			t.Errorf("scan of %q = ok; want it to give up", seed)
+		if _, err := decodeAccessTokenInfo(append(make([]byte, 8), seed...)); err == nil {
+			t.Errorf("decodeAccessTokenInfo(%q) = nil error; want it to fail", seed)
 		}
+	}
+	if _, err := decodeAccessTokenInfo([]byte("short")); err == nil {
+		t.Error("decodeAccessTokenInfo of a 5-byte record = nil error; want it to fail")
 	}
 }
 
@@ -103,16 +107,12 @@ func TestDecodeAccessTokenInfoOfEncodedRecords(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := scanAccessTokenInfo(v[8:]); !ok {
-			t.Errorf("scan of %s gave up; want it to read every record encodeRequest writes", v[8:])
-		}
 		got, err := decodeAccessTokenInfo(v)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := infoOf(rec)
 		// encodeRequest drops empty lists.
-		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+		if diff := cmp.Diff(infoOf(rec), got, cmpopts.EquateEmpty()); diff != "" {
 			t.Errorf("decodeAccessTokenInfo (-want +got):\n%s", diff)
 		}
 	}
@@ -139,4 +139,24 @@ func TestLookupAccessTokenOfMissingClient(t *testing.T) {
 	if _, err := s.LookupAccessToken(ctx, "sig"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("LookupAccessToken = %v; want ErrNotFound", err)
 	}
+}
+
+// BenchmarkDecodeAccessTokenInfo compares the lean decoding Verify uses
+// with the full one of GetAccessTokenSession's record.
+func BenchmarkDecodeAccessTokenInfo(b *testing.B) {
+	v := append(make([]byte, 8), decodeSeeds[0]...)
+	b.Run("lean", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := decodeAccessTokenInfo(v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("full", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := decodeRequest(v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
