@@ -7,3 +7,14 @@ func (s *Store) GroupCommitState() (commits, queued int) {
 	defer s.gc.mu.Unlock()
 	return s.gc.commits, s.gc.queued
 }
+
+// CachedTokens reports how many access tokens the token cache holds.
+func (s *Store) CachedTokens() int {
+	s.tokens.mu.Lock()
+	defer s.tokens.mu.Unlock()
+	return len(s.tokens.m)
+}
+
+// SetTokenLookupHook makes every LookupAccessToken that missed the cache
+// call fn after reading the database and before caching what it read.
+func (s *Store) SetTokenLookupHook(fn func()) { s.tokens.afterRead = fn }

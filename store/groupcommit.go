@@ -30,6 +30,10 @@ const DefaultMaxGroup = 128
 type committer struct {
 	db  *bolt.DB
 	max int // most writers per commit
+	// committed runs after each commit, before its writers return, with
+	// the access-token keys the commit wrote and whether it deleted a
+	// client (Store.tokens.invalidate).
+	committed func(tokens [][]byte, clientsGone bool)
 
 	mu         sync.Mutex
 	slotFree   sync.Cond // signalled when a waiter for the slot may take it
@@ -43,13 +47,14 @@ type committer struct {
 
 // group is the writers that share one commit.
 type group struct {
-	n    int           // writers that finished in the transaction
-	done chan struct{} // closed when the commit has ended
-	err  error         // the commit's error, set before done closes
+	n       int           // writers that finished in the transaction
+	changed               // what their writes touched
+	done    chan struct{} // closed when the commit has ended
+	err     error         // the commit's error, set before done closes
 }
 
-func newCommitter(db *bolt.DB, max int) *committer {
-	c := &committer{db: db, max: max}
+func newCommitter(db *bolt.DB, max int, committed func([][]byte, bool)) *committer {
+	c := &committer{db: db, max: max, committed: committed}
 	c.slotFree.L = &c.mu
 	return c
 }
@@ -120,6 +125,7 @@ func (c *committer) release(w *wtx, failed error) error {
 		return failed
 	}
 	g.n++
+	g.changed.add(w.changed)
 	c.busy = false
 	c.slotFree.Signal()
 	c.commitReady()
@@ -142,6 +148,9 @@ func (c *committer) commitReady() {
 		c.mu.Unlock()
 		if err := tx.Commit(); err != nil {
 			g.err = fmt.Errorf("commit: %w", err)
+		}
+		if len(g.tokens) > 0 || g.clientsGone {
+			c.committed(g.tokens, g.clientsGone)
 		}
 		close(g.done)
 		c.mu.Lock()

@@ -13,25 +13,61 @@ import (
 type wtx struct {
 	tx *bolt.Tx
 	j  *journal // nil when no other writer's changes are in tx
+	changed
+}
+
+// changed is what a commit must invalidate in the token cache: the keys of
+// the access-token records written, or everything once a client is gone.
+type changed struct {
+	tokens      [][]byte
+	clientsGone bool
+}
+
+func (c *changed) add(o changed) {
+	c.tokens = append(c.tokens, o.tokens...)
+	c.clientsGone = c.clientsGone || o.clientsGone
 }
 
 // bucket returns the named top-level bucket for reading and writing.
 func (w *wtx) bucket(name string) wbucket {
-	return wbucket{b: bucket(w.tx, name), j: w.j}
+	return wbucket{b: bucket(w.tx, name), w: w, name: name}
 }
 
-// wbucket is a bucket whose Put and Delete are journaled.
+// wbucket is a bucket whose Put and Delete are journaled and noted for the
+// token cache.
 type wbucket struct {
-	b *bolt.Bucket
-	j *journal
+	b    *bolt.Bucket
+	w    *wtx
+	name string
 }
 
 func (b wbucket) Get(k []byte) []byte                      { return b.b.Get(k) }
 func (b wbucket) Cursor() *bolt.Cursor                     { return b.b.Cursor() }
 func (b wbucket) ForEach(fn func(k, v []byte) error) error { return b.b.ForEach(fn) }
 func (b wbucket) Stats() bolt.BucketStats                  { return b.b.Stats() }
-func (b wbucket) Put(k, v []byte) error                    { b.j.save(b.b, k); return b.b.Put(k, v) }
-func (b wbucket) Delete(k []byte) error                    { b.j.save(b.b, k); return b.b.Delete(k) }
+
+// Put sets k to v.
+func (b wbucket) Put(k, v []byte) error {
+	b.w.j.save(b.b, k)
+	b.note(k, false)
+	return b.b.Put(k, v)
+}
+
+// Delete removes k.
+func (b wbucket) Delete(k []byte) error {
+	b.w.j.save(b.b, k)
+	b.note(k, true)
+	return b.b.Delete(k)
+}
+
+func (b wbucket) note(k []byte, deleted bool) {
+	switch {
+	case b.name == bucketAccess:
+		b.w.changed.tokens = append(b.w.changed.tokens, bytes.Clone(k))
+	case b.name == bucketClients && deleted:
+		b.w.changed.clientsGone = true
+	}
+}
 
 // ensure adds k with an empty value unless k is there already (an index
 // entry), so a page is rewritten only when the entry is new.

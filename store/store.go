@@ -62,6 +62,7 @@ type Store struct {
 	clientTT time.Duration
 	gc       *committer  // every write goes through its group commit
 	clients  clientCache // decoded clients for token lookups
+	tokens   *tokenCache // access tokens LookupAccessToken read
 }
 
 // Open opens (creating if needed) DIR/mcpd.db, with the directory mode 0700
@@ -111,8 +112,9 @@ func Open(dir string, opts *Options) (*Store, error) {
 		now:      o.Now,
 		log:      o.Logger,
 		clientTT: o.UnactivatedClientTTL,
-		gc:       newCommitter(db, o.MaxGroup),
+		tokens:   &tokenCache{},
 	}
+	s.gc = newCommitter(db, o.MaxGroup, s.tokens.invalidate)
 	if err := s.migrate(); err != nil {
 		db.Close()
 		return nil, err

@@ -29,12 +29,24 @@ type AccessTokenInfo struct {
 //
 // It runs on every authenticated MCP request, so it decodes only the
 // fields above, skipping the form and the session, and does not rebuild
-// the fosite request or load the client (docs/benchmarks.md,
+// the fosite request or load the client; outside a transaction it answers
+// a token it read before from tokenCache, which every commit that changes
+// a token or deletes a client invalidates (docs/benchmarks.md,
 // "Authentication cost").
 func (s *Store) LookupAccessToken(ctx context.Context, signature string) (AccessTokenInfo, error) {
+	key := sighash(signature)
+	inTx := frameFrom(ctx) != nil // may hold uncommitted writes: no cache
+	var gen uint64
+	if !inTx {
+		info, ok, g := s.tokens.get(key)
+		if ok {
+			return info.clone(), nil
+		}
+		gen = g
+	}
 	var info AccessTokenInfo
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		v := bucket(tx, bucketAccess).Get(sighash(signature))
+		v := bucket(tx, bucketAccess).Get(key)
 		if v == nil {
 			return ErrNotFound
 		}
@@ -49,6 +61,12 @@ func (s *Store) LookupAccessToken(ctx context.Context, signature string) (Access
 	})
 	if err != nil {
 		return AccessTokenInfo{}, err
+	}
+	if !inTx {
+		if s.tokens.afterRead != nil {
+			s.tokens.afterRead()
+		}
+		s.tokens.put(key, info.clone(), gen)
 	}
 	return info, nil
 }
