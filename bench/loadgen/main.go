@@ -6,7 +6,7 @@
 //
 //	loadgen run -scenario whoami -target http://127.0.0.1:18080 -c 16 -d 10s
 //	loadgen host -listen 127.0.0.1:0 -data DIR     (side-by-side handlers)
-//	loadgen coldstart -bin /tmp/mcpd -n 7
+//	loadgen coldstart -bin /tmp/mcpd -first 7 -n 7  (first starts, then restarts)
 //	loadgen bolt -dir DIR -n 2000
 //	loadgen summarize < results.jsonl
 //
@@ -27,6 +27,7 @@ const usage = `usage: loadgen run|host|coldstart|bolt|summarize [flags]
   run        drive one scenario against a target and print a JSON result
   host       serve the side-by-side handlers (plain, /noauth/mcp, /mcp)
   coldstart  exec mcpd serve repeatedly and time exec -> first 200 /healthz
+             (-first N first starts on fresh directories, then -n restarts)
   bolt       raw bbolt durable commits per second in a directory
   summarize  read JSON results on stdin, print medians per scenario`
 
