@@ -113,14 +113,32 @@ func (a localAdmin) SetPassword(ctx context.Context, name, password string) erro
 }
 
 func (a localAdmin) RemoveUser(ctx context.Context, name string) (revokeResult, error) {
-	n, err := a.s.RevokeSubjectGrants(ctx, name)
+	var n int
+	err := a.inTx(ctx, func(ctx context.Context) error {
+		var err error
+		if n, err = a.s.RevokeSubjectGrants(ctx, name); err != nil {
+			return err
+		}
+		return adminErr(a.s.DeleteUser(ctx, name), "user "+name)
+	})
 	if err != nil {
 		return revokeResult{}, err
 	}
-	if err := a.s.DeleteUser(ctx, name); err != nil {
-		return revokeResult{}, adminErr(err, "user "+name)
-	}
 	return revokeResult{Grants: n}, nil
+}
+
+// inTx runs fn in one store transaction, so the steps of one admin command
+// take effect together or not at all.
+func (a localAdmin) inTx(ctx context.Context, fn func(ctx context.Context) error) error {
+	tctx, err := a.s.BeginTX(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fn(tctx); err != nil {
+		a.s.Rollback(tctx)
+		return err
+	}
+	return a.s.Commit(tctx)
 }
 
 func (a localAdmin) ListClients(ctx context.Context) ([]clientView, error) {
@@ -155,15 +173,19 @@ func (a localAdmin) ShowClient(ctx context.Context, id string) (clientView, erro
 // registration and remembered consents, so it must register and ask the
 // user again.
 func (a localAdmin) RevokeClient(ctx context.Context, id string) (revokeResult, error) {
-	if _, err := a.s.LookupClient(ctx, id); err != nil {
-		return revokeResult{}, adminErr(err, "client "+id)
-	}
-	n, err := a.s.RevokeClientGrants(ctx, id)
+	var n int
+	err := a.inTx(ctx, func(ctx context.Context) error {
+		if _, err := a.s.LookupClient(ctx, id); err != nil {
+			return adminErr(err, "client "+id)
+		}
+		var err error
+		if n, err = a.s.RevokeClientGrants(ctx, id); err != nil {
+			return err
+		}
+		return adminErr(a.s.DeleteClient(ctx, id), "client "+id)
+	})
 	if err != nil {
 		return revokeResult{}, err
-	}
-	if err := a.s.DeleteClient(ctx, id); err != nil {
-		return revokeResult{}, adminErr(err, "client "+id)
 	}
 	return revokeResult{Grants: n}, nil
 }
