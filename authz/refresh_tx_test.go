@@ -3,6 +3,8 @@ package authz
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ type txStore struct {
 	begins, commits, rollbacks int
 	putInTx                    bool
 	failPut                    bool
+	panicPut                   bool
 }
 
 type txKey struct{}
@@ -54,8 +57,11 @@ func (s *txStore) Rollback(ctx context.Context) error { return s.end(ctx, &s.rol
 func (s *txStore) PutRefreshSuccessor(ctx context.Context, sig string, sealed []byte, exp time.Time) error {
 	s.mu.Lock()
 	s.putInTx = ctx.Value(txKey{}) != nil
-	fail := s.failPut
+	fail, panicking := s.failPut, s.panicPut
 	s.mu.Unlock()
+	if panicking {
+		panic("successor write panicked")
+	}
 	if fail {
 		return errors.New("disk full")
 	}
@@ -83,6 +89,22 @@ func TestRefreshRotationAndSuccessorShareOneTransaction(t *testing.T) {
 		defer ts.mu.Unlock()
 		if !ts.putInTx || ts.begins != 1 || ts.commits != 1 || ts.rollbacks != 0 {
 			t.Errorf("put in tx %v, begins %d, commits %d, rollbacks %d; want true, 1, 1, 0", ts.putInTx, ts.begins, ts.commits, ts.rollbacks)
+		}
+	})
+
+	t.Run("a panic inside the transaction rolls it back", func(t *testing.T) {
+		e, ts, clientID, refresh := setup(t)
+		ts.panicPut = true
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {clientID}}
+		resp, err := http.PostForm(e.url("/token"), form) // net/http recovers the panic and drops the connection
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("refresh whose successor write panicked: %s; want the connection dropped", resp.Status)
+		}
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		if ts.begins != 1 || ts.commits != 0 || ts.rollbacks != 1 {
+			t.Errorf("begins %d, commits %d, rollbacks %d; want 1, 0, 1", ts.begins, ts.commits, ts.rollbacks)
 		}
 	})
 

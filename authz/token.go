@@ -121,6 +121,14 @@ func (s *Server) respond(ctx context.Context, ar fosite.AccessRequester, finish 
 		if txCtx, err = s.store.BeginTX(ctx); err != nil {
 			return nil, fosite.ErrServerError.WithWrap(err)
 		}
+		// A panic that unwinds past the open transaction ends it, so the
+		// store's other writers are not left waiting for it.
+		defer func() {
+			if p := recover(); p != nil {
+				s.store.Rollback(txCtx)
+				panic(p)
+			}
+		}()
 	}
 	resp, err := s.oauth.NewAccessResponse(txCtx, ar)
 	var body []byte

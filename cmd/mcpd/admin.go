@@ -134,8 +134,8 @@ func (a localAdmin) inTx(ctx context.Context, fn func(ctx context.Context) error
 	if err != nil {
 		return err
 	}
+	defer a.s.Rollback(tctx) // after Commit it does nothing
 	if err := fn(tctx); err != nil {
-		a.s.Rollback(tctx)
 		return err
 	}
 	return a.s.Commit(tctx)
