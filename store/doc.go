@@ -26,7 +26,8 @@
 // that runs alone commits at once, and writes that overlap commit together,
 // with one disk sync, without waiting on a timer (Options.MaxGroup). A
 // transaction that rolls back undoes only its own changes. Reads outside a
-// transaction see only durable data.
+// transaction see only what finished commits wrote, never the changes of a
+// group still being written.
 //
 // The package owns the file format and its migrations. It must not import
 // any other mcpd package; the consumers (authz, mcp) declare the interfaces

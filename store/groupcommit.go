@@ -24,9 +24,10 @@ const DefaultMaxGroup = 128
 // with one bbolt transaction each. A writer that fails undoes its own
 // changes from a journal without touching those of the writers before it
 // (a bbolt transaction has no savepoints). Readers outside the slot use
-// read-only bbolt transactions and see only committed, durable data, so
-// nothing anyone reads can be lost by a failed commit. If a commit fails,
-// every writer in it gets the error.
+// read-only bbolt transactions and see only what finished commits wrote,
+// never a group still being written or one that is rolled back. (A commit
+// whose last disk sync fails may have been seen, as with bbolt alone.) If a
+// commit fails, every writer in it gets the error.
 type committer struct {
 	db  *bolt.DB
 	max int // most writers per commit

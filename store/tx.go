@@ -108,8 +108,8 @@ func (s *Store) Rollback(ctx context.Context) error {
 // errRolledBack is what Rollback hands the group commit as the reason.
 var errRolledBack = errors.New("store: rolled back")
 
-// view runs fn in the context's transaction, or in a read-only one. A
-// read-only transaction sees only durable writes.
+// view runs fn in the context's transaction, or in a read-only one, which
+// sees only what finished commits wrote.
 func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if f := frameFrom(ctx); f != nil {
 		if f.state.closed {
