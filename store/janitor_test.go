@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -162,4 +163,58 @@ func TestRunJanitor(t *testing.T) {
 			t.Fatal("RunJanitor did not return after cancel")
 		}
 	})
+}
+
+// TestSweepInBatches sweeps a backlog larger than one janitor write takes:
+// it is removed in several writes, and everything alive stays.
+func TestSweepInBatches(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	s := openTest(t, &store.Options{Now: clk.Now})
+	addClient(t, s, "c1")
+	const expired = 1300 // two full batches of 512 and a partial one
+	tctx, err := s.BeginTX(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range expired {
+		id := fmt.Sprintf("old-%04d", i)
+		if err := s.CreateAccessTokenSession(tctx, "at-"+id, grantAt(id, "c1", "alice", clk.Now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Commit(tctx); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Hour)
+	for _, id := range []string{"live-a", "live-b", "live-c"} {
+		if err := s.CreateAccessTokenSession(ctx, "at-"+id, grantAt(id, "c1", "alice", clk.Now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	before := commits(s)
+	st, err := s.Sweep(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(store.SweepStats{Access: expired}, st); diff != "" {
+		t.Errorf("Sweep (-want +got):\n%s", diff)
+	}
+	backlog := commits(s) - before
+	before = commits(s)
+	if st, err := s.Sweep(ctx); err != nil || st != (store.SweepStats{}) {
+		t.Fatalf("second Sweep: %+v, %v; want nothing left", st, err)
+	}
+	if extra := backlog - (commits(s) - before); extra != 2 {
+		t.Errorf("writes beyond an empty sweep's for %d expired tokens: %d; want 2 (batches of 512)", expired, extra)
+	}
+	for _, id := range []string{"live-a", "live-b", "live-c"} {
+		if _, err := s.GetAccessTokenSession(ctx, "at-"+id, &oauth2.JWTSession{}); err != nil {
+			t.Errorf("live token %s after the sweep: %v", id, err)
+		}
+	}
+	if n, err := s.RevokeClientGrants(ctx, "c1"); err != nil || n != 3 {
+		t.Errorf("RevokeClientGrants after the sweep: %d, %v; want the 3 live grants", n, err)
+	}
 }
