@@ -200,7 +200,6 @@ func (m *memStore) LookupAccessToken(ctx context.Context, signature string) (Acc
 		ClientID:        req.GetClient().GetID(),
 		GrantedScopes:   slices.Clone(req.GetGrantedScopes()),
 		GrantedAudience: slices.Clone(req.GetGrantedAudience()),
-		RequestedAt:     req.GetRequestedAt(),
 		Active:          true,
 	}
 	if sess := req.GetSession(); sess != nil {

@@ -87,7 +87,6 @@ type AccessTokenInfo struct {
 	ClientID        string
 	GrantedScopes   []string
 	GrantedAudience []string
-	RequestedAt     time.Time
 	ExpiresAt       time.Time // the session's access-token expiry; zero: none set
 	Active          bool
 }

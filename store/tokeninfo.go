@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,7 +18,6 @@ type AccessTokenInfo struct {
 	ClientID        string
 	GrantedScopes   []string
 	GrantedAudience []string
-	RequestedAt     time.Time
 	ExpiresAt       time.Time // the session's access-token expiry; zero: it set none
 	Active          bool
 }
@@ -71,15 +71,14 @@ func (s *Store) LookupAccessToken(ctx context.Context, signature string) (Access
 	return info, nil
 }
 
-// tokenInfoRecord is the part of a requestRecord an AccessTokenInfo
-// holds, with requestRecord's JSON names.
-// Its fields are in AccessTokenInfo's order, so one converts to the other.
+// tokenInfoRecord is the part of a requestRecord an AccessTokenInfo holds,
+// with requestRecord's JSON names, in AccessTokenInfo's field order so one
+// converts to the other.
 type tokenInfoRecord struct {
 	Subject         string    `json:"subject"`
 	ClientID        string    `json:"client_id"`
 	GrantedScopes   []string  `json:"granted_scopes"`
 	GrantedAudience []string  `json:"granted_audience"`
-	RequestedAt     time.Time `json:"requested_at"`
 	ExpiresAt       time.Time `json:"expires_at"`
 	Active          bool      `json:"active"`
 }
@@ -90,7 +89,7 @@ type tokenInfoRecord struct {
 // times as fast as encoding/json (BenchmarkDecodeAccessTokenInfo).
 func decodeAccessTokenInfo(v []byte) (AccessTokenInfo, error) {
 	if len(v) < 8 {
-		return AccessTokenInfo{}, fmt.Errorf("store: decode token: record too short")
+		return AccessTokenInfo{}, errors.New("store: decode token: record too short")
 	}
 	var rec tokenInfoRecord
 	if err := json.Unmarshal(v[8:], &rec); err != nil {

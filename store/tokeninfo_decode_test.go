@@ -20,7 +20,6 @@ func infoOf(rec *requestRecord) AccessTokenInfo {
 		ClientID:        rec.ClientID,
 		GrantedScopes:   rec.GrantedScopes,
 		GrantedAudience: rec.GrantedAudience,
-		RequestedAt:     rec.RequestedAt,
 		ExpiresAt:       rec.ExpiresAt,
 		Active:          rec.Active,
 	}
@@ -85,7 +84,7 @@ func FuzzDecodeAccessTokenInfo(f *testing.F) {
 func TestDecodeAccessTokenInfoRejectsCorruptRecords(t *testing.T) {
 	for _, seed := range []string{
 		``, `[]`, `{`, `{"client_id":}`, `{"client_id":"c"`, `{"client_id":"c"} x`,
-		`{"active":"yes"}`, `{"granted_scopes":[1]}`, `{"requested_at":"yesterday"}`, `{"client_id":"c",}`,
+		`{"active":"yes"}`, `{"granted_scopes":[1]}`, `{"expires_at":"yesterday"}`, `{"client_id":"c",}`,
 	} {
 		if _, err := decodeAccessTokenInfo(append(make([]byte, 8), seed...)); err == nil {
 			t.Errorf("decodeAccessTokenInfo(%q) = nil error; want it to fail", seed)

@@ -21,7 +21,6 @@ func infoFromRequest(req fosite.Requester) store.AccessTokenInfo {
 		ClientID:        req.GetClient().GetID(),
 		GrantedScopes:   req.GetGrantedScopes(),
 		GrantedAudience: req.GetGrantedAudience(),
-		RequestedAt:     req.GetRequestedAt(),
 		Active:          true,
 	}
 	if sess := req.GetSession(); sess != nil {
