@@ -9,6 +9,7 @@
 //	loadgen coldstart -bin /tmp/mcpd -first 7 -n 7  (first starts, then restarts)
 //	loadgen bolt -dir DIR -n 2000
 //	loadgen summarize < results.jsonl
+//	loadgen fixture -bin /tmp/mcpd-v1 -data DIR > secrets.json
 //
 // Every run prints one JSON line (a result) on stdout; summarize turns many
 // of them into a table of medians. Only loopback targets are accepted.
@@ -29,7 +30,9 @@ const usage = `usage: loadgen run|host|coldstart|bolt|summarize [flags]
   coldstart  exec mcpd serve repeatedly and time exec -> first 200 /healthz
              (-first N first starts on fresh directories, then -n restarts)
   bolt       raw bbolt durable commits per second in a directory
-  summarize  read JSON results on stdin, print medians per scenario`
+  summarize  read JSON results on stdin, print medians per scenario
+  fixture    drive one of every record into a release's mcpd serve and print
+             the secrets that use them (scripts/release-fixture.sh)`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -55,6 +58,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdBolt(ctx, args[1:], stdout, stderr)
 	case "summarize":
 		return cmdSummarize(args[1:], stdin, stdout, stderr)
+	case "fixture":
+		return cmdFixture(ctx, args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
 }
