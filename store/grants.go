@@ -76,7 +76,7 @@ func (s *Store) LiveGrants(ctx context.Context) (map[string]int, error) {
 				if exp, ok := expiryOf(v); ok && !now.Before(exp) {
 					return nil
 				}
-				rec, err := decodeRequest(v)
+				rec, err := peekRequest(v)
 				if err != nil {
 					return err
 				}

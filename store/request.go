@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"strings"
 	"time"
@@ -63,20 +64,31 @@ func isSecretFormKey(k string) bool {
 	return false
 }
 
-// requestRecord is a fosite request flattened for storage.
+// requestRecord is a fosite request flattened for storage (record.go has
+// its layout on disk).
 type requestRecord struct {
-	ID                string          `json:"id"`
-	ClientID          string          `json:"client_id"`
-	Subject           string          `json:"subject,omitempty"`
-	RequestedAt       time.Time       `json:"requested_at"`
-	RequestedScopes   []string        `json:"requested_scopes,omitempty"`
-	GrantedScopes     []string        `json:"granted_scopes,omitempty"`
-	RequestedAudience []string        `json:"requested_audience,omitempty"`
-	GrantedAudience   []string        `json:"granted_audience,omitempty"`
-	Form              url.Values      `json:"form,omitempty"`
-	Session           json.RawMessage `json:"session,omitempty"`
-	Active            bool            `json:"active"`
-	ExpiresAt         time.Time       `json:"expires_at"` // zero: the session set none
+	ID                string
+	ClientID          string
+	Subject           string
+	RequestedAt       time.Time
+	RequestedScopes   []string
+	GrantedScopes     []string
+	RequestedAudience []string
+	GrantedAudience   []string
+	Form              url.Values
+	Session           storedSession
+	Active            bool
+	// Tombstone: a used code or a rotated or revoked refresh token, of
+	// which only ID, ClientID, Subject and ExpiresAt are kept.
+	Tombstone bool
+	ExpiresAt time.Time // zero: the session set none
+}
+
+// storedSession is a request's session as stored: a *fosite.DefaultSession
+// field by field, or any other session as its JSON.
+type storedSession struct {
+	Default *fosite.DefaultSession
+	JSON    json.RawMessage
 }
 
 // newRequestRecord flattens req; tokenType picks the expiry from the
@@ -121,35 +133,17 @@ func newRequestRecord(req fosite.Requester, tokenType fosite.TokenType) (*reques
 			return nil, fmt.Errorf("store: invalid subject")
 		}
 		rec.ExpiresAt = sess.GetExpiresAt(tokenType).UTC()
-		raw, err := json.Marshal(sess)
-		if err != nil {
-			return nil, fmt.Errorf("store: encode session: %w", err)
+		if ds, ok := sess.(*fosite.DefaultSession); ok {
+			rec.Session.Default = ds
+		} else {
+			raw, err := json.Marshal(sess)
+			if err != nil {
+				return nil, fmt.Errorf("store: encode session: %w", err)
+			}
+			rec.Session.JSON = raw
 		}
-		rec.Session = raw
 	}
 	return rec, nil
-}
-
-// encodeRequest lays a record out as 8 bytes of expiry (Unix nanoseconds,
-// 0 for none) followed by its JSON, so the janitor reads expiries without
-// decoding.
-func encodeRequest(rec *requestRecord) ([]byte, error) {
-	raw, err := json.Marshal(rec)
-	if err != nil {
-		return nil, fmt.Errorf("store: encode request: %w", err)
-	}
-	return append(expiryPrefix(rec.ExpiresAt), raw...), nil
-}
-
-func decodeRequest(v []byte) (*requestRecord, error) {
-	if len(v) < 8 {
-		return nil, errors.New("store: corrupt request record")
-	}
-	var rec requestRecord
-	if err := json.Unmarshal(v[8:], &rec); err != nil {
-		return nil, fmt.Errorf("store: decode request: %w", err)
-	}
-	return &rec, nil
 }
 
 func expiryPrefix(t time.Time) []byte {
@@ -183,9 +177,9 @@ func (s *Store) rebuild(tx *bolt.Tx, rec *requestRecord, session fosite.Session)
 	if err != nil {
 		return nil, err
 	}
-	if session != nil && len(rec.Session) > 0 {
-		if err := json.Unmarshal(rec.Session, session); err != nil {
-			return nil, fmt.Errorf("store: decode session: %w", err)
+	if session != nil {
+		if err := rec.Session.decodeInto(session); err != nil {
+			return nil, err
 		}
 	}
 	form := rec.Form
@@ -203,4 +197,49 @@ func (s *Store) rebuild(tx *bolt.Tx, rec *requestRecord, session fosite.Session)
 		Form:              form,
 		Session:           session,
 	}, nil
+}
+
+// decodeInto sets session to the stored one, as encoding/json decodes a
+// session's JSON into it: a stored DefaultSession goes into a
+// *fosite.DefaultSession field by field, merging its expiries and extra
+// values into the maps session already holds (fosite reads a code's
+// session into a request's session that already has the new tokens'
+// expiries), and into any other type through its JSON.
+func (st storedSession) decodeInto(session fosite.Session) error {
+	switch {
+	case st.Default != nil:
+		if ds, ok := session.(*fosite.DefaultSession); ok {
+			from := st.Default
+			switch {
+			case from.ExpiresAt == nil:
+				ds.ExpiresAt = nil
+			case ds.ExpiresAt == nil:
+				ds.ExpiresAt = from.ExpiresAt
+			default:
+				maps.Copy(ds.ExpiresAt, from.ExpiresAt)
+			}
+			ds.Username, ds.Subject = from.Username, from.Subject
+			switch {
+			case from.Extra == nil:
+				ds.Extra = nil
+			case ds.Extra == nil:
+				ds.Extra = from.Extra
+			default:
+				maps.Copy(ds.Extra, from.Extra)
+			}
+			return nil
+		}
+		raw, err := json.Marshal(st.Default)
+		if err != nil {
+			return fmt.Errorf("store: decode session: %w", err)
+		}
+		if err := json.Unmarshal(raw, session); err != nil {
+			return fmt.Errorf("store: decode session: %w", err)
+		}
+	case len(st.JSON) > 0:
+		if err := json.Unmarshal(st.JSON, session); err != nil {
+			return fmt.Errorf("store: decode session: %w", err)
+		}
+	}
+	return nil
 }

@@ -15,10 +15,10 @@ const (
 	bucketUsers         = "users"          // name → userRecord JSON
 	bucketConsents      = "consents"       // user sep client id → consentRecord JSON
 	bucketNotes         = "notes"          // owner sep note id → noteRecord JSON
-	bucketCodes         = "codes"          // sighash → expiry + requestRecord JSON
-	bucketAccess        = "access"         // sighash → expiry + requestRecord JSON
-	bucketRefresh       = "refresh"        // sighash → expiry + requestRecord JSON
-	bucketPKCE          = "pkce"           // sighash → expiry + requestRecord JSON
+	bucketCodes         = "codes"          // sighash → expiry + request record (record.go)
+	bucketAccess        = "access"         // sighash → expiry + request record
+	bucketRefresh       = "refresh"        // sighash → expiry + request record
+	bucketPKCE          = "pkce"           // sighash → expiry + request record
 	bucketGrants        = "grants"         // request id sep kind sep sighash → nil
 	bucketClientGrants  = "client_grants"  // client id sep request id → nil
 	bucketSubjectGrants = "subject_grants" // subject sep request id → nil
@@ -48,6 +48,12 @@ func migrations() []func(tx *bolt.Tx) error {
 			}
 			return nil
 		},
+		// 1 → 2: token records are written in the lean form (record.go)
+		// and used codes and rotated or revoked refresh tokens become
+		// tombstones. Release v1 reads neither, so the file must carry a
+		// version it refuses; records it wrote are read as they are, and
+		// its inactive refresh tokens are pruned as their grants rotate.
+		func(tx *bolt.Tx) error { return nil },
 	}
 }
 
@@ -74,7 +80,7 @@ func (s *Store) migrate() error {
 			}
 			switch {
 			case v > len(migrations):
-				return fmt.Errorf("database schema version %d is newer than this mcpd understands (%d)", v, len(migrations))
+				return fmt.Errorf("%w (%s has schema %d; this mcpd understands up to %d): run that newer mcpd, or restore a backup taken before the upgrade", ErrNewerSchema, s.path, v, len(migrations))
 			case v == len(migrations):
 				done = true
 				return nil

@@ -22,6 +22,8 @@ var (
 	ErrBadCredentials = errors.New("bad credentials")
 	// ErrLocked is returned by Open when another process holds the database.
 	ErrLocked = errors.New("database is in use by another mcpd process")
+	// ErrNewerSchema is returned by Open for a file a newer mcpd wrote.
+	ErrNewerSchema = errors.New("database was written by a newer mcpd")
 )
 
 // FileName is the name of the database file inside the data directory.
@@ -31,6 +33,7 @@ const FileName = "mcpd.db"
 const (
 	DefaultLockTimeout          = time.Second
 	DefaultUnactivatedClientTTL = 24 * time.Hour
+	DefaultKeepRotated          = 8
 )
 
 // Options configures a Store. A nil *Options means all defaults.
@@ -50,6 +53,12 @@ type Options struct {
 	// only when they overlap: a write alone commits at once, and no write
 	// ever waits on a timer. 1 makes every write commit on its own.
 	MaxGroup int
+	// KeepRotated is how many rotated or revoked refresh tokens of a grant
+	// are kept, newest first, as tombstones (with their grace-window
+	// successors); default DefaultKeepRotated. Reuse of an older token is
+	// recognised by the authorization server from the grant the token
+	// names (authz/refresh_binding.go).
+	KeepRotated int
 }
 
 // Store is the bbolt-backed persistence of mcpd. It is safe for concurrent
@@ -60,9 +69,11 @@ type Store struct {
 	now      func() time.Time
 	log      *slog.Logger
 	clientTT time.Duration
-	gc       *committer  // every write goes through its group commit
-	clients  clientCache // decoded clients for token lookups
-	tokens   *tokenCache // access tokens LookupAccessToken read
+	// keepRotated is Options.KeepRotated.
+	keepRotated int
+	gc          *committer  // every write goes through its group commit
+	clients     clientCache // decoded clients for token lookups
+	tokens      *tokenCache // access tokens LookupAccessToken read
 }
 
 // Open opens (creating if needed) DIR/mcpd.db, with the directory mode 0700
@@ -89,6 +100,9 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if o.MaxGroup <= 0 {
 		o.MaxGroup = DefaultMaxGroup
 	}
+	if o.KeepRotated <= 0 {
+		o.KeepRotated = DefaultKeepRotated
+	}
 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
@@ -107,12 +121,13 @@ func Open(dir string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("restrict database file mode: %w", err)
 	}
 	s := &Store{
-		db:       db,
-		path:     path,
-		now:      o.Now,
-		log:      o.Logger,
-		clientTT: o.UnactivatedClientTTL,
-		tokens:   &tokenCache{},
+		db:          db,
+		path:        path,
+		now:         o.Now,
+		log:         o.Logger,
+		clientTT:    o.UnactivatedClientTTL,
+		keepRotated: o.KeepRotated,
+		tokens:      &tokenCache{},
 	}
 	s.gc = newCommitter(db, o.MaxGroup, s.tokens.invalidate)
 	if err := s.migrate(); err != nil {

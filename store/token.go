@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"sort"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
@@ -115,6 +117,12 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 // store does. When the token is already inactive (a concurrent refresh
 // rotated it first) it returns fosite.ErrSerializationFailure and changes
 // nothing, so two refreshes never fork a grant into two live tokens.
+//
+// The rotated token is kept as a tombstone, which is all reuse detection
+// needs, and only the newest Options.KeepRotated tombstones of a grant are
+// kept, with their grace-window successors: a grant that rotates for ever
+// keeps a bounded number of records (docs/reliability.md, "Bounded
+// growth").
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
 	return s.update(ctx, func(tx *wtx) error {
 		key := sighash(signature)
@@ -122,14 +130,14 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature str
 		if v == nil {
 			return fosite.ErrNotFound
 		}
-		rec, err := decodeRequest(v)
+		h, err := peekRequest(v)
 		if err != nil {
 			return err
 		}
-		if rec.ID != requestID {
+		if h.ID != requestID {
 			return fosite.ErrNotFound
 		}
-		if !rec.Active {
+		if !h.Active {
 			return fosite.ErrSerializationFailure
 		}
 		// Every earlier refresh token of the grant went inactive when it
@@ -137,14 +145,78 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature str
 		if err := deactivateToken(tx, kindRefresh, key); err != nil {
 			return err
 		}
+		if err := s.pruneRotated(tx, requestID); err != nil {
+			return err
+		}
 		return revokeAccess(tx, requestID)
 	})
 }
 
 // RevokeRefreshToken marks every refresh token of grant requestID
-// inactive; using one afterwards is reuse (fosite.ErrInactiveToken).
+// inactive; using one afterwards is reuse (fosite.ErrInactiveToken), for
+// the newest Options.KeepRotated of them.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	return s.update(ctx, func(tx *wtx) error { return revokeRefresh(tx, requestID) })
+	return s.update(ctx, func(tx *wtx) error {
+		if err := revokeRefresh(tx, requestID); err != nil {
+			return err
+		}
+		return s.pruneRotated(tx, requestID)
+	})
+}
+
+// pruneBatch bounds the tombstones one write prunes, so the first rotation
+// of a grant that piled up inactive records (in a file of release v1)
+// stays a short write; later rotations prune the rest.
+const pruneBatch = 256
+
+// pruneRotated deletes the oldest inactive refresh tokens of a grant, and
+// their successors, beyond the newest s.keepRotated. The tokens of a grant
+// expire in the order they were issued (each rotation renews the lifetime),
+// so the oldest are those that expire first.
+func (s *Store) pruneRotated(tx *wtx, requestID string) error {
+	_, keys := grantTokens(tx.tx, requestID, kindRefresh)
+	if len(keys) <= s.keepRotated {
+		return nil
+	}
+	type dead struct {
+		key []byte
+		exp uint64
+	}
+	var inactive []dead
+	b := tx.bucket(bucketRefresh)
+	for _, k := range keys {
+		v := b.Get(k)
+		if v == nil {
+			continue // an index entry the janitor removes
+		}
+		h, err := peekRequest(v)
+		if err != nil {
+			return err
+		}
+		if !h.Active {
+			inactive = append(inactive, dead{k, binary.BigEndian.Uint64(v[:8])})
+		}
+	}
+	if len(inactive) <= s.keepRotated {
+		return nil
+	}
+	sort.Slice(inactive, func(i, j int) bool {
+		if inactive[i].exp != inactive[j].exp {
+			return inactive[i].exp < inactive[j].exp
+		}
+		return bytes.Compare(inactive[i].key, inactive[j].key) < 0
+	})
+	inactive = inactive[:min(len(inactive)-s.keepRotated, pruneBatch)]
+	successors := tx.bucket(bucketSuccessors)
+	for _, d := range inactive {
+		if err := deleteToken(tx, kindRefresh, d.key); err != nil {
+			return err
+		}
+		if err := successors.Delete(d.key); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RevokeAccessToken deletes every access token of grant requestID.
@@ -203,7 +275,7 @@ func grantKey(requestID, kind string, key []byte) []byte {
 func putToken(tx *wtx, kind string, key []byte, rec *requestRecord, v []byte) error {
 	b := tx.bucket(kindBucket(kind))
 	if old := b.Get(key); old != nil {
-		oldRec, err := decodeRequest(old)
+		oldRec, err := peekRequest(old)
 		if err != nil {
 			return err
 		}
@@ -238,7 +310,7 @@ func deleteToken(tx *wtx, kind string, key []byte) error {
 	if v == nil {
 		return nil
 	}
-	rec, err := decodeRequest(v)
+	rec, err := peekRequest(v)
 	if err != nil {
 		return err
 	}
@@ -248,23 +320,24 @@ func deleteToken(tx *wtx, kind string, key []byte) error {
 	return unindex(tx, rec, kind, key)
 }
 
-// deactivateToken marks one record inactive (a used code, a rotated
-// refresh token).
+// deactivateToken replaces one record by its tombstone (a used code, a
+// rotated or revoked refresh token); the tombstone keeps the record's
+// grant, client, subject and expiry.
 func deactivateToken(tx *wtx, kind string, key []byte) error {
 	b := tx.bucket(kindBucket(kind))
 	v := b.Get(key)
 	if v == nil {
 		return fosite.ErrNotFound
 	}
-	rec, err := decodeRequest(v)
+	h, err := peekRequest(v)
 	if err != nil {
 		return err
 	}
-	if !rec.Active {
+	if !h.Active {
 		return nil
 	}
-	rec.Active = false
-	nv, err := encodeRequest(rec)
+	exp, _ := expiryOf(v)
+	nv, err := encodeRequest(&requestRecord{ID: h.ID, ClientID: h.ClientID, Subject: h.Subject, Tombstone: true, ExpiresAt: exp})
 	if err != nil {
 		return err
 	}
@@ -273,7 +346,7 @@ func deactivateToken(tx *wtx, kind string, key []byte) error {
 
 // unindex removes the grant index entry of one record, and the client and
 // subject entries once the grant has no record left.
-func unindex(tx *wtx, rec *requestRecord, kind string, key []byte) error {
+func unindex(tx *wtx, rec recordHeader, kind string, key []byte) error {
 	grants := tx.bucket(bucketGrants)
 	if err := grants.Delete(grantKey(rec.ID, kind, key)); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -41,30 +42,51 @@ var decodeSeeds = []string{
 	`{"subject":"bad` + "\x01" + `control"}`, `{"subject":"` + "\xff" + `"}`,
 }
 
+// encodeLegacy writes rec as release v1 did: JSON after the expiry prefix.
+func encodeLegacy(rec *requestRecord) ([]byte, error) {
+	raw, err := json.Marshal(legacyRecord{
+		ID: rec.ID, ClientID: rec.ClientID, Subject: rec.Subject, RequestedAt: rec.RequestedAt,
+		RequestedScopes: rec.RequestedScopes, GrantedScopes: rec.GrantedScopes,
+		RequestedAudience: rec.RequestedAudience, GrantedAudience: rec.GrantedAudience,
+		Form: rec.Form, Session: rec.Session.JSON, Active: rec.Active, ExpiresAt: rec.ExpiresAt,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return append(expiryPrefix(rec.ExpiresAt), raw...), nil
+}
+
 // checkDecode pins decodeAccessTokenInfo to decodeRequest on every record
 // the store can hold: whatever decodeRequest reads from data, written back
-// by encodeRequest (the only writer of token records), decodes to the same
-// fields. Input no encoder writes (such as times encoding/json parses
-// leniently) is not the lean decoder's to agree on.
+// as release v1 wrote it (JSON) and as this build writes it (the lean
+// form), decodes to the same fields. Input no encoder writes (such as
+// times encoding/json parses leniently) is not the lean decoder's to agree
+// on.
 func checkDecode(t *testing.T, data []byte) {
 	rec, err := decodeRequest(append(make([]byte, 8), data...))
 	if err != nil {
 		return
 	}
-	v, err := encodeRequest(rec)
+	legacy, err := encodeLegacy(rec)
 	if err != nil {
 		return // a time encoding/json cannot write back
 	}
-	want, err := decodeRequest(v)
+	lean, err := encodeRequest(rec)
 	if err != nil {
-		t.Fatalf("decodeRequest of an encoded record: %v", err)
+		t.Fatalf("encodeRequest of a decoded record: %v", err)
 	}
-	got, err := decodeAccessTokenInfo(v)
-	if err != nil {
-		t.Fatalf("decodeAccessTokenInfo of %s: %v", v[8:], err)
-	}
-	if diff := cmp.Diff(infoOf(want), got); diff != "" {
-		t.Errorf("decodeAccessTokenInfo of %s differs from decodeRequest (-decodeRequest +got):\n%s", v[8:], diff)
+	for _, v := range [][]byte{legacy, lean} {
+		want, err := decodeRequest(v)
+		if err != nil {
+			t.Fatalf("decodeRequest of an encoded record: %v", err)
+		}
+		got, err := decodeAccessTokenInfo(v)
+		if err != nil {
+			t.Fatalf("decodeAccessTokenInfo of %q: %v", v[8:], err)
+		}
+		if diff := cmp.Diff(infoOf(want), got); diff != "" {
+			t.Errorf("decodeAccessTokenInfo of %q differs from decodeRequest (-decodeRequest +got):\n%s", v[8:], diff)
+		}
 	}
 }
 
@@ -93,26 +115,45 @@ func TestDecodeAccessTokenInfoRejectsCorruptRecords(t *testing.T) {
 	if _, err := decodeAccessTokenInfo([]byte("short")); err == nil {
 		t.Error("decodeAccessTokenInfo of a 5-byte record = nil error; want it to fail")
 	}
+	lean, err := encodeRequest(&requestRecord{ID: "g", ClientID: "c", Subject: "s", GrantedScopes: []string{"a"}, Active: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string][]byte{
+		"truncated lean record": lean[:len(lean)-3],
+		"unknown flags":         append(append(bytes.Clone(lean[:9]), 0x80), lean[10:]...),
+		"length past the end":   append(bytes.Clone(lean[:10]), 0xff, 0xff, 0x03),
+	} {
+		if _, err := decodeAccessTokenInfo(v); err == nil {
+			t.Errorf("decodeAccessTokenInfo of a %s = nil error; want it to fail", name)
+		}
+		if _, err := decodeRequest(v); err == nil {
+			t.Errorf("decodeRequest of a %s = nil error; want it to fail", name)
+		}
+	}
 }
 
 func TestDecodeAccessTokenInfoOfEncodedRecords(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 	for _, rec := range []*requestRecord{
 		{ID: "g", ClientID: "c", RequestedAt: now, Active: true},
+		{ID: "g", ClientID: "c", Subject: "alice", Tombstone: true, ExpiresAt: now},
 		{ID: "g", ClientID: "c<&>\u2028", Subject: "s\"\\", RequestedAt: now, GrantedScopes: []string{"a", "é"}, GrantedAudience: []string{}, Active: true, ExpiresAt: now.Add(time.Hour),
-			Form: url.Values{"x": {"{[\"", "]}"}}, Session: json.RawMessage(`{"subject":"s","extra":{"a":[1,{"b":"}"}]}}`)},
+			Form: url.Values{"x": {"{[\"", "]}"}}, Session: storedSession{JSON: json.RawMessage(`{"subject":"s","extra":{"a":[1,{"b":"}"}]}}`)}},
 	} {
-		v, err := encodeRequest(rec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := decodeAccessTokenInfo(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// encodeRequest drops empty lists.
-		if diff := cmp.Diff(infoOf(rec), got, cmpopts.EquateEmpty()); diff != "" {
-			t.Errorf("decodeAccessTokenInfo (-want +got):\n%s", diff)
+		for _, enc := range []func(*requestRecord) ([]byte, error){encodeLegacy, encodeRequest} {
+			v, err := enc(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := decodeAccessTokenInfo(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Both encodings drop empty lists.
+			if diff := cmp.Diff(infoOf(rec), got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("decodeAccessTokenInfo of %q (-want +got):\n%s", v[8:], diff)
+			}
 		}
 	}
 }
