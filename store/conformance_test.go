@@ -3,6 +3,7 @@ package store_test
 import (
 	"testing"
 
+	"github.com/mcpd/mcpd/store"
 	"github.com/mcpd/mcpd/store/storetest"
 )
 
@@ -21,4 +22,14 @@ func boltFixture(t *testing.T) storetest.Fixture {
 func TestConformanceBolt(t *testing.T) {
 	storetest.Run(t, boltFixture)
 	storetest.RunTransactional(t, boltFixture)
+}
+
+// TestRetentionBolt runs the rules of bounded growth against the bbolt
+// store with its default KeepRotated.
+func TestRetentionBolt(t *testing.T) {
+	storetest.RunRetention(t, boltFixture, storetest.Retention{
+		Keep:        store.DefaultKeepRotated,
+		Successors:  func(f storetest.Fixture) storetest.Successors { return f.Storage.(*store.Store) },
+		ErrNotFound: store.ErrNotFound,
+	})
 }

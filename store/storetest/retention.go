@@ -1,0 +1,154 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/storage"
+)
+
+// Successors is the grace-window store of mcpd's authorization server
+// (authz.SuccessorStore): the sealed answer a refresh token's rotation
+// gave, under the rotated token's signature. ErrNotFound is the backend's
+// own sentinel.
+type Successors interface {
+	PutRefreshSuccessor(ctx context.Context, oldSignature string, sealed []byte, expiresAt time.Time) error
+	GetRefreshSuccessor(ctx context.Context, oldSignature string) ([]byte, error)
+}
+
+// Retention is what RunRetention needs besides the fixture: how many
+// rotated refresh tokens of a grant the store keeps, and its successor
+// store with its not-found sentinel.
+type Retention struct {
+	Keep        int
+	Successors  func(f Fixture) Successors
+	ErrNotFound error
+}
+
+// RunRetention runs the rules of bounded growth against stores made by
+// newFixture: a used code or a rotated refresh token keeps what reuse
+// detection needs, and a grant that rotates for ever keeps only its newest
+// r.Keep rotated tokens and their successors, so the records of a grant do
+// not grow with its rotations. fosite's reference store keeps everything
+// and is not held to these rules.
+func RunRetention(t *testing.T, newFixture func(t *testing.T) Fixture, r Retention) {
+	t.Helper()
+	rules := []struct {
+		name string
+		fn   func(t *testing.T, f Fixture, r Retention)
+	}{
+		{"a rotated refresh token among the grant's newest rotated tokens is inactive with its request", testRecentRotatedKept},
+		{"a grant keeps only its newest rotated refresh tokens and their successors", testOldRotatedForgotten},
+		{"a revoked grant keeps only its newest refresh tokens, inactive", testRevokedBounded},
+		{"forgetting a grant's rotated tokens leaves other grants alone", testRetentionPerGrant},
+	}
+	for _, rule := range rules {
+		t.Run(rule.name, func(t *testing.T) { rule.fn(t, newFixture(t), r) })
+	}
+}
+
+// rotateChain issues refresh token 0 of g and rotates it n times, storing
+// a successor for every rotation, as the token endpoint does. It returns
+// the signatures of the refresh tokens, oldest first; the last is live.
+func rotateChain(t *testing.T, f Fixture, r Retention, g grant, n int) []string {
+	t.Helper()
+	ctx := context.Background()
+	var sigs []string
+	_, rt := issue(t, f.Storage, g, 0)
+	sigs = append(sigs, rt)
+	succ := r.Successors(f)
+	for i := 1; i <= n; i++ {
+		txs, ok := f.Storage.(storage.Transactional)
+		if !ok {
+			t.Fatalf("store %T does not implement storage.Transactional", f.Storage)
+		}
+		tx, err := txs.BeginTX(ctx)
+		mustNil(t, "BeginTX", err)
+		mustNil(t, "RotateRefreshToken", f.Storage.RotateRefreshToken(tx, g.id, sigs[i-1]))
+		req := newRequest(g)
+		// Every rotation renews the refresh token's lifetime, so later
+		// tokens expire later.
+		req.Session.SetExpiresAt(fosite.RefreshToken, time.Now().Add(time.Duration(i)*time.Minute+30*24*time.Hour))
+		at, next := fmt.Sprintf("at-%s-%d", g.id, i), fmt.Sprintf("rt-%s-%d", g.id, i)
+		mustNil(t, "CreateAccessTokenSession", f.Storage.CreateAccessTokenSession(tx, at, req))
+		mustNil(t, "CreateRefreshTokenSession", f.Storage.CreateRefreshTokenSession(tx, next, at, req))
+		mustNil(t, "PutRefreshSuccessor", succ.PutRefreshSuccessor(tx, sigs[i-1], []byte("sealed "+next), time.Now().Add(time.Minute)))
+		mustNil(t, "Commit", txs.Commit(tx))
+		sigs = append(sigs, next)
+	}
+	return sigs
+}
+
+func testRecentRotatedKept(t *testing.T, f Fixture, r Retention) {
+	ctx := context.Background()
+	g := grant{"req-1", "client-1", "alice"}
+	f.AddClient(t, g.client)
+	sigs := rotateChain(t, f, r, g, r.Keep)
+	for i, sig := range sigs[:len(sigs)-1] {
+		got, err := f.Storage.GetRefreshTokenSession(ctx, sig, proto())
+		wantErr(t, fmt.Sprintf("rotated token %d", i), err, fosite.ErrInactiveToken)
+		wantID(t, fmt.Sprintf("rotated token %d", i), got, g.id)
+		if got != nil && got.GetClient().GetID() != g.client {
+			t.Errorf("rotated token %d: client %q; want %q", i, got.GetClient().GetID(), g.client)
+		}
+		if _, err := r.Successors(f).GetRefreshSuccessor(ctx, sig); err != nil {
+			t.Errorf("successor of rotated token %d: %v; want it kept", i, err)
+		}
+	}
+	if _, err := f.Storage.GetRefreshTokenSession(ctx, sigs[len(sigs)-1], proto()); err != nil {
+		t.Errorf("live refresh token: %v", err)
+	}
+}
+
+func testOldRotatedForgotten(t *testing.T, f Fixture, r Retention) {
+	ctx := context.Background()
+	g := grant{"req-1", "client-1", "alice"}
+	f.AddClient(t, g.client)
+	const extra = 5
+	sigs := rotateChain(t, f, r, g, r.Keep+extra)
+	for i, sig := range sigs[:extra] {
+		_, err := f.Storage.GetRefreshTokenSession(ctx, sig, proto())
+		wantErr(t, fmt.Sprintf("rotated token %d of %d", i, len(sigs)), err, fosite.ErrNotFound)
+		if _, err := r.Successors(f).GetRefreshSuccessor(ctx, sig); !errors.Is(err, r.ErrNotFound) {
+			t.Errorf("successor of forgotten token %d: %v; want it gone", i, err)
+		}
+	}
+	for i, sig := range sigs[extra : len(sigs)-1] {
+		_, err := f.Storage.GetRefreshTokenSession(ctx, sig, proto())
+		wantErr(t, fmt.Sprintf("rotated token %d", extra+i), err, fosite.ErrInactiveToken)
+	}
+}
+
+func testRevokedBounded(t *testing.T, f Fixture, r Retention) {
+	ctx := context.Background()
+	g := grant{"req-1", "client-1", "alice"}
+	f.AddClient(t, g.client)
+	sigs := rotateChain(t, f, r, g, r.Keep)
+	mustNil(t, "RevokeRefreshToken", f.Storage.RevokeRefreshToken(ctx, g.id))
+	// The live token joined the rotated ones: the oldest one went.
+	_, err := f.Storage.GetRefreshTokenSession(ctx, sigs[0], proto())
+	wantErr(t, "oldest rotated token after the revocation", err, fosite.ErrNotFound)
+	for i, sig := range sigs[1:] {
+		got, err := f.Storage.GetRefreshTokenSession(ctx, sig, proto())
+		wantErr(t, fmt.Sprintf("token %d after the revocation", i+1), err, fosite.ErrInactiveToken)
+		wantID(t, fmt.Sprintf("token %d after the revocation", i+1), got, g.id)
+	}
+}
+
+func testRetentionPerGrant(t *testing.T, f Fixture, r Retention) {
+	ctx := context.Background()
+	g1 := grant{"req-1", "client-1", "alice"}
+	g2 := grant{"req-2", "client-1", "alice"}
+	f.AddClient(t, g1.client)
+	old := rotateChain(t, f, r, g2, 1)
+	rotateChain(t, f, r, g1, r.Keep+3)
+	_, err := f.Storage.GetRefreshTokenSession(ctx, old[0], proto())
+	wantErr(t, "the other grant's rotated token", err, fosite.ErrInactiveToken)
+	if _, err := f.Storage.GetRefreshTokenSession(ctx, old[1], proto()); err != nil {
+		t.Errorf("the other grant's live token: %v", err)
+	}
+}
