@@ -28,11 +28,13 @@ import (
 // request mcpd stores, is kept field by field with its expiries as numbers;
 // any other session type as its JSON. A tombstone keeps only what reuse
 // detection needs of a used code or a rotated or revoked refresh token: its
-// grant (request id), client and subject, and its expiry in the prefix.
+// grant (request id), client and subject, the number of its retirement
+// among the grant's refresh tokens, and its expiry in the prefix.
 //
 //	expiry(8) 0x02 flags id client subject
-//	  [not a tombstone: requested-at granted-scopes [requested-scopes]
-//	   granted-audience [requested-audience] form session]
+//	  tombstone: seq
+//	  else: requested-at granted-scopes [requested-scopes]
+//	        granted-audience [requested-audience] form session
 
 // recordV2 is the first byte of a record in the lean form.
 const recordV2 = 0x02
@@ -98,6 +100,7 @@ func encodeRequest(rec *requestRecord) ([]byte, error) {
 	w.str(rec.ClientID)
 	w.str(rec.Subject)
 	if rec.Tombstone {
+		w.uvarint(rec.Seq)
 		return w.b, nil
 	}
 	w.time(rec.RequestedAt)
@@ -159,7 +162,9 @@ func decodeRequest(v []byte) (*requestRecord, error) {
 	if exp, ok := expiryOf(v); ok {
 		rec.ExpiresAt = exp.UTC()
 	}
-	if !rec.Tombstone {
+	if rec.Tombstone {
+		rec.Seq = r.uvarint()
+	} else {
 		rec.RequestedAt = r.time()
 		rec.GrantedScopes = r.strs()
 		rec.RequestedScopes = rec.GrantedScopes
@@ -198,10 +203,11 @@ func decodeRequest(v []byte) (*requestRecord, error) {
 }
 
 // recordHeader is what the index upkeep needs of a record: its grant,
-// client and subject, and its state.
+// client and subject, its state and, for a tombstone, its number.
 type recordHeader struct {
 	ID, ClientID, Subject string
 	Active                bool
+	Seq                   uint64
 }
 
 // peekRequest reads a record's header without decoding the rest.
@@ -219,6 +225,9 @@ func peekRequest(v []byte) (recordHeader, error) {
 	r := recordReader{b: v[9:]}
 	flags := r.byte()
 	h := recordHeader{ID: r.str(), ClientID: r.str(), Subject: r.str(), Active: flags&flagActive != 0}
+	if flags&flagTombstone != 0 {
+		h.Seq = r.uvarint()
+	}
 	return h, r.err
 }
 

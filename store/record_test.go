@@ -100,7 +100,7 @@ func TestLeanRecordRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(recordHeader{ID: rec.ID, ClientID: rec.ClientID, Subject: rec.Subject, Active: rec.Active}, h); diff != "" {
+			if diff := cmp.Diff(recordHeader{ID: rec.ID, ClientID: rec.ClientID, Subject: rec.Subject, Active: rec.Active, Seq: rec.Seq}, h); diff != "" {
 				t.Errorf("peekRequest (-want +got):\n%s", diff)
 			}
 		})

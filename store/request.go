@@ -79,8 +79,11 @@ type requestRecord struct {
 	Session           storedSession
 	Active            bool
 	// Tombstone: a used code or a rotated or revoked refresh token, of
-	// which only ID, ClientID, Subject and ExpiresAt are kept.
+	// which only ID, ClientID, Subject, Seq and ExpiresAt are kept.
 	Tombstone bool
+	// Seq numbers the refresh tokens of a grant in the order they were
+	// retired, so that the oldest tombstones are the ones pruned.
+	Seq       uint64
 	ExpiresAt time.Time // zero: the session set none
 }
 

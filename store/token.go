@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"sort"
 
 	"github.com/ory/fosite"
@@ -119,10 +118,9 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 // nothing, so two refreshes never fork a grant into two live tokens.
 //
 // The rotated token is kept as a tombstone, which is all reuse detection
-// needs, and only the newest Options.KeepRotated tombstones of a grant are
-// kept, with their grace-window successors: a grant that rotates for ever
-// keeps a bounded number of records (docs/reliability.md, "Bounded
-// growth").
+// needs, and a grant keeps only its newest Options.KeepRotated tombstones,
+// with their grace-window successors: a grant that rotates for ever keeps
+// a bounded number of records (docs/reliability.md, "Bounded growth").
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
 	return s.update(ctx, func(tx *wtx) error {
 		key := sighash(signature)
@@ -141,11 +139,8 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature str
 			return fosite.ErrSerializationFailure
 		}
 		// Every earlier refresh token of the grant went inactive when it
-		// was rotated, so only this one needs marking.
-		if err := deactivateToken(tx, kindRefresh, key); err != nil {
-			return err
-		}
-		if err := s.pruneRotated(tx, requestID); err != nil {
+		// was rotated, so only this one needs retiring.
+		if err := s.retireRefresh(tx, requestID, key); err != nil {
 			return err
 		}
 		return revokeAccess(tx, requestID)
@@ -156,12 +151,12 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature str
 // inactive; using one afterwards is reuse (fosite.ErrInactiveToken), for
 // the newest Options.KeepRotated of them.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	return s.update(ctx, func(tx *wtx) error {
-		if err := revokeRefresh(tx, requestID); err != nil {
-			return err
-		}
-		return s.pruneRotated(tx, requestID)
-	})
+	return s.update(ctx, func(tx *wtx) error { return s.retireRefresh(tx, requestID, nil) })
+}
+
+// RevokeAccessToken deletes every access token of grant requestID.
+func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
+	return s.update(ctx, func(tx *wtx) error { return revokeAccess(tx, requestID) })
 }
 
 // pruneBatch bounds the tombstones one write prunes, so the first rotation
@@ -169,20 +164,21 @@ func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error 
 // stays a short write; later rotations prune the rest.
 const pruneBatch = 256
 
-// pruneRotated deletes the oldest inactive refresh tokens of a grant, and
-// their successors, beyond the newest s.keepRotated. The tokens of a grant
-// expire in the order they were issued (each rotation renews the lifetime),
-// so the oldest are those that expire first.
-func (s *Store) pruneRotated(tx *wtx, requestID string) error {
+// retireRefresh turns refresh tokens of grant requestID into tombstones:
+// the one stored under key, or every active one when key is nil. Each new
+// tombstone is numbered after the grant's newest, and the grant's oldest
+// tombstones beyond s.keepRotated are deleted with their successors.
+// Tombstones of release v1 (inactive records in JSON) count as the oldest.
+func (s *Store) retireRefresh(tx *wtx, requestID string, key []byte) error {
 	_, keys := grantTokens(tx.tx, requestID, kindRefresh)
-	if len(keys) <= s.keepRotated {
-		return nil
-	}
 	type dead struct {
 		key []byte
+		seq uint64
 		exp uint64
 	}
-	var inactive []dead
+	var tombs []dead
+	var retire [][]byte
+	var last uint64
 	b := tx.bucket(bucketRefresh)
 	for _, k := range keys {
 		v := b.Get(k)
@@ -193,22 +189,46 @@ func (s *Store) pruneRotated(tx *wtx, requestID string) error {
 		if err != nil {
 			return err
 		}
-		if !h.Active {
-			inactive = append(inactive, dead{k, binary.BigEndian.Uint64(v[:8])})
+		switch {
+		case !h.Active:
+			tombs = append(tombs, dead{k, h.Seq, binary.BigEndian.Uint64(v[:8])})
+			last = max(last, h.Seq)
+		case key == nil || bytes.Equal(k, key):
+			retire = append(retire, k)
 		}
 	}
-	if len(inactive) <= s.keepRotated {
+	for _, k := range retire {
+		last++
+		v := b.Get(k)
+		h, err := peekRequest(v)
+		if err != nil {
+			return err
+		}
+		exp, _ := expiryOf(v)
+		nv, err := encodeRequest(&requestRecord{ID: h.ID, ClientID: h.ClientID, Subject: h.Subject, Tombstone: true, Seq: last, ExpiresAt: exp})
+		if err != nil {
+			return err
+		}
+		if err := b.Put(k, nv); err != nil {
+			return err
+		}
+		tombs = append(tombs, dead{k, last, binary.BigEndian.Uint64(v[:8])})
+	}
+	if len(tombs) <= s.keepRotated {
 		return nil
 	}
-	sort.Slice(inactive, func(i, j int) bool {
-		if inactive[i].exp != inactive[j].exp {
-			return inactive[i].exp < inactive[j].exp
+	sort.Slice(tombs, func(i, j int) bool {
+		a, b := tombs[i], tombs[j]
+		if a.seq != b.seq {
+			return a.seq < b.seq
 		}
-		return bytes.Compare(inactive[i].key, inactive[j].key) < 0
+		if a.exp != b.exp {
+			return a.exp < b.exp
+		}
+		return bytes.Compare(a.key, b.key) < 0
 	})
-	inactive = inactive[:min(len(inactive)-s.keepRotated, pruneBatch)]
 	successors := tx.bucket(bucketSuccessors)
-	for _, d := range inactive {
+	for _, d := range tombs[:min(len(tombs)-s.keepRotated, pruneBatch)] {
 		if err := deleteToken(tx, kindRefresh, d.key); err != nil {
 			return err
 		}
@@ -217,11 +237,6 @@ func (s *Store) pruneRotated(tx *wtx, requestID string) error {
 		}
 	}
 	return nil
-}
-
-// RevokeAccessToken deletes every access token of grant requestID.
-func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
-	return s.update(ctx, func(tx *wtx) error { return revokeAccess(tx, requestID) })
 }
 
 func (s *Store) createToken(ctx context.Context, kind string, tokenType fosite.TokenType, signature string, req fosite.Requester) error {
@@ -320,9 +335,8 @@ func deleteToken(tx *wtx, kind string, key []byte) error {
 	return unindex(tx, rec, kind, key)
 }
 
-// deactivateToken replaces one record by its tombstone (a used code, a
-// rotated or revoked refresh token); the tombstone keeps the record's
-// grant, client, subject and expiry.
+// deactivateToken replaces a used code by its tombstone, which keeps the
+// code's grant, client, subject and expiry.
 func deactivateToken(tx *wtx, kind string, key []byte) error {
 	b := tx.bucket(kindBucket(kind))
 	v := b.Get(key)
@@ -386,16 +400,6 @@ func revokeAccess(tx *wtx, requestID string) error {
 	_, keys := grantTokens(tx.tx, requestID, kindAccess)
 	for _, key := range keys {
 		if err := deleteToken(tx, kindAccess, key); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func revokeRefresh(tx *wtx, requestID string) error {
-	_, keys := grantTokens(tx.tx, requestID, kindRefresh)
-	for _, key := range keys {
-		if err := deactivateToken(tx, kindRefresh, key); err != nil && !errors.Is(err, fosite.ErrNotFound) {
 			return err
 		}
 	}

@@ -58,8 +58,12 @@ func rotateChain(t *testing.T, f Fixture, r Retention, g grant, n int) []string 
 	t.Helper()
 	ctx := context.Background()
 	var sigs []string
-	_, rt := issue(t, f.Storage, g, 0)
-	sigs = append(sigs, rt)
+	chainExpiry := time.Now().Add(30 * 24 * time.Hour).Round(time.Second)
+	req := newRequest(g)
+	req.Session.SetExpiresAt(fosite.RefreshToken, chainExpiry)
+	mustNil(t, "CreateAccessTokenSession", f.Storage.CreateAccessTokenSession(ctx, "at-"+g.id+"-0", req))
+	mustNil(t, "CreateRefreshTokenSession", f.Storage.CreateRefreshTokenSession(ctx, "rt-"+g.id+"-0", "at-"+g.id+"-0", req))
+	sigs = append(sigs, "rt-"+g.id+"-0")
 	succ := r.Successors(f)
 	for i := 1; i <= n; i++ {
 		txs, ok := f.Storage.(storage.Transactional)
@@ -69,10 +73,11 @@ func rotateChain(t *testing.T, f Fixture, r Retention, g grant, n int) []string 
 		tx, err := txs.BeginTX(ctx)
 		mustNil(t, "BeginTX", err)
 		mustNil(t, "RotateRefreshToken", f.Storage.RotateRefreshToken(tx, g.id, sigs[i-1]))
+		// Every token of the chain expires at the same second, as tokens
+		// rotated within a second do: the store must know their order
+		// without their expiries.
 		req := newRequest(g)
-		// Every rotation renews the refresh token's lifetime, so later
-		// tokens expire later.
-		req.Session.SetExpiresAt(fosite.RefreshToken, time.Now().Add(time.Duration(i)*time.Minute+30*24*time.Hour))
+		req.Session.SetExpiresAt(fosite.RefreshToken, chainExpiry)
 		at, next := fmt.Sprintf("at-%s-%d", g.id, i), fmt.Sprintf("rt-%s-%d", g.id, i)
 		mustNil(t, "CreateAccessTokenSession", f.Storage.CreateAccessTokenSession(tx, at, req))
 		mustNil(t, "CreateRefreshTokenSession", f.Storage.CreateRefreshTokenSession(tx, next, at, req))
