@@ -77,10 +77,45 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	}
 	ar, body, err := s.exchange(ctx, r, finish)
 	if err != nil {
+		if errors.Is(err, fosite.ErrNotFound) {
+			err = s.forgottenReuse(ctx, token, sig, err)
+		}
 		s.writeTokenError(w, r, ar, err)
 		return
 	}
 	s.writeTokenBody(w, body)
+}
+
+// forgottenReuse handles a refresh token the store does not know. When
+// the token is one this server issued for a grant (refresh_binding.go), it
+// was rotated so long ago that the store forgot it, and its use now is
+// reuse: the grant is revoked, as fosite revokes it for a rotated token
+// the store still keeps. Otherwise the answer stays fosite's, failed.
+func (s *Server) forgottenReuse(ctx context.Context, token, sig string, failed error) error {
+	grant, ok := s.strategy.boundGrant(ctx, token)
+	if !ok {
+		return failed
+	}
+	if _, err := s.store.GetRefreshTokenSession(ctx, sig, nil); !errors.Is(err, fosite.ErrNotFound) {
+		return failed // known after all (or the store failed): fosite's answer stands
+	}
+	txCtx, err := s.store.BeginTX(ctx)
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	err = s.store.RevokeRefreshToken(txCtx, grant)
+	if err == nil {
+		err = s.store.RevokeAccessToken(txCtx, grant)
+	}
+	if err != nil {
+		s.store.Rollback(txCtx)
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	if err := s.store.Commit(txCtx); err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	s.log.Warn("refresh token reused long after its rotation: grant revoked")
+	return fosite.ErrInvalidGrant.WithHint("The refresh token was already used.")
 }
 
 // replaySuccessor returns the stored response of an earlier rotation of

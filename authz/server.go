@@ -17,7 +17,6 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
-	"github.com/ory/fosite/handler/oauth2"
 
 	"github.com/mcpd/mcpd/web"
 )
@@ -93,7 +92,7 @@ type Server struct {
 	store       Storage
 	fstore      *fositeStore
 	oauth       *fosite.Fosite
-	strategy    *oauth2.HMACSHAStrategy
+	strategy    *strategy
 	fcfg        *fosite.Config
 	renderer    *web.Renderer
 	log         *slog.Logger
@@ -221,6 +220,10 @@ func New(cfg Config) (*Server, error) {
 	if s.csrfKey, err = derive("csrf"); err != nil {
 		return nil, err
 	}
+	bindKey, err := derive("refresh binding")
+	if err != nil {
+		return nil, err
+	}
 	s.hasher = &secretHasher{key: hashKey}
 
 	if s.cors, err = newCORSPolicy(cfg.CORSOrigins); err != nil {
@@ -258,7 +261,7 @@ func New(cfg Config) (*Server, error) {
 		return u.Scheme != "http" || isLoopbackHost(u.Hostname())
 	}
 	s.fstore = &fositeStore{Storage: cfg.Storage, s: s}
-	s.strategy = compose.NewOAuth2HMACStrategy(s.fcfg)
+	s.strategy = &strategy{HMACSHAStrategy: compose.NewOAuth2HMACStrategy(s.fcfg), bindKey: bindKey}
 	s.oauth = compose.Compose(s.fcfg, s.fstore, s.strategy,
 		compose.OAuth2AuthorizeExplicitFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
