@@ -125,6 +125,19 @@ func TestRefreshBinding(t *testing.T) {
 		}
 	})
 
+	t.Run("a forgotten token of a deleted client is still invalid_client, so the client registers again", func(t *testing.T) {
+		e, reg := setup(t)
+		_, rt1 := grant(e, reg)
+		rotate(t, e, reg, rt1)
+		forget(t, e, rt1)
+		if err := e.store.DeleteClient(ctx, reg.ClientID); err != nil {
+			t.Fatal(err)
+		}
+		if st, out := e.refresh(reg.ClientID, rt1); st != http.StatusUnauthorized || out["error"] != "invalid_client" {
+			t.Errorf("refresh: %d %v; want 401 invalid_client", st, out)
+		}
+	})
+
 	t.Run("revocation and introspection take a bound refresh token", func(t *testing.T) {
 		e, reg := setup(t)
 		at, rt := grant(e, reg)

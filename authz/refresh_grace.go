@@ -77,7 +77,7 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	}
 	ar, body, err := s.exchange(ctx, r, finish)
 	if err != nil {
-		if errors.Is(err, fosite.ErrNotFound) {
+		if errors.Is(err, fosite.ErrInvalidGrant) && errors.Is(err, fosite.ErrNotFound) {
 			err = s.forgottenReuse(ctx, token, sig, err)
 		}
 		s.writeTokenError(w, r, ar, err)
