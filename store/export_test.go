@@ -18,3 +18,10 @@ func (s *Store) CachedTokens() int {
 // SetTokenLookupHook makes every LookupAccessToken that missed the cache
 // call fn after reading the database and before caching what it read.
 func (s *Store) SetTokenLookupHook(fn func()) { s.tokens.afterRead = fn }
+
+// PauseWrites pauses the group commit as Compact does and returns the
+// function that resumes it.
+func (s *Store) PauseWrites() (resume func()) {
+	s.gc.pause()
+	return s.gc.resume
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -29,8 +30,8 @@ const DefaultMaxGroup = 128
 // whose last disk sync fails may have been seen, as with bbolt alone.) If a
 // commit fails, every writer in it gets the error.
 type committer struct {
-	db  *bolt.DB
-	max int // most writers per commit
+	db  *atomic.Pointer[bolt.DB] // the store's file, which Compact replaces while paused
+	max int                      // most writers per commit
 	// committed runs after each commit, before its writers return, with
 	// the access-token keys the commit wrote and whether it deleted a
 	// client (Store.tokens.invalidate).
@@ -38,6 +39,8 @@ type committer struct {
 
 	mu         sync.Mutex
 	slotFree   sync.Cond // signalled when a waiter for the slot may take it
+	idle       sync.Cond // broadcast when the slot is free and nothing commits
+	paused     bool      // pause holds writers back
 	busy       bool      // a writer holds the slot
 	queued     int       // writers waiting for the slot
 	committing bool      // a commit is under way outside mu
@@ -54,10 +57,36 @@ type group struct {
 	err     error         // the commit's error, set before done closes
 }
 
-func newCommitter(db *bolt.DB, max int, committed func([][]byte, bool)) *committer {
+func newCommitter(db *atomic.Pointer[bolt.DB], max int, committed func([][]byte, bool)) *committer {
 	c := &committer{db: db, max: max, committed: committed}
 	c.slotFree.L = &c.mu
+	c.idle.L = &c.mu
 	return c
+}
+
+// pause commits the open group, waits for the writer in the slot and the
+// commit under way, and holds every later writer back until resume: in
+// between, nothing writes to the file.
+func (c *committer) pause() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.paused { // one pause at a time
+		c.idle.Wait()
+	}
+	c.paused = true
+	c.commitReady()
+	for c.busy || c.committing || c.group != nil {
+		c.idle.Wait()
+	}
+}
+
+// resume lets the writers pause held back go on.
+func (c *committer) resume() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.paused = false
+	c.slotFree.Broadcast()
+	c.idle.Broadcast()
 }
 
 // acquire waits for the writer slot and returns the transaction to write
@@ -65,7 +94,7 @@ func newCommitter(db *bolt.DB, max int, committed func([][]byte, bool)) *committ
 func (c *committer) acquire() (*wtx, error) {
 	c.mu.Lock()
 	c.queued++
-	for c.busy || (c.group != nil && c.group.n >= c.max) {
+	for c.busy || c.paused || (c.group != nil && c.group.n >= c.max) {
 		c.slotFree.Wait()
 	}
 	c.queued--
@@ -77,10 +106,11 @@ func (c *committer) acquire() (*wtx, error) {
 		// Waits while the previous group's commit holds bbolt's writer
 		// lock; the writers queued behind this one form the next group.
 		var err error
-		if tx, err = c.db.Begin(true); err != nil {
+		if tx, err = c.db.Load().Begin(true); err != nil {
 			c.mu.Lock()
 			c.busy = false
 			c.slotFree.Signal()
+			c.idle.Broadcast()
 			c.commitReady()
 			c.mu.Unlock()
 			return nil, err
@@ -121,6 +151,7 @@ func (c *committer) release(w *wtx, failed error) error {
 		}
 		c.busy = false
 		c.slotFree.Signal()
+		c.idle.Broadcast()
 		c.commitReady()
 		c.mu.Unlock()
 		return failed
@@ -129,6 +160,7 @@ func (c *committer) release(w *wtx, failed error) error {
 	g.changed.add(w.changed)
 	c.busy = false
 	c.slotFree.Signal()
+	c.idle.Broadcast()
 	c.commitReady()
 	c.mu.Unlock()
 	<-g.done
@@ -136,12 +168,12 @@ func (c *committer) release(w *wtx, failed error) error {
 }
 
 // commitReady commits the open group when no writer holds the slot and
-// none is waiting for it (or the group is full), and keeps doing so for
-// the groups that form meanwhile. It runs with mu held and releases it
-// during each commit.
+// none is waiting for it (or the group is full, or a pause waits), and
+// keeps doing so for the groups that form meanwhile. It runs with mu held
+// and releases it during each commit.
 func (c *committer) commitReady() {
 	for !c.committing && !c.busy && c.group != nil && c.group.n > 0 &&
-		(c.queued == 0 || c.group.n >= c.max) {
+		(c.queued == 0 || c.paused || c.group.n >= c.max) {
 		tx, g := c.tx, c.group
 		c.tx, c.group = nil, nil
 		c.committing = true
@@ -158,4 +190,5 @@ func (c *committer) commitReady() {
 		c.committing = false
 		c.commits++
 	}
+	c.idle.Broadcast()
 }

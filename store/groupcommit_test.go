@@ -292,3 +292,50 @@ func TestGroupCommitConcurrentTransactions(t *testing.T) {
 		t.Errorf("RevokeClientGrants: %d, %v; want %d", n, err, want)
 	}
 }
+
+// TestGroupCommitPause: a pause (what Compact does while it copies the
+// file) waits for the transaction in the writer slot to commit and holds
+// every later writer back until it resumes; those writers then go on.
+func TestGroupCommitPause(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, nil)
+	addClient(t, s, "c1")
+	tctx, err := s.BeginTX(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateAccessTokenSession(tctx, "at-tx", newGrant("tx", "c1", "alice")); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- s.CreateAccessTokenSession(ctx, "at-before", newGrant("before", "c1", "alice")) }()
+	waitQueued(t, s, 1)
+	resumed := make(chan func(), 1)
+	go func() { resumed <- s.PauseWrites() }()
+	if err := s.Commit(tctx); err != nil {
+		t.Fatal(err)
+	}
+	resume := <-resumed
+	if _, err := s.LookupAccessToken(ctx, "at-tx"); err != nil {
+		t.Errorf("the transaction's write after the pause began: %v", err)
+	}
+	// Nobody leaves the queue while paused: the writer queued behind the
+	// transaction may still be in it.
+	_, queued := s.GroupCommitState()
+	go func() { errs <- s.CreateAccessTokenSession(ctx, "at-during", newGrant("during", "c1", "alice")) }()
+	waitQueued(t, s, queued+1)
+	if _, err := s.LookupAccessToken(ctx, "at-during"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a write made during the pause is visible before the resume: %v", err)
+	}
+	resume()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for _, sig := range []string{"at-before", "at-during"} {
+		if _, err := s.LookupAccessToken(ctx, sig); err != nil {
+			t.Errorf("%s after the resume: %v", sig, err)
+		}
+	}
+}

@@ -66,7 +66,7 @@ func (s *Store) migrate() error {
 	migrations := migrations()
 	for {
 		done := false
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.db.Load().Update(func(tx *bolt.Tx) error {
 			meta, err := tx.CreateBucketIfNotExists([]byte(bucketMeta))
 			if err != nil {
 				return fmt.Errorf("create meta bucket: %w", err)

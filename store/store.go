@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -59,16 +62,41 @@ type Options struct {
 	// recognised by the authorization server from the grant the token
 	// names (authz/refresh_binding.go).
 	KeepRotated int
+	// Check is how thoroughly Open checks an existing file before bbolt
+	// maps it; default CheckAuto.
+	Check CheckMode
 }
+
+// CheckMode is how thoroughly Open checks the file (Options.Check).
+type CheckMode int
+
+// Check modes. Every mode inspects the file first (Inspect): its meta
+// pages, its size, and every page of its trees, with reads that cannot
+// fault. CheckFull adds bbolt's own check of every page (key order, pages
+// freed twice or lost), through a read-only handle closed before the file
+// is opened for good.
+const (
+	CheckAuto  CheckMode = iota // CheckFull up to FullCheckLimit bytes, CheckQuick above
+	CheckQuick                  // Inspect only
+	CheckFull                   // Inspect and bbolt's check
+)
+
+// FullCheckLimit is the largest file CheckAuto checks fully: about a
+// tenth of a second of bbolt's check.
+const FullCheckLimit = 64 << 20
 
 // Store is the bbolt-backed persistence of mcpd. It is safe for concurrent
 // use.
 type Store struct {
-	db       *bolt.DB
-	path     string
-	now      func() time.Time
-	log      *slog.Logger
-	clientTT time.Duration
+	// db is the open file; Compact replaces it while the store is in use,
+	// so it is always read through db.Load().
+	db          atomic.Pointer[bolt.DB]
+	swap        sync.Mutex // held by Compact and Close
+	path        string
+	now         func() time.Time
+	log         *slog.Logger
+	lockTimeout time.Duration
+	clientTT    time.Duration
 	// keepRotated is Options.KeepRotated.
 	keepRotated int
 	gc          *committer  // every write goes through its group commit
@@ -105,40 +133,74 @@ func Open(dir string, opts *Options) (*Store, error) {
 	}
 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
+		return nil, openError(dir, err)
 	}
 	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("%w (%s is locked; stop the running server or use its admin socket)", ErrLocked, path)
+	switch info, err := Inspect(path); {
+	case errors.Is(err, fs.ErrNotExist): // a new file
+	case err != nil:
+		return nil, err
+	case o.Check == CheckFull, o.Check == CheckAuto && info.Bytes <= FullCheckLimit:
+		if err := checkPages(path, o.LockTimeout); err != nil {
+			return nil, err
+		}
 	}
+	db, err := openBolt(path, &bolt.Options{Timeout: o.LockTimeout})
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", path, err)
+		return nil, err
 	}
 	// A file created by an older version or by hand may be wider than 0600.
 	if err := os.Chmod(path, 0o600); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("restrict database file mode: %w", err)
+		return nil, openError(path, err)
 	}
 	s := &Store{
-		db:          db,
 		path:        path,
 		now:         o.Now,
 		log:         o.Logger,
+		lockTimeout: o.LockTimeout,
 		clientTT:    o.UnactivatedClientTTL,
 		keepRotated: o.KeepRotated,
 		tokens:      &tokenCache{},
 	}
-	s.gc = newCommitter(db, o.MaxGroup, s.tokens.invalidate)
-	if err := s.migrate(); err != nil {
+	s.db.Store(db)
+	s.gc = newCommitter(&s.db, o.MaxGroup, s.tokens.invalidate)
+	if err := guard(path, s.migrate); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
+// openBolt opens path with bbolt, turning a damaged file's panics and a
+// held lock into the store's errors.
+func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
+	err = guard(path, func() error {
+		db, err = bolt.Open(path, 0o600, opts)
+		return err
+	})
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, fmt.Errorf("%w (%s is locked; stop the running server or use its admin socket)", ErrLocked, path)
+	case errors.Is(err, ErrDamaged):
+		return nil, err
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
+		return nil, damaged(path, "%v", err)
+	case err != nil:
+		if oerr := openError(path, err); oerr != err {
+			return nil, oerr
+		}
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	return db, nil
+}
+
 // Close closes the database file. It waits for open transactions.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.swap.Lock()
+	defer s.swap.Unlock()
+	return s.db.Load().Close()
+}
 
 // Path returns the path of the database file.
 func (s *Store) Path() string { return s.path }
@@ -157,9 +219,9 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Check runs bbolt's consistency check over the whole file and returns the
-// first problem found, or nil.
+// problems found, or nil.
 func (s *Store) Check() error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(context.Background(), func(tx *bolt.Tx) error {
 		var errs []error
 		for err := range tx.Check() {
 			errs = append(errs, err)

@@ -172,7 +172,7 @@ func TestLookupAccessTokenOfMissingClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error { return bucket(tx, bucketAccess).Put(sighash("sig"), v) })
+	err = s.db.Load().Update(func(tx *bolt.Tx) error { return bucket(tx, bucketAccess).Put(sighash("sig"), v) })
 	if err != nil {
 		t.Fatal(err)
 	}

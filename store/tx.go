@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // txKey is the context key under which BeginTX carries its transaction.
@@ -109,7 +110,8 @@ func (s *Store) Rollback(ctx context.Context) error {
 var errRolledBack = errors.New("store: rolled back")
 
 // view runs fn in the context's transaction, or in a read-only one, which
-// sees only what finished commits wrote.
+// sees only what finished commits wrote. A read that finds the file it
+// loaded closed by Compact runs again on the file that replaced it.
 func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if f := frameFrom(ctx); f != nil {
 		if f.state.closed {
@@ -117,7 +119,14 @@ func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) error {
 		}
 		return fn(f.state.w.tx)
 	}
-	return s.db.View(fn)
+	for {
+		db := s.db.Load()
+		err := db.View(fn)
+		if errors.Is(err, bolterrors.ErrDatabaseNotOpen) && s.db.Load() != db {
+			continue
+		}
+		return err
+	}
 }
 
 // update runs fn once in the context's transaction, or in a writer turn of
