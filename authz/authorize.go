@@ -166,7 +166,10 @@ func (s *Server) redirectAuthorize(w http.ResponseWriter, ar fosite.AuthorizeReq
 // redirectError sends an authorization error response to the client.
 func (s *Server) redirectError(w http.ResponseWriter, ar fosite.AuthorizeRequester, err error) {
 	rfc := fosite.ErrorToRFC6749Error(err)
-	if rfc.CodeField >= 500 {
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		rfc = unavailableError()
+	case rfc.CodeField >= 500:
 		s.log.Error("authorize failed", "err", err)
 	}
 	params := url.Values{"error": {rfc.ErrorField}}

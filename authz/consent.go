@@ -114,7 +114,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 			CreatedAt:    now,
 			ExpiresAt:    now.Add(s.cfg.ConsentLifetime),
 		})
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrUnavailable) { // the storage logs a full disk
 			s.log.Error("storing consent failed", "err", err)
 		}
 	}

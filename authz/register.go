@@ -324,6 +324,11 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	secret, regToken, err := s.createClient(ctx, c)
+	if errors.Is(err, ErrUnavailable) { // the storage logs a full disk
+		w.Header().Set("Retry-After", retryAfter)
+		writeJSON(w, http.StatusServiceUnavailable, registrationError{Code: "temporarily_unavailable", Description: "the server cannot store a registration right now (its disk is full); try again later"})
+		return
+	}
 	if err != nil {
 		s.log.Error("register: storing client failed", "err", err)
 		writeJSON(w, http.StatusInternalServerError, registrationError{Code: "server_error"})

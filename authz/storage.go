@@ -18,6 +18,10 @@ var (
 	ErrNotFound       = errors.New("not found")
 	ErrAlreadyExists  = errors.New("already exists")
 	ErrBadCredentials = errors.New("bad credentials")
+	// ErrUnavailable is what a Storage returns for a write it cannot make
+	// now (its disk is full). Requests that need one are answered 503
+	// temporarily_unavailable; the storage, not each request, logs why.
+	ErrUnavailable = errors.New("storage temporarily unavailable")
 )
 
 // Storage is everything the authorization server persists. cmd/mcpd adapts

@@ -222,7 +222,9 @@ func (s *Server) touchClient(ctx context.Context, fc fosite.Client) {
 		return nil
 	})
 	if err != nil {
-		s.log.Warn("recording client use failed", "client_id", c.ID, "err", err)
+		if !errors.Is(err, ErrUnavailable) { // the storage logs a full disk
+			s.log.Warn("recording client use failed", "client_id", c.ID, "err", err)
+		}
 		return
 	}
 	c.LastUsedAt = now
@@ -244,7 +246,11 @@ func (s *Server) writeTokenBody(w http.ResponseWriter, body []byte) {
 // clients whose registration is gone register again.
 func (s *Server) writeTokenError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {
 	rfc := fosite.ErrorToRFC6749Error(err)
-	if rfc.CodeField >= 500 {
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		rfc = unavailableError()
+		w.Header().Set("Retry-After", retryAfter)
+	case rfc.CodeField >= 500:
 		s.log.Error("token request failed", "err", err)
 	}
 	if errors.Is(rfc, fosite.ErrInvalidClient) {
@@ -253,4 +259,14 @@ func (s *Server) writeTokenError(w http.ResponseWriter, r *http.Request, ar fosi
 		}
 	}
 	s.oauth.WriteAccessError(r.Context(), w, ar, rfc)
+}
+
+// retryAfter is the Retry-After of a 503 for want of disk, in seconds.
+const retryAfter = "30"
+
+// unavailableError is the OAuth error of a request that needed a write the
+// storage cannot make now (RFC 6749 §4.1.2.1 and §5.2 use
+// temporarily_unavailable for it; fosite answers it with 503).
+func unavailableError() *fosite.RFC6749Error {
+	return fosite.ErrTemporarilyUnavailable.WithHint("The server cannot store anything right now (its disk is full); try again later.")
 }

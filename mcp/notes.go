@@ -10,6 +10,11 @@ import (
 // note under.
 var ErrNoteNotFound = errors.New("note not found")
 
+// ErrUnavailable is what a NotesStore returns for a write it cannot make
+// now (its disk is full); the tool call fails with a message that says
+// so, and the store, not the tool, logs why.
+var ErrUnavailable = errors.New("notes store temporarily unavailable")
+
 // Note is one note of one owner.
 type Note struct {
 	ID        string

@@ -142,6 +142,9 @@ func (s *Server) noteDelete(ctx context.Context, req *sdk.CallToolRequest, in no
 // storeError logs a storage failure and returns a tool error that does not
 // leak its details.
 func (s *Server) storeError(ctx context.Context, toolName string, err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%s: the server cannot save anything right now (its disk is full); try again later", toolName)
+	}
 	s.log.ErrorContext(ctx, "notes store failed", "tool", toolName, "err", err)
 	return fmt.Errorf("%s: the notes store failed; try again later", toolName)
 }

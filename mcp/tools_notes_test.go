@@ -3,7 +3,9 @@ package mcp
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -216,4 +218,69 @@ func TestStoreFailuresAreToolErrorsWithoutDetails(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fullNotes fails every write with ErrUnavailable, as the bbolt store does
+// on a full disk; reads go on.
+type fullNotes struct{ *memNotes }
+
+func (f fullNotes) SaveNote(context.Context, string, Note) (Note, error) {
+	return Note{}, errors.Join(ErrUnavailable, errors.New("no space left on device"))
+}
+
+func (f fullNotes) DeleteNote(context.Context, string, string) error {
+	return errors.Join(ErrUnavailable, errors.New("no space left on device"))
+}
+
+// A write the notes store cannot make now is a tool error that says to try
+// later, logged by the store and not by the tool; reads work.
+func TestNoteWriteOnAFullDiskIsAToolError(t *testing.T) {
+	logs := &lockedLog{}
+	env := newTestEnv(t, nil)
+	var saved noteSaveOut
+	if msg := callTool(t, env.connect(t, "alice-all"), "note_save", map[string]any{"title": "kept", "body": "b"}, &saved); msg != "" {
+		t.Fatal(msg)
+	}
+	env = newTestEnv(t, func(c *Config) {
+		c.Notes = fullNotes{env.notes}
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	cs := env.connect(t, "alice-all")
+	for _, call := range []struct {
+		tool string
+		args map[string]any
+	}{
+		{"note_save", map[string]any{"title": "t", "body": "b"}},
+		{"note_delete", map[string]any{"id": saved.ID}},
+	} {
+		msg := callTool(t, cs, call.tool, call.args, nil)
+		if !strings.Contains(msg, "cannot save anything right now") || !strings.Contains(msg, "try again later") {
+			t.Errorf("%s on a full disk: tool error %q; want one saying to try again later", call.tool, msg)
+		}
+	}
+	var got noteOut
+	if msg := callTool(t, cs, "note_get", map[string]any{"id": saved.ID}, &got); msg != "" || got.Title != "kept" {
+		t.Errorf("note_get on a full disk: %q, %+v", msg, got)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("the tools logged errors:\n%s", logs.String())
+	}
+}
+
+// lockedLog is a log sink safe for the server's goroutines.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -36,6 +36,9 @@ type committer struct {
 	// the access-token keys the commit wrote and whether it deleted a
 	// client (Store.tokens.invalidate).
 	committed func(tokens [][]byte, clientsGone bool)
+	// outcome turns a commit's error (nil for success) into what its
+	// writers get (Store.commitOutcome).
+	outcome func(err error) error
 
 	mu         sync.Mutex
 	slotFree   sync.Cond // signalled when a waiter for the slot may take it
@@ -57,8 +60,8 @@ type group struct {
 	err     error         // the commit's error, set before done closes
 }
 
-func newCommitter(db *atomic.Pointer[bolt.DB], max int, committed func([][]byte, bool)) *committer {
-	c := &committer{db: db, max: max, committed: committed}
+func newCommitter(db *atomic.Pointer[bolt.DB], max int, committed func([][]byte, bool), outcome func(error) error) *committer {
+	c := &committer{db: db, max: max, committed: committed, outcome: outcome}
 	c.slotFree.L = &c.mu
 	c.idle.L = &c.mu
 	return c
@@ -179,9 +182,7 @@ func (c *committer) commitReady() {
 		c.committing = true
 		c.slotFree.Broadcast() // waiters held back by a full group
 		c.mu.Unlock()
-		if err := tx.Commit(); err != nil {
-			g.err = fmt.Errorf("commit: %w", err)
-		}
+		g.err = c.outcome(tx.Commit())
 		if len(g.tokens) > 0 || g.clientsGone {
 			c.committed(g.tokens, g.clientsGone)
 		}

@@ -96,7 +96,7 @@ func (s *Store) RunJanitor(ctx context.Context, interval time.Duration) {
 		st, err := s.Sweep(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				s.log.Error("store: janitor sweep failed", "err", err)
+				quietUnavailable(s.log, "store: janitor sweep failed", err)
 			}
 			continue
 		}

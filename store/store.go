@@ -102,6 +102,7 @@ type Store struct {
 	gc          *committer  // every write goes through its group commit
 	clients     clientCache // decoded clients for token lookups
 	tokens      *tokenCache // access tokens LookupAccessToken read
+	health      writeHealth // whether commits reach the disk
 }
 
 // Open opens (creating if needed) DIR/mcpd.db, with the directory mode 0700
@@ -164,7 +165,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		tokens:      &tokenCache{},
 	}
 	s.db.Store(db)
-	s.gc = newCommitter(&s.db, o.MaxGroup, s.tokens.invalidate)
+	s.gc = newCommitter(&s.db, o.MaxGroup, s.tokens.invalidate, s.commitOutcome)
 	if err := guard(path, s.migrate); err != nil {
 		db.Close()
 		return nil, err

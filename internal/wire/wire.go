@@ -3,6 +3,7 @@ package wire
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/ory/fosite"
@@ -45,9 +46,79 @@ func authzErr(err error) error {
 		return authz.ErrAlreadyExists
 	case errors.Is(err, store.ErrBadCredentials):
 		return authz.ErrBadCredentials
+	case errors.Is(err, store.ErrUnavailable):
+		return fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
 	}
 	return err
 }
+
+// fositeErr keeps the errors of the fosite contracts, which fosite reads
+// as they are, and marks a write the disk did not take as
+// authz.ErrUnavailable, which authz answers with 503.
+func fositeErr(err error) error {
+	if errors.Is(err, store.ErrUnavailable) {
+		return fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
+	}
+	return err
+}
+
+// The fosite contracts' writes pass through fositeErr; their reads, and
+// every read, pass straight through.
+
+func (a AuthzStorage) CreateAuthorizeCodeSession(ctx context.Context, signature string, req fosite.Requester) error {
+	return fositeErr(a.Store.CreateAuthorizeCodeSession(ctx, signature, req))
+}
+
+func (a AuthzStorage) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
+	return fositeErr(a.Store.InvalidateAuthorizeCodeSession(ctx, signature))
+}
+
+func (a AuthzStorage) CreatePKCERequestSession(ctx context.Context, signature string, req fosite.Requester) error {
+	return fositeErr(a.Store.CreatePKCERequestSession(ctx, signature, req))
+}
+
+func (a AuthzStorage) DeletePKCERequestSession(ctx context.Context, signature string) error {
+	return fositeErr(a.Store.DeletePKCERequestSession(ctx, signature))
+}
+
+func (a AuthzStorage) CreateAccessTokenSession(ctx context.Context, signature string, req fosite.Requester) error {
+	return fositeErr(a.Store.CreateAccessTokenSession(ctx, signature, req))
+}
+
+func (a AuthzStorage) DeleteAccessTokenSession(ctx context.Context, signature string) error {
+	return fositeErr(a.Store.DeleteAccessTokenSession(ctx, signature))
+}
+
+func (a AuthzStorage) CreateRefreshTokenSession(ctx context.Context, signature, accessSignature string, req fosite.Requester) error {
+	return fositeErr(a.Store.CreateRefreshTokenSession(ctx, signature, accessSignature, req))
+}
+
+func (a AuthzStorage) DeleteRefreshTokenSession(ctx context.Context, signature string) error {
+	return fositeErr(a.Store.DeleteRefreshTokenSession(ctx, signature))
+}
+
+func (a AuthzStorage) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
+	return fositeErr(a.Store.RotateRefreshToken(ctx, requestID, signature))
+}
+
+func (a AuthzStorage) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	return fositeErr(a.Store.RevokeRefreshToken(ctx, requestID))
+}
+
+func (a AuthzStorage) RevokeAccessToken(ctx context.Context, requestID string) error {
+	return fositeErr(a.Store.RevokeAccessToken(ctx, requestID))
+}
+
+func (a AuthzStorage) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
+	return fositeErr(a.Store.SetClientAssertionJWT(ctx, jti, exp))
+}
+
+func (a AuthzStorage) BeginTX(ctx context.Context) (context.Context, error) {
+	c, err := a.Store.BeginTX(ctx)
+	return c, fositeErr(err)
+}
+
+func (a AuthzStorage) Commit(ctx context.Context) error { return fositeErr(a.Store.Commit(ctx)) }
 
 // GetClient returns the registration as an *authz.Client, which authz
 // type-asserts for the consent page.
@@ -133,8 +204,11 @@ func NewNotesStore(s *store.Store) NotesStore { return NotesStore{s: s} }
 var _ mcp.NotesStore = NotesStore{}
 
 func notesErr(err error) error {
-	if errors.Is(err, store.ErrNotFound) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		return mcp.ErrNoteNotFound
+	case errors.Is(err, store.ErrUnavailable):
+		return fmt.Errorf("%w: %w", mcp.ErrUnavailable, err)
 	}
 	return err
 }

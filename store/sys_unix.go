@@ -26,3 +26,13 @@ func ownerNote(path string) string {
 		}
 	}
 }
+
+// freeBytes is the space left for unprivileged writes on dir's file
+// system.
+func freeBytes(dir string) (int64, bool) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, false
+	}
+	return int64(st.Bavail) * int64(st.Bsize), true
+}
