@@ -100,3 +100,22 @@ func (s *Store) migrate() error {
 // bucket returns a bucket of the file; every one exists once Open has
 // migrated.
 func bucket(tx *bolt.Tx, name string) *bolt.Bucket { return tx.Bucket([]byte(name)) }
+
+// checkSchema refuses, without migrating, a file a newer build wrote (a
+// read-only open).
+func (s *Store) checkSchema() error {
+	return s.db.Load().View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket([]byte(bucketMeta))
+		if meta == nil {
+			return nil
+		}
+		raw := meta.Get([]byte(keySchemaVersion))
+		if len(raw) != 8 {
+			return nil
+		}
+		if v := int(binary.BigEndian.Uint64(raw)); v > SchemaVersion() {
+			return fmt.Errorf("%w (%s has schema %d; this mcpd understands up to %d): run that newer mcpd, or restore a backup taken before the upgrade", ErrNewerSchema, s.path, v, SchemaVersion())
+		}
+		return nil
+	})
+}

@@ -41,8 +41,10 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	var st Stats
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		st.PageSize = tx.DB().Info().PageSize
-		if raw := bucket(tx, bucketMeta).Get([]byte(keySchemaVersion)); len(raw) == 8 {
-			st.SchemaVersion = int(binary.BigEndian.Uint64(raw))
+		if meta := bucket(tx, bucketMeta); meta != nil {
+			if raw := meta.Get([]byte(keySchemaVersion)); len(raw) == 8 {
+				st.SchemaVersion = int(binary.BigEndian.Uint64(raw))
+			}
 		}
 		dbs := tx.DB().Stats()
 		st.FreeBytes = int64(dbs.FreePageN) * int64(st.PageSize)

@@ -65,6 +65,10 @@ type Options struct {
 	// Check is how thoroughly Open checks an existing file before bbolt
 	// maps it; default CheckAuto.
 	Check CheckMode
+	// ReadOnly opens an existing file for reading only, under a shared
+	// lock, without migrating it (for `mcpd doctor --data`); every write
+	// fails.
+	ReadOnly bool
 }
 
 // CheckMode is how thoroughly Open checks the file (Options.Check).
@@ -133,12 +137,14 @@ func Open(dir string, opts *Options) (*Store, error) {
 		o.KeepRotated = DefaultKeepRotated
 	}
 
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, openError(dir, err)
-	}
 	path := filepath.Join(dir, FileName)
+	if !o.ReadOnly {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, openError(dir, err)
+		}
+	}
 	switch info, err := Inspect(path); {
-	case errors.Is(err, fs.ErrNotExist): // a new file
+	case errors.Is(err, fs.ErrNotExist) && !o.ReadOnly: // a new file
 	case err != nil:
 		return nil, err
 	case o.Check == CheckFull, o.Check == CheckAuto && info.Bytes <= FullCheckLimit:
@@ -146,14 +152,16 @@ func Open(dir string, opts *Options) (*Store, error) {
 			return nil, err
 		}
 	}
-	db, err := openBolt(path, &bolt.Options{Timeout: o.LockTimeout})
+	db, err := openBolt(path, &bolt.Options{Timeout: o.LockTimeout, ReadOnly: o.ReadOnly})
 	if err != nil {
 		return nil, err
 	}
 	// A file created by an older version or by hand may be wider than 0600.
-	if err := os.Chmod(path, 0o600); err != nil {
-		db.Close()
-		return nil, openError(path, err)
+	if !o.ReadOnly {
+		if err := os.Chmod(path, 0o600); err != nil {
+			db.Close()
+			return nil, openError(path, err)
+		}
 	}
 	s := &Store{
 		path:        path,
@@ -166,7 +174,11 @@ func Open(dir string, opts *Options) (*Store, error) {
 	}
 	s.db.Store(db)
 	s.gc = newCommitter(&s.db, o.MaxGroup, s.tokens.invalidate, s.commitOutcome)
-	if err := guard(path, s.migrate); err != nil {
+	migrate := s.migrate
+	if o.ReadOnly {
+		migrate = s.checkSchema
+	}
+	if err := guard(path, migrate); err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -27,7 +27,25 @@ type admin interface {
 	ListConsents(ctx context.Context, user string) ([]consentView, error)
 	RevokeConsent(ctx context.Context, user, clientID string) error
 	Backup(ctx context.Context, w io.Writer) (int64, error)
+	Compact(ctx context.Context) (compactView, error)
+	Check(ctx context.Context) (checkView, error)
 	Close() error
+}
+
+// compactView is what `mcpd compact` did.
+type compactView struct {
+	Path        string `json:"path"`
+	BeforeBytes int64  `json:"before_bytes"`
+	AfterBytes  int64  `json:"after_bytes"`
+}
+
+// checkView is what `mcpd doctor --data` found: the checks and the file's
+// statistics.
+type checkView struct {
+	Path   string      `json:"path"`
+	Online bool        `json:"online"` // checked by the running server
+	Checks []check     `json:"checks"`
+	Stats  store.Stats `json:"stats"`
 }
 
 // userView is a user as the CLI prints it.
@@ -210,6 +228,29 @@ func (a localAdmin) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	return a.s.Backup(ctx, w)
 }
 
+func (a localAdmin) Compact(ctx context.Context) (compactView, error) {
+	st, err := a.s.Compact(ctx)
+	if err != nil {
+		return compactView{}, err
+	}
+	return compactView{Path: a.s.Path(), BeforeBytes: st.Before, AfterBytes: st.After}, nil
+}
+
+// Check runs bbolt's consistency check over the open file; the file was
+// inspected page by page when it was opened.
+func (a localAdmin) Check(ctx context.Context) (checkView, error) {
+	v := checkView{Path: a.s.Path(), Online: a.closer == nil}
+	err := a.s.Check()
+	v.Checks = append(v.Checks, checkOf("bbolt's consistency check of every page", err))
+	st, err := a.s.Stats(ctx)
+	if err != nil {
+		return v, err
+	}
+	v.Stats = st
+	v.Checks = append(v.Checks, schemaCheck(st.SchemaVersion))
+	return v, nil
+}
+
 func (a localAdmin) Close() error {
 	if a.closer != nil {
 		return a.closer()
@@ -239,4 +280,22 @@ func viewClient(c *store.Client, live int) clientView {
 	}
 	sort.Strings(v.RedirectHosts)
 	return v
+}
+
+// checkOf is a doctor finding that passed when err is nil.
+func checkOf(name string, err error) check {
+	c := check{Name: name, OK: err == nil}
+	if err != nil {
+		c.Detail = err.Error()
+	}
+	return c
+}
+
+// schemaCheck compares a file's schema with this build's.
+func schemaCheck(v int) check {
+	c := check{Name: fmt.Sprintf("schema version %d (this mcpd writes %d)", v, store.SchemaVersion()), OK: v <= store.SchemaVersion()}
+	if !c.OK {
+		c.Detail = "a newer mcpd wrote this file; run that mcpd, or restore a backup taken before the upgrade"
+	}
+	return c
 }

@@ -92,6 +92,8 @@ func adminHandler(a admin, logger *slog.Logger) http.Handler {
 	handle("consent-revoke", func(ctx context.Context, req adminRequest) (any, error) {
 		return struct{}{}, a.RevokeConsent(ctx, req.User, req.ID)
 	})
+	handle("compact", func(ctx context.Context, _ adminRequest) (any, error) { return a.Compact(ctx) })
+	handle("check", func(ctx context.Context, _ adminRequest) (any, error) { return a.Check(ctx) })
 	mux.HandleFunc("POST /admin/backup", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		if _, err := a.Backup(r.Context(), w); err != nil {
@@ -237,6 +239,16 @@ func (s *socketAdmin) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	}
 	defer resp.Body.Close()
 	return io.Copy(w, resp.Body)
+}
+
+func (s *socketAdmin) Compact(ctx context.Context) (compactView, error) {
+	var out compactView
+	return out, s.call(ctx, "compact", adminRequest{}, &out)
+}
+
+func (s *socketAdmin) Check(ctx context.Context) (checkView, error) {
+	var out checkView
+	return out, s.call(ctx, "check", adminRequest{}, &out)
 }
 
 func (s *socketAdmin) Close() error {

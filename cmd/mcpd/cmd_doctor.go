@@ -22,11 +22,17 @@ type check struct {
 }
 
 const doctorUsage = `Usage: mcpd doctor [--issuer URL] [--json]
+       mcpd doctor --data DIR [--json]
 
 Fetches the server's /mcp challenge, protected-resource metadata and
 authorization-server metadata the way a strict MCP client does, and names
 everything a client would trip on. URL is what clients are given, less /mcp
-(default: MCPD_ISSUER, else http://LISTEN).`
+(default: MCPD_ISSUER, else http://LISTEN).
+
+With --data, checks the database DIR/mcpd.db instead: every page of it,
+with reads that cannot crash on a damaged file, then bbolt's consistency
+check, and prints its size and what its records take. With the server
+running it asks the server to check its open file.`
 
 func (e cliEnv) doctor(args []string) error {
 	fs := newFlagSet("doctor", e.stderr, doctorUsage)
@@ -43,10 +49,14 @@ func (e cliEnv) doctor(args []string) error {
 	issuer := fs.String("issuer", def, "base URL clients use (env MCPD_ISSUER)")
 	asJSON := fs.Bool("json", false, "print the checks as JSON")
 	timeout := fs.Duration("timeout", 5*time.Second, "timeout of each request")
+	data := fs.String("data", "", "check the database in this data directory instead of a server")
 	if pos, err := parseInterleaved(fs, args); err != nil {
 		return err
 	} else if len(pos) != 0 {
 		return usageError("doctor takes no arguments")
+	}
+	if *data != "" {
+		return e.doctorData(*data, *asJSON)
 	}
 	d := doctor{base: *issuer, hc: &http.Client{Timeout: *timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse // a strict client follows no redirect for metadata

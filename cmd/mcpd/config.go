@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mcpd/mcpd/mcp"
+	"github.com/mcpd/mcpd/store"
 )
 
 // serveConfig is every setting of `mcpd serve`, after defaults, the config
@@ -48,6 +49,7 @@ type serveConfig struct {
 	LogLevel                  string
 	ShutdownTimeout           time.Duration
 	JanitorInterval           time.Duration
+	DBCheck                   store.CheckMode
 	MCPStateless              bool
 	MCPJSONResponse           bool
 	Upstreams                 []mcp.Upstream
@@ -178,6 +180,19 @@ func serveSettings() []setting {
 		boolSetting("mcp-stateless", "false", "serve /mcp without sessions (every request stands alone; no server-to-client streams)", func(c *serveConfig) *bool { return &c.MCPStateless }),
 		boolSetting("mcp-json-response", "false", "answer /mcp POSTs with application/json instead of an event stream", func(c *serveConfig) *bool { return &c.MCPJSONResponse }),
 		durationSetting("janitor-interval", "5m", "how often expired codes, tokens and stale registrations are removed", func(c *serveConfig) *time.Duration { return &c.JanitorInterval }),
+		{name: "db-check", env: envName("db-check"), def: "auto", usage: "how the database is checked at start-up: quick (every page's structure), full (and bbolt's consistency check) or auto (full up to 64 MiB)", set: func(c *serveConfig, v string) error {
+			switch v {
+			case "auto":
+				c.DBCheck = store.CheckAuto
+			case "quick":
+				c.DBCheck = store.CheckQuick
+			case "full":
+				c.DBCheck = store.CheckFull
+			default:
+				return fmt.Errorf("want auto, quick or full")
+			}
+			return nil
+		}},
 	}
 }
 

@@ -40,7 +40,9 @@ Usage:
   mcpd consent list [--user NAME] [--json]     list remembered consents
   mcpd consent revoke USER CLIENT_ID           forget a remembered consent
   mcpd backup FILE                             write a consistent copy of the database
+  mcpd compact                                 give back the space old records left in the database
   mcpd doctor [--issuer URL]                   check the server the way a strict client would
+  mcpd doctor --data DIR                       check the database file, offline
   mcpd healthcheck                             exit 0 when the server answers /healthz
   mcpd version                                 print the version
 
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return env.backup(rest)
 	case "doctor":
 		return env.doctor(rest)
+	case "compact":
+		return env.compact(rest)
 	case "healthcheck":
 		return env.healthcheck(rest)
 	case "version", "--version":

@@ -43,6 +43,21 @@ func newMetrics() *metrics {
 	return m
 }
 
+// watchWrites exports whether the database takes writes, as
+// mcpd_store_writes_failing: 1 while its disk is full (or over quota, or
+// read-only), else 0.
+func (m *metrics) watchWrites(writable func() bool) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mcpd_store_writes_failing",
+		Help: "1 while the database's disk takes no writes (full, over quota, read-only), else 0.",
+	}, func() float64 {
+		if writable() {
+			return 0
+		}
+		return 1
+	}))
+}
+
 // TokenIssued implements authz.Observer.
 func (m *metrics) TokenIssued(grantType string) { m.tokensIssued.WithLabelValues(grantType).Inc() }
 

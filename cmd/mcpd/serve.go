@@ -83,7 +83,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		_, port, _ := net.SplitHostPort(s.ln.Addr().String())
 		cfg.Issuer = "http://" + net.JoinHostPort(loopbackFor(host), port)
 	}
-	s.store, err = store.Open(cfg.Data, &store.Options{Logger: logger})
+	s.store, err = store.Open(cfg.Data, &store.Options{Logger: logger, Check: cfg.DBCheck})
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +101,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		return nil, err
 	}
 	s.metrics = newMetrics()
+	s.metrics.watchWrites(func() bool { return s.store.Health(context.Background()).Writable })
 	az, err := authz.New(authz.Config{
 		Issuer:                    cfg.Issuer,
 		Storage:                   firstUserStorage{Storage: wire.NewAuthzStorage(s.store), first: s.firstUser},
@@ -167,6 +168,12 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	return s, nil
 }
 
+// healthz answers 200 while the store answers reads: tokens verify and
+// notes read even when writes fail. When the disk takes no writes it says
+// so in the body and in X-Mcpd-Writes, still with 200: restarting or
+// draining the only instance would stop the reads too and free no space.
+// GET /healthz?writes=1 answers 503 then, for a balancer or monitor that
+// should act on failing writes.
 func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -176,7 +183,20 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Write([]byte("ok\n"))
+	h := s.store.Health(ctx)
+	if h.Writable {
+		w.Header().Set("X-Mcpd-Writes", "ok")
+		w.Write([]byte("ok\n"))
+		return
+	}
+	w.Header().Set("X-Mcpd-Writes", "failing")
+	status := http.StatusOK
+	if r.URL.Query().Get("writes") != "" {
+		status = http.StatusServiceUnavailable
+	}
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "degraded: writes fail since %s: %s; token checks and reads go on, and writes resume once space is freed\n",
+		h.Since.UTC().Format(time.RFC3339), h.Reason)
 }
 
 // run serves until ctx ends, then shuts down gracefully: in-flight requests

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/mcpd/mcpd/store"
+)
+
+// doctorData is `mcpd doctor --data DIR`: the database checked offline, or
+// by the server that has it open.
+func (e cliEnv) doctorData(dir string, asJSON bool) error {
+	v, err := checkData(e, dir)
+	if err != nil {
+		return err
+	}
+	failed := 0
+	for _, c := range v.Checks {
+		if !c.OK {
+			failed++
+		}
+	}
+	if asJSON {
+		if err := e.printJSON(v); err != nil {
+			return err
+		}
+	} else {
+		e.printCheckView(v)
+	}
+	if failed > 0 {
+		return fmt.Errorf("doctor: %d of %d checks of %s failed", failed, len(v.Checks), v.Path)
+	}
+	return nil
+}
+
+// checkData checks dir/mcpd.db: through the admin socket when a server
+// runs on dir, else by inspecting every page and running bbolt's check on
+// a read-only handle.
+func checkData(e cliEnv, dir string) (checkView, error) {
+	if a, err := dialAdmin(dir); err == nil {
+		defer a.Close()
+		return a.Check(e.ctx)
+	}
+	path := filepath.Join(dir, store.FileName)
+	v := checkView{Path: path}
+	info, err := store.Inspect(path)
+	v.Checks = append(v.Checks, checkOf("every page is inside the file, reached once and well formed", err))
+	if err != nil {
+		return v, nil
+	}
+	if info.OneMetaDamaged {
+		v.Checks = append(v.Checks, check{Name: "both meta pages are valid", OK: true,
+			Detail: "one is torn (a commit was cut short); bbolt uses the other, and the next write repairs it"})
+	}
+	_, err = store.Verify(path, 0)
+	if errors.Is(err, store.ErrLocked) {
+		return v, fmt.Errorf("%s is in use by a process that has no admin socket in %s: stop it, or check a copy made with `mcpd backup`", path, dir)
+	}
+	v.Checks = append(v.Checks, checkOf("bbolt's consistency check of every page", err))
+	if err != nil {
+		return v, nil
+	}
+	s, err := store.Open(dir, &store.Options{ReadOnly: true, Check: store.CheckQuick, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		v.Checks = append(v.Checks, checkOf("the file opens", err))
+		return v, nil
+	}
+	defer s.Close()
+	if v.Stats, err = s.Stats(e.ctx); err != nil {
+		return v, err
+	}
+	v.Checks = append(v.Checks, schemaCheck(v.Stats.SchemaVersion))
+	return v, nil
+}
+
+func (e cliEnv) printCheckView(v checkView) {
+	how := "offline"
+	if v.Online {
+		how = "by the running server"
+	}
+	fmt.Fprintf(e.stdout, "%s, checked %s\n", v.Path, how)
+	for _, c := range v.Checks {
+		mark := "ok  "
+		if !c.OK {
+			mark = "FAIL"
+		}
+		line := mark + " " + c.Name
+		if c.Detail != "" {
+			line += ": " + c.Detail
+		}
+		fmt.Fprintln(e.stdout, line)
+	}
+	if v.Stats.FileBytes == 0 {
+		return
+	}
+	st := v.Stats
+	fmt.Fprintf(e.stdout, "file %s, of which records take %s of pages (%s of keys and values) and %s is free; `mcpd compact` gives back the rest\n",
+		bytesText(st.FileBytes), bytesText(st.LiveBytes), bytesText(st.DataBytes), bytesText(st.FreeBytes))
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "BUCKET\tRECORDS\tDATA\tPAGES\t")
+	for _, b := range st.Buckets {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t\n", b.Name, b.Records, bytesText(b.DataBytes), bytesText(b.LiveBytes))
+	}
+	tw.Flush()
+}
