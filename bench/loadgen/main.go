@@ -10,6 +10,7 @@
 //	loadgen bolt -dir DIR -n 2000
 //	loadgen summarize < results.jsonl
 //	loadgen fixture -bin /tmp/mcpd-v1 -data DIR > secrets.json
+//	loadgen growth -bin /tmp/mcpd -c 100 -d 10m [-base /tmp/mcpd-v1]
 //
 // Every run prints one JSON line (a result) on stdout; summarize turns many
 // of them into a table of medians. Only loopback targets are accepted.
@@ -31,6 +32,8 @@ const usage = `usage: loadgen run|host|coldstart|bolt|summarize [flags]
              (-first N first starts on fresh directories, then -n restarts)
   bolt       raw bbolt durable commits per second in a directory
   summarize  read JSON results on stdin, print medians per scenario
+  growth     flood fresh servers with token writes and report how the file,
+             its live data and the server's memory grew (bench/growth.sh)
   fixture    drive one of every record into a release's mcpd serve and print
              the secrets that use them (scripts/release-fixture.sh)`
 
@@ -60,6 +63,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdSummarize(args[1:], stdin, stdout, stderr)
 	case "fixture":
 		return cmdFixture(ctx, args[1:], stdout, stderr)
+	case "growth":
+		return cmdGrowth(ctx, args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
 }
