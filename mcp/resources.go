@@ -39,7 +39,7 @@ func (s *Server) listNotesAsResources(next sdk.MethodHandler) sdk.MethodHandler 
 		if method != "resources/list" {
 			return next(ctx, method, req)
 		}
-		res := &sdk.ListResourcesResult{Resources: []*sdk.Resource{}}
+		res := &sdk.ListResourcesResult{Resources: []*sdk.Resource{}, Cacheable: notesListHints()}
 		var ti = req.GetExtra()
 		if ti == nil || ti.TokenInfo == nil || ti.TokenInfo.UserID == "" || !slices.Contains(ti.TokenInfo.Scopes, resourceScope) {
 			return res, nil

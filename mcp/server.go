@@ -50,7 +50,10 @@ type Config struct {
 	// HTTPClient makes upstream calls and upstream token requests; nil
 	// means a client with no default timeout (each upstream has its own).
 	HTTPClient *http.Client
-	// Stateless is the go-sdk's StreamableHTTPOptions.Stateless.
+	// Stateless serves every request without a session, 2025-era clients
+	// included (the go-sdk's StreamableHTTPOptions.Stateless). By default
+	// 2025-era clients get sessions and 2026-07-28 requests, which have
+	// none, are served statelessly side by side (see dispatch).
 	Stateless bool
 	// JSONResponse is the go-sdk's StreamableHTTPOptions.JSONResponse.
 	JSONResponse bool
@@ -124,6 +127,7 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 	s.mcp = sdk.NewServer(&sdk.Implementation{Name: "mcpd", Title: "mcpd notes", Version: "1.0.0"}, &sdk.ServerOptions{
 		Instructions: "Personal notes (note_* tools, note:// resources, summarize_notes prompt) and operator-configured upstream APIs (api_call). Each tool names the OAuth scope it needs.",
 		Logger:       s.log,
+		SetCacheable: cacheHints,
 	})
 	s.tools = make(map[string]tool)
 	for _, t := range s.toolRegistry() {
@@ -136,26 +140,33 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 	s.addResources()
 	s.addPrompts()
 
-	streamable := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s.mcp }, &sdk.StreamableHTTPOptions{
-		Stateless:    cfg.Stateless,
-		JSONResponse: cfg.JSONResponse,
-		Logger:       s.log,
-		// Host and Origin are checked by s.checkOrigin against the issuer
-		// and the configured extras; the SDK's loopback-only rule would
-		// refuse an issuer served behind a reverse proxy.
-		DisableLocalhostProtection: true,
-		MaxRequestBodyBytes:        cfg.MaxBodyBytes,
-	})
-	// The SDK binds sessions to auth.TokenInfo.UserID, which it reads from a
-	// context key only auth.RequireBearerToken can set. Our bearer
-	// middleware has verified the token already; this hands the same
-	// TokenInfo over.
-	bind := auth.RequireBearerToken(func(_ context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
-		return verifiedTokenInfo(r.Context())
-	}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})
-	var h http.Handler = bind(streamable)
+	newHandler := func(stateless bool) http.Handler {
+		h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s.mcp }, &sdk.StreamableHTTPOptions{
+			Stateless:    stateless,
+			JSONResponse: cfg.JSONResponse,
+			Logger:       s.log,
+			// Host and Origin are checked by s.checkOrigin against the
+			// issuer and the configured extras; the SDK's loopback-only
+			// rule would refuse an issuer served behind a reverse proxy.
+			DisableLocalhostProtection: true,
+			MaxRequestBodyBytes:        cfg.MaxBodyBytes,
+		})
+		// The SDK binds sessions to auth.TokenInfo.UserID, which it reads
+		// from a context key only auth.RequireBearerToken can set. Our
+		// bearer middleware has verified the token already; this hands the
+		// same TokenInfo over.
+		bind := auth.RequireBearerToken(func(_ context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
+			return verifiedTokenInfo(r.Context())
+		}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})
+		return bind(h)
+	}
+	var sessions http.Handler
+	if !cfg.Stateless {
+		sessions = newHandler(false)
+	}
+	h := s.readInbound(s.requireScopes(dispatch(sessions, newHandler(true))))
 	if authenticate {
-		h = s.requireBearer(s.requireScopes(h))
+		h = s.requireBearer(h)
 	} else {
 		h = withFixedToken(h, &auth.TokenInfo{UserID: "bench", Scopes: Scopes(), Expiration: time.Now().Add(24 * time.Hour), Extra: map[string]any{"client_id": "bench"}})
 	}
