@@ -4,7 +4,8 @@
 #
 #   bash e2e/clients/run.sh            # every client
 #   bash e2e/clients/run.sh ts-client  # only the named ones:
-#       ts-client mcp-remote conformance-authorization vscode-replay
+#       ts-client ts-client-v2 ts-client-v2-pinned mcp-remote
+#       conformance-authorization vscode-replay
 #
 # The server runs with a 3-second access-token lifetime (--access-token-ttl 3s)
 # so that the clients' refresh paths are exercised. MCPD_E2E_SERVE_FLAGS
@@ -17,7 +18,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 export PATH="/usr/local/go/bin:$PATH"
 
-all_clients=(ts-client mcp-remote conformance-authorization vscode-replay)
+all_clients=(ts-client ts-client-v2 ts-client-v2-pinned mcp-remote conformance-authorization vscode-replay)
 if [[ $# -gt 0 ]]; then clients=("$@"); else clients=("${all_clients[@]}"); fi
 
 log() { echo "e2e: $*" >&2; }
@@ -121,6 +122,12 @@ run_ts_client() {
   return $rc
 }
 
+# The TypeScript client 2.x, once in its default negotiation and once pinned
+# to 2026-07-28 (--pin).
+run_ts_client_v2() {
+  "$NODE" e2e/clients/ts-client-v2.mjs "$@"
+}
+
 run_mcp_remote() {
   "$NODE" e2e/clients/mcp-remote.mjs
 }
@@ -148,6 +155,8 @@ for c in "${clients[@]}"; do
   echo "=== $c"
   case "$c" in
     ts-client) run_ts_client; rc=$? ;;
+    ts-client-v2) run_ts_client_v2; rc=$? ;;
+    ts-client-v2-pinned) run_ts_client_v2 --pin; rc=$? ;;
     mcp-remote) run_mcp_remote; rc=$? ;;
     conformance-authorization)
       run_conformance_authorization; rc=$?
