@@ -114,6 +114,14 @@ func TestGoSDKClientFullFlow(t *testing.T) {
 		t.Fatalf("connect through discovery, registration and authorization: %v", err)
 	}
 	defer cs.Close()
+	// The go-sdk client asks for 2026-07-28 first (server/discover); the
+	// default server answers it statelessly.
+	if got := cs.InitializeResult().ProtocolVersion; got != "2026-07-28" {
+		t.Errorf("negotiated protocol version = %q; want 2026-07-28", got)
+	}
+	if cs.ID() != "" {
+		t.Errorf("session id %q; a 2026-07-28 client has none", cs.ID())
+	}
 	if got := whoami(t, cs); got["user"] != "alice" {
 		t.Fatalf("whoami = %v", got)
 	}
@@ -159,6 +167,52 @@ func TestGoSDKClientFullFlow(t *testing.T) {
 	time.Sleep(time.Until(current.Expiry) + 200*time.Millisecond)
 	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "whoami"}); err == nil || !strings.Contains(err.Error(), "invalid_client") {
 		t.Errorf("call after revoke: %v; want the refresh refused with invalid_client", err)
+	}
+}
+
+func TestGoSDKClientEachProtocolEra(t *testing.T) {
+	tests := []struct {
+		name        string
+		serveArgs   []string
+		ask         string // ClientSessionOptions.ProtocolVersion
+		wantVersion string
+		wantSession bool
+	}{
+		{"the default server serves 2026-07-28 without a session", nil, "2026-07-28", "2026-07-28", false},
+		{"the default server gives a 2025-11-25 client a session", nil, "2025-11-25", "2025-11-25", true},
+		{"the default server gives a 2025-03-26 client a session", nil, "2025-03-26", "2025-03-26", true},
+		{"--mcp-stateless true serves 2026-07-28 as the default does", []string{"--mcp-stateless", "true"}, "2026-07-28", "2026-07-28", false},
+		{"--mcp-stateless true gives a 2025-11-25 client no session", []string{"--mcp-stateless", "true"}, "2025-11-25", "2025-11-25", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, tt.serveArgs...)
+			mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--data", ts.Data)
+			clientID, redirect := publicClient(t, ts.URL, "Era Client")
+			tok := login(t, ts.URL, clientID, redirect, "alice", "alice-pw", "notes:read", "notes:write")
+			client := mcp.NewClient(&mcp.Implementation{Name: "mcpd-test", Version: "1"}, nil)
+			cs, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{
+				Endpoint:   ts.URL + "/mcp",
+				HTTPClient: &http.Client{Transport: bearerTransport{token: tok.AccessToken}},
+			}, &mcp.ClientSessionOptions{ProtocolVersion: tt.ask})
+			if err != nil {
+				t.Fatalf("connect: %v", err)
+			}
+			defer cs.Close()
+			if got := cs.InitializeResult().ProtocolVersion; got != tt.wantVersion {
+				t.Errorf("negotiated protocol version = %q; want %q", got, tt.wantVersion)
+			}
+			if got := cs.ID() != ""; got != tt.wantSession {
+				t.Errorf("has a session = %v (id %q); want %v", got, cs.ID(), tt.wantSession)
+			}
+			if got := whoami(t, cs); got["user"] != "alice" || got["client_id"] != clientID {
+				t.Fatalf("whoami = %v; want alice via %s", got, clientID)
+			}
+			res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "note_save", Arguments: map[string]any{"title": tt.ask, "body": "era"}})
+			if err != nil || res.IsError {
+				t.Fatalf("note_save: %v %+v", err, res)
+			}
+		})
 	}
 }
 
