@@ -59,6 +59,30 @@ type Config struct {
 	JSONResponse bool
 	// MaxBodyBytes bounds a request body; 0 means 1 MiB.
 	MaxBodyBytes int64
+	// Extension adds tools, resources and prompts beyond mcpd's own; nil
+	// for mcpd serve.
+	Extension *Extension
+}
+
+// Extension adds features to the MCP server beyond mcpd's own tools,
+// resources and prompt. `mcpd serve` sets none; the conformance fixture
+// server under e2e/conformance registers the suite's fixtures through it,
+// so that they are served by mcpd's real /mcp handler.
+//
+// Whatever an Extension adds sits behind the same Origin and Host checks,
+// bearer middleware and dispatcher as mcpd's own features, and its
+// handlers see the verified token in req.Extra.TokenInfo. The scope check
+// knows only toolRegistry's tools, so a tool added here needs nothing but
+// a valid token; a handler that wants a scope checks it itself.
+type Extension struct {
+	// Options, if set, edits the go-sdk server options after mcpd has set
+	// its own and before the server is made: a completion or subscribe
+	// handler, say.
+	Options func(*sdk.ServerOptions)
+	// Register, if set, adds tools, resources and prompts after mcpd's
+	// own. A resource it adds is listed by resources/list ahead of the
+	// caller's notes.
+	Register func(*sdk.Server)
 }
 
 // Server is the MCP endpoint with its protected-resource metadata. Create
@@ -124,11 +148,15 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 		return nil, err
 	}
 
-	s.mcp = sdk.NewServer(&sdk.Implementation{Name: "mcpd", Title: "mcpd notes", Version: "1.0.0"}, &sdk.ServerOptions{
+	opts := &sdk.ServerOptions{
 		Instructions: "Personal notes (note_* tools, note:// resources, summarize_notes prompt) and operator-configured upstream APIs (api_call). Each tool names the OAuth scope it needs.",
 		Logger:       s.log,
 		SetCacheable: cacheHints,
-	})
+	}
+	if ext := cfg.Extension; ext != nil && ext.Options != nil {
+		ext.Options(opts)
+	}
+	s.mcp = sdk.NewServer(&sdk.Implementation{Name: "mcpd", Title: "mcpd notes", Version: "1.0.0"}, opts)
 	s.tools = make(map[string]tool)
 	for _, t := range s.toolRegistry() {
 		if _, dup := s.tools[t.name]; dup {
@@ -139,6 +167,9 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 	}
 	s.addResources()
 	s.addPrompts()
+	if ext := cfg.Extension; ext != nil && ext.Register != nil {
+		ext.Register(s.mcp)
+	}
 
 	newHandler := func(stateless bool) http.Handler {
 		h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s.mcp }, &sdk.StreamableHTTPOptions{
