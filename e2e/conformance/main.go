@@ -1,9 +1,16 @@
-// Command conformance puts a bearer-adding reverse proxy in front of a
-// running mcpd, for the official MCP conformance suite: its server scenarios
-// do not authorize themselves. Given the MCP URL of a real `mcpd serve` and
-// a token that server issued, it saves one note (so resources/list has a
-// real note://{id}), prints the proxy's MCP URL on the first line of
-// standard output and serves until interrupted.
+// Command conformance puts a bearer-adding reverse proxy in front of an MCP
+// server, for the official MCP conformance suite: its server scenarios do
+// not authorize themselves. It saves one note (so resources/list has a real
+// note://{id}), prints the proxy's MCP URL on the first line of standard
+// output and serves until interrupted.
+//
+// With -target URL and CONFORMANCE_TOKEN it fronts a real `mcpd serve` and
+// a token that server issued. With -fixtures it first starts, in this
+// process, the fixture server: mcpd's mcp package (mcp.New, the real /mcp
+// handler with its Origin checks, bearer middleware, scope check and
+// dispatcher) with the suite's fixtures registered through
+// mcp.Config.Extension, notes in a bbolt store in a temporary directory,
+// and a verifier that accepts one random token, the one the proxy adds.
 //
 // run.sh drives it; it is not part of mcpd.
 package main
@@ -37,13 +44,26 @@ func main() {
 func run(ctx context.Context) error {
 	listen := flag.String("listen", "127.0.0.1:0", "address of the bearer-adding proxy")
 	target := flag.String("target", "", "MCP URL of the running mcpd, e.g. http://127.0.0.1:8080/mcp")
+	withFixtures := flag.Bool("fixtures", false, "serve the fixture server in this process instead of proxying to -target")
 	flag.Parse()
-	token := os.Getenv("CONFORMANCE_TOKEN")
-	if *target == "" || token == "" {
-		return errors.New("want -target URL and CONFORMANCE_TOKEN in the environment")
-	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	token := os.Getenv("CONFORMANCE_TOKEN")
+	if *withFixtures {
+		if *target != "" {
+			return errors.New("-fixtures and -target exclude each other")
+		}
+		var stopFixtures func()
+		var err error
+		*target, token, stopFixtures, err = serveFixtures()
+		if err != nil {
+			return fmt.Errorf("fixture server: %w", err)
+		}
+		defer stopFixtures()
+	}
+	if *target == "" || token == "" {
+		return errors.New("want -fixtures, or -target URL and CONFORMANCE_TOKEN in the environment")
+	}
 
 	if err := seedNote(ctx, *target, token); err != nil {
 		return fmt.Errorf("seed a note: %w", err)
