@@ -269,6 +269,22 @@ func TestTransportRules(t *testing.T) {
 	}
 }
 
+func TestUnknownResourceNamesTheURI(t *testing.T) {
+	env := newTestEnv(t, nil)
+	for _, uri := range []string{"note://nope", "file:///etc/passwd"} {
+		_, got := env.send(t, "alice-all", modernRequest{method: "resources/read", name: uri, params: map[string]any{"uri": uri}})
+		if got.Error == nil || got.Error.Code != -32602 {
+			t.Fatalf("%s: error = %+v; want -32602", uri, got.Error)
+		}
+		var data struct {
+			URI string `json:"uri"`
+		}
+		if err := json.Unmarshal(got.Error.Data, &data); err != nil || data.URI != uri {
+			t.Errorf("%s: error data %s; want the uri", uri, got.Error.Data)
+		}
+	}
+}
+
 func TestUnsupportedVersionListsSupported(t *testing.T) {
 	env := newTestEnv(t, nil)
 	_, got := env.send(t, "alice-all", modernRequest{method: "server/discover", edit: func(h http.Header, m map[string]any) {
