@@ -60,6 +60,12 @@ func TestClientMetadataDocuments(t *testing.T) {
 		"/big.json": func(b string) (string, string) {
 			return `{"client_id":"` + b + `/big.json","client_name":"` + strings.Repeat("x", 6000) + `"}`, ""
 		},
+		"/webscheme.json": func(b string) (string, string) {
+			return `{"client_id":"` + b + `/webscheme.json","client_name":"Web","application_type":"web","redirect_uris":["cursor://anysphere.cursor-retrieval/cb"]}`, ""
+		},
+		"/nativeapp.json": func(b string) (string, string) {
+			return `{"client_id":"` + b + `/nativeapp.json","client_name":"Native","application_type":"native","redirect_uris":["http://127.0.0.1/","cursor://anysphere.cursor-retrieval/cb"]}`, ""
+		},
 		"/secret.json": func(b string) (string, string) {
 			return `{"client_id":"` + b + `/secret.json","redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"client_secret_basic"}`, ""
 		},
@@ -119,6 +125,7 @@ func TestClientMetadataDocuments(t *testing.T) {
 		{"a document with a bad redirect URI is refused", "/badredir.json"},
 		{"a document over 5 KB is refused", "/big.json"},
 		{"a document for a confidential client is refused", "/secret.json"},
+		{"a web application's document with a private-use scheme is refused (SEP-837)", "/webscheme.json"},
 		{"a missing document is refused", "/missing.json"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,6 +135,13 @@ func TestClientMetadataDocuments(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("a native application's document may use loopback on any port and a private-use scheme (SEP-837)", func(t *testing.T) {
+		p := e.browser().get(e.authorizeURL(authRequest{clientID: docs.URL + "/nativeapp.json", redirect: "http://127.0.0.1:40123/", verifier: oauth2.GenerateVerifier()}))
+		if !isLoginPage(p) {
+			t.Errorf("status %d: %.300s; want the login page", p.status, p.body)
+		}
+	})
 
 	t.Run("loopback document hosts are refused unless allowed", func(t *testing.T) {
 		strict := newEnv(t, nil) // default HTTP client, private hosts refused

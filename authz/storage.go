@@ -110,7 +110,7 @@ type Client struct {
 	ResponseTypes           []string
 	Scopes                  []string
 	TokenEndpointAuthMethod string // none, client_secret_basic, client_secret_post
-	ApplicationType         string // native or web
+	ApplicationType         string // native, web, or "" when the client sent none
 	Contacts                []string
 	Source                  string // SourceDynamic, SourceMetadata or SourceStatic
 	MetadataURL             string // for SourceMetadata: the document URL (= ID)
