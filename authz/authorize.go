@@ -80,11 +80,15 @@ func (s *Server) parseAuthorize(ctx context.Context, w http.ResponseWriter, form
 	}
 
 	// Unknown scopes are dropped, never granted; no scope means the
-	// client's registered ones.
+	// client's registered ones. offline_access is kept (offline.go).
 	form = cloneValues(form)
-	requested := s.knownScopes(strings.Fields(form.Get("scope")))
+	asked := strings.Fields(form.Get("scope"))
+	requested := s.knownScopes(asked)
 	if len(requested) == 0 {
 		requested = s.knownScopes(c.Scopes)
+	}
+	if slices.Contains(asked, scopeOfflineAccess) {
+		requested = append(requested, scopeOfflineAccess)
 	}
 	form.Set("scope", strings.Join(requested, " "))
 

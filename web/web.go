@@ -56,6 +56,9 @@ type ConsentData struct {
 	RedirectHost string
 	Scopes       []ScopeChoice
 	RememberDays int
+	// OfflineAccessDays is not 0 when the client asked for offline_access:
+	// the page then says that it stays connected, for at most this long.
+	OfflineAccessDays int
 }
 
 // HasOptional reports whether any requested scope may be unchecked.
