@@ -276,11 +276,22 @@ func (s *Server) ResourceURL() string { return s.resourceURL }
 // Register mounts the authorization server's routes on r.
 func (s *Server) Register(r *mux.Router) {
 	meta := s.cors.wrap(http.HandlerFunc(s.handleMetadata))
-	r.Handle("/.well-known/oauth-authorization-server", meta).Methods(http.MethodGet, http.MethodHead, http.MethodOptions)
+	oidc := s.cors.wrap(http.HandlerFunc(s.handleOpenIDConfiguration))
+	get := []string{http.MethodGet, http.MethodHead, http.MethodOptions}
+	// With an issuer that has a path, e.g. https://host/mcpd behind a
+	// proxy that strips /mcpd, clients try in turn (MCP 2026-07-28):
+	//   /.well-known/oauth-authorization-server/mcpd  RFC 8414 §3.1, path inserted
+	//   /.well-known/openid-configuration/mcpd        the same for OpenID Connect
+	//   /mcpd/.well-known/openid-configuration        OpenID Connect Discovery §4,
+	// the last reaching mcpd as /.well-known/openid-configuration. The
+	// first two need the proxy to forward them unchanged (docs/operations.md).
+	r.Handle("/.well-known/oauth-authorization-server", meta).Methods(get...)
+	r.Handle("/.well-known/openid-configuration", oidc).Methods(get...)
 	if p := s.issuerPath(); p != "" {
-		// RFC 8414 §3.1: an issuer with a path has its metadata there.
-		r.Handle("/.well-known/oauth-authorization-server"+p, meta).Methods(http.MethodGet, http.MethodHead, http.MethodOptions)
+		r.Handle("/.well-known/oauth-authorization-server"+p, meta).Methods(get...)
+		r.Handle("/.well-known/openid-configuration"+p, oidc).Methods(get...)
 	}
+	r.Handle(jwksPath, s.cors.wrap(http.HandlerFunc(s.handleJWKS))).Methods(get...)
 	r.Handle("/authorize", s.withLimitKey(s.handleAuthorize)).Methods(http.MethodGet)
 	r.Handle(loginPath, s.withLimitKey(s.handleLogin)).Methods(http.MethodPost)
 	r.Handle(consentPath, s.withLimitKey(s.handleConsent)).Methods(http.MethodPost)
