@@ -79,6 +79,12 @@ func newEnv(t testing.TB, mod func(*Config)) *env {
 	if mod != nil {
 		mod(&cfg)
 	}
+	if u, perr := url.Parse(cfg.Issuer); perr == nil && cfg.Renderer == rend && u.Path != rend.BasePath() {
+		// An issuer with a path: pages load their files under it.
+		if cfg.Renderer, err = web.New(web.WithBasePath(u.Path)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e.srv, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -89,6 +89,7 @@ type Config struct {
 type Server struct {
 	cfg         Config
 	issuer      string
+	issuerPath  string // the issuer URL's path, "" for none: where a prefix proxy serves mcpd
 	resourceURL string
 	store       Storage
 	fstore      *fositeStore
@@ -149,6 +150,9 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Scopes) == 0 {
 		return nil, errors.New("authz: at least one scope is required")
 	}
+	if got := cfg.Renderer.BasePath(); got != u.Path {
+		return nil, fmt.Errorf("authz: the Renderer's base path %q is not the issuer's path %q (web.WithBasePath)", got, u.Path)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -186,6 +190,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:         cfg,
 		issuer:      cfg.Issuer,
+		issuerPath:  u.Path,
 		resourceURL: cfg.Issuer + "/mcp",
 		store:       cfg.Storage,
 		renderer:    cfg.Renderer,
@@ -287,7 +292,7 @@ func (s *Server) Register(r *mux.Router) {
 	// first two need the proxy to forward them unchanged (docs/operations.md).
 	r.Handle("/.well-known/oauth-authorization-server", meta).Methods(get...)
 	r.Handle("/.well-known/openid-configuration", oidc).Methods(get...)
-	if p := s.issuerPath(); p != "" {
+	if p := s.issuerPath; p != "" {
 		r.Handle("/.well-known/oauth-authorization-server"+p, meta).Methods(get...)
 		r.Handle("/.well-known/openid-configuration"+p, oidc).Methods(get...)
 	}
@@ -301,15 +306,6 @@ func (s *Server) Register(r *mux.Router) {
 	r.Handle("/revoke", s.cors.wrap(s.withLimitKey(s.handleRevoke))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/introspect", s.withLimitKey(s.handleIntrospect)).Methods(http.MethodPost)
 	r.PathPrefix("/static/").Handler(s.renderer.StaticHandler())
-}
-
-// issuerPath is the path of the issuer URL, "" when it has none.
-func (s *Server) issuerPath() string {
-	u, err := url.Parse(s.issuer)
-	if err != nil {
-		return ""
-	}
-	return u.Path
 }
 
 // matchAudience is fosite's audience strategy: the only audience this server

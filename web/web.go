@@ -20,9 +20,10 @@ var staticFS embed.FS
 // Renderer renders the login, consent and error pages. Templates are parsed
 // once by New; a broken or missing template makes New fail.
 type Renderer struct {
-	login   *template.Template
-	consent *template.Template
-	errPage *template.Template
+	basePath string
+	login    *template.Template
+	consent  *template.Template
+	errPage  *template.Template
 }
 
 // LoginData is what the login page shows.
@@ -77,22 +78,45 @@ type ErrorData struct {
 	Message string
 }
 
+// Option configures a Renderer.
+type Option func(*options)
+
+type options struct {
+	basePath string
+}
+
+// WithBasePath makes pages load their static files from basePath +
+// "/static/": the path of the issuer, e.g. "/mcpd" for
+// https://host/mcpd, so that pages work behind a reverse proxy that
+// serves mcpd under that path. The default is "" (the root).
+func WithBasePath(basePath string) Option {
+	return func(o *options) { o.basePath = strings.TrimSuffix(basePath, "/") }
+}
+
 // New parses the embedded templates.
-func New() (*Renderer, error) {
-	return newRenderer(templateFS)
+func New(opts ...Option) (*Renderer, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return newRenderer(templateFS, o)
 }
 
 // newRenderer parses the templates in fsys, which holds templates/*.html.
 // Tests pass a broken file system to prove that New fails loudly.
-func newRenderer(fsys fs.FS) (*Renderer, error) {
+func newRenderer(fsys fs.FS, o options) (*Renderer, error) {
+	funcs := template.FuncMap{
+		// static is the URL path of an embedded static file.
+		"static": func(name string) string { return o.basePath + "/static/" + name },
+	}
 	parse := func(name string) (*template.Template, error) {
-		t, err := template.New(name).Option("missingkey=error").ParseFS(fsys, "templates/layout.html", "templates/"+name)
+		t, err := template.New(name).Option("missingkey=error").Funcs(funcs).ParseFS(fsys, "templates/layout.html", "templates/"+name)
 		if err != nil {
 			return nil, fmt.Errorf("web: parse %s: %w", name, err)
 		}
 		return t, nil
 	}
-	var r Renderer
+	r := Renderer{basePath: o.basePath}
 	var err error
 	if r.login, err = parse("login.html"); err != nil {
 		return nil, err
@@ -116,6 +140,9 @@ func newRenderer(fsys fs.FS) (*Renderer, error) {
 	}
 	return &r, nil
 }
+
+// BasePath is the path WithBasePath set, "" for the root.
+func (r *Renderer) BasePath() string { return r.basePath }
 
 // ContentSecurityPolicy is the policy every page carries: nothing but the
 // stylesheet from this origin, no script at all, no framing.
@@ -156,7 +183,8 @@ func (r *Renderer) Error(w http.ResponseWriter, status int, d ErrorData) {
 	r.render(w, status, r.errPage, d)
 }
 
-// StaticHandler serves the embedded CSS under /static/.
+// StaticHandler serves the embedded CSS under /static/ (the path mcpd
+// receives, whatever WithBasePath says).
 func (r *Renderer) StaticHandler() http.Handler {
 	sub, _ := fs.Sub(staticFS, "static")
 	files := http.StripPrefix("/static/", http.FileServer(http.FS(sub)))

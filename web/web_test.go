@@ -200,7 +200,7 @@ func TestNew(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fsys := good()
 			tt.change(fsys)
-			r, err := newRenderer(fsys)
+			r, err := newRenderer(fsys, options{})
 			if tt.wantErr == "" {
 				if err != nil || r == nil {
 					t.Fatalf("newRenderer() = %v, %v; want a renderer", r, err)
@@ -551,6 +551,19 @@ func TestPagesFitTheCSPAndAreAccessible(t *testing.T) {
 			}
 			if href, _ := attr(links[0], "href"); href != "/static/style.css" {
 				t.Errorf("stylesheet href = %q; want /static/style.css", href)
+			}
+		})
+		t.Run(name+" page behind a path prefix loads its stylesheet under the prefix", func(t *testing.T) {
+			pr, err := New(WithBasePath("/mcpd"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			links := findAll(allPages(t, pr)[name].doc, match(atom.Link, "rel", "stylesheet"))
+			if len(links) != 1 {
+				t.Fatalf("found %d stylesheets; want 1", len(links))
+			}
+			if href, _ := attr(links[0], "href"); href != "/mcpd/static/style.css" {
+				t.Errorf("stylesheet href = %q; want /mcpd/static/style.css", href)
 			}
 		})
 		t.Run(name+" page declares its language and has a title and one heading", func(t *testing.T) {
