@@ -59,9 +59,14 @@ func (s *Server) consentOrIssue(w http.ResponseWriter, r *http.Request, sess *se
 		data.ClientSource = c.Source
 		if c.MetadataURL != "" {
 			if u, err := url.Parse(c.MetadataURL); err == nil {
-				data.ClientHost = u.Host
+				// Fetched over https from there, so that origin vouches
+				// for the name.
+				data.ClientOrigin = u.Scheme + "://" + u.Host
 			}
 		}
+	}
+	if u := ar.GetRedirectURI(); u != nil && u.Scheme == "http" {
+		data.RedirectLoopback = isLoopbackHost(u.Hostname())
 	}
 	s.renderer.Consent(w, data)
 }

@@ -53,8 +53,15 @@ type ConsentData struct {
 	ClientName   string
 	ClientID     string // shown in small print, so two clients of one name can be told apart
 	ClientSource string // dynamic, metadata or static
-	ClientHost   string // host of the client metadata document URL, if any
+	// ClientOrigin is, for a client known by its metadata document, the
+	// https origin the document was fetched from (https://vscode.dev):
+	// what vouches for the name shown.
+	ClientOrigin string
 	RedirectHost string
+	// RedirectLoopback is true when the browser goes back to this
+	// computer (127.0.0.1, [::1], localhost), where any program could be
+	// listening: the page warns when the name is otherwise verified.
+	RedirectLoopback bool
 	Scopes       []ScopeChoice
 	RememberDays int
 	// OfflineAccessDays is not 0 when the client asked for offline_access:
@@ -75,7 +82,9 @@ func (d ConsentData) HasOptional() bool {
 // ErrorData is what an error page shows.
 type ErrorData struct {
 	Title   string
-	Message string
+	Message string // what went wrong, in plain words
+	Hint    string // optional: what to do about it
+	Command string // optional: a command line the hint refers to
 }
 
 // Option configures a Renderer.
