@@ -333,8 +333,10 @@ func TestMetadataHostAddresses(t *testing.T) {
 // issue 12). It never redirects and is always a 400.
 func TestClientMetadataFetchFailures(t *testing.T) {
 	docs, _ := docServer(t, map[string]func(string) (string, string){
-		"/notjson.json":  func(string) (string, string) { return `<html>hello</html>`, "" },
-		"/noname.json":   func(b string) (string, string) { return `{"client_id":"` + b + `/noname.json","redirect_uris":["http://127.0.0.1/"]}`, "" },
+		"/notjson.json": func(string) (string, string) { return `<html>hello</html>`, "" },
+		"/noname.json": func(b string) (string, string) {
+			return `{"client_id":"` + b + `/noname.json","redirect_uris":["http://127.0.0.1/"]}`, ""
+		},
 		"/mismatch.json": func(b string) (string, string) { return cimdDoc(b+"/other.json", "http://127.0.0.1/cb"), "" },
 	})
 	redirector := httptest.NewTLSServer(http.RedirectHandler("https://elsewhere.example/doc.json", http.StatusFound))

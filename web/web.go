@@ -62,8 +62,8 @@ type ConsentData struct {
 	// computer (127.0.0.1, [::1], localhost), where any program could be
 	// listening: the page warns when the name is otherwise verified.
 	RedirectLoopback bool
-	Scopes       []ScopeChoice
-	RememberDays int
+	Scopes           []ScopeChoice
+	RememberDays     int
 	// OfflineAccessDays is not 0 when the client asked for offline_access:
 	// the page then says that it stays connected, for at most this long.
 	OfflineAccessDays int

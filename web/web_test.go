@@ -445,7 +445,9 @@ func TestHostileValuesAreEscaped(t *testing.T) {
 	pages := map[string]page{
 		"consent": render(t, func(w http.ResponseWriter) { r.Consent(w, d) }),
 		"login":   render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, l) }),
-		"error":   render(t, func(w http.ResponseWriter) { r.Error(w, http.StatusBadRequest, ErrorData{Title: evil, Message: evil, Hint: evil, Command: evil}) }),
+		"error": render(t, func(w http.ResponseWriter) {
+			r.Error(w, http.StatusBadRequest, ErrorData{Title: evil, Message: evil, Hint: evil, Command: evil})
+		}),
 	}
 	for name, p := range pages {
 		t.Run(name+" page shows a hostile value as text, never as markup", func(t *testing.T) {
