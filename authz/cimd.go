@@ -180,6 +180,23 @@ func newMetadataHTTPClient(allowPrivate bool) *http.Client {
 	}
 }
 
+// ProbeClientMetadataDocument fetches the client metadata document at id
+// the way the server does and returns, in plain words, why it cannot be
+// used, or nil. hc nil means the server's own client, which refuses
+// internal addresses unless allowPrivate. mcpd doctor uses it to tell
+// whether this machine reaches the documents clients name (VS Code's is
+// https://vscode.dev/oauth/client-metadata.json).
+func ProbeClientMetadataDocument(ctx context.Context, hc *http.Client, allowPrivate bool, id string) error {
+	if err := checkClientIDURL(id); err != nil {
+		return err
+	}
+	if hc == nil {
+		hc = newMetadataHTTPClient(allowPrivate)
+	}
+	_, _, err := fetchDocument(ctx, hc, id)
+	return err
+}
+
 // nonPublic are special-purpose ranges (IANA IPv4 and IPv6 special-purpose
 // address registries) that are not globally reachable, or that embed an
 // IPv4 address a gateway may translate into a private one (NAT64, 6to4,
