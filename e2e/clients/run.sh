@@ -11,7 +11,8 @@
 # replaces the extra serve flags; MCPD_E2E_KEEP=1 keeps the work directory.
 #
 # MCPD_E2E_ISSUER_PATH=/mcpd puts nginx in front and serves mcpd under that
-# path, the way docs/operations.md ("Behind a reverse proxy") shows: the
+# path with the configuration docs/operations.md ("Behind a reverse proxy")
+# shows: the
 # issuer is http://127.0.0.1:NGINX_PORT/mcpd and every client goes through
 # nginx (MCP 2026-07-28, SEP-2351).
 # Prints one line per client and scenario and a summary `N passed, N failed`;
@@ -65,6 +66,10 @@ if [[ -n "$issuer_path" ]]; then
   front="$(free_port)"
   mkdir -p "$work/nginx"
   # One foreground process as the invoking user, everything under $work.
+  # The server blocks are docs/operations.md's, for this port and path.
+  locations="$(sed -n '/^```nginx$/,/^```$/p' docs/operations.md | sed '1d;$d' |
+    sed -e "s#127\.0\.0\.1:8080#127.0.0.1:$port#g" -e "s#/mcpd#$issuer_path#g")"
+  [[ -n "$locations" ]] || { echo "e2e: no nginx block in docs/operations.md" >&2; exit 1; }
   cat >"$work/nginx/nginx.conf" <<NGINX
 daemon off;
 master_process off;
@@ -80,20 +85,7 @@ http {
   scgi_temp_path $work/nginx/scgi;
   server {
     listen 127.0.0.1:$front;
-    # mcpd under the path, which is stripped on the way in.
-    location $issuer_path/ {
-      proxy_pass http://127.0.0.1:$port/;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$http_host;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_buffering off;
-    }
-    # The metadata locations clients try at the root (RFC 8414, RFC 9728).
-    location ~ ^/\.well-known/(oauth-authorization-server|openid-configuration|oauth-protected-resource)$issuer_path(/|\$) {
-      proxy_pass http://127.0.0.1:$port;
-      proxy_set_header Host \$http_host;
-    }
+$locations
   }
 }
 NGINX
