@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -421,9 +422,16 @@ func checkIssuer(s string) error {
 		return errors.New("no trailing slash allowed")
 	case u.User != nil:
 		return errors.New("no user info allowed")
+	case !issuerPathRE.MatchString(u.EscapedPath()):
+		// The path is a proxy's prefix, a cookie path and part of route
+		// patterns: plain segments only.
+		return errors.New("a path must be plain segments such as /mcpd (letters, digits, - . _ ~), without empty, . or .. segments")
 	}
 	return nil
 }
+
+// issuerPathRE is the path an issuer may have: none, or plain segments.
+var issuerPathRE = regexp.MustCompile(`^(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*$`)
 
 // loopbackFor maps a wildcard listen host to the loopback address a local
 // client uses.
