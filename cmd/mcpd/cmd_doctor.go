@@ -202,14 +202,14 @@ func (d *doctor) run(ctx context.Context) []check {
 		oidcURLs = []string{origin + "/.well-known/openid-configuration" + issuerPath, base + "/.well-known/openid-configuration"}
 	}
 	for i, u := range oidcURLs {
-		what := "OpenID Connect discovery document"
+		what, label := "OpenID Connect discovery document", "OpenID"
 		if issuerPath != "" && i == 0 {
 			if !d.wellKnownAtRoot(ctx, what+" at the path-inserted location", u, issuerPath) {
 				continue
 			}
-			what += " (path inserted)"
+			what, label = what+" (path inserted)", label+" (path inserted)"
 		} else if issuerPath != "" {
-			what += " (path appended)"
+			what, label = what+" (path appended)", label+" (path appended)"
 		}
 		var oidc struct {
 			oauthex.AuthServerMeta
@@ -218,7 +218,7 @@ func (d *doctor) run(ctx context.Context) []check {
 			IDTokenSigningAlgs    []string `json:"id_token_signing_alg_values_supported"`
 		}
 		if d.getJSON(ctx, what, u, &oidc) {
-			d.checkASMetadata("OpenID", oidc.AuthServerMeta, base)
+			d.checkASMetadata(label, oidc.AuthServerMeta, base)
 			d.add(what+" has the members OpenID Connect requires", oidc.JWKSURI != "" && oidc.SubjectTypesSupported != nil && oidc.IDTokenSigningAlgs != nil,
 				"jwks_uri, subject_types_supported or id_token_signing_alg_values_supported is missing; clients that read it as OpenID Connect refuse it")
 		}
