@@ -51,6 +51,8 @@ type serveConfig struct {
 	MCPStateless              bool
 	MCPJSONResponse           bool
 	Upstreams                 []mcp.Upstream
+	RequireDPoP               bool
+	DPoPNonce                 bool
 }
 
 // setting is one serve setting: a flag, an environment variable and a
@@ -178,6 +180,8 @@ func serveSettings() []setting {
 		boolSetting("mcp-stateless", "false", "serve /mcp without sessions (every request stands alone; no server-to-client streams)", func(c *serveConfig) *bool { return &c.MCPStateless }),
 		boolSetting("mcp-json-response", "false", "answer /mcp POSTs with application/json instead of an event stream", func(c *serveConfig) *bool { return &c.MCPJSONResponse }),
 		durationSetting("janitor-interval", "5m", "how often expired codes, tokens and stale registrations are removed", func(c *serveConfig) *time.Duration { return &c.JanitorInterval }),
+		boolSetting("require-dpop", "false", "accept only DPoP-bound tokens (RFC 9449): every /token request needs a DPoP proof and /mcp refuses bearer tokens", func(c *serveConfig) *bool { return &c.RequireDPoP }),
+		boolSetting("dpop-nonce", "false", "require server nonces (DPoP-Nonce, rotated every 5 minutes) in DPoP proofs at /token and /mcp", func(c *serveConfig) *bool { return &c.DPoPNonce }),
 	}
 }
 
