@@ -30,20 +30,24 @@ type Transactional interface {
 	Rollback(ctx context.Context) error
 }
 
-// DefaultMaxPending bounds the records a WriteBehind holds unwritten.
-const DefaultMaxPending = 1 << 16
+// Defaults of WriteBehindConfig.
+const (
+	DefaultMaxPending    = 1 << 16
+	DefaultFlushInterval = 20 * time.Millisecond
+)
 
 // WriteBehind is a ReplayCache over a ReplayStore that keeps the check off
 // the disk's critical path. Remember decides at once, under one lock, from
 // the records not yet written (in memory) and the store's committed ones
-// (a read); the new record is written by Run in the background, many per
-// commit, and removed from memory only once its commit is durable, so at
-// every moment a record is in memory, in the store or both. A request thus
-// never waits for a disk sync.
+// (a read); the new record is written by Run in the background, all the
+// records of a FlushInterval in one commit, and removed from memory only
+// once its commit is durable, so at every moment a record is in memory, in
+// the store or both. A request thus never waits for a disk sync, and a
+// steady stream of proofs costs at most one commit per FlushInterval.
 //
 // What is given up: a crash (not a clean stop: Run flushes before it
-// returns) loses the records of the last unfinished write, a few
-// milliseconds of proofs, whose replay would then pass until their iat
+// returns) loses the records of the last FlushInterval and unfinished
+// write, some tens of milliseconds of proofs, whose replay would then pass until their iat
 // window closes; and two processes sharing one store see each other's
 // records only once written. Use the ReplayStore directly (adapted to
 // ReplayCache) where that matters more than a disk sync per proof.
@@ -53,6 +57,7 @@ type WriteBehind struct {
 	log        *slog.Logger
 	now        func() time.Time
 	maxPending int
+	interval   time.Duration
 
 	mu      sync.Mutex // held across the store read in Remember
 	pending map[string]time.Time
@@ -70,6 +75,9 @@ type WriteBehindConfig struct {
 	// MaxPending bounds the unwritten records; past it Remember fails
 	// (the store is not keeping up or is failing); 0 → DefaultMaxPending.
 	MaxPending int
+	// FlushInterval is the least time between the starts of two flushes
+	// by Run; 0 → DefaultFlushInterval.
+	FlushInterval time.Duration
 }
 
 // NewWriteBehind returns a WriteBehind; call Run to write its records.
@@ -82,6 +90,7 @@ func NewWriteBehind(cfg WriteBehindConfig) (*WriteBehind, error) {
 		log:        cfg.Logger,
 		now:        cfg.Now,
 		maxPending: cfg.MaxPending,
+		interval:   cfg.FlushInterval,
 		pending:    make(map[string]time.Time),
 		wake:       make(chan struct{}, 1),
 	}
@@ -94,6 +103,9 @@ func NewWriteBehind(cfg WriteBehindConfig) (*WriteBehind, error) {
 	}
 	if w.maxPending <= 0 {
 		w.maxPending = DefaultMaxPending
+	}
+	if w.interval <= 0 {
+		w.interval = DefaultFlushInterval
 	}
 	return w, nil
 }
@@ -130,20 +142,31 @@ func (w *WriteBehind) Remember(ctx context.Context, key string, exp time.Time) e
 	return nil
 }
 
-// Run writes records as they come until ctx ends, then writes what is
-// left (with a context of its own) and returns. Call it once.
+// Run writes records as they come, at most one flush per FlushInterval,
+// until ctx ends, then writes what is left (with a context of its own) and
+// returns. Call it once.
 func (w *WriteBehind) Run(ctx context.Context) {
+	final := func() {
+		if err := w.Flush(context.WithoutCancel(ctx)); err != nil {
+			w.log.Error("dpop: writing proof records at shutdown failed", "err", err)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			if err := w.Flush(context.WithoutCancel(ctx)); err != nil {
-				w.log.Error("dpop: writing proof records at shutdown failed", "err", err)
-			}
+			final()
 			return
 		case <-w.wake:
-			if err := w.Flush(ctx); err != nil && ctx.Err() == nil {
-				w.log.Error("dpop: writing proof records failed; retrying with the next", "err", err)
-			}
+		}
+		start := time.Now()
+		if err := w.Flush(ctx); err != nil && ctx.Err() == nil {
+			w.log.Error("dpop: writing proof records failed; retrying with the next", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			final()
+			return
+		case <-time.After(w.interval - time.Since(start)):
 		}
 	}
 }
