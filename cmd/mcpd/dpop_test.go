@@ -96,7 +96,9 @@ func (k *dpopKey) sign(cl map[string]any, headers map[jose.HeaderKey]any, signer
 	return out
 }
 
-func (k *dpopKey) proof(htm, htu, token string) string { return k.sign(k.claims(htm, htu, token), nil, nil) }
+func (k *dpopKey) proof(htm, htu, token string) string {
+	return k.sign(k.claims(htm, htu, token), nil, nil)
+}
 
 // dpopTransport presents a DPoP-bound token with a fresh proof on every
 // request, and answers a use_dpop_nonce challenge once with the nonce
