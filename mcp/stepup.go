@@ -23,7 +23,7 @@ func (s *Server) requireScopes(next http.Handler) http.Handler {
 			return
 		}
 		if missing := s.missingScopes(inboundFrom(r.Context()).calls, ti); len(missing) > 0 {
-			s.insufficientScope(w, stepUpScopes(ti.Scopes, missing))
+			s.insufficientScope(w, r, stepUpScopes(ti.Scopes, missing))
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -41,7 +41,9 @@ const provider = new DrivenProvider({
 });
 const clientOptions = pinned ? { versionNegotiation: { mode: { pin: modern } } } : {};
 const newClient = () => new Client({ name: 'mcpd-e2e-ts-client-v2', version: '1.0.0' }, clientOptions);
-const newTransport = () => new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider, fetch: recordingFetch(wire) });
+// With an issuer that has a path (run.sh MCPD_E2E_ISSUER_PATH), paths on the
+// wire are compared without it: /mcpd/token is /token.
+const newTransport = () => new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider, fetch: recordingFetch(wire, issuer) });
 const mcpCalls = (from = 0) => wire.slice(from).filter((w) => w.path === '/mcp');
 const summary = (calls) => calls.map((w) => `${w.method} ${w.path} ${w.status}`).join(', ');
 

@@ -27,6 +27,8 @@ import { DrivenProvider, Tap, recordingFetch, sleep, structured } from './lib/oa
 
 const issuer = (process.env.MCPD_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 const mcpUrl = new URL(`${issuer}/mcp`);
+// With an issuer that has a path (run.sh MCPD_E2E_ISSUER_PATH), paths on
+// the wire are compared without it: /mcpd/token is /token (recordingFetch).
 const stateDir = process.env.MCPD_E2E_STATE_DIR || '';
 const user = process.env.MCPD_E2E_USER || 'alice';
 
@@ -45,7 +47,7 @@ async function main() {
     user,
     clientName: 'mcpd e2e TypeScript SDK client',
   });
-  const newTransport = () => new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider, fetch: recordingFetch(wire) });
+  const newTransport = () => new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider, fetch: recordingFetch(wire, issuer) });
 
   // 1. First connect: 401 -> discovery -> DCR -> authorization (driven) -> UnauthorizedError.
   let transport = newTransport();
@@ -59,7 +61,7 @@ async function main() {
   const first401 = wire.find((w) => w.path === '/mcp' && w.status === 401);
   check(!!first401 && /resource_metadata=/.test(first401.wwwAuthenticate || ''), 'unauthenticated POST /mcp answers 401 with resource_metadata', first401?.wwwAuthenticate);
   check(wire.some((w) => w.path.startsWith('/.well-known/oauth-protected-resource') && w.status === 200), 'discovery: protected resource metadata fetched');
-  check(wire.some((w) => (w.path === '/.well-known/oauth-authorization-server' || w.path.startsWith('/.well-known/openid-configuration')) && w.status === 200), 'discovery: authorization server metadata fetched');
+  check(wire.some((w) => (w.path.startsWith('/.well-known/oauth-authorization-server') || w.path.startsWith('/.well-known/openid-configuration')) && w.status === 200), 'discovery: authorization server metadata fetched');
   const reg = wire.find((w) => w.method === 'POST' && w.path === '/register');
   if (!check(reg && reg.status === 201 && provider.clientInformation()?.client_id, 'dynamic client registration (201, client_id)', reg ? `status ${reg.status}` : 'no /register call')) return;
   const clientId = provider.clientInformation().client_id;

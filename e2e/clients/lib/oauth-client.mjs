@@ -37,10 +37,19 @@ export class Tap {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// relativeTo returns a function that strips the path of issuer from a
+// request path: with an issuer that has a path (run.sh
+// MCPD_E2E_ISSUER_PATH=/mcpd, behind nginx) /mcpd/token reads as /token.
+export function relativeTo(issuer) {
+  const issuerPath = new URL(issuer).pathname.replace(/\/+$/, '');
+  return (p) => (issuerPath && p.startsWith(`${issuerPath}/`) ? p.slice(issuerPath.length) : p);
+}
+
 // recordingFetch returns a fetch that appends every exchange to wire:
-// method, path, request body and headers, status, and the response headers
-// that matter for the assertions.
-export function recordingFetch(wire) {
+// method, path (relative to issuer, when given), request body and headers,
+// status, and the response headers that matter for the assertions.
+export function recordingFetch(wire, issuer) {
+  const relative = issuer ? relativeTo(issuer) : (p) => p;
   return async (input, init = {}) => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
     let body = init.body;
@@ -50,7 +59,7 @@ export function recordingFetch(wire) {
       at: Date.now(),
       method: (init.method || 'GET').toUpperCase(),
       url,
-      path: new URL(url).pathname,
+      path: relative(new URL(url).pathname),
       body: typeof body === 'string' ? body : '',
       requestHeaders: new Headers(init.headers || {}),
       status: res.status,
