@@ -15,9 +15,8 @@ const (
 	// same for every caller and change only when mcpd restarts with
 	// another configuration.
 	staticListTTL = 5 * time.Minute
-	// Notes change with every note_save and note_delete, so their
-	// resources/list and resources/read are stale at once (ttlMs 0) and
-	// belong to the caller alone.
+	// cacheScopePublic: any client or intermediary may serve the result
+	// to anyone; cacheScopePrivate: only the caller's own client may.
 	cacheScopePublic  = "public"
 	cacheScopePrivate = "private"
 )
@@ -36,7 +35,9 @@ func cacheHints(_ context.Context, req sdk.Request, c *sdk.Cacheable) {
 	}
 }
 
-// notesListHints are the hints of a result made of the caller's notes.
+// notesListHints are the hints of a result made of the caller's notes:
+// they change with every note_save and note_delete, so the result is stale
+// at once (ttlMs 0), and it belongs to the caller alone.
 func notesListHints() sdk.Cacheable {
 	return sdk.Cacheable{TTLMs: 0, CacheScope: cacheScopePrivate}
 }

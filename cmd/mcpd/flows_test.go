@@ -13,18 +13,23 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// connectMCP opens an MCP session with a fixed bearer token.
+// connectMCP opens an MCP session with a fixed bearer token, over
+// connections of its own (see refresh for why not http.DefaultTransport).
 func connectMCP(t *testing.T, issuer, token string) *mcp.ClientSession {
 	t.Helper()
+	base := &http.Transport{}
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpd-test", Version: "1"}, nil)
 	cs, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{
 		Endpoint:   issuer + "/mcp",
-		HTTPClient: &http.Client{Transport: bearerTransport{token: token}},
+		HTTPClient: &http.Client{Transport: bearerTransport{token: token, base: base}},
 	}, nil)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
-	t.Cleanup(func() { cs.Close() })
+	t.Cleanup(func() {
+		cs.Close()
+		base.CloseIdleConnections()
+	})
 	return cs
 }
 
@@ -246,10 +251,18 @@ func TestNotesAcrossRestart(t *testing.T) {
 }
 
 // refresh redeems a refresh token at issuer.
+//
+// It uses a client of its own: a POST is never retried on a reused
+// connection, and http.DefaultTransport may still hold one to an earlier
+// server on the same address (TestNotesAcrossRestart restarts mcpd there),
+// which then fails with EOF.
 func refresh(t *testing.T, issuer, clientID, refreshToken string) *oauth2.Token {
 	t.Helper()
 	cfg := &oauth2.Config{ClientID: clientID, Endpoint: oauth2.Endpoint{TokenURL: issuer + "/token", AuthStyle: oauth2.AuthStyleInParams}}
-	tok, err := cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Now().Add(-time.Hour)}).Token()
+	hc := &http.Client{Transport: &http.Transport{}}
+	defer hc.CloseIdleConnections()
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, hc)
+	tok, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Now().Add(-time.Hour)}).Token()
 	if err != nil {
 		t.Fatalf("refresh: %v", err)
 	}
