@@ -25,13 +25,20 @@ const (
 const firstStatelessVersion = "2026-07-28"
 
 // inbound is what mcpd reads of a POST body before the go-sdk does: the
-// calls, for the scope check, and the protocol era, for the dispatcher.
+// calls, for the scope check, and the protocol era and whether the answer
+// may be plain JSON, for the dispatcher.
 type inbound struct {
 	calls []rpcCall
 	// stateless reports a request of the 2026-07-28 era: its
 	// Mcp-Protocol-Version header or the _meta of one of its calls names
 	// that version or a later one.
 	stateless bool
+	// quiet reports that no call asked, in its _meta, for progress (a
+	// progressToken) or for log messages (a log level). A 2026-07-28
+	// request that asks for neither gets nothing on its response but the
+	// result: no server-to-client requests exist in that revision, and
+	// list-change and resource notifications travel on subscriptions/listen.
+	quiet bool
 }
 
 type inboundKey struct{}
@@ -58,39 +65,48 @@ type rpcCall struct {
 	} `json:"params"`
 }
 
-// metaView is the part of a JSON-RPC message that names its protocol
-// version in _meta. It is decoded apart from rpcCall and, like the
-// go-sdk's reading, merges repeated _meta objects.
+// metaView is the part of a JSON-RPC message's _meta the dispatcher
+// reads. It is decoded apart from rpcCall and, like the go-sdk's reading,
+// merges repeated _meta objects.
 type metaView struct {
 	Params struct {
 		Meta struct {
-			Version string `json:"io.modelcontextprotocol/protocolVersion"`
+			Version       string          `json:"io.modelcontextprotocol/protocolVersion"`
+			ProgressToken json.RawMessage `json:"progressToken"`
+			LogLevel      json.RawMessage `json:"io.modelcontextprotocol/logLevel"`
 		} `json:"_meta"`
 	} `json:"params"`
 }
 
-// metaNamesStatelessVersion reports whether the _meta of a call in body
-// (a message or a batch) names a 2026-07-28-era version.
-func metaNamesStatelessVersion(body []byte) bool {
+// readMeta reads the _meta of the calls in body (a message or a batch):
+// whether one names a 2026-07-28-era version, and whether none asks for
+// progress or log messages. A body it cannot read names no version and is
+// not quiet.
+func readMeta(body []byte) (stateless, quiet bool) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	var views []metaView
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		if decodeLikeSDK(trimmed, &views) != nil {
-			return false
+			return false, false
 		}
 	} else {
 		var v metaView
 		if decodeLikeSDK(trimmed, &v) != nil {
-			return false
+			return false, false
 		}
 		views = []metaView{v}
 	}
+	quiet = true
 	for _, v := range views {
-		if statelessVersion(v.Params.Meta.Version) {
-			return true
+		m := v.Params.Meta
+		if statelessVersion(m.Version) {
+			stateless = true
+		}
+		if len(m.ProgressToken) > 0 || len(m.LogLevel) > 0 {
+			quiet = false
 		}
 	}
-	return false
+	return stateless, quiet
 }
 
 // statelessVersion reports whether a protocol version belongs to the
@@ -117,23 +133,23 @@ func (s *Server) readInbound(next http.Handler) http.Handler {
 				return
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
-			var stateless bool
-			in.calls, stateless = decodeBody(body, !in.stateless)
-			in.stateless = in.stateless || stateless
+			in.calls, in.stateless, in.quiet = decodeBody(body, in.stateless)
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), inboundKey{}, in)))
 	})
 }
 
-// decodeBody reads the calls of a body and, with era set, whether their
-// _meta names a 2026-07-28-era version. A call without _meta names none,
-// so most 2025-era bodies are parsed once.
-func decodeBody(body []byte, era bool) (calls []rpcCall, stateless bool) {
+// decodeBody reads the calls of a body and what their _meta says (see
+// inbound); headerStateless is what the Mcp-Protocol-Version header said.
+// Calls without _meta need no second reading, so most 2025-era bodies are
+// parsed once.
+func decodeBody(body []byte, headerStateless bool) (calls []rpcCall, stateless, quiet bool) {
 	calls = decodeCalls(body)
-	if era && (calls == nil || slices.ContainsFunc(calls, func(c rpcCall) bool { return len(c.Params.Meta) > 0 })) {
-		stateless = metaNamesStatelessVersion(body)
+	if calls != nil && !slices.ContainsFunc(calls, func(c rpcCall) bool { return len(c.Params.Meta) > 0 }) {
+		return calls, headerStateless, true
 	}
-	return calls, stateless
+	metaStateless, quiet := readMeta(body)
+	return calls, headerStateless || metaStateless, quiet
 }
 
 // decodeCalls reads a JSON-RPC message or batch; a body that is neither

@@ -26,7 +26,7 @@ func FuzzInboundEra(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		_, ours := decodeBody(body, true) // must not panic on anything
+		_, ours, _ := decodeBody(body, false) // must not panic on anything
 		msg, err := jsonrpc.DecodeMessage(body)
 		if err != nil {
 			return

@@ -2,12 +2,14 @@ package mcp
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -464,4 +466,83 @@ func TestModernRequestsPassTheScopeCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestModernResponsesAreJSONUnlessTheyAskForNotifications(t *testing.T) {
+	env := newTestEnv(t, func(c *Config) {
+		c.Extension = &Extension{Register: func(s *sdk.Server) {
+			s.AddTool(&sdk.Tool{Name: "progress", InputSchema: map[string]any{"type": "object"}}, func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
+				if tok := req.Params.GetProgressToken(); tok != nil {
+					if err := req.Session.NotifyProgress(ctx, &sdk.ProgressNotificationParams{ProgressToken: tok, Progress: 1, Total: 2}); err != nil {
+						return nil, err
+					}
+				}
+				return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "done"}}}, nil
+			})
+		}}
+	})
+	call := func(meta map[string]any) modernRequest {
+		return modernRequest{method: "tools/call", name: "progress", params: map[string]any{"name": "progress", "arguments": map[string]any{}},
+			edit: func(_ http.Header, m map[string]any) {
+				for k, v := range meta {
+					m[k] = v
+				}
+			}}
+	}
+	tests := []struct {
+		name     string
+		req      modernRequest
+		wantType string
+	}{
+		{"a request that asks for no notifications is answered as JSON", call(nil), "application/json"},
+		{"a request with a progress token gets an event stream", call(map[string]any{"progressToken": "p1"}), "text/event-stream"},
+		{"a request with a log level gets an event stream", call(map[string]any{"io.modelcontextprotocol/logLevel": "info"}), "text/event-stream"},
+		{"tools/list is answered as JSON", modernRequest{method: "tools/list"}, "application/json"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, got := env.send(t, "alice-all", tt.req)
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, tt.wantType) {
+				t.Errorf("Content-Type = %q; want %s", ct, tt.wantType)
+			}
+			if got.Result == nil {
+				t.Errorf("no result: %+v", got.Error)
+			}
+		})
+	}
+	t.Run("the progress notification travels on the event stream", func(t *testing.T) {
+		progress := make(chan float64, 1)
+		client := sdk.NewClient(&sdk.Implementation{Name: "test-client", Version: "1.0.0"}, &sdk.ClientOptions{
+			ProgressNotificationHandler: func(_ context.Context, req *sdk.ProgressNotificationClientRequest) { progress <- req.Params.Progress },
+		})
+		cs, err := client.Connect(t.Context(), &sdk.StreamableClientTransport{
+			Endpoint:   env.ts.URL + Path,
+			HTTPClient: &http.Client{Transport: bearerTransport{token: "alice-all"}},
+		}, &sdk.ClientSessionOptions{ProtocolVersion: v2026})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cs.Close()
+		params := &sdk.CallToolParams{Name: "progress", Arguments: map[string]any{}}
+		params.SetProgressToken("p2")
+		if _, err := cs.CallTool(t.Context(), params); err != nil {
+			t.Fatal(err)
+		}
+		// The client hands notifications to its handler on its own
+		// goroutine, possibly after the call has returned.
+		select {
+		case p := <-progress:
+			if p != 1 {
+				t.Errorf("progress = %v; want 1", p)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("no progress notification arrived")
+		}
+	})
+	t.Run("a 2025 session keeps its event streams", func(t *testing.T) {
+		resp, _ := env.sendRaw(t, initializeBody, http.Header{"Authorization": {"Bearer alice-all"}})
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+			t.Errorf("initialize Content-Type = %q; want text/event-stream", ct)
+		}
+	})
 }

@@ -184,10 +184,10 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 		ext.Register(s.mcp)
 	}
 
-	newHandler := func(stateless bool) http.Handler {
+	newHandler := func(stateless, jsonResponse bool) http.Handler {
 		h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s.mcp }, &sdk.StreamableHTTPOptions{
 			Stateless:    stateless,
-			JSONResponse: cfg.JSONResponse,
+			JSONResponse: jsonResponse,
 			Logger:       s.log,
 			// Host and Origin are checked by s.checkOrigin against the
 			// issuer and the configured extras; the SDK's loopback-only
@@ -204,11 +204,11 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 		}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})
 		return bind(h)
 	}
-	var sessions http.Handler
+	eras := eraHandlers{stateless: newHandler(true, cfg.JSONResponse), statelessJSON: newHandler(true, true)}
 	if !cfg.Stateless {
-		sessions = newHandler(false)
+		eras.sessions = newHandler(false, cfg.JSONResponse)
 	}
-	h := s.readInbound(s.requireScopes(dispatch(sessions, newHandler(true))))
+	h := s.readInbound(s.requireScopes(dispatch(eras)))
 	if authenticate {
 		h = s.requireBearer(h)
 	} else {
