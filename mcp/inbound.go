@@ -58,9 +58,9 @@ type rpcCall struct {
 	Params struct {
 		Name string `json:"name"` // tools/call, prompts/get
 		URI  string `json:"uri"`  // resources/read
-		// Meta is only looked at (metaNamesStatelessVersion), so that a
-		// _meta of any shape never makes the call unreadable to the scope
-		// check.
+		// Meta is only looked at here (readMeta decodes _meta apart), so
+		// that a _meta of any shape never makes the call unreadable to
+		// the scope check.
 		Meta json.RawMessage `json:"_meta"`
 	} `json:"params"`
 }
