@@ -12,6 +12,7 @@ import (
 )
 
 // BenchmarkWhoami measures tools/call whoami through the real go-sdk client
+// (held to a 2025-11-25 session; BenchmarkWhoamiEra compares the eras)
 // against the /mcp handler with the bearer middleware and scope check, and
 // against the same handler with authentication switched off. ns/op is the
 // latency of one call; the parallel variants show throughput over several
@@ -43,7 +44,7 @@ func BenchmarkWhoami(b *testing.B) {
 					Endpoint:             ts.URL,
 					HTTPClient:           &http.Client{Transport: bearerTransport{token: "alice-all"}},
 					DisableStandaloneSSE: true,
-				}, nil)
+				}, &sdk.ClientSessionOptions{ProtocolVersion: v2025})
 				if err != nil {
 					b.Fatal(err)
 				}
