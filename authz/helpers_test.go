@@ -47,46 +47,55 @@ var testScopes = []Scope{
 
 // env is one authorization server over httptest with its store and clock.
 type env struct {
-	t     testing.TB
-	srv   *Server
-	ts    *httptest.Server
-	store *memStore
-	clock *clock
+	t      testing.TB
+	srv    *Server
+	ts     *httptest.Server
+	store  *memStore
+	clock  *clock
+	router *mux.Router // tests may add routes before the first request
 }
 
 // newEnv starts a server; mod may change the Config before New.
 func newEnv(t testing.TB, mod func(*Config)) *env {
 	t.Helper()
 	e := &env{t: t, store: newMemStore(), clock: &clock{t: time.Now()}}
+	e.store.now = e.clock.Now
 	var h http.Handler
 	e.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
 	t.Cleanup(e.ts.Close)
+	cfg := testConfig(t, e.ts.URL, e.store, e.clock)
+	if mod != nil {
+		mod(&cfg)
+	}
+	var err error
+	e.srv, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.router = mux.NewRouter()
+	e.srv.Register(e.router)
+	h = e.router
+	return e
+}
+
+// testConfig is the Config of a test server at issuer.
+func testConfig(t testing.TB, issuer string, st Storage, clk *clock) Config {
+	t.Helper()
 	rend, err := web.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{
-		Issuer:                  e.ts.URL,
-		Storage:                 e.store,
+	return Config{
+		Issuer:                  issuer,
+		Storage:                 st,
 		Renderer:                rend,
 		Logger:                  slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:                     e.clock.Now,
+		Now:                     clk.Now,
 		GlobalSecret:            []byte("0123456789abcdef0123456789abcdef-test"),
 		Scopes:                  testScopes,
 		RefreshGrace:            60 * time.Second,
 		ClientMetadataDocuments: true,
 	}
-	if mod != nil {
-		mod(&cfg)
-	}
-	e.srv, err = New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := mux.NewRouter()
-	e.srv.Register(r)
-	h = r
-	return e
 }
 
 func (e *env) url(path string) string { return e.ts.URL + path }

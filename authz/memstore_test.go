@@ -23,6 +23,10 @@ type memStore struct {
 	users      map[string]string
 	successors map[string]successorRecord
 	fetches    int // successor reads, for tests that count
+	sessions   map[string]LoginSession
+	pending    map[string]PendingAuthorization
+	touches    int              // session touches, for tests that count
+	now        func() time.Time // the server's clock; nil: time.Now
 }
 
 type successorRecord struct {
@@ -39,6 +43,8 @@ func newMemStore() *memStore {
 		consents:    make(map[string]Consent),
 		users:       map[string]string{"alice": "correct horse", "bob": "battery staple"},
 		successors:  make(map[string]successorRecord),
+		sessions:    make(map[string]LoginSession),
+		pending:     make(map[string]PendingAuthorization),
 	}
 }
 

@@ -61,6 +61,9 @@ type Config struct {
 	ConsentLifetime time.Duration
 	// SessionIdleTimeout ends a login session after this much idleness; 0 → 12h.
 	SessionIdleTimeout time.Duration
+	// DisablePasswordLogin hides the password form and refuses local
+	// passwords: people sign in with a passkey or an identity provider.
+	DisablePasswordLogin bool
 
 	// CORSOrigins are extra browser origins allowed on the metadata,
 	// /register, /token and /revoke; loopback origins are always allowed.
@@ -106,8 +109,7 @@ type Server struct {
 	csrfKey     []byte
 	cors        *corsPolicy
 
-	sessions      *sessionStore
-	pending       *pendingStore
+	loginLinks    []loginLink // extra sign-in methods on the login page
 	loginUser     *limiter
 	loginAddr     *limiter
 	registrations *limiter
@@ -226,8 +228,6 @@ func New(cfg Config) (*Server, error) {
 	if s.cors, err = newCORSPolicy(cfg.CORSOrigins); err != nil {
 		return nil, err
 	}
-	s.sessions = newSessionStore(cfg.SessionIdleTimeout, s.now)
-	s.pending = newPendingStore(10*time.Minute, s.now)
 	s.loginUser = newLimiter(5, 15*time.Minute, s.now)
 	s.loginAddr = newLimiter(20, 15*time.Minute, s.now)
 	s.registrations = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
@@ -282,7 +282,8 @@ func (s *Server) Register(r *mux.Router) {
 		r.Handle("/.well-known/oauth-authorization-server"+p, meta).Methods(http.MethodGet, http.MethodHead, http.MethodOptions)
 	}
 	r.Handle("/authorize", s.withLimitKey(s.handleAuthorize)).Methods(http.MethodGet)
-	r.Handle(loginPath, s.withLimitKey(s.handleLogin)).Methods(http.MethodPost)
+	r.Handle(loginPath, s.withLimitKey(s.handlePasswordLogin)).Methods(http.MethodPost)
+	r.Handle(accountPath, s.withLimitKey(s.handleAccount)).Methods(http.MethodGet, http.MethodPost)
 	r.Handle(consentPath, s.withLimitKey(s.handleConsent)).Methods(http.MethodPost)
 	r.Handle("/token", s.cors.wrap(s.withLimitKey(s.handleToken))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/register", s.cors.wrap(http.HandlerFunc(s.handleRegister))).Methods(http.MethodPost, http.MethodOptions)

@@ -34,6 +34,7 @@ type Storage interface {
 	UserAuthenticator
 	SuccessorStore
 	AccessTokenReader
+	SessionStore
 
 	// Ping reports whether the storage answers.
 	Ping(ctx context.Context) error
@@ -62,6 +63,45 @@ type UserAuthenticator interface {
 	// otherwise, for an unknown user too, taking the same time either way.
 	Authenticate(ctx context.Context, name, password string) error
 	UserExists(ctx context.Context, name string) (bool, error)
+}
+
+// SessionStore keeps signed-in browser sessions and pending authorization
+// requests, so that every process serving the issuer sees them. A session
+// is kept under a hash of its cookie, never the cookie. The max arguments
+// cap how many records a flood can leave: at the cap, expired records go
+// first, then those closest to their expiry.
+type SessionStore interface {
+	CreateSession(ctx context.Context, s LoginSession, max int) error // ErrAlreadyExists
+	GetSession(ctx context.Context, id string) (LoginSession, error)  // ErrNotFound, also once expired
+	TouchSession(ctx context.Context, id string, lastSeen, expiresAt time.Time) error
+	DeleteSession(ctx context.Context, id string) error // ErrNotFound
+	// DeleteUserSessions ends every session of user but keep ("" for none).
+	DeleteUserSessions(ctx context.Context, user, keep string) (int, error)
+
+	PutPendingAuthorization(ctx context.Context, p PendingAuthorization, max int) error
+	GetPendingAuthorization(ctx context.Context, id string) (PendingAuthorization, error) // ErrNotFound
+	// TakePendingAuthorization removes and returns it: of two takes, one wins.
+	TakePendingAuthorization(ctx context.Context, id string) (PendingAuthorization, error) // ErrNotFound
+}
+
+// LoginSession is a signed-in browser session as the store keeps it.
+type LoginSession struct {
+	ID        string // a hash of the session cookie
+	User      string
+	Method    string // how the user signed in: password, passkey, or an identity provider
+	CreatedAt time.Time
+	LastSeen  time.Time
+	ExpiresAt time.Time
+}
+
+// PendingAuthorization is an authorization request waiting for sign-in or
+// consent; Form is its URL-encoded query.
+type PendingAuthorization struct {
+	ID        string
+	ClientID  string
+	Form      string
+	CreatedAt time.Time
+	ExpiresAt time.Time
 }
 
 // SuccessorStore keeps, for a rotated refresh token, the sealed token

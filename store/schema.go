@@ -24,6 +24,8 @@ const (
 	bucketSubjectGrants = "subject_grants" // subject sep request id → nil
 	bucketJTIs          = "jtis"           // sha256(jti) → expiry
 	bucketSuccessors    = "successors"     // sighash → expiry + sealed bytes
+	bucketSessions      = "sessions"       // session id (a hash of the cookie) → expiry + sessionRecord JSON
+	bucketPending       = "pending"        // pending authorization id → expiry + pendingRecord JSON
 )
 
 const sep = "\x00"
@@ -42,6 +44,16 @@ func migrations() []func(tx *bolt.Tx) error {
 				bucketGrants, bucketClientGrants, bucketSubjectGrants,
 				bucketJTIs, bucketSuccessors,
 			} {
+				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+					return fmt.Errorf("create bucket %s: %w", b, err)
+				}
+			}
+			return nil
+		},
+		// Login sessions and pending authorizations move from memory into
+		// the file, so every process serving the issuer sees them.
+		func(tx *bolt.Tx) error {
+			for _, b := range []string{bucketSessions, bucketPending} {
 				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 					return fmt.Errorf("create bucket %s: %w", b, err)
 				}

@@ -17,22 +17,48 @@ var templateFS embed.FS
 //go:embed static
 var staticFS embed.FS
 
-// Renderer renders the login, consent and error pages. Templates are parsed
-// once by New; a broken or missing template makes New fail.
+// Renderer renders the login, consent, account and error pages. Templates
+// are parsed once by New; a broken or missing template makes New fail.
 type Renderer struct {
 	login   *template.Template
 	consent *template.Template
+	account *template.Template
 	errPage *template.Template
 }
 
 // LoginData is what the login page shows.
 type LoginData struct {
-	Action     string // form action URL
+	Action     string // password form action URL
 	CSRFToken  string // hidden field csrf_token
-	RequestID  string // hidden field request_id: the pending authorization
-	ClientName string
+	RequestID  string // hidden field request_id: the pending authorization, "" for the account page
+	ClientName string // the application asking; "" when signing in to the account page
 	Username   string // prefilled after a failed attempt
 	Error      string // shown above the form
+	Notice     string // what just happened, such as signing out
+	Password   bool   // offer the user name and password form
+	Links      []LoginLink
+}
+
+// LoginLink is a way to sign in that the login page offers as a link
+// button, such as an upstream identity provider.
+type LoginLink struct {
+	Label string // e.g. "Sign in with GitHub"
+	Href  string // absolute URL on this server
+}
+
+// AccountData is what the account page shows to the signed-in user.
+type AccountData struct {
+	User    string
+	Action  string // URL every account form posts to
+	Notice  string // what the last action did, shown at the top
+	Error   string // why the last action failed
+	SignOut Form
+}
+
+// Form is one state-changing form of a page: its CSRF token, bound to the
+// browser and to what the form does.
+type Form struct {
+	CSRFToken string
 }
 
 // ScopeChoice is one requested scope on the consent page.
@@ -97,6 +123,9 @@ func newRenderer(fsys fs.FS) (*Renderer, error) {
 	if r.consent, err = parse("consent.html"); err != nil {
 		return nil, err
 	}
+	if r.account, err = parse("account.html"); err != nil {
+		return nil, err
+	}
 	if r.errPage, err = parse("error.html"); err != nil {
 		return nil, err
 	}
@@ -106,7 +135,7 @@ func newRenderer(fsys fs.FS) (*Renderer, error) {
 	for _, dry := range []struct {
 		t    *template.Template
 		data any
-	}{{r.login, LoginData{}}, {r.consent, ConsentData{}}, {r.errPage, ErrorData{}}} {
+	}{{r.login, LoginData{}}, {r.consent, ConsentData{}}, {r.account, AccountData{}}, {r.errPage, ErrorData{}}} {
 		if err := dry.t.ExecuteTemplate(io.Discard, "layout", dry.data); err != nil {
 			return nil, fmt.Errorf("web: execute %s: %w", dry.t.Name(), err)
 		}
@@ -146,6 +175,11 @@ func (r *Renderer) Login(w http.ResponseWriter, status int, d LoginData) {
 // Consent renders the consent page.
 func (r *Renderer) Consent(w http.ResponseWriter, d ConsentData) {
 	r.render(w, http.StatusOK, r.consent, d)
+}
+
+// Account renders the account page with the given status.
+func (r *Renderer) Account(w http.ResponseWriter, status int, d AccountData) {
+	r.render(w, status, r.account, d)
 }
 
 // Error renders an error page with the given status. It never redirects.

@@ -49,6 +49,17 @@ func sampleLogin() LoginData {
 		ClientName: "Claude Code",
 		Username:   "bob",
 		Error:      "Wrong user name or password.",
+		Password:   true,
+		Links:      []LoginLink{{Label: "Sign in with Example", Href: "https://mcpd.example/login/idp/example?request_id=req-456"}},
+	}
+}
+
+func sampleAccount() AccountData {
+	return AccountData{
+		User:    "alice",
+		Action:  "/account",
+		Notice:  "You are signed out.",
+		SignOut: Form{CSRFToken: "csrf-signout-1"},
 	}
 }
 
@@ -78,6 +89,7 @@ func allPages(t *testing.T, r *Renderer) map[string]page {
 	return map[string]page{
 		"login":   render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, sampleLogin()) }),
 		"consent": render(t, func(w http.ResponseWriter) { r.Consent(w, sampleConsent()) }),
+		"account": render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, sampleAccount()) }),
 		"error":   render(t, func(w http.ResponseWriter) { r.Error(w, http.StatusBadRequest, sampleError()) }),
 	}
 }
@@ -260,7 +272,7 @@ func TestLoginPage(t *testing.T) {
 		}
 	})
 	t.Run("the user name field has focus on a fresh form", func(t *testing.T) {
-		p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, LoginData{Action: "/login"}) })
+		p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, LoginData{Action: "/login", Password: true}) })
 		in := findOne(t, p.doc, "input username", match(atom.Input, "name", "username"))
 		if _, ok := attr(in, "autofocus"); !ok {
 			t.Error("username input has no autofocus")
@@ -269,6 +281,59 @@ func TestLoginPage(t *testing.T) {
 			t.Errorf("a fresh form shows %d alerts; want none", len(got))
 		}
 	})
+}
+
+func TestLoginPageMethods(t *testing.T) {
+	r := newTestRenderer(t)
+	t.Run("each extra method is a link button with its address", func(t *testing.T) {
+		p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, sampleLogin()) })
+		a := findOne(t, p.doc, "link", match(atom.A, "class", "button"))
+		href, _ := attr(a, "href")
+		if got := [2]string{text(a), href}; got != [2]string{"Sign in with Example", "https://mcpd.example/login/idp/example?request_id=req-456"} {
+			t.Errorf("link = %q; want the label and the address given", got)
+		}
+	})
+	t.Run("without password login there is no password form", func(t *testing.T) {
+		d := sampleLogin()
+		d.Password = false
+		p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, d) })
+		if got := findAll(p.doc, match(atom.Input, "name", "password")); len(got) != 0 {
+			t.Errorf("found %d password inputs; want none", len(got))
+		}
+		if got := findAll(p.doc, match(atom.Input, "name", "username")); len(got) != 0 {
+			t.Errorf("found %d user name inputs; want none", len(got))
+		}
+	})
+	t.Run("a page with no way to sign in says so", func(t *testing.T) {
+		p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, LoginData{}) })
+		if got := text(findOne(t, p.doc, "alert", match(0, "role", "alert"))); !strings.Contains(got, "no way to sign in") {
+			t.Errorf("alert %q; want it to say there is no way to sign in", got)
+		}
+	})
+}
+
+func TestAccountPageSignOut(t *testing.T) {
+	r := newTestRenderer(t)
+	p := render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, sampleAccount()) })
+	btn := findOne(t, p.doc, "sign-out button", match(atom.Button, "name", "action", "value", "signout"))
+	form := btn.Parent
+	for form != nil && form.DataAtom != atom.Form {
+		form = form.Parent
+	}
+	if form == nil {
+		t.Fatal("the sign-out button is in no form")
+	}
+	got := map[string]string{}
+	got["method"], _ = attr(form, "method")
+	got["action"], _ = attr(form, "action")
+	got["csrf_token"], _ = attr(findOne(t, form, "csrf_token", match(atom.Input, "name", "csrf_token")), "value")
+	want := map[string]string{"method": "post", "action": "/account", "csrf_token": "csrf-signout-1"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("sign-out form (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(text(p.doc), "Signed in as alice") {
+		t.Errorf("page does not name the user: %q", text(p.doc))
+	}
 }
 
 func TestConsentPage(t *testing.T) {
@@ -433,6 +498,24 @@ func TestConsentPageSubmitsTheScopesThatStayChecked(t *testing.T) {
 	}
 }
 
+func TestHostileLoginLinkIsEscaped(t *testing.T) {
+	r := newTestRenderer(t)
+	const evil = `"><script>alert(1)</script>`
+	l := sampleLogin()
+	l.Links = []LoginLink{{Label: evil, Href: "javascript:alert(1)"}}
+	p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, l) })
+	if got := findAll(p.doc, match(atom.Script)); len(got) != 0 {
+		t.Errorf("found %d <script> elements; want none", len(got))
+	}
+	a := findOne(t, p.doc, "link", match(atom.A))
+	if href, _ := attr(a, "href"); strings.HasPrefix(strings.ToLower(href), "javascript:") {
+		t.Errorf("link href %q runs script", href)
+	}
+	if text(a) != evil {
+		t.Errorf("link label %q; want the hostile text shown as text", text(a))
+	}
+}
+
 func TestHostileValuesAreEscaped(t *testing.T) {
 	r := newTestRenderer(t)
 	const evil = `"><script>alert(1)</script><img src=x onerror=alert(1)><a href="https://evil.example">x</a>`
@@ -441,10 +524,14 @@ func TestHostileValuesAreEscaped(t *testing.T) {
 	d.ClientSource = "metadata"
 	d.Scopes = append(d.Scopes, ScopeChoice{Name: evil, Description: evil})
 	l := sampleLogin()
-	l.ClientName, l.Username, l.Error, l.Action = evil, evil, evil, "javascript:alert(1)"
+	l.ClientName, l.Username, l.Error, l.Notice, l.Action = evil, evil, evil, evil, "javascript:alert(1)"
+	l.Links = nil
+	a := sampleAccount()
+	a.User, a.Notice, a.Error, a.Action = evil, evil, evil, "javascript:alert(1)"
 	pages := map[string]page{
 		"consent": render(t, func(w http.ResponseWriter) { r.Consent(w, d) }),
 		"login":   render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, l) }),
+		"account": render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, a) }),
 		"error":   render(t, func(w http.ResponseWriter) { r.Error(w, http.StatusBadRequest, ErrorData{Title: evil, Message: evil}) }),
 	}
 	for name, p := range pages {

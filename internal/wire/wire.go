@@ -122,6 +122,42 @@ func (a AuthzStorage) LookupAccessToken(ctx context.Context, signature string) (
 	return authz.AccessTokenInfo(info), authzErr(err)
 }
 
+func (a AuthzStorage) CreateSession(ctx context.Context, s authz.LoginSession, max int) error {
+	return authzErr(a.Store.CreateSession(ctx, store.LoginSession(s), max))
+}
+
+func (a AuthzStorage) GetSession(ctx context.Context, id string) (authz.LoginSession, error) {
+	s, err := a.Store.GetSession(ctx, id)
+	return authz.LoginSession(s), authzErr(err)
+}
+
+func (a AuthzStorage) TouchSession(ctx context.Context, id string, lastSeen, expiresAt time.Time) error {
+	return authzErr(a.Store.TouchSession(ctx, id, lastSeen, expiresAt))
+}
+
+func (a AuthzStorage) DeleteSession(ctx context.Context, id string) error {
+	return authzErr(a.Store.DeleteSession(ctx, id))
+}
+
+func (a AuthzStorage) DeleteUserSessions(ctx context.Context, user, keep string) (int, error) {
+	n, err := a.Store.DeleteUserSessions(ctx, user, keep)
+	return n, authzErr(err)
+}
+
+func (a AuthzStorage) PutPendingAuthorization(ctx context.Context, p authz.PendingAuthorization, max int) error {
+	return authzErr(a.Store.PutPendingAuthorization(ctx, store.PendingAuthorization(p), max))
+}
+
+func (a AuthzStorage) GetPendingAuthorization(ctx context.Context, id string) (authz.PendingAuthorization, error) {
+	p, err := a.Store.GetPendingAuthorization(ctx, id)
+	return authz.PendingAuthorization(p), authzErr(err)
+}
+
+func (a AuthzStorage) TakePendingAuthorization(ctx context.Context, id string) (authz.PendingAuthorization, error) {
+	p, err := a.Store.TakePendingAuthorization(ctx, id)
+	return authz.PendingAuthorization(p), authzErr(err)
+}
+
 // NotesStore adapts the bbolt store to mcp.NotesStore.
 type NotesStore struct {
 	s *store.Store
