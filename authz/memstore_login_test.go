@@ -4,6 +4,8 @@ import (
 	"context"
 	"sort"
 	"time"
+
+	"github.com/ory/fosite"
 )
 
 // The sign-in records of memStore: sessions and pending authorizations,
@@ -135,4 +137,146 @@ func evict[V any](m map[string]V, max int, now time.Time, expiry func(V) time.Ti
 		}
 		delete(m, id)
 	}
+}
+
+// The account page's records of memStore: consents listed and deleted,
+// passwords, and each user's grants, which memStore follows by the tokens
+// created through it.
+
+func (m *memStore) ListConsents(_ context.Context, user string) ([]Consent, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Consent
+	for _, c := range m.consents {
+		if c.User == user && (c.ExpiresAt.IsZero() || m.clockNow().Before(c.ExpiresAt)) {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ClientID < out[j].ClientID })
+	return out, nil
+}
+
+func (m *memStore) DeleteConsent(_ context.Context, user, clientID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := user + "\x00" + clientID
+	if _, ok := m.consents[k]; !ok {
+		return ErrNotFound
+	}
+	delete(m.consents, k)
+	return nil
+}
+
+func (m *memStore) HasPassword(_ context.Context, name string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pw, ok := m.users[name]
+	if !ok {
+		return false, ErrNotFound
+	}
+	return pw != "", nil
+}
+
+func (m *memStore) SetPassword(_ context.Context, name, password string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.users[name]; !ok {
+		return ErrNotFound
+	}
+	m.users[name] = password
+	return nil
+}
+
+type tokenRef struct {
+	refresh   bool
+	signature string
+}
+
+func (m *memStore) trackToken(requestID string, ref tokenRef) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.grantTokens == nil {
+		m.grantTokens = map[string][]tokenRef{}
+	}
+	m.grantTokens[requestID] = append(m.grantTokens[requestID], ref)
+}
+
+func (m *memStore) CreateAccessTokenSession(ctx context.Context, sig string, req fosite.Requester) error {
+	m.trackToken(req.GetID(), tokenRef{signature: sig})
+	return m.MemoryStore.CreateAccessTokenSession(ctx, sig, req)
+}
+
+func (m *memStore) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, req fosite.Requester) error {
+	m.trackToken(req.GetID(), tokenRef{refresh: true, signature: sig})
+	return m.MemoryStore.CreateRefreshTokenSession(ctx, sig, accessSig, req)
+}
+
+// liveGrants returns, by request id, the request of the newest live token
+// of each grant.
+func (m *memStore) liveGrants(ctx context.Context) map[string]fosite.Requester {
+	m.mu.Lock()
+	refs := make(map[string][]tokenRef, len(m.grantTokens))
+	for id, r := range m.grantTokens {
+		refs[id] = append([]tokenRef(nil), r...)
+	}
+	m.mu.Unlock()
+	now := m.clockNow()
+	out := map[string]fosite.Requester{}
+	for id, rs := range refs {
+		var best fosite.Requester
+		for _, r := range rs {
+			var req fosite.Requester
+			var err error
+			typ := fosite.AccessToken
+			if r.refresh {
+				typ = fosite.RefreshToken
+				req, err = m.MemoryStore.GetRefreshTokenSession(ctx, r.signature, nil)
+			} else {
+				req, err = m.MemoryStore.GetAccessTokenSession(ctx, r.signature, nil)
+			}
+			if err != nil || req.GetSession() == nil {
+				continue
+			}
+			if exp := req.GetSession().GetExpiresAt(typ); !exp.IsZero() && !now.Before(exp) {
+				continue
+			}
+			if m.client(req.GetClient().GetID()) == nil {
+				continue
+			}
+			if best == nil || !req.GetRequestedAt().Before(best.GetRequestedAt()) {
+				best = req
+			}
+		}
+		if best != nil {
+			out[id] = best
+		}
+	}
+	return out
+}
+
+func (m *memStore) ListSubjectGrants(ctx context.Context, subject string, _ func() fosite.Session) ([]fosite.Requester, error) {
+	var out []fosite.Requester
+	for _, req := range m.liveGrants(ctx) {
+		if req.GetSession().GetSubject() == subject {
+			out = append(out, req)
+		}
+	}
+	return out, nil
+}
+
+func (m *memStore) RevokeSubjectClientGrants(ctx context.Context, subject, clientID string) (int, error) {
+	n := 0
+	for id, req := range m.liveGrants(ctx) {
+		if req.GetSession().GetSubject() != subject || req.GetClient().GetID() != clientID {
+			continue
+		}
+		if err := m.MemoryStore.RevokeAccessToken(ctx, id); err != nil {
+			return n, err
+		}
+		if err := m.MemoryStore.RevokeRefreshToken(ctx, id); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

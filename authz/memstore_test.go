@@ -17,16 +17,17 @@ import (
 type memStore struct {
 	*storage.MemoryStore
 
-	mu         sync.Mutex
-	clients    map[string]*Client
-	consents   map[string]Consent
-	users      map[string]string
-	successors map[string]successorRecord
-	fetches    int // successor reads, for tests that count
-	sessions   map[string]LoginSession
-	pending    map[string]PendingAuthorization
-	touches    int              // session touches, for tests that count
-	now        func() time.Time // the server's clock; nil: time.Now
+	mu          sync.Mutex
+	clients     map[string]*Client
+	consents    map[string]Consent
+	users       map[string]string
+	successors  map[string]successorRecord
+	fetches     int // successor reads, for tests that count
+	sessions    map[string]LoginSession
+	pending     map[string]PendingAuthorization
+	touches     int                   // session touches, for tests that count
+	grantTokens map[string][]tokenRef // request id → the tokens created for it
+	now         func() time.Time      // the server's clock; nil: time.Now
 }
 
 type successorRecord struct {
@@ -152,7 +153,7 @@ func (m *memStore) Authenticate(_ context.Context, name, password string) error 
 	if !ok {
 		want = "\x00never matches"
 	}
-	if subtle.ConstantTimeCompare([]byte(want), []byte(password)) != 1 || !ok {
+	if subtle.ConstantTimeCompare([]byte(want), []byte(password)) != 1 || !ok || want == "" {
 		return ErrBadCredentials
 	}
 	return nil

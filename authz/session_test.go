@@ -179,7 +179,7 @@ func TestSessionRecords(t *testing.T) {
 		b := e.browser()
 		p := b.signIn(t, e, "bob", "battery staple")
 		old := b.cookie(e)
-		resp := b.post(e.url(accountPath), url.Values{"csrf_token": {hiddenField(t, p.body, "csrf_token")}, "action": {"signout"}})
+		resp := b.post(e.url(accountPath), accountForm(t, p, "signout", ""))
 		if resp.status != http.StatusSeeOther {
 			t.Fatalf("sign out: status %d; want 303", resp.status)
 		}

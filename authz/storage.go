@@ -35,6 +35,7 @@ type Storage interface {
 	SuccessorStore
 	AccessTokenReader
 	SessionStore
+	SubjectGrantStore
 
 	// Ping reports whether the storage answers.
 	Ping(ctx context.Context) error
@@ -55,14 +56,34 @@ type ClientStore interface {
 type ConsentStore interface {
 	PutConsent(ctx context.Context, c Consent) error
 	GetConsent(ctx context.Context, user, clientID string) (*Consent, error) // ErrNotFound
+	// ListConsents returns the unexpired consents of user.
+	ListConsents(ctx context.Context, user string) ([]Consent, error)
+	DeleteConsent(ctx context.Context, user, clientID string) error // ErrNotFound
 }
 
 // UserAuthenticator checks user names and passwords.
 type UserAuthenticator interface {
 	// Authenticate returns nil when the password is right; ErrBadCredentials
-	// otherwise, for an unknown user too, taking the same time either way.
+	// otherwise, for an unknown user and a user without a password too,
+	// taking the same time either way.
 	Authenticate(ctx context.Context, name, password string) error
 	UserExists(ctx context.Context, name string) (bool, error)
+	// HasPassword reports whether the user has a password; one created
+	// through an identity provider may have none. ErrNotFound for an
+	// unknown user.
+	HasPassword(ctx context.Context, name string) (bool, error)
+	SetPassword(ctx context.Context, name, password string) error // ErrNotFound
+}
+
+// SubjectGrantStore is what the account page needs of a user's grants.
+type SubjectGrantStore interface {
+	// ListSubjectGrants returns one request per live grant of subject:
+	// that of its newest live token, its session decoded into what
+	// newSession returns. RequestedAt is when the grant last got a token.
+	ListSubjectGrants(ctx context.Context, subject string, newSession func() fosite.Session) ([]fosite.Requester, error)
+	// RevokeSubjectClientGrants ends every grant of clientID whose subject
+	// is subject, every token of them at once, and no other grant.
+	RevokeSubjectClientGrants(ctx context.Context, subject, clientID string) (int, error)
 }
 
 // SessionStore keeps signed-in browser sessions and pending authorization

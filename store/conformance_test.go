@@ -22,6 +22,7 @@ func boltFixture(t *testing.T) storetest.Fixture {
 func TestConformanceBolt(t *testing.T) {
 	storetest.Run(t, boltFixture)
 	storetest.RunTransactional(t, boltFixture)
+	storetest.RunSubjectGrants(t, boltFixture)
 }
 
 // TestConformanceBoltLogin runs the suite's rules of sessions and pending

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/http"
 	"strings"
+	"time"
 )
 
 //go:embed templates/*.html
@@ -48,11 +49,32 @@ type LoginLink struct {
 
 // AccountData is what the account page shows to the signed-in user.
 type AccountData struct {
-	User    string
-	Action  string // URL every account form posts to
-	Notice  string // what the last action did, shown at the top
-	Error   string // why the last action failed
+	User   string
+	Action string // URL every account form posts to
+	Notice string // what the last action did, shown at the top
+	Error  string // why the last action failed
+
+	Apps   []AccountApp
+	Revoke Form // the revoke form of every app row
+
+	// Password is the password change form; nil hides it (password login
+	// off, or a user without a password).
+	Password *Form
+
 	SignOut Form
+}
+
+// AccountApp is one row of connected apps: an application that holds a
+// live grant of the user or a remembered consent.
+type AccountApp struct {
+	ClientID     string
+	Name         string
+	Registration string // metadata, dynamic or static
+	MetadataHost string // host of the client metadata document, for metadata
+	Scopes       []string
+	AllowedAt    time.Time
+	LastUsedAt   time.Time // zero: no token yet
+	Remembered   bool      // a remembered consent skips the consent page
 }
 
 // Form is one state-changing form of a page: its CSRF token, bound to the
@@ -109,7 +131,7 @@ func New() (*Renderer, error) {
 // Tests pass a broken file system to prove that New fails loudly.
 func newRenderer(fsys fs.FS) (*Renderer, error) {
 	parse := func(name string) (*template.Template, error) {
-		t, err := template.New(name).Option("missingkey=error").ParseFS(fsys, "templates/layout.html", "templates/"+name)
+		t, err := template.New(name).Option("missingkey=error").Funcs(templateFuncs()).ParseFS(fsys, "templates/layout.html", "templates/"+name)
 		if err != nil {
 			return nil, fmt.Errorf("web: parse %s: %w", name, err)
 		}
@@ -141,6 +163,23 @@ func newRenderer(fsys fs.FS) (*Renderer, error) {
 		}
 	}
 	return &r, nil
+}
+
+// templateFuncs are the functions the templates may call.
+func templateFuncs() template.FuncMap {
+	return template.FuncMap{
+		"date":     formatDate,
+		"datetime": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	}
+}
+
+// formatDate is how a page shows a time: in UTC, to the minute, or
+// "never" for the zero time.
+func formatDate(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format("2 Jan 2006, 15:04 UTC")
 }
 
 // ContentSecurityPolicy is the policy every page carries: nothing but the

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/net/html"
@@ -55,11 +56,19 @@ func sampleLogin() LoginData {
 }
 
 func sampleAccount() AccountData {
+	allowed := time.Date(2026, 7, 1, 9, 30, 0, 0, time.UTC)
 	return AccountData{
-		User:    "alice",
-		Action:  "/account",
-		Notice:  "You are signed out.",
-		SignOut: Form{CSRFToken: "csrf-signout-1"},
+		User:   "alice",
+		Action: "/account",
+		Notice: "The application is disconnected.",
+		Apps: []AccountApp{
+			{ClientID: "c-vscode", Name: "Visual Studio Code", Registration: "metadata", MetadataHost: "vscode.dev",
+				Scopes: []string{"Read your notes", "Create, change and delete your notes"}, AllowedAt: allowed, LastUsedAt: allowed.Add(time.Hour)},
+			{ClientID: "c-inspector", Name: "", Registration: "dynamic", AllowedAt: allowed, Remembered: true},
+		},
+		Revoke:   Form{CSRFToken: "csrf-revoke-1"},
+		Password: &Form{CSRFToken: "csrf-password-1"},
+		SignOut:  Form{CSRFToken: "csrf-signout-1"},
 	}
 }
 
@@ -308,6 +317,89 @@ func TestLoginPageMethods(t *testing.T) {
 		p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, LoginData{}) })
 		if got := text(findOne(t, p.doc, "alert", match(0, "role", "alert"))); !strings.Contains(got, "no way to sign in") {
 			t.Errorf("alert %q; want it to say there is no way to sign in", got)
+		}
+	})
+}
+
+// formOf returns the form element n is in.
+func formOf(t *testing.T, n *html.Node) *html.Node {
+	t.Helper()
+	for f := n.Parent; f != nil; f = f.Parent {
+		if f.DataAtom == atom.Form {
+			return f
+		}
+	}
+	t.Fatal("element is in no form")
+	return nil
+}
+
+func TestAccountPageApps(t *testing.T) {
+	r := newTestRenderer(t)
+	p := render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, sampleAccount()) })
+	buttons := findAll(p.doc, match(atom.Button, "name", "action", "value", "revoke"))
+	if len(buttons) != 2 {
+		t.Fatalf("found %d revoke buttons; want one per app (2)", len(buttons))
+	}
+	for i, want := range []string{"c-vscode", "c-inspector"} {
+		t.Run("the revoke form of row "+want+" carries its client_id and the CSRF token", func(t *testing.T) {
+			form := formOf(t, buttons[i])
+			got := map[string]string{}
+			got["method"], _ = attr(form, "method")
+			got["action"], _ = attr(form, "action")
+			got["client_id"], _ = attr(findOne(t, form, "client_id", match(atom.Input, "name", "client_id")), "value")
+			got["csrf_token"], _ = attr(findOne(t, form, "csrf_token", match(atom.Input, "name", "csrf_token")), "value")
+			wantForm := map[string]string{"method": "post", "action": "/account", "client_id": want, "csrf_token": "csrf-revoke-1"}
+			if diff := cmp.Diff(wantForm, got); diff != "" {
+				t.Errorf("revoke form (-want +got):\n%s", diff)
+			}
+		})
+	}
+	rows := findAll(p.doc, match(atom.Li, "class", "app"))
+	t.Run("a row names the client, how it is known, its scopes and its times", func(t *testing.T) {
+		got := text(rows[0])
+		for _, want := range []string{"Visual Studio Code", "client metadata document at vscode.dev", "Read your notes; Create, change and delete your notes", "1 Jul 2026, 09:30 UTC", "1 Jul 2026, 10:30 UTC"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("row %q lacks %q", got, want)
+			}
+		}
+	})
+	t.Run("an unnamed dynamic client is called so, never used, and marked remembered", func(t *testing.T) {
+		got := text(rows[1])
+		for _, want := range []string{"An unnamed application", "Registered itself", "not verified", "remembered", "Last used never"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("row %q lacks %q", got, want)
+			}
+		}
+	})
+	t.Run("no apps says so", func(t *testing.T) {
+		d := sampleAccount()
+		d.Apps = nil
+		p := render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, d) })
+		if !strings.Contains(text(p.doc), "No application can act for you") {
+			t.Errorf("empty list not explained: %q", text(p.doc))
+		}
+	})
+}
+
+func TestAccountPagePassword(t *testing.T) {
+	r := newTestRenderer(t)
+	p := render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, sampleAccount()) })
+	form := formOf(t, findOne(t, p.doc, "change button", match(atom.Button, "name", "action", "value", "password")))
+	for _, name := range []string{"current_password", "new_password", "new_password_again"} {
+		in := findOne(t, form, name, match(atom.Input, "name", name))
+		if typ, _ := attr(in, "type"); typ != "password" {
+			t.Errorf("%s type %q; want password", name, typ)
+		}
+	}
+	if got, _ := attr(findOne(t, form, "csrf_token", match(atom.Input, "name", "csrf_token")), "value"); got != "csrf-password-1" {
+		t.Errorf("csrf_token %q; want csrf-password-1", got)
+	}
+	t.Run("no password form when there is none to change", func(t *testing.T) {
+		d := sampleAccount()
+		d.Password = nil
+		p := render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, d) })
+		if got := findAll(p.doc, match(atom.Input, "type", "password")); len(got) != 0 {
+			t.Errorf("found %d password inputs; want none", len(got))
 		}
 	})
 }
@@ -654,6 +746,9 @@ func TestPagesFitTheCSPAndAreAccessible(t *testing.T) {
 			for _, in := range findAll(p.doc, match(atom.Input)) {
 				if typ, _ := attr(in, "type"); typ == "hidden" {
 					continue
+				}
+				if _, hidden := attr(in, "hidden"); hidden {
+					continue // e.g. the user name a password manager files a new password under
 				}
 				id, _ := attr(in, "id")
 				if id == "" || len(findAll(p.doc, match(atom.Label, "for", id))) != 1 {

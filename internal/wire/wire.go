@@ -102,8 +102,33 @@ func (a AuthzStorage) GetConsent(ctx context.Context, user, clientID string) (*a
 	return &ac, nil
 }
 
+func (a AuthzStorage) ListConsents(ctx context.Context, user string) ([]authz.Consent, error) {
+	cs, err := a.Store.ListConsents(ctx, user)
+	if err != nil {
+		return nil, authzErr(err)
+	}
+	out := make([]authz.Consent, len(cs))
+	for i, c := range cs {
+		out[i] = authz.Consent(c)
+	}
+	return out, nil
+}
+
+func (a AuthzStorage) DeleteConsent(ctx context.Context, user, clientID string) error {
+	return authzErr(a.Store.DeleteConsent(ctx, user, clientID))
+}
+
 func (a AuthzStorage) Authenticate(ctx context.Context, name, password string) error {
 	return authzErr(a.Store.Authenticate(ctx, name, password))
+}
+
+func (a AuthzStorage) HasPassword(ctx context.Context, name string) (bool, error) {
+	ok, err := a.Store.HasPassword(ctx, name)
+	return ok, authzErr(err)
+}
+
+func (a AuthzStorage) SetPassword(ctx context.Context, name, password string) error {
+	return authzErr(a.Store.SetPassword(ctx, name, password))
 }
 
 func (a AuthzStorage) GetRefreshSuccessor(ctx context.Context, oldSignature string) ([]byte, error) {
