@@ -52,6 +52,12 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 		s.revokeApp(w, r, sess)
 	case "password":
 		s.changePassword(w, r, sess)
+	case "passkey-add":
+		s.addPasskey(w, r, sess)
+	case "passkey-rename":
+		s.renamePasskey(w, r, sess)
+	case "passkey-remove":
+		s.removePasskey(w, r, sess)
 	case "signout":
 		s.endSession(r.Context(), w, sess)
 		s.log.Info("logout", "user", sess.user)
@@ -72,6 +78,12 @@ func accountNotice(done string) string {
 		return "The application is disconnected: its tokens no longer work, and it must ask you again."
 	case "password":
 		return "Your password is changed. Your other browser sessions are signed out."
+	case "passkey-added":
+		return "The passkey is added. Next time, choose “Sign in with a passkey”."
+	case "passkey-renamed":
+		return "The passkey is renamed."
+	case "passkey-removed":
+		return "The passkey is removed: it no longer signs you in."
 	}
 	return ""
 }
@@ -104,6 +116,25 @@ func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, sess *ses
 	if s.passwordChangeable(ctx, sess.user) {
 		f := form("password")
 		data.Password = &f
+	}
+	keys, err := s.store.ListPasskeys(ctx, sess.user)
+	if err != nil {
+		s.log.Error("account: listing passkeys failed", "err", err)
+		s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not list your passkeys. Try again.")
+		return
+	}
+	data.Passkeys = web.AccountPasskeys{
+		Unavailable: s.passkeys.off,
+		Add:         form("passkey-add"),
+		BeginURL:    s.issuer + passkeyAddBeginPath,
+		Rename:      form("passkey-rename"),
+		Remove:      form("passkey-remove"),
+		Full:        len(keys) >= maxPasskeysPerUser,
+	}
+	for _, k := range keys {
+		data.Passkeys.List = append(data.Passkeys.List, web.AccountPasskey{
+			ID: passkeyID(k.ID), Name: k.Name, CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, Synced: k.BackupState,
+		})
 	}
 	s.renderer.Account(w, status, data)
 }

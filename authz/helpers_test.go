@@ -58,11 +58,22 @@ type env struct {
 // newEnv starts a server; mod may change the Config before New.
 func newEnv(t testing.TB, mod func(*Config)) *env {
 	t.Helper()
+	return newEnvAt(t, "", mod)
+}
+
+// newEnvAt starts a server whose issuer, and every URL the test uses,
+// names host ("" for 127.0.0.1) instead of the loopback address, as
+// passkeys need (browsers refuse them on an IP address).
+func newEnvAt(t testing.TB, host string, mod func(*Config)) *env {
+	t.Helper()
 	e := &env{t: t, store: newMemStore(), clock: &clock{t: time.Now()}}
 	e.store.now = e.clock.Now
 	var h http.Handler
 	e.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
 	t.Cleanup(e.ts.Close)
+	if host != "" {
+		e.ts.URL = strings.Replace(e.ts.URL, "127.0.0.1", host, 1)
+	}
 	cfg := testConfig(t, e.ts.URL, e.store, e.clock)
 	if mod != nil {
 		mod(&cfg)

@@ -13,8 +13,8 @@ const (
 )
 
 // Sign-in is one page with several ways in, each a small piece of its own:
-// the password form (login_password.go), passkeys, and the links of extra
-// methods such as upstream identity providers. Whichever way a person
+// the password form (login_password.go), passkeys (login_passkey.go), and
+// the links of extra methods such as upstream identity providers. Whichever way a person
 // proves who they are, the method ends by calling completeLogin, which
 // starts the session and continues where sign-in began.
 //
@@ -51,6 +51,9 @@ func (s *Server) renderLogin(w http.ResponseWriter, sess *session, status int, p
 		Error:      p.message,
 		Notice:     p.notice,
 		Password:   !s.cfg.DisablePasswordLogin,
+	}
+	if s.passkeys.rp != nil {
+		data.Passkey = &web.PasskeyLogin{Action: s.issuer + passkeyLoginPath, BeginURL: s.issuer + passkeyLoginBeginPath}
 	}
 	for _, link := range s.loginLinks {
 		data.Links = append(data.Links, link(p.requestID))

@@ -32,22 +32,9 @@ func (s *Server) handlePasswordLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	prompt := loginPrompt{requestID: reqID}
-	if reqID != "" {
-		pr, err := s.getPending(ctx, reqID)
-		if err != nil {
-			if !errors.Is(err, ErrNotFound) {
-				s.log.Error("login: pending authorization lookup failed", "err", err)
-			}
-			s.errorPage(w, http.StatusBadRequest, "Request expired", "This sign-in request has expired. Return to your application and connect again.")
-			return
-		}
-		c, err := s.lookupClient(ctx, pr.clientID)
-		if err != nil {
-			s.errorPage(w, http.StatusBadRequest, "Unknown application", "This application is no longer registered. Return to it and connect again.")
-			return
-		}
-		prompt.clientName = clientName(c)
+	prompt, ok := s.promptFor(w, r, reqID)
+	if !ok {
+		return
 	}
 	user := r.PostForm.Get("username")
 	password := r.PostForm.Get("password")

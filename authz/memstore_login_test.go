@@ -280,3 +280,102 @@ func (m *memStore) RevokeSubjectClientGrants(ctx context.Context, subject, clien
 	}
 	return n, nil
 }
+
+// Passkeys and WebAuthn ceremonies of memStore.
+
+func clonePasskey(p Passkey) Passkey {
+	p.ID = append([]byte(nil), p.ID...)
+	p.PublicKey = append([]byte(nil), p.PublicKey...)
+	p.AAGUID = append([]byte(nil), p.AAGUID...)
+	p.Transports = append([]string(nil), p.Transports...)
+	return p
+}
+
+func (m *memStore) CreatePasskey(_ context.Context, p Passkey) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.users[p.User]; !ok {
+		return ErrNotFound
+	}
+	if _, ok := m.passkeys[string(p.ID)]; ok {
+		return ErrAlreadyExists
+	}
+	m.passkeys[string(p.ID)] = clonePasskey(p)
+	return nil
+}
+
+func (m *memStore) GetPasskey(_ context.Context, id []byte) (Passkey, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.passkeys[string(id)]
+	if !ok {
+		return Passkey{}, ErrNotFound
+	}
+	return clonePasskey(p), nil
+}
+
+func (m *memStore) ListPasskeys(_ context.Context, user string) ([]Passkey, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Passkey
+	for _, p := range m.passkeys {
+		if p.User == user {
+			out = append(out, clonePasskey(p))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, nil
+}
+
+func (m *memStore) UpdatePasskey(_ context.Context, id []byte, fn func(*Passkey) error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.passkeys[string(id)]
+	if !ok {
+		return ErrNotFound
+	}
+	cp := clonePasskey(p)
+	if err := fn(&cp); err != nil {
+		return err
+	}
+	cp.ID, cp.User = p.ID, p.User
+	m.passkeys[string(id)] = cp
+	return nil
+}
+
+func (m *memStore) DeletePasskey(_ context.Context, user string, id []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.passkeys[string(id)]
+	if !ok || p.User != user {
+		return ErrNotFound
+	}
+	delete(m.passkeys, string(id))
+	return nil
+}
+
+type memCeremony struct {
+	data      []byte
+	expiresAt time.Time
+}
+
+func (m *memStore) PutWebAuthnSession(_ context.Context, id string, data []byte, expiresAt time.Time, max int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.ceremonies[id]; !ok && max > 0 && len(m.ceremonies) >= max {
+		evict(m.ceremonies, max, m.clockNow(), func(c memCeremony) time.Time { return c.expiresAt })
+	}
+	m.ceremonies[id] = memCeremony{data: append([]byte(nil), data...), expiresAt: expiresAt}
+	return nil
+}
+
+func (m *memStore) TakeWebAuthnSession(_ context.Context, id string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.ceremonies[id]
+	if !ok || !m.clockNow().Before(c.expiresAt) {
+		return nil, ErrNotFound
+	}
+	delete(m.ceremonies, id)
+	return c.data, nil
+}

@@ -27,7 +27,9 @@ type memStore struct {
 	pending     map[string]PendingAuthorization
 	touches     int                   // session touches, for tests that count
 	grantTokens map[string][]tokenRef // request id → the tokens created for it
-	now         func() time.Time      // the server's clock; nil: time.Now
+	passkeys    map[string]Passkey    // credential id → passkey
+	ceremonies  map[string]memCeremony
+	now         func() time.Time // the server's clock; nil: time.Now
 }
 
 type successorRecord struct {
@@ -46,6 +48,8 @@ func newMemStore() *memStore {
 		successors:  make(map[string]successorRecord),
 		sessions:    make(map[string]LoginSession),
 		pending:     make(map[string]PendingAuthorization),
+		passkeys:    make(map[string]Passkey),
+		ceremonies:  make(map[string]memCeremony),
 	}
 }
 

@@ -110,6 +110,7 @@ type Server struct {
 	cors        *corsPolicy
 
 	loginLinks    []loginLink // extra sign-in methods on the login page
+	passkeys      passkeyRP
 	loginUser     *limiter
 	loginAddr     *limiter
 	registrations *limiter
@@ -224,6 +225,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.hasher = &secretHasher{key: hashKey}
+	handleKey, err := derive("webauthn user handle")
+	if err != nil {
+		return nil, err
+	}
+	if s.passkeys, err = newPasskeyRP(cfg.Issuer, handleKey); err != nil {
+		return nil, err
+	}
 
 	if s.cors, err = newCORSPolicy(cfg.CORSOrigins); err != nil {
 		return nil, err
@@ -284,6 +292,9 @@ func (s *Server) Register(r *mux.Router) {
 	r.Handle("/authorize", s.withLimitKey(s.handleAuthorize)).Methods(http.MethodGet)
 	r.Handle(loginPath, s.withLimitKey(s.handlePasswordLogin)).Methods(http.MethodPost)
 	r.Handle(accountPath, s.withLimitKey(s.handleAccount)).Methods(http.MethodGet, http.MethodPost)
+	r.Handle(passkeyAddBeginPath, s.withLimitKey(s.handlePasskeyRegisterBegin)).Methods(http.MethodPost)
+	r.Handle(passkeyLoginBeginPath, s.withLimitKey(s.handlePasskeyLoginBegin)).Methods(http.MethodPost)
+	r.Handle(passkeyLoginPath, s.withLimitKey(s.handlePasskeyLogin)).Methods(http.MethodPost)
 	r.Handle(consentPath, s.withLimitKey(s.handleConsent)).Methods(http.MethodPost)
 	r.Handle("/token", s.cors.wrap(s.withLimitKey(s.handleToken))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/register", s.cors.wrap(http.HandlerFunc(s.handleRegister))).Methods(http.MethodPost, http.MethodOptions)

@@ -51,6 +51,12 @@ func sessionKey(id string) string {
 	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
+// binding identifies the browser for records kept between two of its
+// requests (a WebAuthn ceremony, an identity provider's state): it is
+// derived from the cookie, so such a record names no usable cookie, and a
+// request from another browser does not match it.
+func (ss *session) binding() string { return sessionKey("binding\x00" + ss.id) }
+
 // csrfToken binds a form to this browser's cookie, the purpose and what
 // the form acts on (a pending authorization, an account action).
 func (s *Server) csrfToken(ss *session, purpose, bind string) string {

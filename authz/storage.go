@@ -36,6 +36,7 @@ type Storage interface {
 	AccessTokenReader
 	SessionStore
 	SubjectGrantStore
+	PasskeyStore
 
 	// Ping reports whether the storage answers.
 	Ping(ctx context.Context) error
@@ -103,6 +104,44 @@ type SessionStore interface {
 	GetPendingAuthorization(ctx context.Context, id string) (PendingAuthorization, error) // ErrNotFound
 	// TakePendingAuthorization removes and returns it: of two takes, one wins.
 	TakePendingAuthorization(ctx context.Context, id string) (PendingAuthorization, error) // ErrNotFound
+}
+
+// PasskeyStore keeps users' passkeys (public keys only) and the server
+// side of WebAuthn ceremonies between their begin and finish.
+type PasskeyStore interface {
+	// CreatePasskey: ErrNotFound for an unknown user, ErrAlreadyExists for
+	// a credential ID already registered (by anyone).
+	CreatePasskey(ctx context.Context, p Passkey) error
+	GetPasskey(ctx context.Context, id []byte) (Passkey, error) // ErrNotFound
+	ListPasskeys(ctx context.Context, user string) ([]Passkey, error)
+	// UpdatePasskey changes anything of the passkey but its ID and user.
+	UpdatePasskey(ctx context.Context, id []byte, fn func(*Passkey) error) error
+	// DeletePasskey: ErrNotFound unless user has a passkey of that ID.
+	DeletePasskey(ctx context.Context, user string, id []byte) error
+
+	PutWebAuthnSession(ctx context.Context, id string, data []byte, expiresAt time.Time, max int) error
+	// TakeWebAuthnSession removes and returns it: a ceremony finishes once.
+	TakeWebAuthnSession(ctx context.Context, id string) ([]byte, error) // ErrNotFound
+}
+
+// Passkey is a WebAuthn credential of a user: its public key and what
+// sign-in checks of it.
+type Passkey struct {
+	ID                []byte
+	User              string
+	Name              string
+	PublicKey         []byte // COSE_Key
+	SignCount         uint32
+	AAGUID            []byte
+	Transports        []string
+	UserPresent       bool
+	UserVerified      bool
+	BackupEligible    bool
+	BackupState       bool
+	AttestationType   string
+	AttestationFormat string
+	CreatedAt         time.Time
+	LastUsedAt        time.Time
 }
 
 // LoginSession is a signed-in browser session as the store keeps it.

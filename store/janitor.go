@@ -20,6 +20,7 @@ type SweepStats struct {
 	Clients    int // dynamic clients never activated
 	Sessions   int // login sessions
 	Pending    int // pending authorizations
+	Ceremonies int // WebAuthn ceremonies never finished
 	Index      int // dangling index entries
 }
 
@@ -30,9 +31,10 @@ type SweepStats struct {
 const sweepBatch = 512
 
 // Sweep removes every expired code, token, PKCE session, JTI, consent,
-// refresh successor, login session and pending authorization, dynamic
-// clients that never completed an authorization within
-// Options.UnactivatedClientTTL, and index entries that point at nothing. Each kind is swept in writes of at most sweepBatch entries.
+// refresh successor, login session, pending authorization and WebAuthn
+// ceremony, dynamic clients that never completed an authorization within
+// Options.UnactivatedClientTTL, and index entries that point at nothing.
+// Each kind is swept in writes of at most sweepBatch entries.
 func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 	now := s.now()
 	var st SweepStats
@@ -58,6 +60,9 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 		}},
 		{&st.Pending, func(tx *wtx, from []byte) (int, []byte, error) {
 			return sweepExpiring(tx.bucket(bucketPending), now, from)
+		}},
+		{&st.Ceremonies, func(tx *wtx, from []byte) (int, []byte, error) {
+			return sweepExpiring(tx.bucket(bucketWebAuthnSessions), now, from)
 		}},
 		{&st.Clients, func(tx *wtx, from []byte) (int, []byte, error) { return sweepClients(tx, now.Add(-s.clientTT), from) }},
 		{&st.Index, sweepGrantIndex},
@@ -112,7 +117,7 @@ func (s *Store) RunJanitor(ctx context.Context, interval time.Duration) {
 			s.log.Info("store: janitor swept", "codes", st.Codes, "access", st.Access,
 				"refresh", st.Refresh, "pkce", st.PKCE, "jtis", st.JTIs, "consents", st.Consents,
 				"successors", st.Successors, "clients", st.Clients, "sessions", st.Sessions,
-				"pending", st.Pending, "index", st.Index)
+				"pending", st.Pending, "ceremonies", st.Ceremonies, "index", st.Index)
 		}
 	}
 }

@@ -26,6 +26,10 @@ const (
 	bucketSuccessors    = "successors"     // sighash → expiry + sealed bytes
 	bucketSessions      = "sessions"       // session id (a hash of the cookie) → expiry + sessionRecord JSON
 	bucketPending       = "pending"        // pending authorization id → expiry + pendingRecord JSON
+
+	bucketPasskeys         = "passkeys"          // credential id → passkeyRecord JSON
+	bucketUserPasskeys     = "user_passkeys"     // user sep credential id → nil
+	bucketWebAuthnSessions = "webauthn_sessions" // ceremony id → expiry + opaque ceremony data
 )
 
 const sep = "\x00"
@@ -54,6 +58,16 @@ func migrations() []func(tx *bolt.Tx) error {
 		// the file, so every process serving the issuer sees them.
 		func(tx *bolt.Tx) error {
 			for _, b := range []string{bucketSessions, bucketPending} {
+				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+					return fmt.Errorf("create bucket %s: %w", b, err)
+				}
+			}
+			return nil
+		},
+		// Passkeys (WebAuthn credentials: public keys only) and the
+		// server side of WebAuthn ceremonies.
+		func(tx *bolt.Tx) error {
+			for _, b := range []string{bucketPasskeys, bucketUserPasskeys, bucketWebAuthnSessions} {
 				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 					return fmt.Errorf("create bucket %s: %w", b, err)
 				}

@@ -100,8 +100,8 @@ func (s *Store) SetPassword(ctx context.Context, name, password string) error {
 }
 
 // DeleteUser removes a user, ends every grant whose subject is that user
-// and every login session of theirs, and deletes the user's consents and
-// notes. ErrNotFound for an unknown
+// and every login session of theirs, and deletes the user's passkeys,
+// consents and notes. ErrNotFound for an unknown
 // user.
 func (s *Store) DeleteUser(ctx context.Context, name string) error {
 	return s.update(ctx, func(tx *wtx) error {
@@ -115,6 +115,9 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 			return err
 		}
 		if _, err := deleteUserSessions(tx, name, ""); err != nil {
+			return err
+		}
+		if err := deleteUserPasskeys(tx, name); err != nil {
 			return err
 		}
 		if err := deletePrefix(tx.bucket(bucketConsents), []byte(name+sep)); err != nil {

@@ -37,7 +37,16 @@ type LoginData struct {
 	Error      string // shown above the form
 	Notice     string // what just happened, such as signing out
 	Password   bool   // offer the user name and password form
+	Passkey    *PasskeyLogin
 	Links      []LoginLink
+}
+
+// PasskeyLogin is the "Sign in with a passkey" form of the login page; nil
+// hides it. Its script (static/passkey.js) asks BeginURL for the options,
+// lets the browser's authenticator sign, and posts the form to Action.
+type PasskeyLogin struct {
+	Action   string
+	BeginURL string
 }
 
 // LoginLink is a way to sign in that the login page offers as a link
@@ -57,11 +66,35 @@ type AccountData struct {
 	Apps   []AccountApp
 	Revoke Form // the revoke form of every app row
 
+	Passkeys AccountPasskeys
+
 	// Password is the password change form; nil hides it (password login
 	// off, or a user without a password).
 	Password *Form
 
 	SignOut Form
+}
+
+// AccountPasskeys is the passkeys section of the account page.
+type AccountPasskeys struct {
+	// Unavailable says why this server cannot offer passkeys (its address
+	// is not a secure context); "" when it can.
+	Unavailable string
+	List        []AccountPasskey
+	Add         Form   // the form that adds one (its script begins at BeginURL)
+	BeginURL    string // where the add form's script gets its options
+	Rename      Form
+	Remove      Form
+	Full        bool // the user has as many passkeys as an account may
+}
+
+// AccountPasskey is one passkey of the user.
+type AccountPasskey struct {
+	ID         string // base64url credential ID
+	Name       string
+	CreatedAt  time.Time
+	LastUsedAt time.Time // zero: never used
+	Synced     bool      // backed up: a synced passkey
 }
 
 // AccountApp is one row of connected apps: an application that holds a
@@ -196,11 +229,20 @@ func formatDate(t time.Time) string {
 // forms' targets come from the server, never from the request.
 const ContentSecurityPolicy = "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
 
+// ScriptContentSecurityPolicy is the policy of the pages that run the
+// passkey script (login, account): ContentSecurityPolicy plus scripts and
+// requests to this origin only, still no inline code.
+const ScriptContentSecurityPolicy = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+
 // SecurityHeaders sets the headers every page carries: no framing, no
 // script, no referrer, no caching.
 func SecurityHeaders(h http.Header) {
+	securityHeaders(h, ContentSecurityPolicy)
+}
+
+func securityHeaders(h http.Header, csp string) {
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", ContentSecurityPolicy)
+	h.Set("Content-Security-Policy", csp)
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -208,25 +250,26 @@ func SecurityHeaders(h http.Header) {
 
 // Login renders the login page with the given status.
 func (r *Renderer) Login(w http.ResponseWriter, status int, d LoginData) {
-	r.render(w, status, r.login, d)
+	r.render(w, status, r.login, ScriptContentSecurityPolicy, d)
 }
 
 // Consent renders the consent page.
 func (r *Renderer) Consent(w http.ResponseWriter, d ConsentData) {
-	r.render(w, http.StatusOK, r.consent, d)
+	r.render(w, http.StatusOK, r.consent, ContentSecurityPolicy, d)
 }
 
 // Account renders the account page with the given status.
 func (r *Renderer) Account(w http.ResponseWriter, status int, d AccountData) {
-	r.render(w, status, r.account, d)
+	r.render(w, status, r.account, ScriptContentSecurityPolicy, d)
 }
 
 // Error renders an error page with the given status. It never redirects.
 func (r *Renderer) Error(w http.ResponseWriter, status int, d ErrorData) {
-	r.render(w, status, r.errPage, d)
+	r.render(w, status, r.errPage, ContentSecurityPolicy, d)
 }
 
-// StaticHandler serves the embedded CSS under /static/.
+// StaticHandler serves the embedded CSS and the passkey script under
+// /static/.
 func (r *Renderer) StaticHandler() http.Handler {
 	sub, _ := fs.Sub(staticFS, "static")
 	files := http.StripPrefix("/static/", http.FileServer(http.FS(sub)))
@@ -241,14 +284,14 @@ func (r *Renderer) StaticHandler() http.Handler {
 	})
 }
 
-func (r *Renderer) render(w http.ResponseWriter, status int, t *template.Template, data any) {
+func (r *Renderer) render(w http.ResponseWriter, status int, t *template.Template, csp string, data any) {
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", data); err != nil {
 		SecurityHeaders(w.Header())
 		http.Error(w, "internal error rendering page", http.StatusInternalServerError)
 		return
 	}
-	SecurityHeaders(w.Header())
+	securityHeaders(w.Header(), csp)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())

@@ -183,6 +183,51 @@ func (a AuthzStorage) TakePendingAuthorization(ctx context.Context, id string) (
 	return authz.PendingAuthorization(p), authzErr(err)
 }
 
+func (a AuthzStorage) CreatePasskey(ctx context.Context, p authz.Passkey) error {
+	return authzErr(a.Store.CreatePasskey(ctx, store.Passkey(p)))
+}
+
+func (a AuthzStorage) GetPasskey(ctx context.Context, id []byte) (authz.Passkey, error) {
+	p, err := a.Store.GetPasskey(ctx, id)
+	return authz.Passkey(p), authzErr(err)
+}
+
+func (a AuthzStorage) ListPasskeys(ctx context.Context, user string) ([]authz.Passkey, error) {
+	ps, err := a.Store.ListPasskeys(ctx, user)
+	if err != nil {
+		return nil, authzErr(err)
+	}
+	out := make([]authz.Passkey, len(ps))
+	for i, p := range ps {
+		out[i] = authz.Passkey(p)
+	}
+	return out, nil
+}
+
+func (a AuthzStorage) UpdatePasskey(ctx context.Context, id []byte, fn func(*authz.Passkey) error) error {
+	return authzErr(a.Store.UpdatePasskey(ctx, id, func(p *store.Passkey) error {
+		ap := authz.Passkey(*p)
+		if err := fn(&ap); err != nil {
+			return err
+		}
+		*p = store.Passkey(ap)
+		return nil
+	}))
+}
+
+func (a AuthzStorage) DeletePasskey(ctx context.Context, user string, id []byte) error {
+	return authzErr(a.Store.DeletePasskey(ctx, user, id))
+}
+
+func (a AuthzStorage) PutWebAuthnSession(ctx context.Context, id string, data []byte, expiresAt time.Time, max int) error {
+	return authzErr(a.Store.PutWebAuthnSession(ctx, id, data, expiresAt, max))
+}
+
+func (a AuthzStorage) TakeWebAuthnSession(ctx context.Context, id string) ([]byte, error) {
+	b, err := a.Store.TakeWebAuthnSession(ctx, id)
+	return b, authzErr(err)
+}
+
 // NotesStore adapts the bbolt store to mcp.NotesStore.
 type NotesStore struct {
 	s *store.Store

@@ -14,8 +14,9 @@ import (
 )
 
 // LoginStorage is what the login rules exercise: signed-in browser
-// sessions and pending authorization requests, which live in the store so
-// that every process serving the issuer sees them.
+// sessions, pending authorization requests and WebAuthn ceremonies, which
+// live in the store so that every process serving the issuer sees them,
+// and passkeys.
 type LoginStorage interface {
 	CreateSession(ctx context.Context, s store.LoginSession, max int) error
 	GetSession(ctx context.Context, id string) (store.LoginSession, error)
@@ -26,6 +27,16 @@ type LoginStorage interface {
 	PutPendingAuthorization(ctx context.Context, p store.PendingAuthorization, max int) error
 	GetPendingAuthorization(ctx context.Context, id string) (store.PendingAuthorization, error)
 	TakePendingAuthorization(ctx context.Context, id string) (store.PendingAuthorization, error)
+
+	CreatePasskey(ctx context.Context, p store.Passkey) error
+	GetPasskey(ctx context.Context, id []byte) (store.Passkey, error)
+	ListPasskeys(ctx context.Context, user string) ([]store.Passkey, error)
+	UpdatePasskey(ctx context.Context, id []byte, fn func(*store.Passkey) error) error
+	DeletePasskey(ctx context.Context, user string, id []byte) error
+	CountPasskeys(ctx context.Context) (map[string]int, error)
+
+	PutWebAuthnSession(ctx context.Context, id string, data []byte, expiresAt time.Time, max int) error
+	TakeWebAuthnSession(ctx context.Context, id string) ([]byte, error)
 
 	CreateUser(ctx context.Context, name, password string) error
 	DeleteUser(ctx context.Context, name string) error
@@ -61,6 +72,15 @@ func RunLogin(t *testing.T, newFixture func(t *testing.T) LoginFixture) {
 		{"pending: of many concurrent takes of one request exactly one gets it", testPendingTakeConcurrent},
 		{"pending: putting an id again replaces the request", testPendingReplace},
 		{"pending: at the cap, expired and then the oldest requests make room", testPendingCap},
+		{"passkey: a created passkey comes back by its id and in its user's list", testPasskeyRoundTrip},
+		{"passkey: only a known user has one, and an id is registered once, by any user", testPasskeyCreateRules},
+		{"passkey: a user's list is theirs alone, oldest first, and counts are per user", testPasskeyList},
+		{"passkey: an update changes counter, flags, name and last use, never the id or user", testPasskeyUpdate},
+		{"passkey: a user removes their own passkey and no one else's", testPasskeyDelete},
+		{"passkey: removing a user removes their passkeys", testPasskeyUserRemoved},
+		{"webauthn session: its data comes back once, and not after it expires", testCeremonyOnce},
+		{"webauthn session: of many concurrent takes exactly one gets it", testCeremonyConcurrent},
+		{"webauthn session: at the cap, expired and then the oldest make room", testCeremonyCap},
 	}
 	for _, r := range rules {
 		t.Run(r.name, func(t *testing.T) {
@@ -362,5 +382,228 @@ func testPendingCap(t *testing.T, f LoginFixture) {
 	want := map[string]bool{"req-0": false, "req-8": true, "req-new": true, "req-newer": true}
 	if diff := cmp.Diff(want, live); diff != "" {
 		t.Errorf("live requests at the cap (-want +got):\n%s", diff)
+	}
+}
+
+func passkey(f LoginFixture, user string, id byte) store.Passkey {
+	now := f.Now().UTC().Truncate(time.Second)
+	return store.Passkey{
+		ID: []byte{id, 0, 1, 2, 0xff}, User: user, Name: fmt.Sprintf("key %d", id),
+		PublicKey: []byte{0xa5, 1, 2, 3, 0x26, id}, SignCount: 7, AAGUID: make([]byte, 16),
+		Transports: []string{"internal", "hybrid"}, UserPresent: true, UserVerified: true,
+		BackupEligible: true, BackupState: false, AttestationType: "none", AttestationFormat: "none",
+		CreatedAt: now,
+	}
+}
+
+func loginUsers(t *testing.T, f LoginFixture, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		mustNil(t, "CreateUser "+n, f.Storage.CreateUser(context.Background(), n, "pw-"+n))
+	}
+}
+
+func testPasskeyRoundTrip(t *testing.T, f LoginFixture) {
+	ctx := context.Background()
+	loginUsers(t, f, "alice")
+	want := passkey(f, "alice", 1)
+	mustNil(t, "CreatePasskey", f.Storage.CreatePasskey(ctx, want))
+	got, err := f.Storage.GetPasskey(ctx, want.ID)
+	mustNil(t, "GetPasskey", err)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("GetPasskey (-want +got):\n%s", diff)
+	}
+	list, err := f.Storage.ListPasskeys(ctx, "alice")
+	mustNil(t, "ListPasskeys", err)
+	if diff := cmp.Diff([]store.Passkey{want}, list); diff != "" {
+		t.Errorf("ListPasskeys (-want +got):\n%s", diff)
+	}
+	_, err = f.Storage.GetPasskey(ctx, []byte("nope"))
+	wantErr(t, "GetPasskey of an unknown id", err, store.ErrNotFound)
+}
+
+func testPasskeyCreateRules(t *testing.T, f LoginFixture) {
+	ctx := context.Background()
+	loginUsers(t, f, "alice", "bob")
+	wantErr(t, "CreatePasskey for an unknown user", f.Storage.CreatePasskey(ctx, passkey(f, "nobody", 1)), store.ErrNotFound)
+	mustNil(t, "CreatePasskey", f.Storage.CreatePasskey(ctx, passkey(f, "alice", 1)))
+	wantErr(t, "the same id again", f.Storage.CreatePasskey(ctx, passkey(f, "alice", 1)), store.ErrAlreadyExists)
+	wantErr(t, "the same id for another user", f.Storage.CreatePasskey(ctx, passkey(f, "bob", 1)), store.ErrAlreadyExists)
+	got, err := f.Storage.GetPasskey(ctx, passkey(f, "alice", 1).ID)
+	mustNil(t, "GetPasskey", err)
+	if got.User != "alice" {
+		t.Errorf("passkey belongs to %q after a refused create; want alice", got.User)
+	}
+}
+
+func testPasskeyList(t *testing.T, f LoginFixture) {
+	ctx := context.Background()
+	loginUsers(t, f, "alice", "bob", "carol")
+	a2 := passkey(f, "alice", 2)
+	f.Advance(time.Minute)
+	a1 := passkey(f, "alice", 1) // created later, listed later
+	b3 := passkey(f, "bob", 3)
+	for _, p := range []store.Passkey{a2, a1, b3} {
+		mustNil(t, "CreatePasskey", f.Storage.CreatePasskey(ctx, p))
+	}
+	list, err := f.Storage.ListPasskeys(ctx, "alice")
+	mustNil(t, "ListPasskeys", err)
+	if diff := cmp.Diff([]store.Passkey{a2, a1}, list); diff != "" {
+		t.Errorf("alice's passkeys (-want +got):\n%s", diff)
+	}
+	list, err = f.Storage.ListPasskeys(ctx, "carol")
+	mustNil(t, "ListPasskeys", err)
+	if len(list) != 0 {
+		t.Errorf("carol has %d passkeys; want none", len(list))
+	}
+	counts, err := f.Storage.CountPasskeys(ctx)
+	mustNil(t, "CountPasskeys", err)
+	if diff := cmp.Diff(map[string]int{"alice": 2, "bob": 1}, counts); diff != "" {
+		t.Errorf("CountPasskeys (-want +got):\n%s", diff)
+	}
+}
+
+func testPasskeyUpdate(t *testing.T, f LoginFixture) {
+	ctx := context.Background()
+	loginUsers(t, f, "alice")
+	p := passkey(f, "alice", 1)
+	mustNil(t, "CreatePasskey", f.Storage.CreatePasskey(ctx, p))
+	used := f.Now().UTC().Add(time.Hour).Truncate(time.Second)
+	err := f.Storage.UpdatePasskey(ctx, p.ID, func(q *store.Passkey) error {
+		q.SignCount, q.BackupState, q.Name, q.LastUsedAt = 8, true, "laptop", used
+		q.ID, q.User = []byte("other"), "mallory"
+		return nil
+	})
+	mustNil(t, "UpdatePasskey", err)
+	want := p
+	want.SignCount, want.BackupState, want.Name, want.LastUsedAt = 8, true, "laptop", used
+	got, err := f.Storage.GetPasskey(ctx, p.ID)
+	mustNil(t, "GetPasskey", err)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("updated passkey (-want +got):\n%s", diff)
+	}
+	_, err = f.Storage.GetPasskey(ctx, []byte("other"))
+	wantErr(t, "GetPasskey of the id the update tried to set", err, store.ErrNotFound)
+	wantErr(t, "UpdatePasskey of an unknown id", f.Storage.UpdatePasskey(ctx, []byte("nope"), func(*store.Passkey) error { return nil }), store.ErrNotFound)
+	boom := errors.New("boom")
+	wantErr(t, "UpdatePasskey whose fn fails", f.Storage.UpdatePasskey(ctx, p.ID, func(q *store.Passkey) error {
+		q.Name = "changed"
+		return boom
+	}), boom)
+	got, _ = f.Storage.GetPasskey(ctx, p.ID)
+	if got.Name != "laptop" {
+		t.Errorf("name %q after a failed update; want laptop", got.Name)
+	}
+}
+
+func testPasskeyDelete(t *testing.T, f LoginFixture) {
+	ctx := context.Background()
+	loginUsers(t, f, "alice", "bob")
+	a, b := passkey(f, "alice", 1), passkey(f, "bob", 2)
+	mustNil(t, "CreatePasskey", f.Storage.CreatePasskey(ctx, a))
+	mustNil(t, "CreatePasskey", f.Storage.CreatePasskey(ctx, b))
+	wantErr(t, "bob deletes alice's passkey", f.Storage.DeletePasskey(ctx, "bob", a.ID), store.ErrNotFound)
+	mustNil(t, "alice deletes hers", f.Storage.DeletePasskey(ctx, "alice", a.ID))
+	wantErr(t, "deleting it again", f.Storage.DeletePasskey(ctx, "alice", a.ID), store.ErrNotFound)
+	_, err := f.Storage.GetPasskey(ctx, a.ID)
+	wantErr(t, "GetPasskey of the deleted passkey", err, store.ErrNotFound)
+	if _, err := f.Storage.GetPasskey(ctx, b.ID); err != nil {
+		t.Errorf("bob's passkey after alice deleted hers: %v", err)
+	}
+	counts, err := f.Storage.CountPasskeys(ctx)
+	mustNil(t, "CountPasskeys", err)
+	if diff := cmp.Diff(map[string]int{"bob": 1}, counts); diff != "" {
+		t.Errorf("CountPasskeys (-want +got):\n%s", diff)
+	}
+}
+
+func testPasskeyUserRemoved(t *testing.T, f LoginFixture) {
+	ctx := context.Background()
+	loginUsers(t, f, "alice", "bob")
+	a, b := passkey(f, "alice", 1), passkey(f, "bob", 2)
+	mustNil(t, "CreatePasskey", f.Storage.CreatePasskey(ctx, a))
+	mustNil(t, "CreatePasskey", f.Storage.CreatePasskey(ctx, b))
+	mustNil(t, "DeleteUser", f.Storage.DeleteUser(ctx, "alice"))
+	_, err := f.Storage.GetPasskey(ctx, a.ID)
+	wantErr(t, "GetPasskey of a removed user's passkey", err, store.ErrNotFound)
+	if _, err := f.Storage.GetPasskey(ctx, b.ID); err != nil {
+		t.Errorf("bob's passkey after alice was removed: %v", err)
+	}
+	loginUsers(t, f, "alice")
+	list, err := f.Storage.ListPasskeys(ctx, "alice")
+	mustNil(t, "ListPasskeys", err)
+	if len(list) != 0 {
+		t.Errorf("a new alice inherits %d passkeys; want none", len(list))
+	}
+}
+
+func testCeremonyOnce(t *testing.T, f LoginFixture) {
+	ctx := context.Background()
+	exp := f.Now().Add(5 * time.Minute)
+	mustNil(t, "PutWebAuthnSession", f.Storage.PutWebAuthnSession(ctx, "c-1", []byte(`{"challenge":"abc"}`), exp, 0))
+	mustNil(t, "PutWebAuthnSession", f.Storage.PutWebAuthnSession(ctx, "c-2", []byte("two"), exp, 0))
+	got, err := f.Storage.TakeWebAuthnSession(ctx, "c-1")
+	mustNil(t, "TakeWebAuthnSession", err)
+	if string(got) != `{"challenge":"abc"}` {
+		t.Errorf("TakeWebAuthnSession = %q; want the data put", got)
+	}
+	_, err = f.Storage.TakeWebAuthnSession(ctx, "c-1")
+	wantErr(t, "second TakeWebAuthnSession", err, store.ErrNotFound)
+	_, err = f.Storage.TakeWebAuthnSession(ctx, "nope")
+	wantErr(t, "TakeWebAuthnSession of an unknown id", err, store.ErrNotFound)
+	f.Advance(5 * time.Minute)
+	_, err = f.Storage.TakeWebAuthnSession(ctx, "c-2")
+	wantErr(t, "TakeWebAuthnSession at the expiry", err, store.ErrNotFound)
+}
+
+func testCeremonyConcurrent(t *testing.T, f LoginFixture) {
+	mustNil(t, "PutWebAuthnSession", f.Storage.PutWebAuthnSession(context.Background(), "c-1", []byte("x"), f.Now().Add(time.Minute), 0))
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = f.Storage.TakeWebAuthnSession(context.Background(), "c-1")
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrNotFound):
+			t.Errorf("TakeWebAuthnSession: %v; want nil or ErrNotFound", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d of %d concurrent takes got the ceremony; want exactly 1", won, n)
+	}
+}
+
+func testCeremonyCap(t *testing.T, f LoginFixture) {
+	ctx := context.Background()
+	const max = 10
+	for i := range max {
+		f.Advance(time.Second)
+		mustNil(t, "PutWebAuthnSession", f.Storage.PutWebAuthnSession(ctx, fmt.Sprintf("c-%d", i), []byte("x"), f.Now().Add(5*time.Minute), max))
+	}
+	mustNil(t, "PutWebAuthnSession", f.Storage.PutWebAuthnSession(ctx, "c-new", []byte("new"), f.Now().Add(5*time.Minute), max))
+	live := 0
+	for i := range max {
+		if _, err := f.Storage.TakeWebAuthnSession(ctx, fmt.Sprintf("c-%d", i)); err == nil {
+			live++
+			if i == 0 {
+				t.Errorf("the oldest ceremony survived the cap")
+			}
+		}
+	}
+	if _, err := f.Storage.TakeWebAuthnSession(ctx, "c-new"); err != nil {
+		t.Errorf("the new ceremony was not stored at the cap: %v", err)
+	}
+	if live+1 > max {
+		t.Errorf("%d ceremonies kept with a cap of %d", live+1, max)
 	}
 }
