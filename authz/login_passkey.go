@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -73,10 +74,10 @@ func (s *Server) handlePasskeyLogin(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusForbidden, "Form expired", "This form has expired or did not come from mcpd. Return to your application and connect again.")
 		return
 	}
-	prompt, ok := s.promptFor(w, r, reqID)
-	if !ok {
-		return
-	}
+	// The ceremony is finished before anything else is looked at, so a
+	// replayed form meets a used ceremony whatever became of its request;
+	// completeLogin deals with a request that expired meanwhile.
+	prompt := s.promptOf(ctx, reqID)
 	if s.passkeys.rp == nil {
 		prompt.message = s.passkeys.off
 		s.renderLogin(w, sess, http.StatusBadRequest, prompt)
@@ -155,6 +156,19 @@ func (s *Server) handlePasskeyLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.loginAddr.Release(addrKey)
 	s.completeLogin(w, r, name, "passkey", reqID)
+}
+
+// promptOf is the login prompt of the pending authorization reqID as far
+// as it is still known: without the application's name when the request
+// or its client is gone.
+func (s *Server) promptOf(ctx context.Context, reqID string) loginPrompt {
+	prompt := loginPrompt{requestID: reqID}
+	if pr, err := s.getPending(ctx, reqID); err == nil {
+		if c, err := s.lookupClient(ctx, pr.clientID); err == nil {
+			prompt.clientName = clientName(c)
+		}
+	}
+	return prompt
 }
 
 // promptFor is the login prompt of the pending authorization reqID ("" for
