@@ -249,7 +249,7 @@ func TestBrowserPasskeyAndConnectedApps(t *testing.T) {
 	}
 
 	bobToken := login(t, issuer, clientID, "http://127.0.0.1/callback", "bob", "bob-pw", "notes:read").AccessToken // any loopback port
-	for range 2 { // the store's token cache now holds both tokens
+	for range 2 {                                                                                                  // the store's token cache now holds both tokens
 		for _, tok := range []string{aliceToken, bobToken} {
 			if st, _ := mcpStatus(t, issuer, tok); st != http.StatusOK {
 				t.Fatalf("token before revoke: %d; want 200", st)
