@@ -248,8 +248,11 @@ func TestBrowserPasskeyAndConnectedApps(t *testing.T) {
 		t.Fatal("no token for alice; the rest depends on it")
 	}
 
-	bobToken := login(t, issuer, clientID, "http://127.0.0.1/callback", "bob", "bob-pw", "notes:read").AccessToken // any loopback port
-	for range 2 {                                                                                                  // the store's token cache now holds both tokens
+	// Bob's grant of the same app; the registered loopback redirect
+	// matches on any port.
+	bobToken := login(t, issuer, clientID, "http://127.0.0.1/callback", "bob", "bob-pw", "notes:read").AccessToken
+	// Two rounds, so the store's token cache holds both tokens.
+	for range 2 {
 		for _, tok := range []string{aliceToken, bobToken} {
 			if st, _ := mcpStatus(t, issuer, tok); st != http.StatusOK {
 				t.Fatalf("token before revoke: %d; want 200", st)
