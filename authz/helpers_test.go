@@ -75,10 +75,17 @@ func newEnvAt(t testing.TB, host string, mod func(*Config)) *env {
 		e.ts.URL = strings.Replace(e.ts.URL, "127.0.0.1", host, 1)
 	}
 	cfg := testConfig(t, e.ts.URL, e.store, e.clock)
+	rend := cfg.Renderer
 	if mod != nil {
 		mod(&cfg)
 	}
 	var err error
+	if u, perr := url.Parse(cfg.Issuer); perr == nil && cfg.Renderer == rend && u.Path != rend.BasePath() {
+		// An issuer with a path: pages load their files under it.
+		if cfg.Renderer, err = web.New(web.WithBasePath(u.Path)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e.srv, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -135,6 +142,7 @@ type regResponse struct {
 	GrantTypes              []string `json:"grant_types"`
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
 	Scope                   string   `json:"scope"`
+	ApplicationType         string   `json:"application_type"`
 	RegistrationAccessToken string   `json:"registration_access_token"`
 	RegistrationClientURI   string   `json:"registration_client_uri"`
 	Error                   string   `json:"error"`
