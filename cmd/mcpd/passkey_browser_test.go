@@ -162,7 +162,7 @@ func TestBrowserPasskeyAndConnectedApps(t *testing.T) {
 			t.Fatalf("browser: %v", err)
 		}
 		waitJS(t, ctx, "the passkey listed", pageHas("The passkey is added")+` && document.querySelector("li.passkey") !== null`)
-		creds, err := chromedp.Call(ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: va.AuthenticatorID})
+		creds, err := chromedp.Call(ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams(va))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -276,7 +276,7 @@ func TestBrowserPasskeyAndConnectedApps(t *testing.T) {
 	})
 
 	t.Run("an assertion for another RP ID is refused, though signed with the passkey's own key", func(t *testing.T) {
-		creds, err := chromedp.Call(ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: va.AuthenticatorID})
+		creds, err := chromedp.Call(ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams(va))
 		if err != nil || len(creds.Credentials) != 1 {
 			t.Fatalf("credentials: %v %v", creds, err)
 		}
@@ -402,7 +402,7 @@ func forgedPasskeyLogin(t *testing.T, issuer, rpID string, cred *webauthn.Creden
 		t.Fatalf("the authenticator's key: %v", err)
 	}
 	b := newBrowser(t)
-	resp, page := b.get(issuer + "/account")
+	_, page := b.get(issuer + "/account")
 	fields := passkeyFormFields(t, page)
 	resp, body := b.post(issuer+"/login/passkey/begin", fields)
 	if resp.StatusCode != http.StatusOK {
