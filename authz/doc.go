@@ -2,7 +2,7 @@
 // fosite. It owns /authorize, /token, /register (RFC 7591, with RFC 7592
 // read and delete), /revoke, /introspect, the RFC 8414 metadata document
 // and its OpenID Connect twin (metadata.go), the login and consent flow,
-// client ID metadata documents, and the token verification the MCP
+// the account page, client ID metadata documents, and the token verification the MCP
 // resource server calls on every request.
 //
 // It declares the Storage it needs and never imports the store package;
