@@ -31,10 +31,14 @@ import (
 // grant (request id), client and subject, the number of its retirement
 // among the grant's refresh tokens, and its expiry in the prefix.
 //
-//	expiry(8) 0x02 flags id client subject
+//	expiry(8) 0x02 flags id client subject [jkt]
 //	  tombstone: seq
 //	  else: requested-at granted-scopes [requested-scopes]
 //	        granted-audience [requested-audience] form session
+//
+// The DPoP key thumbprint a token is bound to (jkt, RFC 9449) is a field of
+// its own, which a bearer check reads without the session; a session's
+// cnf claim that holds just that thumbprint is not stored twice.
 
 // recordV2 is the first byte of a record in the lean form.
 const recordV2 = 0x02
@@ -46,7 +50,8 @@ const (
 	flagSameScopes   = 1 << 2 // requested scopes = granted, not stored twice
 	flagSameAudience = 1 << 3 // requested audience = granted
 	flagFormClientID = 1 << 4 // the form's client_id is the record's client id
-	flagsKnown       = flagActive | flagTombstone | flagSameScopes | flagSameAudience | flagFormClientID
+	flagJKT          = 1 << 5 // a DPoP key thumbprint follows the subject
+	flagsKnown       = flagActive | flagTombstone | flagSameScopes | flagSameAudience | flagFormClientID | flagJKT
 )
 
 // Session kinds of a lean record.
@@ -80,6 +85,13 @@ func encodeRequest(rec *requestRecord) ([]byte, error) {
 	if rec.Tombstone {
 		flags |= flagTombstone
 	}
+	jkt := rec.ConfirmationJKT
+	if rec.Tombstone {
+		jkt = ""
+	}
+	if jkt != "" {
+		flags |= flagJKT
+	}
 	sameScopes := slices.Equal(rec.RequestedScopes, rec.GrantedScopes)
 	sameAudience := slices.Equal(rec.RequestedAudience, rec.GrantedAudience)
 	form := rec.Form
@@ -99,6 +111,9 @@ func encodeRequest(rec *requestRecord) ([]byte, error) {
 	w.str(rec.ID)
 	w.str(rec.ClientID)
 	w.str(rec.Subject)
+	if jkt != "" {
+		w.str(jkt)
+	}
 	if rec.Tombstone {
 		w.uvarint(rec.Seq)
 		return w.b, nil
@@ -116,7 +131,7 @@ func encodeRequest(rec *requestRecord) ([]byte, error) {
 	switch s := rec.Session; {
 	case s.Default != nil:
 		w.b = append(w.b, sessionDefault)
-		if err := w.defaultSession(s.Default, rec.Subject); err != nil {
+		if err := w.defaultSession(s.Default, rec.Subject, jkt); err != nil {
 			return nil, err
 		}
 	case s.JSON != nil:
@@ -128,10 +143,10 @@ func encodeRequest(rec *requestRecord) ([]byte, error) {
 	return w.b, nil
 }
 
-// without returns a copy of form without key.
-func without(form url.Values, key string) url.Values {
-	out := make(url.Values, len(form))
-	for k, v := range form {
+// without returns a copy of m without key.
+func without[M ~map[string]V, V any](m M, key string) M {
+	out := make(M, len(m))
+	for k, v := range m {
 		if k != key {
 			out[k] = v
 		}
@@ -158,6 +173,9 @@ func decodeRequest(v []byte) (*requestRecord, error) {
 		Subject:   r.str(),
 		Active:    flags&flagActive != 0,
 		Tombstone: flags&flagTombstone != 0,
+	}
+	if flags&flagJKT != 0 {
+		rec.ConfirmationJKT = r.str()
 	}
 	if exp, ok := expiryOf(v); ok {
 		rec.ExpiresAt = exp.UTC()
@@ -188,7 +206,7 @@ func decodeRequest(v []byte) (*requestRecord, error) {
 		case sessionJSON:
 			rec.Session.JSON = r.bytes()
 		case sessionDefault:
-			rec.Session.Default = r.defaultSession(rec.Subject)
+			rec.Session.Default = r.defaultSession(rec.Subject, rec.ConfirmationJKT)
 		default:
 			r.fail("session kind %d", kind)
 		}
@@ -225,6 +243,9 @@ func peekRequest(v []byte) (recordHeader, error) {
 	r := recordReader{b: v[9:]}
 	flags := r.byte()
 	h := recordHeader{ID: r.str(), ClientID: r.str(), Subject: r.str(), Active: flags&flagActive != 0}
+	if flags&flagJKT != 0 {
+		r.next(r.uvarint())
+	}
 	if flags&flagTombstone != 0 {
 		h.Seq = r.uvarint()
 	}
@@ -245,6 +266,7 @@ type legacyRecord struct {
 	Session           json.RawMessage `json:"session,omitempty"`
 	Active            bool            `json:"active"`
 	ExpiresAt         time.Time       `json:"expires_at"`
+	ConfirmationJKT   string          `json:"cnf_jkt,omitempty"` // written by builds between v1 and the lean form
 }
 
 func decodeLegacyRequest(v []byte) (*requestRecord, error) {
@@ -256,7 +278,7 @@ func decodeLegacyRequest(v []byte) (*requestRecord, error) {
 		ID: l.ID, ClientID: l.ClientID, Subject: l.Subject, RequestedAt: l.RequestedAt,
 		RequestedScopes: l.RequestedScopes, GrantedScopes: l.GrantedScopes,
 		RequestedAudience: l.RequestedAudience, GrantedAudience: l.GrantedAudience,
-		Form: l.Form, Active: l.Active, ExpiresAt: l.ExpiresAt,
+		Form: l.Form, Active: l.Active, ExpiresAt: l.ExpiresAt, ConfirmationJKT: l.ConfirmationJKT,
 	}
 	if len(l.Session) > 0 && string(l.Session) != "null" {
 		rec.Session.JSON = l.Session
@@ -312,7 +334,7 @@ func (w *recordWriter) form(f url.Values) {
 	}
 }
 
-func (w *recordWriter) defaultSession(s *fosite.DefaultSession, subject string) error {
+func (w *recordWriter) defaultSession(s *fosite.DefaultSession, subject, jkt string) error {
 	types := make([]fosite.TokenType, 0, len(s.ExpiresAt))
 	for tt := range s.ExpiresAt {
 		types = append(types, tt)
@@ -341,11 +363,18 @@ func (w *recordWriter) defaultSession(s *fosite.DefaultSession, subject string) 
 			w.str(v)
 		}
 	}
-	if s.Extra == nil {
+	extraMap := s.Extra
+	if jkt != "" && cnfIs(s.Extra["cnf"], jkt) {
+		w.b = append(w.b, 1) // cnf is {"jkt": the record's jkt}
+		extraMap = without(s.Extra, "cnf")
+	} else {
+		w.b = append(w.b, 0)
+	}
+	if extraMap == nil {
 		w.bytes(nil)
 		return nil
 	}
-	extra, err := json.Marshal(s.Extra)
+	extra, err := json.Marshal(extraMap)
 	if err != nil {
 		return fmt.Errorf("store: encode session: %w", err)
 	}
@@ -481,7 +510,7 @@ func (r *recordReader) form() url.Values {
 	return f
 }
 
-func (r *recordReader) defaultSession(subject string) *fosite.DefaultSession {
+func (r *recordReader) defaultSession(subject, jkt string) *fosite.DefaultSession {
 	s := &fosite.DefaultSession{}
 	if n := r.count(); n > 0 {
 		s.ExpiresAt = make(map[fosite.TokenType]time.Time, n-1)
@@ -509,10 +538,34 @@ func (r *recordReader) defaultSession(subject string) *fosite.DefaultSession {
 			r.fail("bad session name")
 		}
 	}
+	cnf := r.byte()
+	if cnf > 1 || (cnf == 1 && jkt == "") {
+		r.fail("bad session cnf")
+	}
 	if extra := r.next(r.uvarint()); len(extra) > 0 && r.err == nil {
 		if err := json.Unmarshal(extra, &s.Extra); err != nil {
 			r.fail("session extra: %v", err)
 		}
 	}
+	if cnf == 1 && r.err == nil {
+		if s.Extra == nil {
+			s.Extra = map[string]any{}
+		}
+		s.Extra["cnf"] = map[string]any{"jkt": jkt}
+	}
 	return s
 }
+
+// cnfIs reports whether a session's cnf claim holds just the thumbprint
+// jkt, as encoding/json would decode it back.
+func cnfIs(cnf any, jkt string) bool {
+	switch c := cnf.(type) {
+	case map[string]any:
+		v, ok := c["jkt"].(string)
+		return ok && len(c) == 1 && v == jkt
+	case map[string]string:
+		return len(c) == 1 && c["jkt"] == jkt
+	}
+	return false
+}
+

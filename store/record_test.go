@@ -53,6 +53,18 @@ func leanRecords() map[string]*requestRecord {
 			}},
 			Active: true, ExpiresAt: at.Add(time.Minute),
 		},
+		"DPoP-bound access token": {
+			ID: "1774f990-efea-497d-9073-939b1a4f3da0", ClientID: "usreG4uGydMOfoKuQXWiIg", Subject: "admin",
+			RequestedAt: at, GrantedScopes: []string{"notes:read"}, GrantedAudience: []string{"http://127.0.0.1:41045/mcp"},
+			Form: url.Values{"grant_type": {"authorization_code"}},
+			Session: storedSession{Default: &fosite.DefaultSession{
+				ExpiresAt: map[fosite.TokenType]time.Time{fosite.AccessToken: exp},
+				Subject:   "admin", Username: "admin",
+				Extra: map[string]any{"grant_start": float64(1795911049), "cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}},
+			}},
+			ConfirmationJKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+			Active:          true, ExpiresAt: exp,
+		},
 		"record with a session of another type": {
 			ID: "g", ClientID: "c", Subject: "s", RequestedAt: at,
 			Session: storedSession{JSON: json.RawMessage(`{"subject":"s","extra":{"a":[1,{"b":"}"}]}}`)},
@@ -120,6 +132,7 @@ func TestLeanRecordSize(t *testing.T) {
 		{"refresh-flow access token", 300},
 		{"authorization code", 400},
 		{"tombstone", 120},
+		{"DPoP-bound access token", 300},
 	} {
 		rec := recs[c.name]
 		lean, err := encodeRequest(rec)

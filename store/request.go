@@ -85,6 +85,9 @@ type requestRecord struct {
 	// retired, so that the oldest tombstones are the ones pruned.
 	Seq       uint64
 	ExpiresAt time.Time // zero: the session set none
+	// ConfirmationJKT is the thumbprint of the DPoP key the token is
+	// bound to (the session's cnf.jkt claim); empty for a bearer token.
+	ConfirmationJKT string
 }
 
 // storedSession is a request's session as stored: a *fosite.DefaultSession
@@ -136,6 +139,7 @@ func newRequestRecord(req fosite.Requester, tokenType fosite.TokenType) (*reques
 			return nil, fmt.Errorf("store: invalid subject")
 		}
 		rec.ExpiresAt = sess.GetExpiresAt(tokenType).UTC()
+		rec.ConfirmationJKT = confirmationJKT(sess)
 		if ds, ok := sess.(*fosite.DefaultSession); ok {
 			rec.Session.Default = ds
 		} else {
@@ -147,6 +151,25 @@ func newRequestRecord(req fosite.Requester, tokenType fosite.TokenType) (*reques
 		}
 	}
 	return rec, nil
+}
+
+// confirmationJKT returns the jkt member of a session's cnf claim (RFC
+// 7800 §3.1, RFC 9449 §6.1): the SHA-256 thumbprint of the DPoP key a
+// token is bound to. A session without one, or whose claim has another
+// shape, gives "".
+func confirmationJKT(sess fosite.Session) string {
+	es, ok := sess.(fosite.ExtraClaimsSession)
+	if !ok {
+		return ""
+	}
+	switch cnf := es.GetExtraClaims()["cnf"].(type) {
+	case map[string]any:
+		jkt, _ := cnf["jkt"].(string)
+		return jkt
+	case map[string]string:
+		return cnf["jkt"]
+	}
+	return ""
 }
 
 func expiryPrefix(t time.Time) []byte {

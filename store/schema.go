@@ -24,6 +24,12 @@ const (
 	bucketSubjectGrants = "subject_grants" // subject sep request id → nil
 	bucketJTIs          = "jtis"           // sha256(jti) → expiry
 	bucketSuccessors    = "successors"     // sighash → expiry + sealed bytes
+	bucketSessions      = "sessions"       // session id (a hash of the cookie) → expiry + sessionRecord JSON
+	bucketPending       = "pending"        // pending authorization id → expiry + pendingRecord JSON
+
+	bucketPasskeys         = "passkeys"          // credential id → passkeyRecord JSON
+	bucketUserPasskeys     = "user_passkeys"     // user sep credential id → nil
+	bucketWebAuthnSessions = "webauthn_sessions" // ceremony id → expiry + opaque ceremony data
 )
 
 const sep = "\x00"
@@ -48,8 +54,28 @@ func migrations() []func(tx *bolt.Tx) error {
 			}
 			return nil
 		},
-		// 1 → 2: token records are written in the lean form (record.go)
-		// and used codes and rotated or revoked refresh tokens become
+		// Login sessions and pending authorizations move from memory into
+		// the file, so every process serving the issuer sees them.
+		func(tx *bolt.Tx) error {
+			for _, b := range []string{bucketSessions, bucketPending} {
+				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+					return fmt.Errorf("create bucket %s: %w", b, err)
+				}
+			}
+			return nil
+		},
+		// Passkeys (WebAuthn credentials: public keys only) and the
+		// server side of WebAuthn ceremonies.
+		func(tx *bolt.Tx) error {
+			for _, b := range []string{bucketPasskeys, bucketUserPasskeys, bucketWebAuthnSessions} {
+				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+					return fmt.Errorf("create bucket %s: %w", b, err)
+				}
+			}
+			return nil
+		},
+		// Token records are written in the lean form (record.go), and
+		// used codes and rotated or revoked refresh tokens become
 		// tombstones. Release v1 reads neither, so the file must carry a
 		// version it refuses; records it wrote are read as they are, and
 		// its inactive refresh tokens are pruned as their grants rotate.

@@ -20,6 +20,9 @@ type AccessTokenInfo struct {
 	GrantedAudience []string
 	ExpiresAt       time.Time // the session's access-token expiry; zero: it set none
 	Active          bool
+	// JKT is the thumbprint of the DPoP key the token is bound to (its
+	// cnf.jkt); empty for a bearer token.
+	JKT string
 }
 
 // LookupAccessToken returns the record of the access token with this
@@ -81,6 +84,7 @@ type tokenInfoRecord struct {
 	GrantedAudience []string  `json:"granted_audience"`
 	ExpiresAt       time.Time `json:"expires_at"`
 	Active          bool      `json:"active"`
+	JKT             string    `json:"cnf_jkt"`
 }
 
 // decodeAccessTokenInfo reads an AccessTokenInfo from a request record in
@@ -112,6 +116,9 @@ func decodeLeanTokenInfo(v []byte) (AccessTokenInfo, error) {
 	r.next(r.uvarint()) // the request id
 	info.ClientID = r.str()
 	info.Subject = r.str()
+	if flags&flagJKT != 0 {
+		info.JKT = r.str()
+	}
 	info.Active = flags&flagActive != 0
 	if exp, ok := expiryOf(v); ok {
 		info.ExpiresAt = exp.UTC()

@@ -23,6 +23,7 @@ func infoOf(rec *requestRecord) AccessTokenInfo {
 		GrantedAudience: rec.GrantedAudience,
 		ExpiresAt:       rec.ExpiresAt,
 		Active:          rec.Active,
+		JKT:             rec.ConfirmationJKT,
 	}
 }
 
@@ -31,6 +32,7 @@ func infoOf(rec *requestRecord) AccessTokenInfo {
 var decodeSeeds = []string{
 	`{"id":"g","client_id":"c","subject":"alice","requested_at":"2026-01-02T03:04:05.0000006Z","requested_scopes":["notes:read"],"granted_scopes":["notes:read","notes:write"],"requested_audience":["http://127.0.0.1:8080/mcp"],"granted_audience":["http://127.0.0.1:8080/mcp"],"form":{"resource":["http://127.0.0.1:8080/mcp"]},"session":{"extra":{"k":["}","]","\"{"]},"expires_at":{"access_token":"2026-01-02T04:04:05Z"},"username":"","subject":"alice"},"active":true,"expires_at":"2026-01-02T04:04:05Z"}`,
 	`{"id":"g","client_id":"c","requested_at":"0001-01-01T00:00:00Z","active":false,"expires_at":"0001-01-01T00:00:00Z"}`,
+	`{"id":"g","client_id":"c","subject":"s","active":true,"expires_at":"2026-01-02T04:04:05Z","cnf_jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}`,
 	` { "active" : true , "expires_at" : "2026-01-02T05:04:05+01:00", "granted_scopes" : [ "a" , "b" ] , "client_id" : "c\u003c\"d" , "form":null, "n": 1.5e3, "t": true, "f": false } `,
 	`{"client_id":null,"subject":null,"granted_scopes":null,"granted_audience":[],"requested_at":null,"active":null}`,
 	`{"client_id":"x","client_id":"y","subject":"\ud83d\ude00 \\ \/ \b\f\n\r\t"}`,
@@ -49,6 +51,7 @@ func encodeLegacy(rec *requestRecord) ([]byte, error) {
 		RequestedScopes: rec.RequestedScopes, GrantedScopes: rec.GrantedScopes,
 		RequestedAudience: rec.RequestedAudience, GrantedAudience: rec.GrantedAudience,
 		Form: rec.Form, Session: rec.Session.JSON, Active: rec.Active, ExpiresAt: rec.ExpiresAt,
+		ConfirmationJKT: rec.ConfirmationJKT,
 	})
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/mcpd/mcpd/authz"
+	"github.com/mcpd/mcpd/dpop"
 	"github.com/mcpd/mcpd/internal/wire"
 	"github.com/mcpd/mcpd/mcp"
 	"github.com/mcpd/mcpd/store"
@@ -62,6 +63,7 @@ type server struct {
 	metricsLn       net.Listener
 	initialPassword string     // generated for the banner; empty otherwise
 	firstUser       *firstUser // started by run
+	dpopReplay      *dpop.WriteBehind
 }
 
 // newServer opens the store, decides the first user's password when there
@@ -96,12 +98,17 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	if err != nil {
 		return nil, err
 	}
-	renderer, err := web.New()
+	issuerPath := issuerPath(cfg.Issuer)
+	renderer, err := web.New(web.WithBasePath(issuerPath))
 	if err != nil {
 		return nil, err
 	}
 	s.metrics = newMetrics()
 	s.metrics.watchWrites(func() bool { return s.store.Health(context.Background()).Writable })
+	proofs, err := s.newDPoP(ctx)
+	if err != nil {
+		return nil, err
+	}
 	az, err := authz.New(authz.Config{
 		Issuer:                    cfg.Issuer,
 		Storage:                   firstUserStorage{Storage: wire.NewAuthzStorage(s.store), first: s.firstUser},
@@ -116,6 +123,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		RefreshGrace:              cfg.RefreshGrace,
 		ConsentLifetime:           cfg.ConsentTTL,
 		SessionIdleTimeout:        cfg.SessionIdle,
+		DisablePasswordLogin:      !cfg.PasswordLogin,
 		CORSOrigins:               cfg.CORSOrigins,
 		TrustedProxies:            cfg.TrustedProxies,
 		ClientMetadataDocuments:   cfg.ClientMetadataDocuments,
@@ -123,6 +131,8 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		RegistrationsPerMinute:    cfg.RegistrationsPerMinute,
 		MaxClients:                cfg.MaxClients,
 		Observer:                  s.metrics,
+		DPoP:                      proofs,
+		RequireDPoP:               cfg.RequireDPoP,
 	})
 	if err != nil {
 		return nil, usageError(err.Error())
@@ -137,6 +147,8 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		Stateless:      cfg.MCPStateless,
 		JSONResponse:   cfg.MCPJSONResponse,
 		Logger:         logger.With("component", "mcp"),
+		DPoP:           wire.ProofChecker{Checker: proofs},
+		RequireDPoP:    cfg.RequireDPoP,
 	})
 	if err != nil {
 		return nil, usageError(err.Error())
@@ -147,7 +159,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	ms.Register(r)
 	r.Use(s.metrics.instrument)
 	s.streams = newEventStreams()
-	handler := accessLog(logger.With("component", "http"), s.streams.middleware(r))
+	handler := accessLog(logger.With("component", "http"), s.streams.middleware(acceptIssuerPath(r, issuerPath)))
 	s.httpSrv = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -217,6 +229,12 @@ func (s *server) run(ctx context.Context, banner interface{ Write([]byte) (int, 
 		defer close(janitorDone)
 		s.store.RunJanitor(janitorCtx, s.cfg.JanitorInterval)
 	}()
+	replayCtx, stopReplay := context.WithCancel(context.Background())
+	replayDone := make(chan struct{})
+	go func() {
+		defer close(replayDone)
+		s.dpopReplay.Run(replayCtx) // writes what is left when stopped
+	}()
 	writeBanner(banner, s.cfg, s.ln.Addr().String(), s.initialPassword)
 	s.logger.Info("serving", "listen", s.ln.Addr().String(), "issuer", s.cfg.Issuer, "data", s.cfg.Data)
 
@@ -253,6 +271,9 @@ func (s *server) run(ctx context.Context, banner interface{ Write([]byte) (int, 
 	}
 	stopJanitor()
 	<-janitorDone
+	// After the HTTP server: no request spends a jti any more.
+	stopReplay()
+	<-replayDone
 	<-s.firstUser.done
 	if err := s.firstUser.err; err != nil && runErr == nil {
 		runErr = err
