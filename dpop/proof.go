@@ -198,11 +198,7 @@ func (c *Checker) Check(ctx context.Context, headers []string, req Request) (Pro
 	if cl.HTM != req.Method {
 		return Proof{}, invalid("the DPoP proof's htm is not the method of this request")
 	}
-	htu, ok := normalizeURL(cl.HTU)
-	if !ok || !slices.ContainsFunc(req.URLs, func(u string) bool {
-		n, ok := normalizeURL(u)
-		return ok && n == htu
-	}) {
+	if !htuMatches(cl.HTU, req.URLs) {
 		return Proof{}, invalid("the DPoP proof's htu is not the URL of this endpoint")
 	}
 	now := c.now()
