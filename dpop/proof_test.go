@@ -521,3 +521,85 @@ func tamper(jws string) string {
 	parts[1] = base64.RawURLEncoding.EncodeToString(p)
 	return strings.Join(parts, ".")
 }
+
+// TestCheckKeyAndAlgorithm pins what go-jose decides for us: the header's
+// alg must fit the jwk's key type and curve, and only the jwk picks the
+// key (kid, jku, x5u never do).
+func TestCheckKeyAndAlgorithm(t *testing.T) {
+	now := func() time.Time { return t0 }
+	req := dpop.Request{Method: "POST", URLs: []string{tokenURL}}
+	ec := newKey(t, jose.ES256)
+	rs := newKey(t, jose.RS256)
+	jwkOf := func(k key) map[string]any {
+		var m map[string]any
+		b, _ := json.Marshal(jose.JSONWebKey{Key: k.priv.Public()})
+		json.Unmarshal(b, &m)
+		return m
+	}
+	// raw signs a header and the claims with sign, which returns the
+	// signature's bytes for the signing input.
+	raw := func(header map[string]any, sign func(input []byte) []byte) string {
+		h, _ := json.Marshal(header)
+		p, _ := json.Marshal(claims("POST", tokenURL, t0))
+		in := b64(string(h)) + "." + b64(string(p))
+		return in + "." + base64.RawURLEncoding.EncodeToString(sign([]byte(in)))
+	}
+	// es signs with an EC key and hash h, r || s each size bytes long.
+	es := func(k key, h crypto.Hash, size int) func([]byte) []byte {
+		return func(in []byte) []byte {
+			d := h.New()
+			d.Write(in)
+			r, s, err := ecdsa.Sign(rand.Reader, k.priv.(*ecdsa.PrivateKey), d.Sum(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig := make([]byte, 2*size)
+			r.FillBytes(sig[:size])
+			s.FillBytes(sig[size:])
+			return sig
+		}
+	}
+	rsa256 := func(in []byte) []byte {
+		d := sha256.Sum256(in)
+		sig, err := rsa.SignPKCS1v15(rand.Reader, rs.priv.(*rsa.PrivateKey), crypto.SHA256, d[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	refused := []struct {
+		name  string
+		proof string
+	}{
+		{"a P-256 key under ES384 (a SHA-384 signature by the P-256 key)", raw(map[string]any{"typ": dpop.ProofType, "alg": "ES384", "jwk": jwkOf(ec)}, es(ec, crypto.SHA384, 48))},
+		{"a P-256 key under ES512", raw(map[string]any{"typ": dpop.ProofType, "alg": "ES512", "jwk": jwkOf(ec)}, es(ec, crypto.SHA512, 66))},
+		{"an RSA key under ES256", raw(map[string]any{"typ": dpop.ProofType, "alg": "ES256", "jwk": jwkOf(rs)}, rsa256)},
+		{"an EC key under RS256", raw(map[string]any{"typ": dpop.ProofType, "alg": "RS256", "jwk": jwkOf(ec)}, es(ec, crypto.SHA256, 32))},
+		{"an EC key under EdDSA", raw(map[string]any{"typ": dpop.ProofType, "alg": "EdDSA", "jwk": jwkOf(ec)}, es(ec, crypto.SHA256, 32))},
+		{"a symmetric jwk under ES256", raw(map[string]any{"typ": dpop.ProofType, "alg": "ES256", "jwk": map[string]any{"kty": "oct", "k": b64(strings.Repeat("k", 32))}}, es(ec, crypto.SHA256, 32))},
+		{"an X25519 jwk under EdDSA", raw(map[string]any{"typ": dpop.ProofType, "alg": "EdDSA", "jwk": map[string]any{"kty": "OKP", "crv": "X25519", "x": b64(strings.Repeat("x", 32))}}, es(ec, crypto.SHA256, 32))},
+		{"a jwk point off its curve", raw(map[string]any{"typ": dpop.ProofType, "alg": "ES256", "jwk": map[string]any{"kty": "EC", "crv": "P-256", "x": b64(strings.Repeat("x", 32)), "y": b64(strings.Repeat("y", 32))}}, es(ec, crypto.SHA256, 32))},
+		{"an RSA key of 1024 bits", func() string {
+			small, err := rsa.GenerateKey(rand.Reader, 1024)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return key{alg: jose.RS256, priv: small}.sign(t, claims("POST", tokenURL, t0), nil)
+		}()},
+		{"kid naming a key while the jwk is another's", raw(map[string]any{"typ": dpop.ProofType, "alg": "RS256", "kid": "ec", "jku": "https://attacker.example/jwks", "jwk": jwkOf(ec)}, rsa256)},
+	}
+	for _, tc := range refused {
+		t.Run("refused: "+tc.name, func(t *testing.T) {
+			if _, err := newChecker(t, now, nil).Check(context.Background(), []string{tc.proof}, req); !errors.Is(err, dpop.ErrInvalidProof) {
+				t.Fatalf("Check: %v; want invalid_dpop_proof", err)
+			}
+		})
+	}
+	t.Run("kid, jku and x5u are ignored: the jwk is the key", func(t *testing.T) {
+		proof := raw(map[string]any{"typ": dpop.ProofType, "alg": "ES256", "kid": "rs", "jku": "https://attacker.example/jwks", "x5u": "https://attacker.example/cert", "jwk": jwkOf(ec)}, es(ec, crypto.SHA256, 32))
+		p, err := newChecker(t, now, nil).Check(context.Background(), []string{proof}, req)
+		if err != nil || p.JKT != ec.jkt(t) {
+			t.Fatalf("Check: %+v, %v; want accepted with the jwk's thumbprint", p, err)
+		}
+	})
+}
