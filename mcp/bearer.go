@@ -129,7 +129,12 @@ func (s *Server) requireBearer(next http.Handler) http.Handler {
 // checkProof checks the DPoP proof of a request presenting token, bound
 // to the key bound, and answers 401 (false) when it does not hold.
 func (s *Server) checkProof(w http.ResponseWriter, r *http.Request, token, bound string) bool {
-	urls := []string{s.resource, s.issuerScheme + "://" + r.Host + Path}
+	urls := []string{s.resource}
+	if s.origins.sameEndpoint(r.Host) {
+		if alias := s.issuerScheme + "://" + r.Host + Path; alias != s.resource {
+			urls = append(urls, alias)
+		}
+	}
 	jkt, err := s.cfg.DPoP.CheckProof(r.Context(), r.Header.Values("DPoP"), r.Method, urls, token)
 	switch {
 	case errors.Is(err, ErrUseDPoPNonce):

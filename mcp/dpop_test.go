@@ -99,12 +99,12 @@ func TestDPoPChallenges(t *testing.T) {
 			}
 		})
 	}
-	t.Run("the proof is checked for this request: method, the endpoint's URLs, the token", func(t *testing.T) {
+	t.Run("the proof is checked for this request: method, the endpoint's URL, the token", func(t *testing.T) {
 		proofs.mu.Lock()
 		proofs.calls = nil
 		proofs.mu.Unlock()
-		env.post(t, initializeBody, map[string]string{"Authorization": "DPoP alice-bound", "DPoP": "key:jkt-1", "Host": "localhost:1234"})
-		want := []proofCall{{Proofs: []string{"key:jkt-1"}, Method: "POST", URLs: []string{env.ts.URL + "/mcp", "http://localhost:1234/mcp"}, Token: "alice-bound"}}
+		env.post(t, initializeBody, map[string]string{"Authorization": "DPoP alice-bound", "DPoP": "key:jkt-1"})
+		want := []proofCall{{Proofs: []string{"key:jkt-1"}, Method: "POST", URLs: []string{env.ts.URL + "/mcp"}, Token: "alice-bound"}}
 		if d := cmp.Diff(want, proofs.calls); d != "" {
 			t.Errorf("CheckProof calls (-want +got):\n%s", d)
 		}
@@ -123,6 +123,51 @@ func TestDPoPChallenges(t *testing.T) {
 			t.Fatalf("%d %q; want 403 %q", resp.StatusCode, resp.Header.Values("WWW-Authenticate"), want)
 		}
 	})
+}
+
+// TestDPoPProofURLs: a proof's htu may name the endpoint by the Host the
+// request came with only when that Host is another name of this endpoint.
+// Any loopback Host passes the Host check, but a proof made for a loopback
+// service on another port was made for another server.
+func TestDPoPProofURLs(t *testing.T) {
+	proofs := &fakeProofs{}
+	env := newTestEnv(t, func(c *Config) {
+		withProofs(proofs, false)(c)
+		c.AllowedHosts = []string{"mcp.internal:8443"}
+	})
+	resource := env.ts.URL + "/mcp"
+	port := env.ts.URL[strings.LastIndex(env.ts.URL, ":")+1:]
+	tests := []struct {
+		name string
+		host string
+		want []string
+	}{
+		{"the issuer's host", strings.TrimPrefix(env.ts.URL, "http://"), []string{resource}},
+		{"localhost on the issuer's port names the issuer's endpoint", "localhost:" + port, []string{resource, "http://localhost:" + port + "/mcp"}},
+		{"IPv6 loopback on the issuer's port names the issuer's endpoint", "[::1]:" + port, []string{resource, "http://[::1]:" + port + "/mcp"}},
+		{"a configured host names the issuer's endpoint", "mcp.internal:8443", []string{resource, "http://mcp.internal:8443/mcp"}},
+		{"localhost on another port is another server: only the resource", "localhost:1234", []string{resource}},
+		{"loopback without a port is another server: only the resource", "127.0.0.1", []string{resource}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			proofs.mu.Lock()
+			proofs.calls = nil
+			proofs.mu.Unlock()
+			resp := env.post(t, initializeBody, map[string]string{"Authorization": "DPoP alice-bound", "DPoP": "key:jkt-1", "Host": tt.host})
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d; want 200", resp.StatusCode)
+			}
+			proofs.mu.Lock()
+			defer proofs.mu.Unlock()
+			if len(proofs.calls) != 1 {
+				t.Fatalf("%d CheckProof calls; want 1", len(proofs.calls))
+			}
+			if d := cmp.Diff(tt.want, proofs.calls[0].URLs); d != "" {
+				t.Errorf("URLs the htu may name (-want +got):\n%s", d)
+			}
+		})
+	}
 }
 
 func TestDPoPRequiredAndNonce(t *testing.T) {

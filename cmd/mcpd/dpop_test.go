@@ -380,6 +380,34 @@ func TestDPoPEndToEnd(t *testing.T) {
 			t.Fatalf("%d %q; want 200", st, ch)
 		}
 	})
+	t.Run("htu may name the endpoint by another loopback name on its port, never a loopback service on another port", func(t *testing.T) {
+		port := ts.URL[strings.LastIndex(ts.URL, ":")+1:]
+		for _, tc := range []struct {
+			host string
+			want int
+		}{
+			{"localhost:" + port, http.StatusOK},
+			{"localhost:1", http.StatusUnauthorized}, // a proof made for another local server, replayed here
+			{"127.0.0.2:" + port, http.StatusOK},     // another loopback address, same port
+			{"127.0.0.1:65535", http.StatusUnauthorized},
+		} {
+			htu := "http://" + tc.host + "/mcp"
+			req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
+			req.Host = tc.host
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			req.Header.Set("Authorization", "DPoP "+at)
+			req.Header.Set("DPoP", key.proof("POST", htu, at))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("Host %s with htu %s: %d %q; want %d", tc.host, htu, resp.StatusCode, resp.Header.Values("WWW-Authenticate"), tc.want)
+			}
+		}
+	})
 	t.Run("a DPoP token lacking a scope gets a DPoP insufficient_scope challenge", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"note_save","arguments":{"title":"x","body":"y"}}}`))
 		req.Header.Set("Content-Type", "application/json")
