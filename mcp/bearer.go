@@ -74,6 +74,12 @@ func credentials(r *http.Request) (scheme, token string, ok bool) {
 // (§7.2): a stolen bound token is worth nothing as a bearer token.
 func (s *Server) requireBearer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.Header.Values("Authorization")) > 1 {
+			// Which one would count is up to whoever reads the request
+			// next; RFC 6750 §3.1 calls this invalid_request.
+			s.badRequest(w, "more than one Authorization header")
+			return
+		}
 		scheme, token, ok := credentials(r)
 		if !ok || (scheme == schemeDPoP && s.cfg.DPoP == nil) {
 			s.unauthorized(w, "", "", "bearer token required")

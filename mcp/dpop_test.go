@@ -273,3 +273,38 @@ func TestPRMDPoP(t *testing.T) {
 		})
 	}
 }
+
+// TestTwoAuthorizationHeaders: a request with two Authorization headers
+// is refused whatever they hold, rather than one of them counting (RFC
+// 6750 §3.1: invalid_request), so what the check read and what the SDK
+// reads after it can never differ.
+func TestTwoAuthorizationHeaders(t *testing.T) {
+	env := newTestEnv(t, withProofs(&fakeProofs{}, false))
+	for _, tc := range []struct {
+		name  string
+		auths []string
+	}{
+		{"a DPoP and a Bearer header", []string{"DPoP alice-bound", "Bearer alice-all"}},
+		{"a Bearer and a DPoP header", []string{"Bearer alice-all", "DPoP alice-bound"}},
+		{"the same bearer token twice", []string{"Bearer alice-all", "Bearer alice-all"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, env.ts.URL+Path, strings.NewReader(initializeBody))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			req.Header.Set("DPoP", "key:jkt-1")
+			for _, a := range tc.auths {
+				req.Header.Add("Authorization", a)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			ch := resp.Header.Values("WWW-Authenticate")
+			if resp.StatusCode != http.StatusBadRequest || len(ch) == 0 || !strings.Contains(ch[0], `error="invalid_request"`) {
+				t.Fatalf("%d %q; want 400 with error=\"invalid_request\"", resp.StatusCode, ch)
+			}
+		})
+	}
+}
