@@ -99,6 +99,14 @@ func (s *Server) bindDPoP(ar fosite.AccessRequester, jkt string) error {
 	if !ok {
 		return fosite.ErrServerError.WithHint("Unexpected session type.")
 	}
+	// The session came out of the store with the code or refresh token; a
+	// store that keeps objects rather than copies (fosite's memory store)
+	// would otherwise see the code lose its dpop_jkt below.
+	ds, ok = ds.Clone().(*fosite.DefaultSession)
+	if !ok {
+		return fosite.ErrServerError.WithHint("Unexpected session type.")
+	}
+	ar.SetSession(ds)
 	if ds.Extra == nil {
 		ds.Extra = map[string]interface{}{}
 	}
@@ -151,6 +159,26 @@ func (s *Server) preCheckRefresh(ctx context.Context, sig, jkt string) error {
 	}
 	ds, _ := req.GetSession().(*fosite.DefaultSession)
 	return checkRefreshBinding(sessionJKT(ds), jkt, req.GetClient().IsPublic())
+}
+
+// preCheckCode refuses, before fosite sees it, an authorization code bound
+// by dpop_jkt that comes without a proof of that key: fosite revokes every
+// token a code was exchanged for when the code comes again, and someone
+// holding a used code but not the key must not be able to do that either.
+// bindDPoP makes the same check for a code not used yet.
+func (s *Server) preCheckCode(ctx context.Context, sig, jkt string) error {
+	req, err := s.store.GetAuthorizeCodeSession(ctx, sig, &fosite.DefaultSession{})
+	if req == nil || (err != nil && !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode)) {
+		return nil // unknown or unreadable: fosite gives the proper answer
+	}
+	ds, _ := req.GetSession().(*fosite.DefaultSession)
+	if ds == nil {
+		return nil
+	}
+	if want, _ := ds.Extra[dpopJKTKey].(string); want != "" && want != jkt {
+		return errInvalidDPoPProof.WithHint("The authorization code is bound to another DPoP key (dpop_jkt).")
+	}
+	return nil
 }
 
 // sessionJKT returns the cnf.jkt of a session; "" for a bearer grant.

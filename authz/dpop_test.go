@@ -259,6 +259,30 @@ func TestDPoPCodeBinding(t *testing.T) {
 			t.Fatalf("status %d, %v; want a token bound to the key", st, out)
 		}
 	})
+	t.Run("a used code bound by dpop_jkt replayed without the key leaves the tokens alive", func(t *testing.T) {
+		// fosite revokes what a code was exchanged for when the code comes
+		// again; one bound to a key is refused before that, so whoever
+		// lacks the key cannot revoke the holder's tokens with it.
+		form := e.codeForm(e.browser(), reg.ClientID, redirect, bound)
+		st, out, _ := e.dpopToken(form, "", "", e.tokenProof(key))
+		if st != http.StatusOK {
+			t.Fatalf("exchange: %d %v", st, out)
+		}
+		at := out["access_token"].(string)
+		st, again, _ := e.dpopToken(form, "", "", e.tokenProof(other))
+		wantTokenError(t, st, again, http.StatusBadRequest, "invalid_dpop_proof")
+		st, again, _ = e.dpopToken(form, "", "")
+		wantTokenError(t, st, again, http.StatusBadRequest, "invalid_dpop_proof")
+		if err := e.verify(at); err != nil {
+			t.Fatalf("the tokens died after a replay without the key: %v", err)
+		}
+		// The key's holder using the code twice is reuse, as without DPoP.
+		st, again, _ = e.dpopToken(form, "", "", e.tokenProof(key))
+		wantTokenError(t, st, again, http.StatusBadRequest, "invalid_grant")
+		if err := e.verify(at); err == nil {
+			t.Fatal("the tokens survived the reuse of their code by the key's holder")
+		}
+	})
 	t.Run("a malformed dpop_jkt is an invalid_request error sent back to the client", func(t *testing.T) {
 		v := oauth2.GenerateVerifier()
 		loc := e.authorize(e.browser(), authRequest{clientID: reg.ClientID, redirect: redirect, scope: "notes:read", verifier: v, extra: url.Values{"dpop_jkt": {"not-a-thumbprint"}}})

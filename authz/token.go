@@ -54,6 +54,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		sig := s.strategy.AuthorizeCodeSignature(r.Context(), r.PostForm.Get("code"))
 		unlock := s.codeLocks.Lock(sig)
 		defer unlock()
+		if err := s.preCheckCode(r.Context(), sig, jkt); err != nil {
+			s.writeTokenError(w, r, nil, err)
+			return
+		}
 	case "client_credentials", "":
 		// fosite answers a missing grant_type with invalid_request.
 	default:

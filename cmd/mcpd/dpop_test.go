@@ -517,3 +517,88 @@ func TestDPoPRequiredAndNonces(t *testing.T) {
 		}
 	})
 }
+
+// dpopCodeForm authorizes alice with dpop_jkt (when not empty) and returns
+// the form that exchanges the code.
+func dpopCodeForm(t *testing.T, issuer, clientID, redirect, jkt string) url.Values {
+	t.Helper()
+	cfg := &oauth2.Config{
+		ClientID:    clientID,
+		Endpoint:    oauth2.Endpoint{AuthURL: issuer + "/authorize", TokenURL: issuer + "/token"},
+		RedirectURL: strings.Replace(redirect, "127.0.0.1", "127.0.0.1:49152", 1),
+		Scopes:      []string{"notes:read"},
+	}
+	verifier := oauth2.GenerateVerifier()
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
+	if jkt != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("dpop_jkt", jkt))
+	}
+	loc := newBrowser(t).authorize(cfg.AuthCodeURL("state-0123456789", opts...), "alice", "alice-pw", "allow", nil, false)
+	return url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")}, "redirect_uri": {cfg.RedirectURL}, "client_id": {clientID}, "code_verifier": {verifier}}
+}
+
+// TestDPoPReuseWithoutTheKey: with the real store, a used code bound by
+// dpop_jkt and a rotated DPoP-bound refresh token of a public client are
+// worth nothing without the key, not even to revoke the grant, which
+// reuse of either by the key's holder does. (Whatever the store keeps of
+// a used code or a rotated token must keep its binding.)
+func TestDPoPReuseWithoutTheKey(t *testing.T) {
+	ts := startServer(t, "--refresh-grace", "0s")
+	mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--data", ts.Data)
+	clientID, redirect := publicClient(t, ts.URL, "DPoP Client")
+	key, thief := newDPoPKey(t), newDPoPKey(t)
+	tokenURL := ts.URL + "/token"
+	alive := func(t *testing.T, at string) bool {
+		t.Helper()
+		st, _ := mcpCall(t, ts.URL, "DPoP "+at, key.proof("POST", ts.URL+"/mcp", at))
+		return st == http.StatusOK
+	}
+
+	t.Run("a used code bound by dpop_jkt", func(t *testing.T) {
+		form := dpopCodeForm(t, ts.URL, clientID, redirect, key.jkt())
+		st, out, _ := dpopTokenRequest(t, ts.URL, form, key.proof("POST", tokenURL, ""))
+		if st != http.StatusOK {
+			t.Fatalf("exchange: %d %v", st, out)
+		}
+		at := out["access_token"].(string)
+		for name, proofs := range map[string][]string{"another key": {thief.proof("POST", tokenURL, "")}, "no proof": nil} {
+			if st, out, _ := dpopTokenRequest(t, ts.URL, form, proofs...); st != http.StatusBadRequest || out["error"] != "invalid_dpop_proof" {
+				t.Errorf("replay with %s: %d %v; want 400 invalid_dpop_proof", name, st, out)
+			}
+		}
+		if !alive(t, at) {
+			t.Fatal("the tokens died after replays of the code without the key")
+		}
+		if st, out, _ := dpopTokenRequest(t, ts.URL, form, key.proof("POST", tokenURL, "")); st != http.StatusBadRequest || out["error"] != "invalid_grant" {
+			t.Fatalf("reuse by the key's holder: %d %v; want 400 invalid_grant", st, out)
+		}
+		if alive(t, at) {
+			t.Fatal("the tokens survived the reuse of their code by the key's holder")
+		}
+	})
+	t.Run("a rotated DPoP-bound refresh token of a public client", func(t *testing.T) {
+		st, tok, _ := dpopTokenRequest(t, ts.URL, dpopCodeForm(t, ts.URL, clientID, redirect, ""), key.proof("POST", tokenURL, ""))
+		if st != http.StatusOK {
+			t.Fatalf("exchange: %d %v", st, tok)
+		}
+		old := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}, "client_id": {clientID}}
+		st, next, _ := dpopTokenRequest(t, ts.URL, old, key.proof("POST", tokenURL, ""))
+		if st != http.StatusOK {
+			t.Fatalf("rotation: %d %v", st, next)
+		}
+		for name, proofs := range map[string][]string{"another key": {thief.proof("POST", tokenURL, "")}, "no proof": nil} {
+			if st, out, _ := dpopTokenRequest(t, ts.URL, old, proofs...); st != http.StatusBadRequest || out["error"] != "invalid_dpop_proof" {
+				t.Errorf("reuse with %s: %d %v; want 400 invalid_dpop_proof", name, st, out)
+			}
+		}
+		if !alive(t, next["access_token"].(string)) {
+			t.Fatal("the grant died after reuse of a rotated token without the key")
+		}
+		if st, out, _ := dpopTokenRequest(t, ts.URL, old, key.proof("POST", tokenURL, "")); st != http.StatusBadRequest || out["error"] != "invalid_grant" {
+			t.Fatalf("reuse by the key's holder: %d %v; want 400 invalid_grant", st, out)
+		}
+		if alive(t, next["access_token"].(string)) {
+			t.Fatal("the grant survived reuse of a rotated token by the key's holder")
+		}
+	})
+}
