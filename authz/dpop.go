@@ -37,20 +37,42 @@ var (
 	}
 )
 
-// tokenProof checks the DPoP proof of a token request and returns the
-// thumbprint of its key: "" when the request carries no DPoP header or the
+// tokenProof checks the DPoP proof of a token request, all but its jti:
+// the zero Proof (JKT "") when the request carries no DPoP header or the
 // server does not do DPoP. Whether a proof was required is decided later,
-// by bindDPoP, once the client and the grant are known.
-func (s *Server) tokenProof(r *http.Request) (string, error) {
+// by bindDPoP, once the client and the grant are known; the jti is spent
+// by spendProof in the transaction that issues the tokens, so its record
+// is as durable as they are (a crash right after the answer cannot lose
+// it) and a request that gets nothing, e.g. one with a made-up client or
+// code, writes nothing.
+func (s *Server) tokenProof(r *http.Request) (dpop.Proof, error) {
 	headers := r.Header.Values("DPoP")
 	if s.dpop == nil || len(headers) == 0 {
-		return "", nil
+		return dpop.Proof{}, nil
 	}
-	p, err := s.dpop.Check(r.Context(), headers, dpop.Request{Method: r.Method, URLs: []string{s.issuer + "/token"}})
+	p, err := s.dpop.Verify(r.Context(), headers, dpop.Request{Method: r.Method, URLs: []string{s.issuer + "/token"}})
 	if err != nil {
-		return "", dpopTokenError(err)
+		return dpop.Proof{}, dpopTokenError(err)
 	}
-	return p.JKT, nil
+	return p, nil
+}
+
+// spendProof records the jti of a token request's proof (none: nothing to
+// do) through ctx, which carries the transaction that issues the tokens,
+// or on its own when nothing else is written; a proof spent before fails
+// the request with invalid_dpop_proof.
+func (s *Server) spendProof(ctx context.Context, p dpop.Proof) error {
+	if p.JKT == "" {
+		return nil
+	}
+	err := s.store.RememberProofJTI(ctx, p.ReplayKey, p.Expires)
+	switch {
+	case errors.Is(err, ErrAlreadyExists):
+		return errInvalidDPoPProof.WithHint("The DPoP proof was used before (jti).")
+	case err != nil:
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	return nil
 }
 
 // dpopTokenError maps a Checker error onto the token endpoint's answer.

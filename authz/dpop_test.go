@@ -517,3 +517,56 @@ func TestDPoPConfidentialRefresh(t *testing.T) {
 		}
 	})
 }
+
+// brokenReplay is a ReplayCache that always fails: the token endpoint must
+// not need one.
+type brokenReplay struct{}
+
+func (brokenReplay) Remember(context.Context, string, time.Time) error {
+	return io.ErrUnexpectedEOF
+}
+
+// TestDPoPTokenProofRecord: the token endpoint spends a proof's jti in the
+// store, in the transaction that issues the tokens (so the record is as
+// durable as they are), and only when it issues them: a request refused
+// for its client or grant writes nothing.
+func TestDPoPTokenProofRecord(t *testing.T) {
+	var e *env
+	e = newEnv(t, func(cfg *Config) {
+		c, err := dpop.New(dpop.Config{Replay: brokenReplay{}, Now: cfg.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DPoP = c
+	})
+	reg := e.registerConfidential("notes:read")
+	key := newDPoPKey(t)
+	cc := url.Values{"grant_type": {"client_credentials"}}
+	records := func() int {
+		e.store.mu.Lock()
+		defer e.store.mu.Unlock()
+		return len(e.store.proofJTIs)
+	}
+	proof := e.tokenProof(key)
+
+	t.Run("a request refused for its client records nothing", func(t *testing.T) {
+		st, out, _ := e.dpopToken(cc, reg.ClientID, "wrong-secret", proof)
+		wantTokenError(t, st, out, http.StatusUnauthorized, "invalid_client")
+		if n := records(); n != 0 {
+			t.Fatalf("%d proof records after a refused request; want 0", n)
+		}
+	})
+	t.Run("the request that gets tokens records the proof in the store", func(t *testing.T) {
+		st, out, _ := e.dpopToken(cc, reg.ClientID, reg.ClientSecret, proof)
+		if st != http.StatusOK || out["token_type"] != "DPoP" {
+			t.Fatalf("%d %v; want a DPoP token", st, out)
+		}
+		if n := records(); n != 1 {
+			t.Fatalf("%d proof records; want 1", n)
+		}
+	})
+	t.Run("the same proof again is refused", func(t *testing.T) {
+		st, out, _ := e.dpopToken(cc, reg.ClientID, reg.ClientSecret, proof)
+		wantTokenError(t, st, out, http.StatusBadRequest, "invalid_dpop_proof")
+	})
+}

@@ -157,6 +157,12 @@ type Proof struct {
 	JTI       string
 	IssuedAt  time.Time
 	Algorithm string
+	// ReplayKey is what a replay cache records the proof under: its
+	// key's thumbprint and its jti, so equal jtis of two keys never meet.
+	ReplayKey string
+	// Expires is when the proof can no longer be accepted (iat + MaxAge):
+	// how long its ReplayKey must be remembered.
+	Expires time.Time
 }
 
 // claims are the payload members a proof is checked on.
@@ -183,6 +189,34 @@ type parsed struct {
 // ErrUseNonce, or an error of the ReplayCache, which the caller answers as
 // a server error.
 func (c *Checker) Check(ctx context.Context, headers []string, req Request) (Proof, error) {
+	p, err := c.Verify(ctx, headers, req)
+	if err != nil {
+		return Proof{}, err
+	}
+	if err := c.Spend(ctx, p); err != nil {
+		return Proof{}, err
+	}
+	return p, nil
+}
+
+// Spend remembers p's jti through the ReplayCache: an *Error wrapping
+// ErrInvalidProof when it was spent before, the cache's error otherwise.
+func (c *Checker) Spend(ctx context.Context, p Proof) error {
+	if err := c.replay.Remember(ctx, p.ReplayKey, p.Expires); err != nil {
+		if errors.Is(err, ErrReplay) {
+			return invalid("the DPoP proof was used before (jti)")
+		}
+		return fmt.Errorf("dpop: remembering the proof: %w", err)
+	}
+	return nil
+}
+
+// Verify is Check without spending the jti: every rule but the replay
+// check. The caller must spend the proof before it acts on it, with Spend
+// or by recording its ReplayKey until Expires itself (as the token
+// endpoint does, in the transaction that issues the tokens, so the record
+// is as durable as they are and a refused request records nothing).
+func (c *Checker) Verify(_ context.Context, headers []string, req Request) (Proof, error) {
 	switch len(headers) {
 	case 0:
 		return Proof{}, invalid("a DPoP proof is required")
@@ -223,14 +257,14 @@ func (c *Checker) Check(ctx context.Context, headers []string, req Request) (Pro
 			return Proof{}, useNonce("the DPoP nonce is not current")
 		}
 	}
-	// Last, so that refused proofs leave nothing behind.
-	if err := c.replay.Remember(ctx, p.jkt+":"+cl.JTI, p.iat.Add(c.maxAge)); err != nil {
-		if errors.Is(err, ErrReplay) {
-			return Proof{}, invalid("the DPoP proof was used before (jti)")
-		}
-		return Proof{}, fmt.Errorf("dpop: remembering the proof: %w", err)
-	}
-	return Proof{JKT: p.jkt, JTI: cl.JTI, IssuedAt: p.iat, Algorithm: p.alg}, nil
+	return Proof{
+		JKT:       p.jkt,
+		JTI:       cl.JTI,
+		IssuedAt:  p.iat,
+		Algorithm: p.alg,
+		ReplayKey: p.jkt + ":" + cl.JTI,
+		Expires:   p.iat.Add(c.maxAge),
+	}, nil
 }
 
 // parse verifies a proof's form and signature and decodes its claims. It

@@ -161,7 +161,8 @@ func TestCheckAccepts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Check: %v", err)
 			}
-			want := dpop.Proof{JKT: k.jkt(t), JTI: cl["jti"].(string), IssuedAt: t0, Algorithm: string(alg)}
+			want := dpop.Proof{JKT: k.jkt(t), JTI: cl["jti"].(string), IssuedAt: t0, Algorithm: string(alg),
+				ReplayKey: k.jkt(t) + ":" + cl["jti"].(string), Expires: t0.Add(dpop.DefaultMaxAge)}
 			if d := cmp.Diff(want, got); d != "" {
 				t.Errorf("proof (-want +got):\n%s", d)
 			}
@@ -346,6 +347,30 @@ func TestCheckReplay(t *testing.T) {
 			if _, err := c.Check(context.Background(), []string{p}, req); err != nil {
 				t.Fatalf("proof %d: %v", i, err)
 			}
+		}
+	})
+	t.Run("Verify spends nothing; Spend spends once", func(t *testing.T) {
+		replay := newMemReplay(clock)
+		c, _ := dpop.New(dpop.Config{Replay: replay, Now: clock})
+		proof := k.sign(t, claims("POST", tokenURL, t0), nil)
+		var p dpop.Proof
+		for i := range 2 {
+			var err error
+			if p, err = c.Verify(context.Background(), []string{proof}, req); err != nil {
+				t.Fatalf("Verify %d: %v", i, err)
+			}
+		}
+		if len(replay.keys) != 0 {
+			t.Fatalf("Verify left %d replay entries", len(replay.keys))
+		}
+		if err := c.Spend(context.Background(), p); err != nil {
+			t.Fatalf("Spend: %v", err)
+		}
+		if err := c.Spend(context.Background(), p); !errors.Is(err, dpop.ErrInvalidProof) {
+			t.Fatalf("second Spend: %v; want invalid_dpop_proof", err)
+		}
+		if _, err := c.Check(context.Background(), []string{proof}, req); !errors.Is(err, dpop.ErrInvalidProof) {
+			t.Fatalf("Check of the spent proof: %v; want invalid_dpop_proof", err)
 		}
 	})
 	t.Run("a cache error is a server error, not a refusal", func(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -601,4 +603,56 @@ func TestDPoPReuseWithoutTheKey(t *testing.T) {
 			t.Fatal("the grant survived reuse of a rotated token by the key's holder")
 		}
 	})
+}
+
+// TestDPoPTokenProofSurvivesCrash: proofs that got tokens at /token are
+// refused after the server is killed (SIGKILL, no shutdown) right after
+// the last answer and started again: each jti record committed with its
+// tokens. (Records written behind the answers, at most one flush per
+// 20 ms, lost the last of a quick series.)
+func TestDPoPTokenProofSurvivesCrash(t *testing.T) {
+	bin := mcpdBinary(t)
+	data := t.TempDir()
+	listen := freeAddr(t)
+	issuer := "http://" + listen
+	start := func() *exec.Cmd {
+		var stderr syncBuffer
+		cmd := exec.Command(bin, "serve", "--listen", listen, "--data", data, "--log-level", "warn")
+		cmd.Env = append(os.Environ(), "MCPD_INITIAL_PASSWORD=admin-pw")
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		waitFor(t, func() bool { return strings.Contains(stderr.String(), "is listening on") })
+		return cmd
+	}
+	cmd := start()
+	reg := registerClient(t, issuer, map[string]any{
+		"client_name": "Backend", "token_endpoint_auth_method": "client_secret_post",
+		"grant_types": []string{"client_credentials"}, "scope": "notes:read",
+	})
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {reg["client_id"].(string)}, "client_secret": {reg["client_secret"].(string)}}
+	key := newDPoPKey(t)
+	var proofs []string
+	for range 20 {
+		proof := key.proof("POST", issuer+"/token", "")
+		if st, out, _ := dpopTokenRequest(t, issuer, form, proof); st != http.StatusOK || out["token_type"] != "DPoP" {
+			t.Fatalf("token: %d %v", st, out)
+		}
+		proofs = append(proofs, proof)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	start()
+	for i, proof := range proofs {
+		if st, out, _ := dpopTokenRequest(t, issuer, form, proof); st != http.StatusBadRequest || out["error"] != "invalid_dpop_proof" {
+			t.Errorf("proof %d of %d replayed after a crash: %d %v; want 400 invalid_dpop_proof", i+1, len(proofs), st, out["error"])
+		}
+	}
+	if st, out, _ := dpopTokenRequest(t, issuer, form, key.proof("POST", issuer+"/token", "")); st != http.StatusOK {
+		t.Fatalf("a fresh proof after the crash: %d %v; want 200", st, out)
+	}
 }
