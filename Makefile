@@ -36,7 +36,7 @@ e2e: build ## Real clients against a real server (needs Node 22 via e2e/node)
 bench: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-bench-load: ## Loopback load figures of docs/benchmarks.md (about 12 minutes)
+bench-load: ## Loopback load figures of docs/benchmarks.md (about 17 minutes)
 	bash bench/run.sh
 
 image-test: ## Build the Docker image with buildah and drive a round trip against it
