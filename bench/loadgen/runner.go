@@ -39,13 +39,13 @@ type result struct {
 	CPUusPerReq float64 `json:"cpu_us_per_req,omitempty"`
 	// RSSAnonMaxKB is the largest RssAnon sampled: the Go heap and stacks
 	// without file pages (the binary, bbolt's memory map of the database).
-	RSSAnonMaxKB int     `json:"rss_anon_max_kb,omitempty"`
+	RSSAnonMaxKB int `json:"rss_anon_max_kb,omitempty"`
 	// LiveProofs counts the DPoP proofs signed inside the run because a
 	// worker's proofs signed ahead ran out (the *-dpop scenarios): the
 	// client's signing then shared the cores with the server.
-	LiveProofs int64 `json:"live_proofs,omitempty"`
-	Load1        float64 `json:"load1"` // the machine's 1-minute load average at the end
-	FirstError   string  `json:"first_error,omitempty"`
+	LiveProofs int64   `json:"live_proofs,omitempty"`
+	Load1      float64 `json:"load1"` // the machine's 1-minute load average at the end
+	FirstError string  `json:"first_error,omitempty"`
 }
 
 // op is one request of a scenario, made by one worker.
@@ -80,8 +80,8 @@ type runEnv struct {
 	hc       *http.Client
 	browser  *authorizer // one login, remembered consent
 
-	once     sync.Once
-	onceErr  error
+	once      sync.Once
+	onceErr   error
 	token     string // whoami: an access token from one authorization
 	tokenType string // its token_type
 	ccID      string // client-credentials / introspect: a confidential client
