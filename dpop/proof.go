@@ -1,7 +1,6 @@
 package dpop
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rsa"
@@ -13,6 +12,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -242,12 +242,8 @@ func (c *Checker) Verify(_ context.Context, headers []string, req Request) (Proo
 	if p.iat.After(now.Add(c.leeway)) {
 		return Proof{}, invalid("the DPoP proof is issued in the future (iat)")
 	}
-	if req.AccessToken != "" {
-		sum := sha256.Sum256([]byte(req.AccessToken))
-		want := base64.RawURLEncoding.EncodeToString(sum[:])
-		if subtle.ConstantTimeCompare([]byte(cl.ATH), []byte(want)) != 1 {
-			return Proof{}, invalid("the DPoP proof's ath is not the hash of the access token")
-		}
+	if req.AccessToken != "" && !athMatches(cl.ATH, req.AccessToken) {
+		return Proof{}, invalid("the DPoP proof's ath is not the hash of the access token")
 	}
 	if c.nonces != nil {
 		if cl.Nonce == nil {
@@ -307,8 +303,7 @@ func (c *Checker) parse(proof string) (*parsed, error) {
 		return nil, invalid("the DPoP proof's signature does not verify with its jwk")
 	}
 	var cl claims
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	if err := dec.Decode(&cl); err != nil || dec.More() {
+	if err := json.Unmarshal(payload, &cl); err != nil {
 		return nil, invalid("the DPoP proof's claims are not a JSON object")
 	}
 	if cl.JTI == "" || len(cl.JTI) > maxJTIBytes {
@@ -334,10 +329,14 @@ func (c *Checker) parse(proof string) (*parsed, error) {
 }
 
 // numericDate reads a JWT NumericDate (RFC 7519 §2): seconds since the
-// epoch, possibly with a fraction.
+// epoch, possibly with a fraction. raw is one JSON value; a JSON number
+// is a subset of what strconv.ParseFloat reads.
 func numericDate(raw json.RawMessage) (time.Time, bool) {
-	var f float64
-	if len(raw) == 0 || raw[0] == '"' || json.Unmarshal(raw, &f) != nil {
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		return time.Time{}, false
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil {
 		return time.Time{}, false
 	}
 	if math.IsNaN(f) || f < 0 || f > 1<<40 {
@@ -345,6 +344,20 @@ func numericDate(raw json.RawMessage) (time.Time, bool) {
 	}
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(frac*1e9)), true
+}
+
+// athMatches reports whether ath is the base64url SHA-256 hash of token
+// (RFC 9449 §4.2), compared in constant time.
+func athMatches(ath, token string) bool {
+	var got [sha256.Size]byte
+	if base64.RawURLEncoding.EncodedLen(sha256.Size) != len(ath) {
+		return false
+	}
+	if n, err := base64.RawURLEncoding.Strict().Decode(got[:], []byte(ath)); err != nil || n != sha256.Size {
+		return false
+	}
+	want := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
 // Thumbprint returns the RFC 7638 SHA-256 thumbprint of a JWK given as
