@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -17,6 +16,10 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	// go-jose's JSON: member names match case-sensitively and a member
+	// given twice is an error, as in the proof's header, so "HTM" is no
+	// htm and no two parsers can read different claims out of one proof.
+	"github.com/go-jose/go-jose/v4/json"
 )
 
 // ProofType is the typ header every DPoP proof carries.

@@ -299,6 +299,17 @@ func TestCheckRefuses(t *testing.T) {
 		{"jti longer than 256 bytes", func() []string { return []string{k.sign(t, with("jti", strings.Repeat("j", 257)), nil)} }, req, dpop.ErrInvalidProof},
 		{"ath of another token", func() []string { return []string{k.sign(t, with("ath", ath("ory_at_other")), nil)} }, req, dpop.ErrInvalidProof},
 		{"no ath with a token", func() []string { return []string{k.sign(t, with("ath", nil), nil)} }, req, dpop.ErrInvalidProof},
+		{"claim names are case-sensitive: HTM is no htm", func() []string {
+			cl := good()
+			delete(cl, "htm")
+			cl["HTM"] = "POST"
+			return []string{k.sign(t, cl, nil)}
+		}, req, dpop.ErrInvalidProof},
+		{"a claim given twice", func() []string {
+			p, _ := json.Marshal(good())
+			dup := strings.Replace(string(p), `"htm":"POST"`, `"htm":"GET","htm":"POST"`, 1)
+			return []string{signRaw(t, k, []byte(dup))}
+		}, req, dpop.ErrInvalidProof},
 		{"claims that are not an object", func() []string { return []string{signRaw(t, k, []byte(`["jti"]`))} }, req, dpop.ErrInvalidProof},
 	}
 	for _, tc := range cases {
