@@ -163,8 +163,8 @@ type Proof struct {
 	// ReplayKey is what a replay cache records the proof under: its
 	// key's thumbprint and its jti, so equal jtis of two keys never meet.
 	ReplayKey string
-	// Expires is when the proof can no longer be accepted (iat + MaxAge):
-	// how long its ReplayKey must be remembered.
+	// Expires is how long its ReplayKey must be remembered: past the
+	// last instant the proof can be accepted (iat + MaxAge).
 	Expires time.Time
 }
 
@@ -262,7 +262,10 @@ func (c *Checker) Verify(_ context.Context, headers []string, req Request) (Proo
 		IssuedAt:  p.iat,
 		Algorithm: p.alg,
 		ReplayKey: p.jkt + ":" + cl.JTI,
-		Expires:   p.iat.Add(c.maxAge),
+		// A second past the last instant the proof is accepted (iat +
+		// MaxAge itself is): a record is gone at its expiry, and a
+		// clock that reads that instant twice must still find it.
+		Expires: p.iat.Add(c.maxAge + time.Second),
 	}, nil
 }
 

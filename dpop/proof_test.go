@@ -162,7 +162,7 @@ func TestCheckAccepts(t *testing.T) {
 				t.Fatalf("Check: %v", err)
 			}
 			want := dpop.Proof{JKT: k.jkt(t), JTI: cl["jti"].(string), IssuedAt: t0, Algorithm: string(alg),
-				ReplayKey: k.jkt(t) + ":" + cl["jti"].(string), Expires: t0.Add(dpop.DefaultMaxAge)}
+				ReplayKey: k.jkt(t) + ":" + cl["jti"].(string), Expires: t0.Add(dpop.DefaultMaxAge + time.Second)}
 			if d := cmp.Diff(want, got); d != "" {
 				t.Errorf("proof (-want +got):\n%s", d)
 			}
@@ -360,6 +360,19 @@ func TestCheckReplay(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a proof accepted at the last instant of its window is still refused as a replay then", func(t *testing.T) {
+		// iat exactly MaxAge ago is accepted, so its record must outlive
+		// that instant: a clock that reads the same twice (a coarse one)
+		// must not let the replay through.
+		c := newChecker(t, clock, nil)
+		edge := k.sign(t, claims("POST", tokenURL, t0.Add(-dpop.DefaultMaxAge)), nil)
+		if _, err := c.Check(context.Background(), []string{edge}, req); err != nil {
+			t.Fatalf("first use at the edge: %v", err)
+		}
+		if _, err := c.Check(context.Background(), []string{edge}, req); !errors.Is(err, dpop.ErrInvalidProof) {
+			t.Fatalf("replay at the same instant: %v; want invalid_dpop_proof", err)
+		}
+	})
 	t.Run("Verify spends nothing; Spend spends once", func(t *testing.T) {
 		replay := newMemReplay(clock)
 		c, _ := dpop.New(dpop.Config{Replay: replay, Now: clock})
@@ -403,8 +416,8 @@ func TestCheckReplay(t *testing.T) {
 			t.Fatal(err)
 		}
 		for key, exp := range replay.keys {
-			if want := t0.Add(10*time.Second + dpop.DefaultMaxAge); !exp.Equal(want) {
-				t.Errorf("%s kept until %v; want %v (iat + max age)", key, exp, want)
+			if want := t0.Add(10*time.Second + dpop.DefaultMaxAge + time.Second); !exp.Equal(want) {
+				t.Errorf("%s kept until %v; want %v (iat + max age + 1 s)", key, exp, want)
 			}
 			if !strings.HasPrefix(key, k.jkt(t)+":") {
 				t.Errorf("replay key %q does not start with the key's thumbprint", key)
