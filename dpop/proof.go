@@ -160,8 +160,10 @@ type Proof struct {
 	JTI       string
 	IssuedAt  time.Time
 	Algorithm string
-	// ReplayKey is what a replay cache records the proof under: its
-	// key's thumbprint and its jti, so equal jtis of two keys never meet.
+	// ReplayKey is what a replay cache records the proof under: the
+	// base64url SHA-256 of its key's thumbprint and its jti, so equal jtis
+	// of two keys never meet, and a record takes 43 bytes however long
+	// the jti (a write-behind cache holds many in memory).
 	ReplayKey string
 	// Expires is how long its ReplayKey must be remembered: past the
 	// last instant the proof can be accepted (iat + MaxAge).
@@ -261,7 +263,7 @@ func (c *Checker) Verify(_ context.Context, headers []string, req Request) (Proo
 		JTI:       cl.JTI,
 		IssuedAt:  p.iat,
 		Algorithm: p.alg,
-		ReplayKey: p.jkt + ":" + cl.JTI,
+		ReplayKey: ReplayKey(p.jkt, cl.JTI),
 		// A second past the last instant the proof is accepted (iat +
 		// MaxAge itself is): a record is gone at its expiry, and a
 		// clock that reads that instant twice must still find it.
@@ -350,6 +352,13 @@ func numericDate(raw json.RawMessage) (time.Time, bool) {
 	}
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(frac*1e9)), true
+}
+
+// ReplayKey is the Proof.ReplayKey of a proof by the key with thumbprint
+// jkt with this jti.
+func ReplayKey(jkt, jti string) string {
+	sum := sha256.Sum256([]byte(jkt + ":" + jti))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // athMatches reports whether ath is the base64url SHA-256 hash of token

@@ -162,7 +162,7 @@ func TestCheckAccepts(t *testing.T) {
 				t.Fatalf("Check: %v", err)
 			}
 			want := dpop.Proof{JKT: k.jkt(t), JTI: cl["jti"].(string), IssuedAt: t0, Algorithm: string(alg),
-				ReplayKey: k.jkt(t) + ":" + cl["jti"].(string), Expires: t0.Add(dpop.DefaultMaxAge + time.Second)}
+				ReplayKey: dpop.ReplayKey(k.jkt(t), cl["jti"].(string)), Expires: t0.Add(dpop.DefaultMaxAge + time.Second)}
 			if d := cmp.Diff(want, got); d != "" {
 				t.Errorf("proof (-want +got):\n%s", d)
 			}
@@ -373,6 +373,21 @@ func TestCheckReplay(t *testing.T) {
 			t.Fatalf("replay at the same instant: %v; want invalid_dpop_proof", err)
 		}
 	})
+	t.Run("a replay key has one size whatever the jti's", func(t *testing.T) {
+		// A write-behind cache keeps up to MaxPending of them in memory.
+		c := newChecker(t, clock, nil)
+		for _, jti := range []string{"j", strings.Repeat("j", 256)} {
+			cl := claims("POST", tokenURL, t0)
+			cl["jti"] = jti
+			p, err := c.Verify(context.Background(), []string{k.sign(t, cl, nil)}, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.ReplayKey) != 43 {
+				t.Errorf("jti of %d bytes: replay key of %d bytes; want 43", len(jti), len(p.ReplayKey))
+			}
+		}
+	})
 	t.Run("Verify spends nothing; Spend spends once", func(t *testing.T) {
 		replay := newMemReplay(clock)
 		c, _ := dpop.New(dpop.Config{Replay: replay, Now: clock})
@@ -419,8 +434,8 @@ func TestCheckReplay(t *testing.T) {
 			if want := t0.Add(10*time.Second + dpop.DefaultMaxAge + time.Second); !exp.Equal(want) {
 				t.Errorf("%s kept until %v; want %v (iat + max age + 1 s)", key, exp, want)
 			}
-			if !strings.HasPrefix(key, k.jkt(t)+":") {
-				t.Errorf("replay key %q does not start with the key's thumbprint", key)
+			if want := dpop.ReplayKey(k.jkt(t), cl["jti"].(string)); key != want {
+				t.Errorf("replay key %q; want %q (of the key's thumbprint and the jti)", key, want)
 			}
 		}
 	})
