@@ -135,10 +135,12 @@ func (s *Server) requireBearer(next http.Handler) http.Handler {
 // checkProof checks the DPoP proof of a request presenting token, bound
 // to the key bound, and answers 401 (false) when it does not hold.
 func (s *Server) checkProof(w http.ResponseWriter, r *http.Request, token, bound string) bool {
-	urls := []string{s.resource}
+	urls := s.proofURLs
 	if s.origins.sameEndpoint(r.Host) {
-		if alias := s.issuerScheme + "://" + r.Host + Path; alias != s.resource {
-			urls = append(urls, alias)
+		// The same endpoint under another name: the host changes, the
+		// path (an issuer behind a proxy may have one) does not.
+		if alias := s.issuerScheme + "://" + r.Host + s.issuerPath + Path; alias != s.resource {
+			urls = []string{s.resource, alias}
 		}
 	}
 	jkt, err := s.cfg.DPoP.CheckProof(r.Context(), r.Header.Values("DPoP"), r.Method, urls, token)

@@ -170,6 +170,31 @@ func TestDPoPProofURLs(t *testing.T) {
 	}
 }
 
+// TestDPoPProofURLsPathIssuer: behind a proxy the issuer may have a path
+// (https://example.com/prefix); another name of the endpoint keeps it, so
+// a proof for https://example.com/mcp, another application on the same
+// host, is never taken for one of this endpoint.
+func TestDPoPProofURLsPathIssuer(t *testing.T) {
+	proofs := &fakeProofs{}
+	var issuer string
+	env := newTestEnv(t, func(c *Config) {
+		withProofs(proofs, false)(c)
+		issuer = c.Issuer + "/prefix"
+		c.Issuer = issuer
+	})
+	port := env.ts.URL[strings.LastIndex(env.ts.URL, ":")+1:]
+	resp := env.post(t, initializeBody, map[string]string{"Authorization": "DPoP alice-bound", "DPoP": "key:jkt-1", "Host": "localhost:" + port})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d; want 200", resp.StatusCode)
+	}
+	proofs.mu.Lock()
+	defer proofs.mu.Unlock()
+	want := []string{issuer + "/mcp", "http://localhost:" + port + "/prefix/mcp"}
+	if len(proofs.calls) != 1 || cmp.Diff(want, proofs.calls[0].URLs) != "" {
+		t.Fatalf("CheckProof calls %+v; want one with URLs %q", proofs.calls, want)
+	}
+}
+
 func TestDPoPRequiredAndNonce(t *testing.T) {
 	proofs := &fakeProofs{nonce: "nonce-1"}
 	env := newTestEnv(t, withProofs(proofs, true))
