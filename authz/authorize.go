@@ -14,10 +14,7 @@ import (
 	"github.com/mcpd/mcpd/web"
 )
 
-const (
-	loginPath   = "/authorize/login"
-	consentPath = "/authorize/consent"
-)
+const consentPath = "/authorize/consent"
 
 // handleAuthorize is GET /authorize: it validates the request, then shows
 // the login page (no session), skips consent when a remembered decision
@@ -30,7 +27,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	prompt := strings.Fields(form.Get("prompt"))
 	sess := s.currentSession(r)
-	if sess == nil || !s.signedIn(r.Context(), sess) {
+	if !s.signedIn(r.Context(), sess) {
 		if slices.Contains(prompt, "none") {
 			s.redirectError(w, ar, fosite.ErrLoginRequired)
 			return
@@ -39,7 +36,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		// it is sent back (RFC 9700 §4.11.2): anyone can register a
 		// redirect URI, so an error redirect before that would make mcpd
 		// an open redirector.
-		s.showLogin(w, sess, form, ar.GetClient(), http.StatusOK, "", "")
+		s.showLogin(w, r, sess, form, ar.GetClient())
 		return
 	}
 	if rerr != nil {
@@ -61,7 +58,9 @@ func (s *Server) parseAuthorize(ctx context.Context, w http.ResponseWriter, form
 		var ce *cimdError
 		switch {
 		case errors.As(err, &ce):
-			s.errorPage(w, http.StatusBadRequest, "Unknown application", "The application's metadata document could not be used: "+ce.reason+".")
+			s.cimdErrorPage(w, clientID, ce)
+		case errors.Is(err, fosite.ErrNotFound) && strings.HasPrefix(clientID, "https://") && !s.cfg.ClientMetadataDocuments:
+			s.errorPage(w, http.StatusBadRequest, "Unknown application", "This application identifies itself by a client metadata document ("+clientID+"), and this mcpd does not use them (--client-metadata-documents false). Return to the application and connect again: it should register itself with mcpd instead.")
 		case errors.Is(err, fosite.ErrNotFound):
 			s.errorPage(w, http.StatusBadRequest, "Unknown application", "This application is not registered with mcpd. Return to it and connect again; it will register itself.")
 		default:
@@ -81,11 +80,15 @@ func (s *Server) parseAuthorize(ctx context.Context, w http.ResponseWriter, form
 	}
 
 	// Unknown scopes are dropped, never granted; no scope means the
-	// client's registered ones.
+	// client's registered ones. offline_access is kept (offline.go).
 	form = cloneValues(form)
-	requested := s.knownScopes(strings.Fields(form.Get("scope")))
+	asked := strings.Fields(form.Get("scope"))
+	requested := s.knownScopes(asked)
 	if len(requested) == 0 {
 		requested = s.knownScopes(c.Scopes)
+	}
+	if slices.Contains(asked, scopeOfflineAccess) {
+		requested = append(requested, scopeOfflineAccess)
 	}
 	form.Set("scope", strings.Join(requested, " "))
 
@@ -186,22 +189,41 @@ func (s *Server) errorPage(w http.ResponseWriter, status int, title, msg string)
 	s.renderer.Error(w, status, web.ErrorData{Title: title, Message: msg})
 }
 
-// showLogin renders the login page for a pending authorization request,
-// starting a visitor session if there is none.
-func (s *Server) showLogin(w http.ResponseWriter, sess *session, form url.Values, c fosite.Client, status int, username, msg string) {
-	if sess == nil {
-		sess = s.sessions.create("")
-		s.setSessionCookie(w, sess)
+// cimdOffCommand is how an operator switches client metadata documents off.
+const cimdOffCommand = "mcpd serve --client-metadata-documents false\n# or: MCPD_CLIENT_METADATA_DOCUMENTS=false mcpd serve"
+
+// cimdErrorPage explains why the client metadata document at clientID
+// cannot be used, and, when mcpd cannot fetch documents, how to run
+// without them: clients such as VS Code then register themselves (DCR).
+func (s *Server) cimdErrorPage(w http.ResponseWriter, clientID string, ce *cimdError) {
+	// 400 whatever went wrong: anyone can send any https client_id, so a
+	// failed fetch is no fault of mcpd's and must not count as one.
+	d := web.ErrorData{Title: "Application not recognised"}
+	switch ce.kind {
+	case cimdUnreachable:
+		d.Message = "This application identifies itself by a client metadata document at " + clientID + ", and mcpd could not fetch it: " + ce.reason + "."
+		d.Hint = "If this mcpd runs without internet access, whoever runs it can switch client metadata documents off. Applications then register themselves with mcpd instead (VS Code does so by itself), and you connect again from the application."
+		d.Command = cimdOffCommand
+	case cimdInvalid:
+		d.Message = "This application identifies itself by a client metadata document at " + clientID + ", which mcpd cannot use: " + ce.reason + "."
+		d.Hint = "The application's makers can fix the document. Until then, whoever runs this mcpd can switch client metadata documents off, so that applications register themselves instead."
+		d.Command = cimdOffCommand
+	default:
+		d.Message = "This application's client metadata document cannot be used now: " + ce.reason + "."
 	}
-	id := s.pending.put(form, c.GetID())
-	s.renderer.Login(w, status, web.LoginData{
-		Action:     s.issuer + loginPath,
-		CSRFToken:  sess.csrfToken("login", id),
-		RequestID:  id,
-		ClientName: clientName(c),
-		Username:   username,
-		Error:      msg,
-	})
+	s.renderer.Error(w, http.StatusBadRequest, d)
+}
+
+// showLogin keeps the authorization request and shows the login page,
+// from which sign-in continues to it.
+func (s *Server) showLogin(w http.ResponseWriter, r *http.Request, sess *session, form url.Values, c fosite.Client) {
+	id, err := s.putPending(r.Context(), form, c.GetID())
+	if err != nil {
+		s.log.Error("authorize: storing the pending request failed", "err", err)
+		s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not keep your request. Try again.")
+		return
+	}
+	s.renderLogin(w, sess, http.StatusOK, loginPrompt{requestID: id, clientName: clientName(c)})
 }
 
 func clientName(fc fosite.Client) string {

@@ -18,11 +18,14 @@ import (
 func (s *Server) consentOrIssue(w http.ResponseWriter, r *http.Request, sess *session, ar fosite.AuthorizeRequester, form url.Values, prompt []string) {
 	ctx := r.Context()
 	requested := []string(ar.GetRequestedScopes())
+	// offline_access needs no consent of its own: it gives nothing every
+	// authorization-code client does not get (offline.go).
+	resource := withoutOfflineAccess(requested)
 	host := redirectHost(ar.GetRedirectURI())
 	clientID := ar.GetClient().GetID()
 	prev, err := s.store.GetConsent(ctx, sess.user, clientID)
 	switch {
-	case err == nil && s.now().Before(prev.ExpiresAt) && prev.RedirectHost == host && subset(requested, prev.Scopes) && !slices.Contains(prompt, "consent"):
+	case err == nil && s.now().Before(prev.ExpiresAt) && prev.RedirectHost == host && subset(resource, prev.Scopes) && !slices.Contains(prompt, "consent"):
 		s.issueCode(w, r, ar, sess.user, requested)
 		return
 	case err != nil && !errors.Is(err, ErrNotFound):
@@ -33,14 +36,19 @@ func (s *Server) consentOrIssue(w http.ResponseWriter, r *http.Request, sess *se
 		return
 	}
 
-	id := s.pending.put(form, clientID)
-	choices := make([]web.ScopeChoice, 0, len(requested))
-	for _, sc := range requested {
+	id, err := s.putPending(ctx, form, clientID)
+	if err != nil {
+		s.log.Error("consent: storing the pending request failed", "err", err)
+		s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not keep your request. Try again.")
+		return
+	}
+	choices := make([]web.ScopeChoice, 0, len(resource))
+	for _, sc := range resource {
 		choices = append(choices, web.ScopeChoice{Name: sc, Description: s.scopes[sc], Checked: true})
 	}
 	data := web.ConsentData{
 		Action:       s.issuer + consentPath,
-		CSRFToken:    sess.csrfToken("consent", id),
+		CSRFToken:    s.csrfToken(sess, "consent", id),
 		RequestID:    id,
 		User:         sess.user,
 		ClientName:   clientName(ar.GetClient()),
@@ -49,13 +57,21 @@ func (s *Server) consentOrIssue(w http.ResponseWriter, r *http.Request, sess *se
 		Scopes:       choices,
 		RememberDays: int(s.cfg.ConsentLifetime / (24 * time.Hour)),
 	}
+	if len(resource) < len(requested) {
+		data.OfflineAccessDays = max(1, int(s.cfg.RefreshTokenMaxLifespan/(24*time.Hour)))
+	}
 	if c, ok := ar.GetClient().(*Client); ok {
 		data.ClientSource = c.Source
 		if c.MetadataURL != "" {
 			if u, err := url.Parse(c.MetadataURL); err == nil {
-				data.ClientHost = u.Host
+				// Fetched over https from there, so that origin vouches
+				// for the name.
+				data.ClientOrigin = u.Scheme + "://" + u.Host
 			}
 		}
+	}
+	if u := ar.GetRedirectURI(); u != nil && u.Scheme == "http" {
+		data.RedirectLoopback = isLoopbackHost(u.Hostname())
 	}
 	s.renderer.Consent(w, data)
 }
@@ -70,7 +86,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	sess := s.currentSession(r)
 	reqID := r.PostForm.Get("request_id")
-	if sess == nil || !sess.checkCSRF("consent", reqID, r.PostForm.Get("csrf_token")) || !s.signedIn(r.Context(), sess) {
+	if !s.checkCSRF(sess, "consent", reqID, r.PostForm.Get("csrf_token")) || !s.signedIn(r.Context(), sess) {
 		s.errorPage(w, http.StatusForbidden, "Form expired", "This form has expired or did not come from mcpd. Return to your application and connect again.")
 		return
 	}
@@ -79,12 +95,15 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, "Bad request", "Choose Allow or Deny.")
 		return
 	}
-	pr, ok := s.pending.take(reqID)
-	if !ok {
+	ctx := r.Context()
+	pr, err := s.takePending(ctx, reqID)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			s.log.Error("consent: pending request lookup failed", "err", err)
+		}
 		s.errorPage(w, http.StatusBadRequest, "Request expired", "This authorization request has expired. Return to your application and connect again.")
 		return
 	}
-	ctx := r.Context()
 	ar, rerr := s.parseAuthorize(ctx, w, pr.form)
 	if ar == nil {
 		return
@@ -100,7 +119,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	var granted []string
 	for _, sc := range ar.GetRequestedScopes() {
-		if slices.Contains(r.PostForm["scope"], sc) {
+		if sc == scopeOfflineAccess || slices.Contains(r.PostForm["scope"], sc) {
 			granted = append(granted, sc)
 		}
 	}
@@ -109,7 +128,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		err := s.store.PutConsent(ctx, Consent{
 			User:         sess.user,
 			ClientID:     ar.GetClient().GetID(),
-			Scopes:       granted,
+			Scopes:       withoutOfflineAccess(granted),
 			RedirectHost: redirectHost(ar.GetRedirectURI()),
 			CreatedAt:    now,
 			ExpiresAt:    now.Add(s.cfg.ConsentLifetime),

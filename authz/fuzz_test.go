@@ -19,6 +19,8 @@ func FuzzRegister(f *testing.F) {
 	f.Add([]byte(`{"redirect_uris":["cursor://anysphere.cursor-retrieval/oauth/callback"],"token_endpoint_auth_method":"none","client_name":"Cursor"}`))
 	f.Add([]byte(`{"redirect_uris":["javascript:alert(1)"]}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"application_type":"web","redirect_uris":["https://app.example/cb","http://localhost:3000/cb"]}`))
+	f.Add([]byte(`{"application_type":"native","redirect_uris":["com.example.app:/cb","http://[::1]:9/"]}`))
 	e := newEnv(f, nil)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		md, err := parseClientMetadata(body)
@@ -29,9 +31,17 @@ func FuzzRegister(f *testing.F) {
 		if err != nil {
 			return
 		}
+		switch c.ApplicationType {
+		case "", appTypeNative, appTypeWeb:
+		default:
+			t.Errorf("accepted application_type %q", c.ApplicationType)
+		}
 		for _, u := range c.RedirectURIs {
 			if err := checkRedirectURI(u); err != nil {
 				t.Errorf("accepted redirect URI %q: %v", u, err)
+			}
+			if p, _ := url.Parse(u); c.ApplicationType == appTypeWeb && p.Scheme != "https" && p.Scheme != "http" {
+				t.Errorf("a web client registered the private-use redirect %q", u)
 			}
 			if strings.HasPrefix(strings.ToLower(u), "http://") {
 				p, _ := url.Parse(u)
@@ -104,3 +114,25 @@ func FuzzAuthorizeQuery(f *testing.F) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// FuzzPasskeyAssertion feeds arbitrary credential JSON, the one field of
+// the passkey sign-in form an attacker writes freely, to the assertion
+// check against a live ceremony: no input may panic or yield a user. (The
+// HTTP handler around it is driven by TestPasskeys.)
+func FuzzPasskeyAssertion(f *testing.F) {
+	e := newEnvAt(f, "localhost", nil)
+	_, session, err := e.srv.passkeys.rp.BeginDiscoverableLogin()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(`{}`)
+	f.Add(`{"id":"AAAA","rawId":"AAAA","type":"public-key","response":{"clientDataJSON":"e30","authenticatorData":"","signature":"","userHandle":"AA"}}`)
+	f.Add(`{"id":"x","type":"public-key","response":{"clientDataJSON":"eyJ0eXBlIjoid2ViYXV0aG4uZ2V0In0","authenticatorData":"SZYN5YgOjGh0NBcPZHZgW4_krrmihjLHmVzzuoMdl2MFAAAAAQ","signature":"MEUCIQ","userHandle":"YWxpY2U"}}`)
+	f.Add(`[` + strings.Repeat(`{"a":`, 50) + `1` + strings.Repeat(`}`, 50) + `]`)
+	f.Fuzz(func(t *testing.T, credential string) {
+		user, cred, err := e.srv.verifyAssertion(t.Context(), *session, []byte(credential))
+		if err == nil || user != "" || cred != nil {
+			t.Fatalf("credential %q verified: user %q, %v", credential, user, err)
+		}
+	})
+}

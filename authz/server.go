@@ -62,6 +62,9 @@ type Config struct {
 	ConsentLifetime time.Duration
 	// SessionIdleTimeout ends a login session after this much idleness; 0 → 12h.
 	SessionIdleTimeout time.Duration
+	// DisablePasswordLogin hides the password form and refuses local
+	// passwords: people sign in with a passkey or an identity provider.
+	DisablePasswordLogin bool
 
 	// CORSOrigins are extra browser origins allowed on the metadata,
 	// /register, /token and /revoke; loopback origins are always allowed.
@@ -97,6 +100,7 @@ type Config struct {
 type Server struct {
 	cfg         Config
 	issuer      string
+	issuerPath  string // the issuer URL's path, "" for none: where a prefix proxy serves mcpd
 	resourceURL string
 	store       Storage
 	fstore      *fositeStore
@@ -114,8 +118,9 @@ type Server struct {
 	csrfKey     []byte
 	cors        *corsPolicy
 
-	sessions      *sessionStore
-	pending       *pendingStore
+	loginLinks    []loginLink // extra sign-in methods on the login page
+	passkeys      passkeyRP
+	ceremonies    *limiter // passkey ceremonies begun per client address
 	loginUser     *limiter
 	loginAddr     *limiter
 	registrations *limiter
@@ -158,6 +163,9 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Scopes) == 0 {
 		return nil, errors.New("authz: at least one scope is required")
 	}
+	if got := cfg.Renderer.BasePath(); got != u.Path {
+		return nil, fmt.Errorf("authz: the Renderer's base path %q is not the issuer's path %q (web.WithBasePath)", got, u.Path)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -195,6 +203,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:         cfg,
 		issuer:      cfg.Issuer,
+		issuerPath:  u.Path,
 		resourceURL: cfg.Issuer + "/mcp",
 		store:       cfg.Storage,
 		renderer:    cfg.Renderer,
@@ -235,14 +244,20 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.hasher = &secretHasher{key: hashKey}
+	handleKey, err := derive("webauthn user handle")
+	if err != nil {
+		return nil, err
+	}
+	if s.passkeys, err = newPasskeyRP(cfg.Issuer, handleKey); err != nil {
+		return nil, err
+	}
 
 	if s.cors, err = newCORSPolicy(cfg.CORSOrigins); err != nil {
 		return nil, err
 	}
-	s.sessions = newSessionStore(cfg.SessionIdleTimeout, s.now)
-	s.pending = newPendingStore(10*time.Minute, s.now)
 	s.loginUser = newLimiter(5, 15*time.Minute, s.now)
 	s.loginAddr = newLimiter(20, 15*time.Minute, s.now)
+	s.ceremonies = newLimiter(maxCeremoniesPerMinute, time.Minute, s.now)
 	s.registrations = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
 	s.cimdFetches = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
 	s.refreshLocks = newKeyedMutex()
@@ -289,13 +304,28 @@ func (s *Server) ResourceURL() string { return s.resourceURL }
 // Register mounts the authorization server's routes on r.
 func (s *Server) Register(r *mux.Router) {
 	meta := s.cors.wrap(http.HandlerFunc(s.handleMetadata))
-	r.Handle("/.well-known/oauth-authorization-server", meta).Methods(http.MethodGet, http.MethodHead, http.MethodOptions)
-	if p := s.issuerPath(); p != "" {
-		// RFC 8414 §3.1: an issuer with a path has its metadata there.
-		r.Handle("/.well-known/oauth-authorization-server"+p, meta).Methods(http.MethodGet, http.MethodHead, http.MethodOptions)
+	oidc := s.cors.wrap(http.HandlerFunc(s.handleOpenIDConfiguration))
+	get := []string{http.MethodGet, http.MethodHead, http.MethodOptions}
+	// With an issuer that has a path, e.g. https://host/mcpd behind a
+	// proxy that strips /mcpd, clients try in turn (MCP 2026-07-28):
+	//   /.well-known/oauth-authorization-server/mcpd  RFC 8414 §3.1, path inserted
+	//   /.well-known/openid-configuration/mcpd        the same for OpenID Connect
+	//   /mcpd/.well-known/openid-configuration        OpenID Connect Discovery §4,
+	// the last reaching mcpd as /.well-known/openid-configuration. The
+	// first two need the proxy to forward them unchanged (docs/operations.md).
+	r.Handle("/.well-known/oauth-authorization-server", meta).Methods(get...)
+	r.Handle("/.well-known/openid-configuration", oidc).Methods(get...)
+	if p := s.issuerPath; p != "" {
+		r.Handle("/.well-known/oauth-authorization-server"+p, meta).Methods(get...)
+		r.Handle("/.well-known/openid-configuration"+p, oidc).Methods(get...)
 	}
+	r.Handle(jwksPath, s.cors.wrap(http.HandlerFunc(s.handleJWKS))).Methods(get...)
 	r.Handle("/authorize", s.withLimitKey(s.handleAuthorize)).Methods(http.MethodGet)
-	r.Handle(loginPath, s.withLimitKey(s.handleLogin)).Methods(http.MethodPost)
+	r.Handle(loginPath, s.withLimitKey(s.handlePasswordLogin)).Methods(http.MethodPost)
+	r.Handle(accountPath, s.withLimitKey(s.handleAccount)).Methods(http.MethodGet, http.MethodPost)
+	r.Handle(passkeyAddBeginPath, s.withLimitKey(s.handlePasskeyRegisterBegin)).Methods(http.MethodPost)
+	r.Handle(passkeyLoginBeginPath, s.withLimitKey(s.handlePasskeyLoginBegin)).Methods(http.MethodPost)
+	r.Handle(passkeyLoginPath, s.withLimitKey(s.handlePasskeyLogin)).Methods(http.MethodPost)
 	r.Handle(consentPath, s.withLimitKey(s.handleConsent)).Methods(http.MethodPost)
 	r.Handle("/token", s.cors.wrap(s.withLimitKey(s.handleToken))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/register", s.cors.wrap(http.HandlerFunc(s.handleRegister))).Methods(http.MethodPost, http.MethodOptions)
@@ -303,15 +333,6 @@ func (s *Server) Register(r *mux.Router) {
 	r.Handle("/revoke", s.cors.wrap(s.withLimitKey(s.handleRevoke))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/introspect", s.withLimitKey(s.handleIntrospect)).Methods(http.MethodPost)
 	r.PathPrefix("/static/").Handler(s.renderer.StaticHandler())
-}
-
-// issuerPath is the path of the issuer URL, "" when it has none.
-func (s *Server) issuerPath() string {
-	u, err := url.Parse(s.issuer)
-	if err != nil {
-		return ""
-	}
-	return u.Path
 }
 
 // matchAudience is fosite's audience strategy: the only audience this server

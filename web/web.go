@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/http"
 	"strings"
+	"time"
 )
 
 //go:embed templates/*.html
@@ -17,22 +18,103 @@ var templateFS embed.FS
 //go:embed static
 var staticFS embed.FS
 
-// Renderer renders the login, consent and error pages. Templates are parsed
-// once by New; a broken or missing template makes New fail.
+// Renderer renders the login, consent, account and error pages. Templates
+// are parsed once by New; a broken or missing template makes New fail.
 type Renderer struct {
-	login   *template.Template
-	consent *template.Template
-	errPage *template.Template
+	basePath string
+	login    *template.Template
+	consent  *template.Template
+	account  *template.Template
+	errPage  *template.Template
 }
 
 // LoginData is what the login page shows.
 type LoginData struct {
-	Action     string // form action URL
+	Action     string // password form action URL
 	CSRFToken  string // hidden field csrf_token
-	RequestID  string // hidden field request_id: the pending authorization
-	ClientName string
+	RequestID  string // hidden field request_id: the pending authorization, "" for the account page
+	ClientName string // the application asking; "" when signing in to the account page
 	Username   string // prefilled after a failed attempt
 	Error      string // shown above the form
+	Notice     string // what just happened, such as signing out
+	Password   bool   // offer the user name and password form
+	Passkey    *PasskeyLogin
+	Links      []LoginLink
+}
+
+// PasskeyLogin is the "Sign in with a passkey" form of the login page; nil
+// hides it. Its script (static/passkey.js) asks BeginURL for the options,
+// lets the browser's authenticator sign, and posts the form to Action.
+type PasskeyLogin struct {
+	Action   string
+	BeginURL string
+}
+
+// LoginLink is a way to sign in that the login page offers as a link
+// button, such as an upstream identity provider.
+type LoginLink struct {
+	Label string // e.g. "Sign in with GitHub"
+	Href  string // absolute URL on this server
+}
+
+// AccountData is what the account page shows to the signed-in user.
+type AccountData struct {
+	User   string
+	Action string // URL every account form posts to
+	Notice string // what the last action did, shown at the top
+	Error  string // why the last action failed
+
+	Apps   []AccountApp
+	Revoke Form // the revoke form of every app row
+
+	Passkeys AccountPasskeys
+
+	// Password is the password change form; nil hides it (password login
+	// off, or a user without a password).
+	Password *Form
+
+	SignOut Form
+}
+
+// AccountPasskeys is the passkeys section of the account page.
+type AccountPasskeys struct {
+	// Unavailable says why this server cannot offer passkeys (its address
+	// is not a secure context); "" when it can.
+	Unavailable string
+	List        []AccountPasskey
+	Add         Form   // the form that adds one (its script begins at BeginURL)
+	BeginURL    string // where the add form's script gets its options
+	Rename      Form
+	Remove      Form
+	Full        bool // the user has as many passkeys as an account may
+}
+
+// AccountPasskey is one passkey of the user.
+type AccountPasskey struct {
+	ID         string // base64url credential ID
+	Name       string
+	CreatedAt  time.Time
+	LastUsedAt time.Time // zero: never used
+	Synced     bool      // backed up: a synced passkey
+}
+
+// AccountApp is one row of connected apps: an application that holds a
+// live grant of the user or a remembered consent.
+type AccountApp struct {
+	ClientID     string
+	Name         string
+	Registration string // metadata, dynamic or static
+	MetadataHost string // host of the client metadata document, for metadata
+	Scopes       []string
+	AllowedAt    time.Time
+	LastUsedAt   time.Time // zero: no token yet
+	Remembered   bool      // a remembered consent skips the consent page
+}
+
+// Form is one state-changing form of a page: its CSRF token, bound to the
+// browser and to what the form does.
+type Form struct {
+	CSRFToken string
 }
 
 // ScopeChoice is one requested scope on the consent page.
@@ -52,10 +134,20 @@ type ConsentData struct {
 	ClientName   string
 	ClientID     string // shown in small print, so two clients of one name can be told apart
 	ClientSource string // dynamic, metadata or static
-	ClientHost   string // host of the client metadata document URL, if any
+	// ClientOrigin is, for a client known by its metadata document, the
+	// https origin the document was fetched from (https://vscode.dev):
+	// what vouches for the name shown.
+	ClientOrigin string
 	RedirectHost string
-	Scopes       []ScopeChoice
-	RememberDays int
+	// RedirectLoopback is true when the browser goes back to this
+	// computer (127.0.0.1, [::1], localhost), where any program could be
+	// listening: the page warns when the name is otherwise verified.
+	RedirectLoopback bool
+	Scopes           []ScopeChoice
+	RememberDays     int
+	// OfflineAccessDays is not 0 when the client asked for offline_access:
+	// the page then says that it stays connected, for at most this long.
+	OfflineAccessDays int
 }
 
 // HasOptional reports whether any requested scope may be unchecked.
@@ -71,30 +163,57 @@ func (d ConsentData) HasOptional() bool {
 // ErrorData is what an error page shows.
 type ErrorData struct {
 	Title   string
-	Message string
+	Message string // what went wrong, in plain words
+	Hint    string // optional: what to do about it
+	Command string // optional: a command line the hint refers to
+}
+
+// Option configures a Renderer.
+type Option func(*options)
+
+type options struct {
+	basePath string
+}
+
+// WithBasePath makes pages load their static files from basePath +
+// "/static/": the path of the issuer, e.g. "/mcpd" for
+// https://host/mcpd, so that pages work behind a reverse proxy that
+// serves mcpd under that path. The default is "" (the root).
+func WithBasePath(basePath string) Option {
+	return func(o *options) { o.basePath = strings.TrimSuffix(basePath, "/") }
 }
 
 // New parses the embedded templates.
-func New() (*Renderer, error) {
-	return newRenderer(templateFS)
+func New(opts ...Option) (*Renderer, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return newRenderer(templateFS, o)
 }
 
 // newRenderer parses the templates in fsys, which holds templates/*.html.
 // Tests pass a broken file system to prove that New fails loudly.
-func newRenderer(fsys fs.FS) (*Renderer, error) {
+func newRenderer(fsys fs.FS, o options) (*Renderer, error) {
+	funcs := templateFuncs()
+	// static is the URL path of an embedded static file.
+	funcs["static"] = func(name string) string { return o.basePath + "/static/" + name }
 	parse := func(name string) (*template.Template, error) {
-		t, err := template.New(name).Option("missingkey=error").ParseFS(fsys, "templates/layout.html", "templates/"+name)
+		t, err := template.New(name).Option("missingkey=error").Funcs(funcs).ParseFS(fsys, "templates/layout.html", "templates/"+name)
 		if err != nil {
 			return nil, fmt.Errorf("web: parse %s: %w", name, err)
 		}
 		return t, nil
 	}
-	var r Renderer
+	r := Renderer{basePath: o.basePath}
 	var err error
 	if r.login, err = parse("login.html"); err != nil {
 		return nil, err
 	}
 	if r.consent, err = parse("consent.html"); err != nil {
+		return nil, err
+	}
+	if r.account, err = parse("account.html"); err != nil {
 		return nil, err
 	}
 	if r.errPage, err = parse("error.html"); err != nil {
@@ -106,13 +225,33 @@ func newRenderer(fsys fs.FS) (*Renderer, error) {
 	for _, dry := range []struct {
 		t    *template.Template
 		data any
-	}{{r.login, LoginData{}}, {r.consent, ConsentData{}}, {r.errPage, ErrorData{}}} {
+	}{{r.login, LoginData{}}, {r.consent, ConsentData{}}, {r.account, AccountData{}}, {r.errPage, ErrorData{}}} {
 		if err := dry.t.ExecuteTemplate(io.Discard, "layout", dry.data); err != nil {
 			return nil, fmt.Errorf("web: execute %s: %w", dry.t.Name(), err)
 		}
 	}
 	return &r, nil
 }
+
+// templateFuncs are the functions the templates may call.
+func templateFuncs() template.FuncMap {
+	return template.FuncMap{
+		"date":     formatDate,
+		"datetime": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	}
+}
+
+// formatDate is how a page shows a time: in UTC, to the minute, or
+// "never" for the zero time.
+func formatDate(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format("2 Jan 2006, 15:04 UTC")
+}
+
+// BasePath is the path WithBasePath set, "" for the root.
+func (r *Renderer) BasePath() string { return r.basePath }
 
 // ContentSecurityPolicy is the policy every page carries: nothing but the
 // stylesheet from this origin, no script at all, no framing.
@@ -128,11 +267,20 @@ func newRenderer(fsys fs.FS) (*Renderer, error) {
 // forms' targets come from the server, never from the request.
 const ContentSecurityPolicy = "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
 
+// ScriptContentSecurityPolicy is the policy of the pages that run the
+// passkey script (login, account): ContentSecurityPolicy plus scripts and
+// requests to this origin only, still no inline code.
+const ScriptContentSecurityPolicy = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+
 // SecurityHeaders sets the headers every page carries: no framing, no
 // script, no referrer, no caching.
 func SecurityHeaders(h http.Header) {
+	securityHeaders(h, ContentSecurityPolicy)
+}
+
+func securityHeaders(h http.Header, csp string) {
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", ContentSecurityPolicy)
+	h.Set("Content-Security-Policy", csp)
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -140,20 +288,26 @@ func SecurityHeaders(h http.Header) {
 
 // Login renders the login page with the given status.
 func (r *Renderer) Login(w http.ResponseWriter, status int, d LoginData) {
-	r.render(w, status, r.login, d)
+	r.render(w, status, r.login, ScriptContentSecurityPolicy, d)
 }
 
 // Consent renders the consent page.
 func (r *Renderer) Consent(w http.ResponseWriter, d ConsentData) {
-	r.render(w, http.StatusOK, r.consent, d)
+	r.render(w, http.StatusOK, r.consent, ContentSecurityPolicy, d)
+}
+
+// Account renders the account page with the given status.
+func (r *Renderer) Account(w http.ResponseWriter, status int, d AccountData) {
+	r.render(w, status, r.account, ScriptContentSecurityPolicy, d)
 }
 
 // Error renders an error page with the given status. It never redirects.
 func (r *Renderer) Error(w http.ResponseWriter, status int, d ErrorData) {
-	r.render(w, status, r.errPage, d)
+	r.render(w, status, r.errPage, ContentSecurityPolicy, d)
 }
 
-// StaticHandler serves the embedded CSS under /static/.
+// StaticHandler serves the embedded CSS and the passkey script under
+// /static/ (the path mcpd receives, whatever WithBasePath says).
 func (r *Renderer) StaticHandler() http.Handler {
 	sub, _ := fs.Sub(staticFS, "static")
 	files := http.StripPrefix("/static/", http.FileServer(http.FS(sub)))
@@ -168,14 +322,14 @@ func (r *Renderer) StaticHandler() http.Handler {
 	})
 }
 
-func (r *Renderer) render(w http.ResponseWriter, status int, t *template.Template, data any) {
+func (r *Renderer) render(w http.ResponseWriter, status int, t *template.Template, csp string, data any) {
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", data); err != nil {
 		SecurityHeaders(w.Header())
 		http.Error(w, "internal error rendering page", http.StatusInternalServerError)
 		return
 	}
-	SecurityHeaders(w.Header())
+	securityHeaders(w.Header(), csp)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())

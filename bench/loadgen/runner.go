@@ -57,8 +57,10 @@ type scenario func(ctx context.Context, env *runEnv, i int) (op, error)
 
 var scenarios = map[string]scenario{
 	"plain":              plainScenario,
-	"whoami":             whoamiScenario(true),
-	"whoami-noauth":      whoamiScenario(false),
+	"whoami":             whoamiScenario(true, false),
+	"whoami-noauth":      whoamiScenario(false, false),
+	"whoami-2026":        whoamiScenario(true, true),
+	"whoami-2026-noauth": whoamiScenario(false, true),
 	"refresh":            refreshScenario,
 	"client-credentials": clientCredentialsScenario,
 	"introspect":         introspectScenario,
@@ -98,7 +100,7 @@ type runEnv struct {
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	name := fs.String("scenario", "whoami", "plain, whoami, whoami-noauth, refresh, client-credentials, introspect, register, or whoami-dpop, refresh-dpop, client-credentials-dpop")
+	name := fs.String("scenario", "whoami", "plain, whoami, whoami-noauth, whoami-2026, whoami-2026-noauth, refresh, client-credentials, introspect, register, or whoami-dpop, refresh-dpop, client-credentials-dpop")
 	dpopProofs := fs.Int("dpop-proofs", 60000, "DPoP proofs to sign ahead, over all workers (*-dpop scenarios; a proof is good for a minute)")
 	target := fs.String("target", "http://127.0.0.1:18080", "base URL of the server (loopback only)")
 	mcpPath := fs.String("mcp-path", "", "path of the MCP endpoint (default /mcp, /noauth/mcp for whoami-noauth)")
@@ -125,7 +127,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *mcpPath == "" {
 		*mcpPath = "/mcp"
-		if *name == "whoami-noauth" {
+		if *name == "whoami-noauth" || *name == "whoami-2026-noauth" {
 			*mcpPath = "/noauth/mcp"
 		}
 	}

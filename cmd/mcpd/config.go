@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,6 +35,7 @@ type serveConfig struct {
 	RefreshGrace              time.Duration
 	ConsentTTL                time.Duration
 	SessionIdle               time.Duration
+	PasswordLogin             bool
 	CORSOrigins               []string
 	AllowedOrigins            []string
 	AllowedHosts              []string
@@ -130,7 +132,7 @@ func splitList(v string) []string {
 func serveSettings() []setting {
 	return []setting{
 		stringSetting("listen", "127.0.0.1:8080", "address to listen on", func(c *serveConfig) *string { return &c.Listen }),
-		stringSetting("issuer", "", "public base URL of this server, no trailing slash (default: http://LISTEN)", func(c *serveConfig) *string { return &c.Issuer }),
+		stringSetting("issuer", "", "public base URL of this server, no trailing slash; may have a path behind a reverse proxy, e.g. https://host/mcpd (default: http://LISTEN)", func(c *serveConfig) *string { return &c.Issuer }),
 		stringSetting("data", defaultDataDir(), "data directory (holds mcpd.db and admin.sock)", func(c *serveConfig) *string { return &c.Data }),
 		durationSetting("access-token-ttl", "1h", "access token lifetime", func(c *serveConfig) *time.Duration { return &c.AccessTokenTTL }),
 		durationSetting("refresh-token-ttl", "720h", "refresh token lifetime, renewed at each rotation", func(c *serveConfig) *time.Duration { return &c.RefreshTokenTTL }),
@@ -139,6 +141,7 @@ func serveSettings() []setting {
 		durationSetting("refresh-grace", "60s", "window in which a rotated refresh token returns the same successor; 0s disables", func(c *serveConfig) *time.Duration { return &c.RefreshGrace }),
 		durationSetting("consent-ttl", "720h", "how long a remembered consent lasts", func(c *serveConfig) *time.Duration { return &c.ConsentTTL }),
 		durationSetting("session-idle", "12h", "idle expiry of the login session cookie", func(c *serveConfig) *time.Duration { return &c.SessionIdle }),
+		boolSetting("password-login", "true", "let people sign in with a local password; false hides the password form and refuses passwords (passkeys and identity providers only)", func(c *serveConfig) *bool { return &c.PasswordLogin }),
 		listSetting("cors-origins", "extra browser origins allowed by CORS on metadata, /register, /token, /revoke (loopback origins always are)", func(c *serveConfig) *[]string { return &c.CORSOrigins }),
 		listSetting("allowed-origins", "extra Origin values accepted on /mcp (the issuer's and loopback origins always are)", func(c *serveConfig) *[]string { return &c.AllowedOrigins }),
 		listSetting("allowed-hosts", "extra Host values accepted on /mcp (the issuer's host and loopback always are)", func(c *serveConfig) *[]string { return &c.AllowedHosts }),
@@ -157,7 +160,7 @@ func serveSettings() []setting {
 			}
 			return nil
 		}},
-		boolSetting("client-metadata-documents", "true", "accept https client_ids that point at client ID metadata documents", func(c *serveConfig) *bool { return &c.ClientMetadataDocuments }),
+		boolSetting("client-metadata-documents", "true", "accept https client_ids that point at client ID metadata documents (turn off where mcpd cannot reach the internet: clients then register themselves)", func(c *serveConfig) *bool { return &c.ClientMetadataDocuments }),
 		boolSetting("allow-private-metadata-hosts", "false", "let client metadata documents live on private or loopback addresses", func(c *serveConfig) *bool { return &c.AllowPrivateMetadataHosts }),
 		intSetting("registrations-per-minute", "20", "dynamic registrations allowed per client address per minute", func(c *serveConfig) *int { return &c.RegistrationsPerMinute }),
 		intSetting("max-clients", "1000", "cap on registered clients", func(c *serveConfig) *int { return &c.MaxClients }),
@@ -180,7 +183,7 @@ func serveSettings() []setting {
 			return fmt.Errorf("want debug, info, warn or error")
 		}},
 		durationSetting("shutdown-timeout", "15s", "how long in-flight requests may take to finish on SIGTERM", func(c *serveConfig) *time.Duration { return &c.ShutdownTimeout }),
-		boolSetting("mcp-stateless", "false", "serve /mcp without sessions (every request stands alone; no server-to-client streams)", func(c *serveConfig) *bool { return &c.MCPStateless }),
+		boolSetting("mcp-stateless", "false", "give 2025-era MCP clients no session either (each request stands alone; 2026-07-28 requests never have one)", func(c *serveConfig) *bool { return &c.MCPStateless }),
 		boolSetting("mcp-json-response", "false", "answer /mcp POSTs with application/json instead of an event stream", func(c *serveConfig) *bool { return &c.MCPJSONResponse }),
 		durationSetting("janitor-interval", "5m", "how often expired codes, tokens and stale registrations are removed", func(c *serveConfig) *time.Duration { return &c.JanitorInterval }),
 		boolSetting("require-dpop", "false", "accept only DPoP-bound tokens (RFC 9449): every /token request needs a DPoP proof and /mcp refuses bearer tokens", func(c *serveConfig) *bool { return &c.RequireDPoP }),
@@ -459,9 +462,16 @@ func checkIssuer(s string) error {
 		return errors.New("no trailing slash allowed")
 	case u.User != nil:
 		return errors.New("no user info allowed")
+	case !issuerPathRE.MatchString(u.EscapedPath()):
+		// The path is a proxy's prefix, a cookie path and part of route
+		// patterns: plain segments only.
+		return errors.New("a path must be plain segments such as /mcpd (letters, digits, - . _ ~), without empty, . or .. segments")
 	}
 	return nil
 }
+
+// issuerPathRE is the path an issuer may have: none, or plain segments.
+var issuerPathRE = regexp.MustCompile(`^(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*$`)
 
 // loopbackFor maps a wildcard listen host to the loopback address a local
 // client uses.
