@@ -531,8 +531,7 @@ func (brokenReplay) Remember(context.Context, string, time.Time) error {
 // durable as they are), and only when it issues them: a request refused
 // for its client or grant writes nothing.
 func TestDPoPTokenProofRecord(t *testing.T) {
-	var e *env
-	e = newEnv(t, func(cfg *Config) {
+	e := newEnv(t, func(cfg *Config) {
 		c, err := dpop.New(dpop.Config{Replay: brokenReplay{}, Now: cfg.Now})
 		if err != nil {
 			t.Fatal(err)
