@@ -22,3 +22,9 @@ func TestConformanceBolt(t *testing.T) {
 	storetest.Run(t, boltFixture)
 	storetest.RunTransactional(t, boltFixture)
 }
+
+// TestConformanceBoltIdentities runs the identity-provider rules against the
+// bbolt store.
+func TestConformanceBoltIdentities(t *testing.T) {
+	storetest.RunIdentities(t, func(t *testing.T) storetest.IdentityStorage { return openTest(t, nil) })
+}

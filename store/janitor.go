@@ -19,6 +19,7 @@ type SweepStats struct {
 	Successors int // refresh successors
 	Clients    int // dynamic clients never activated
 	Index      int // dangling index entries
+	IDPStates  int // sign-ins started at an identity provider and never finished
 }
 
 // sweepBatch is the most entries one janitor write deletes: a sweep of a
@@ -27,10 +28,10 @@ type SweepStats struct {
 // small.
 const sweepBatch = 512
 
-// Sweep removes every expired code, token, PKCE session, JTI, consent and
-// refresh successor, dynamic clients that never completed an authorization
-// within Options.UnactivatedClientTTL, and index entries that point at
-// nothing. Each kind is swept in writes of at most sweepBatch entries.
+// Sweep removes every expired code, token, PKCE session, JTI, consent,
+// refresh successor and unfinished identity-provider sign-in, dynamic
+// clients that never completed an authorization within
+// Options.UnactivatedClientTTL, and index entries that point at nothing. Each kind is swept in writes of at most sweepBatch entries.
 func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 	now := s.now()
 	var st SweepStats
@@ -51,6 +52,9 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 			return sweepExpiring(tx.bucket(bucketSuccessors), now, from)
 		}},
 		{&st.Consents, func(tx *wtx, from []byte) (int, []byte, error) { return sweepConsents(tx, now, from) }},
+		{&st.IDPStates, func(tx *wtx, from []byte) (int, []byte, error) {
+			return sweepExpiring(tx.bucket(bucketIDPStates), now, from)
+		}},
 		{&st.Clients, func(tx *wtx, from []byte) (int, []byte, error) { return sweepClients(tx, now.Add(-s.clientTT), from) }},
 		{&st.Index, sweepGrantIndex},
 		{&st.Index, func(tx *wtx, from []byte) (int, []byte, error) { return sweepOwnerIndex(tx, bucketClientGrants, from) }},

@@ -24,6 +24,13 @@ const (
 	bucketSubjectGrants = "subject_grants" // subject sep request id → nil
 	bucketJTIs          = "jtis"           // sha256(jti) → expiry
 	bucketSuccessors    = "successors"     // sighash → expiry + sealed bytes
+
+	// Upstream identity providers (identity.go).
+	bucketIdentities     = "identities"      // issuer sep subject → identityRecord JSON
+	bucketUserIdentities = "user_identities" // user sep issuer sep subject → nil
+	bucketUserEmails     = "user_emails"     // lower-case email → user name
+	bucketUpstreamTokens = "upstream_tokens" // user sep provider → sealed bytes
+	bucketIDPStates      = "idp_states"      // sighash(state) → expiry + opaque bytes
 )
 
 const sep = "\x00"
@@ -41,6 +48,20 @@ func migrations() []func(tx *bolt.Tx) error {
 				bucketCodes, bucketAccess, bucketRefresh, bucketPKCE,
 				bucketGrants, bucketClientGrants, bucketSubjectGrants,
 				bucketJTIs, bucketSuccessors,
+			} {
+				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+					return fmt.Errorf("create bucket %s: %w", b, err)
+				}
+			}
+			return nil
+		},
+		// Upstream identity providers: linked identities, user emails,
+		// sealed upstream tokens and pending sign-ins. Idempotent, and
+		// independent of every other step.
+		func(tx *bolt.Tx) error {
+			for _, b := range []string{
+				bucketIdentities, bucketUserIdentities, bucketUserEmails,
+				bucketUpstreamTokens, bucketIDPStates,
 			} {
 				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 					return fmt.Errorf("create bucket %s: %w", b, err)

@@ -11,7 +11,12 @@
 // kept out of the form, the session decoded into the caller's prototype,
 // clients, users, notes) are tested in package store itself.
 //
-// The package imports no other mcpd package.
+// RunIdentities checks the records of upstream identity providers: users
+// known by email, linked identities, sealed upstream tokens and pending
+// sign-in states, which every backend of package store keeps.
+//
+// The package imports no other mcpd package but store, for the record
+// types of RunIdentities.
 //
 //	func TestConformanceBolt(t *testing.T) {
 //		newFixture := func(t *testing.T) storetest.Fixture {
