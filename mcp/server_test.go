@@ -26,6 +26,7 @@ var fakeTokens = map[string]auth.TokenInfo{
 	"alice-none":  {UserID: "alice", Scopes: []string{}, Extra: map[string]any{"client_id": "vscode"}},
 	"bob-all":     {UserID: "bob", Scopes: []string{ScopeNotesRead, ScopeNotesWrite, ScopeAPICall}, Extra: map[string]any{"client_id": "cursor"}},
 	"machine-all": {UserID: "client:robot", Scopes: []string{ScopeNotesRead, ScopeNotesWrite}, Extra: map[string]any{"client_id": "robot"}},
+	"machine-api": {UserID: "client:robot", Scopes: []string{ScopeAPICall}, Extra: map[string]any{"client_id": "robot"}},
 }
 
 // fakeVerifier accepts the tokens of fakeTokens; any other token is
