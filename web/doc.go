@@ -1,6 +1,7 @@
 // Package web holds the embedded templates and CSS of the pages a person
-// sees (login, consent, error) and typed functions that render them with
-// the security headers every page carries.
+// sees (login with its "Sign in with …" links, consent, error, notice)
+// and typed functions that render them with the security headers every
+// page carries.
 //
 // It knows nothing of OAuth or storage: callers pass plain data.
 package web

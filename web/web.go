@@ -23,6 +23,7 @@ type Renderer struct {
 	login   *template.Template
 	consent *template.Template
 	errPage *template.Template
+	notice  *template.Template
 }
 
 // LoginData is what the login page shows.
@@ -33,6 +34,15 @@ type LoginData struct {
 	ClientName string
 	Username   string // prefilled after a failed attempt
 	Error      string // shown above the form
+	// Providers are the upstream identity providers offered besides the
+	// password, one link each.
+	Providers []ProviderLink
+}
+
+// ProviderLink is a "Sign in with …" link of the login page.
+type ProviderLink struct {
+	DisplayName string
+	URL         string // GET ISSUER/login/idp/{name}?…
 }
 
 // ScopeChoice is one requested scope on the consent page.
@@ -74,6 +84,13 @@ type ErrorData struct {
 	Message string
 }
 
+// NoticeData is what a notice page shows: an outcome that is not an error,
+// e.g. a sign-in that completed with no application waiting for it.
+type NoticeData struct {
+	Title   string
+	Message string
+}
+
 // New parses the embedded templates.
 func New() (*Renderer, error) {
 	return newRenderer(templateFS)
@@ -100,13 +117,16 @@ func newRenderer(fsys fs.FS) (*Renderer, error) {
 	if r.errPage, err = parse("error.html"); err != nil {
 		return nil, err
 	}
+	if r.notice, err = parse("notice.html"); err != nil {
+		return nil, err
+	}
 	// html/template escapes, and so finds context errors and undefined
 	// templates, on first execution: do it now, so that a broken page fails
 	// start-up instead of the first person who opens it.
 	for _, dry := range []struct {
 		t    *template.Template
 		data any
-	}{{r.login, LoginData{}}, {r.consent, ConsentData{}}, {r.errPage, ErrorData{}}} {
+	}{{r.login, LoginData{}}, {r.consent, ConsentData{}}, {r.errPage, ErrorData{}}, {r.notice, NoticeData{}}} {
 		if err := dry.t.ExecuteTemplate(io.Discard, "layout", dry.data); err != nil {
 			return nil, fmt.Errorf("web: execute %s: %w", dry.t.Name(), err)
 		}
@@ -151,6 +171,11 @@ func (r *Renderer) Consent(w http.ResponseWriter, d ConsentData) {
 // Error renders an error page with the given status. It never redirects.
 func (r *Renderer) Error(w http.ResponseWriter, status int, d ErrorData) {
 	r.render(w, status, r.errPage, d)
+}
+
+// Notice renders a notice page with the given status.
+func (r *Renderer) Notice(w http.ResponseWriter, status int, d NoticeData) {
+	r.render(w, status, r.notice, d)
 }
 
 // StaticHandler serves the embedded CSS under /static/.

@@ -644,3 +644,49 @@ func TestStaticHandler(t *testing.T) {
 		})
 	}
 }
+
+func TestLoginPageProviderLinks(t *testing.T) {
+	r := newTestRenderer(t)
+	l := sampleLogin()
+	l.Providers = []ProviderLink{
+		{DisplayName: "Acme SSO", URL: "http://127.0.0.1:8080/login/idp/acme?request_id=r1&csrf_token=c1"},
+		{DisplayName: `GitHub "<b>"`, URL: "javascript:alert(1)"},
+	}
+	p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, l) })
+	var got [][2]string
+	for _, a := range findAll(p.doc, match(atom.A)) {
+		href, _ := attr(a, "href")
+		got = append(got, [2]string{text(a), href})
+	}
+	want := [][2]string{
+		{"Sign in with Acme SSO", "http://127.0.0.1:8080/login/idp/acme?request_id=r1&csrf_token=c1"},
+		{`Sign in with GitHub "<b>"`, "#ZgotmplZ"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("provider links, one per provider with its display name (-want +got):\n%s", diff)
+	}
+	findOne(t, p.doc, "the password form stays", match(atom.Input, "name", "password"))
+
+	t.Run("no providers, no links", func(t *testing.T) {
+		p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, sampleLogin()) })
+		if got := findAll(p.doc, match(atom.A)); len(got) != 0 {
+			t.Errorf("found %d links; want none", len(got))
+		}
+	})
+}
+
+func TestNoticePage(t *testing.T) {
+	r := newTestRenderer(t)
+	p := render(t, func(w http.ResponseWriter) {
+		r.Notice(w, http.StatusOK, NoticeData{Title: "Signed in", Message: "You are signed in as <ada>."})
+	})
+	if p.resp.Code != http.StatusOK || p.resp.Header().Get("X-Frame-Options") != "DENY" {
+		t.Errorf("status %d, X-Frame-Options %q; want 200 and DENY", p.resp.Code, p.resp.Header().Get("X-Frame-Options"))
+	}
+	if got := text(findOne(t, p.doc, "heading", match(atom.H1))); got != "Signed in" {
+		t.Errorf("heading %q", got)
+	}
+	if !strings.Contains(text(p.doc), "You are signed in as <ada>.") {
+		t.Errorf("page text %q lacks the message", text(p.doc))
+	}
+}
