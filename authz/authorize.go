@@ -195,6 +195,7 @@ func (s *Server) showLogin(w http.ResponseWriter, sess *session, form url.Values
 		ClientName: clientName(c),
 		Username:   username,
 		Error:      msg,
+		Providers:  s.providerLinks(sess, id),
 	})
 }
 

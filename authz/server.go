@@ -83,6 +83,18 @@ type Config struct {
 	MaxClients int
 
 	Observer Observer
+
+	// IdentityProviders are the upstream identity providers people may
+	// sign in with, besides a password; each needs Identities.
+	IdentityProviders []IdentityProvider
+	// Identities keeps linked identities and sign-ins in progress.
+	Identities IdentityStore
+	// UpstreamTokens keeps the token a provider gave at sign-in, for
+	// api_call; nil keeps none.
+	UpstreamTokens UpstreamTokenSaver
+	// IdentityProviderTimeout bounds the provider calls of one sign-in
+	// step; 0 → 15 s.
+	IdentityProviderTimeout time.Duration
 }
 
 // Server is the authorization server. Create it with New.
@@ -115,6 +127,14 @@ type Server struct {
 	refreshLocks  *keyedMutex
 	codeLocks     *keyedMutex
 	cimd          *cimdFetcher
+
+	idps           map[string]*IdentityProvider
+	idpOrder       []string
+	identities     IdentityStore
+	upstreamTokens UpstreamTokenSaver
+	idpKey         []byte
+	idpTimeout     time.Duration
+	idpStarts      *limiter
 }
 
 const (
@@ -222,6 +242,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.hasher = &secretHasher{key: hashKey}
+	if s.idpKey, err = derive("idp sign-in"); err != nil {
+		return nil, err
+	}
+	if err := s.setIdentityProviders(cfg); err != nil {
+		return nil, err
+	}
 
 	if s.cors, err = newCORSPolicy(cfg.CORSOrigins); err != nil {
 		return nil, err
@@ -289,6 +315,8 @@ func (s *Server) Register(r *mux.Router) {
 	r.Handle("/register/{id}", s.cors.wrap(http.HandlerFunc(s.handleRegistration))).Methods(http.MethodGet, http.MethodDelete, http.MethodOptions)
 	r.Handle("/revoke", s.cors.wrap(s.withLimitKey(s.handleRevoke))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/introspect", s.withLimitKey(s.handleIntrospect)).Methods(http.MethodPost)
+	r.Handle(idpLoginPrefix+"{name}", s.withLimitKey(s.handleIDPStart)).Methods(http.MethodGet)
+	r.Handle(idpLoginPrefix+"{name}/callback", s.withLimitKey(s.handleIDPCallback)).Methods(http.MethodGet)
 	r.PathPrefix("/static/").Handler(s.renderer.StaticHandler())
 }
 
