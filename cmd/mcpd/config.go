@@ -51,6 +51,13 @@ type serveConfig struct {
 	MCPStateless              bool
 	MCPJSONResponse           bool
 	Upstreams                 []mcp.Upstream
+	// IdentityProviders are the config file's identity_providers, checked,
+	// with their secrets read.
+	IdentityProviders     []identityProvider
+	identityProviderFiles []identityProviderFile
+	// now is the clock of identity-provider sign-ins and upstream tokens;
+	// nil is time.Now. Tests set it.
+	now func() time.Time
 }
 
 // setting is one serve setting: a flag, an environment variable and a
@@ -194,10 +201,11 @@ func defaultDataDir() string {
 }
 
 // configFile is the optional JSON config file: every serve setting under
-// its flag name, plus the api_call upstreams.
+// its flag name, plus the api_call upstreams and the identity providers.
 type configFile struct {
-	settings  map[string]string
-	Upstreams []mcp.Upstream
+	settings          map[string]string
+	Upstreams         []mcp.Upstream
+	IdentityProviders []identityProviderFile
 }
 
 // upstreamFile is one upstream as the config file spells it.
@@ -209,19 +217,20 @@ type upstreamFile struct {
 	Timeout          string   `json:"timeout"`
 	MaxResponseBytes int64    `json:"max_response_bytes"`
 	Auth             struct {
-		Type            string   `json:"type"`
-		BearerEnv       string   `json:"bearer_env"`
-		TokenURL        string   `json:"token_url"`
-		ClientID        string   `json:"client_id"`
-		ClientSecretEnv string   `json:"client_secret_env"`
-		Scopes          []string `json:"scopes"`
+		Type             string   `json:"type"`
+		BearerEnv        string   `json:"bearer_env"`
+		TokenURL         string   `json:"token_url"`
+		ClientID         string   `json:"client_id"`
+		ClientSecretEnv  string   `json:"client_secret_env"`
+		Scopes           []string `json:"scopes"`
+		IdentityProvider string   `json:"identity_provider"`
 	} `json:"auth"`
 }
 
 func (u upstreamFile) upstream() (mcp.Upstream, error) {
 	out := mcp.Upstream{
 		Name: u.Name, BaseURL: u.BaseURL, Methods: u.Methods, PathPrefixes: u.PathPrefixes, MaxResponseBytes: u.MaxResponseBytes,
-		Auth: mcp.UpstreamAuth{Type: u.Auth.Type, BearerEnv: u.Auth.BearerEnv, TokenURL: u.Auth.TokenURL, ClientID: u.Auth.ClientID, ClientSecretEnv: u.Auth.ClientSecretEnv, Scopes: u.Auth.Scopes},
+		Auth: mcp.UpstreamAuth{Type: u.Auth.Type, BearerEnv: u.Auth.BearerEnv, TokenURL: u.Auth.TokenURL, ClientID: u.Auth.ClientID, ClientSecretEnv: u.Auth.ClientSecretEnv, Scopes: u.Auth.Scopes, IdentityProvider: u.Auth.IdentityProvider},
 	}
 	if u.Timeout != "" {
 		d, err := time.ParseDuration(u.Timeout)
@@ -232,8 +241,12 @@ func (u upstreamFile) upstream() (mcp.Upstream, error) {
 	}
 	switch u.Auth.Type {
 	case "", "none", "bearer", "client_credentials":
+	case "user":
+		if u.Auth.IdentityProvider == "" {
+			return out, fmt.Errorf("upstream %q: auth type user needs identity_provider, the name of one of identity_providers", u.Name)
+		}
 	default:
-		return out, fmt.Errorf("upstream %q: auth type %q is not none, bearer or client_credentials", u.Name, u.Auth.Type)
+		return out, fmt.Errorf("upstream %q: auth type %q is not none, bearer, client_credentials or user", u.Name, u.Auth.Type)
 	}
 	return out, nil
 }
@@ -264,6 +277,14 @@ func readConfigFile(path string, known map[string]bool) (*configFile, error) {
 				}
 				cf.Upstreams = append(cf.Upstreams, mu)
 			}
+			continue
+		}
+		if k == "identity_providers" {
+			ps, err := parseIdentityProviders(v)
+			if err != nil {
+				return nil, fmt.Errorf("config file %s: %w", path, err)
+			}
+			cf.IdentityProviders = ps
 			continue
 		}
 		if !known[k] {
@@ -298,7 +319,7 @@ func loadServeConfig(fs *flag.FlagSet, args []string, getenv func(string) string
 		usage := s.usage + " (env " + s.env + ")"
 		fs.StringVar(v, s.name, s.def, usage)
 	}
-	configPath := fs.String("config", "", "JSON config file: any setting by its flag name, plus \"upstreams\" (env MCPD_CONFIG)")
+	configPath := fs.String("config", "", "JSON config file: any setting by its flag name, plus \"upstreams\" and \"identity_providers\" (env MCPD_CONFIG)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return nil, err
@@ -334,6 +355,7 @@ func loadServeConfig(fs *flag.FlagSet, args []string, getenv func(string) string
 		}
 		c.ConfigFile = path
 		c.Upstreams = cf.Upstreams
+		c.identityProviderFiles = cf.IdentityProviders
 		for _, s := range settings {
 			if v, ok := cf.settings[s.name]; ok {
 				if err := apply(s, v, "config key "+s.name); err != nil {
@@ -357,6 +379,9 @@ func loadServeConfig(fs *flag.FlagSet, args []string, getenv func(string) string
 		}
 	}
 	if err := c.finish(); err != nil {
+		return nil, err
+	}
+	if err := c.checkIdentityProviders(getenv); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -451,7 +476,7 @@ func settingsReference() []string {
 		}
 		rows = append(rows, fmt.Sprintf("| `--%s` | `%s` | %s | %s |", s.name, s.env, def, s.usage))
 	}
-	rows = append(rows, "| `--config` | `MCPD_CONFIG` | | JSON config file: any setting by its flag name, plus `upstreams` |")
+	rows = append(rows, "| `--config` | `MCPD_CONFIG` | | JSON config file: any setting by its flag name, plus `upstreams` and `identity_providers` |")
 	sort.Strings(rows)
 	return rows
 }

@@ -101,6 +101,14 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		return nil, err
 	}
 	s.metrics = newMetrics()
+	idps, tokenVault, err := s.identityProviders(ctx, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	var userTokens *wire.UserTokens
+	if tokenVault != nil {
+		userTokens = &wire.UserTokens{V: tokenVault}
+	}
 	az, err := authz.New(authz.Config{
 		Issuer:                    cfg.Issuer,
 		Storage:                   firstUserStorage{Storage: wire.NewAuthzStorage(s.store), first: s.firstUser},
@@ -122,6 +130,9 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		RegistrationsPerMinute:    cfg.RegistrationsPerMinute,
 		MaxClients:                cfg.MaxClients,
 		Observer:                  s.metrics,
+		IdentityProviders:         idps,
+		Identities:                wire.NewAuthzStorage(s.store),
+		UpstreamTokens:            upstreamTokenSaver(userTokens),
 	})
 	if err != nil {
 		return nil, usageError(err.Error())
@@ -131,6 +142,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		Verifier:       az.Verify,
 		Notes:          wire.NewNotesStore(s.store),
 		Upstreams:      cfg.Upstreams,
+		UserTokens:     mcpUserTokens(userTokens),
 		AllowedOrigins: cfg.AllowedOrigins,
 		AllowedHosts:   cfg.AllowedHosts,
 		Stateless:      cfg.MCPStateless,

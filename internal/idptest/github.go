@@ -39,13 +39,13 @@ func NewGitHub(t testing.TB, user User) *GitHub {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /login/oauth/authorize", g.authorize)
 	mux.HandleFunc("POST /login/oauth/access_token", g.token)
-	mux.HandleFunc("GET /api/user", g.api)
-	mux.HandleFunc("GET /api/user/emails", g.api)
-	mux.HandleFunc("GET /api/user/orgs", g.api)
+	mux.HandleFunc("GET /api/v3/user", g.api)
+	mux.HandleFunc("GET /api/v3/user/emails", g.api)
+	mux.HandleFunc("GET /api/v3/user/orgs", g.api)
 	g.srv = httptest.NewServer(mux)
 	t.Cleanup(g.srv.Close)
 	g.URL = g.srv.URL
-	g.APIURL = g.srv.URL + "/api"
+	g.APIURL = g.srv.URL + "/api/v3"
 	return g
 }
 
@@ -130,14 +130,14 @@ func (g *GitHub) api(w http.ResponseWriter, r *http.Request) {
 	id, _ := strconv.ParseInt(sub, 10, 64)
 	var out any
 	switch r.URL.Path {
-	case "/api/user":
+	case "/api/v3/user":
 		out = map[string]any{"id": id, "login": strings.Split(u.Email, "@")[0], "name": u.Name}
-	case "/api/user/emails":
+	case "/api/v3/user/emails":
 		out = []map[string]any{
 			{"email": "noreply-" + sub + "@users.noreply.github.com", "primary": false, "verified": true},
 			{"email": u.Email, "primary": true, "verified": u.EmailVerified},
 		}
-	case "/api/user/orgs":
+	case "/api/v3/user/orgs":
 		orgs := []map[string]string{}
 		if r.URL.Query().Get("page") == "1" {
 			for _, o := range u.Orgs {
