@@ -54,9 +54,10 @@ type serveConfig struct {
 	// IdentityProviders are the config file's identity_providers, checked,
 	// with their secrets read.
 	IdentityProviders     []identityProvider
+	IDPTimeout            time.Duration
 	identityProviderFiles []identityProviderFile
-	// now is the clock of identity-provider sign-ins and upstream tokens;
-	// nil is time.Now. Tests set it.
+	// now is the clock by which upstream tokens expire (idp/vault); nil is
+	// time.Now. Tests set it.
 	now func() time.Time
 }
 
@@ -184,6 +185,7 @@ func serveSettings() []setting {
 		durationSetting("shutdown-timeout", "15s", "how long in-flight requests may take to finish on SIGTERM", func(c *serveConfig) *time.Duration { return &c.ShutdownTimeout }),
 		boolSetting("mcp-stateless", "false", "serve /mcp without sessions (every request stands alone; no server-to-client streams)", func(c *serveConfig) *bool { return &c.MCPStateless }),
 		boolSetting("mcp-json-response", "false", "answer /mcp POSTs with application/json instead of an event stream", func(c *serveConfig) *bool { return &c.MCPJSONResponse }),
+		durationSetting("idp-timeout", "10s", "how long one call to an identity provider (discovery, token, user info) may take", func(c *serveConfig) *time.Duration { return &c.IDPTimeout }),
 		durationSetting("janitor-interval", "5m", "how often expired codes, tokens and stale registrations are removed", func(c *serveConfig) *time.Duration { return &c.JanitorInterval }),
 	}
 }
@@ -409,6 +411,9 @@ func (c *serveConfig) finish() error {
 	}
 	if c.RefreshTokenMaxTTL < c.RefreshTokenTTL {
 		return usageError(fmt.Sprintf("invalid --refresh-token-max-ttl %s: below --refresh-token-ttl %s", c.RefreshTokenMaxTTL, c.RefreshTokenTTL))
+	}
+	if c.IDPTimeout == 0 {
+		return usageError("invalid --idp-timeout 0s: must be above zero")
 	}
 	if c.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {

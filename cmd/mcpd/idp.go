@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/mcpd/mcpd/authz"
 	"github.com/mcpd/mcpd/idp/github"
@@ -208,9 +207,6 @@ func githubAPIURL(base string) string {
 	return strings.TrimSuffix(base, "/") + "/api/v3"
 }
 
-// providerTimeout bounds each HTTP call to an identity provider.
-const providerTimeout = 10 * time.Second
-
 // identityProviders builds the connectors of cfg, the authz configuration
 // of each, and the vault that keeps their users' upstream tokens. It makes
 // no network call: OpenID providers are discovered at the first sign-in.
@@ -218,7 +214,7 @@ func (s *server) identityProviders(ctx context.Context, cfg *serveConfig, logger
 	if len(cfg.IdentityProviders) == 0 {
 		return nil, nil, nil
 	}
-	hc := &http.Client{Timeout: providerTimeout}
+	hc := &http.Client{Timeout: cfg.IDPTimeout}
 	refreshers := map[string]vault.Refresher{}
 	var out []authz.IdentityProvider
 	for _, p := range cfg.IdentityProviders {
@@ -228,7 +224,7 @@ func (s *server) identityProviders(ctx context.Context, cfg *serveConfig, logger
 		)
 		switch p.Type {
 		case idpTypeOIDC:
-			c, err := oidc.New(oidc.Config{Issuer: p.Issuer, ClientID: p.ClientID, ClientSecret: p.ClientSecret.reveal(), Scopes: p.Scopes, HTTPClient: hc, Now: cfg.now})
+			c, err := oidc.New(oidc.Config{Issuer: p.Issuer, ClientID: p.ClientID, ClientSecret: p.ClientSecret.reveal(), Scopes: p.Scopes, HTTPClient: hc})
 			if err != nil {
 				return nil, nil, usageError(fmt.Sprintf("identity provider %s: %v", p.Name, err))
 			}

@@ -38,6 +38,7 @@ func (e cliEnv) serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	cfg.now = e.now
 	logger := newLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
 	srv, err := newServer(e.ctx, cfg, logger, e.getenv)
 	if err != nil {
@@ -133,6 +134,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		IdentityProviders:         idps,
 		Identities:                wire.NewAuthzStorage(s.store),
 		UpstreamTokens:            upstreamTokenSaver(userTokens),
+		IdentityProviderTimeout:   3 * cfg.IDPTimeout, // a step makes up to three calls
 	})
 	if err != nil {
 		return nil, usageError(err.Error())

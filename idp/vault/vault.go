@@ -157,10 +157,16 @@ func (v *Vault) open(user, provider string, sealed []byte) (*oauth2.Token, error
 }
 
 // Save seals tok and keeps it as user's token at provider, replacing the
-// one kept before. ErrNotFound when the user does not exist.
+// one kept before. ErrNotFound when the user does not exist. A token with
+// expires_in expires that long after now, by the vault's clock.
 func (v *Vault) Save(ctx context.Context, user, provider string, tok *oauth2.Token) error {
 	if tok == nil || tok.AccessToken == "" {
 		return errors.New("vault: no access token to keep")
+	}
+	if tok.ExpiresIn > 0 {
+		cp := *tok
+		cp.Expiry = v.cfg.Now().Add(time.Duration(tok.ExpiresIn) * time.Second)
+		tok = &cp
 	}
 	sealed, err := v.seal(user, provider, tok)
 	if err != nil {

@@ -231,6 +231,19 @@ func TestVault(t *testing.T) {
 		}
 	})
 
+	t.Run("expires_in counts from the vault's clock", func(t *testing.T) {
+		f := newFixture(t)
+		f.advance(24 * time.Hour) // the vault's clock is a day ahead of the wall clock
+		f.save(t, "ada", &oauth2.Token{AccessToken: "at", RefreshToken: "rt", ExpiresIn: 3600, Expiry: time.Now().Add(time.Hour)})
+		if got, _ := f.v.AccessToken(ctx, "ada", "corp"); got != "at" {
+			t.Errorf("AccessToken = %q; want the saved token, live for an hour by the vault's clock", got)
+		}
+		f.advance(2 * time.Hour)
+		if got, _ := f.v.AccessToken(ctx, "ada", "corp"); got != "access-1" {
+			t.Errorf("AccessToken two hours on = %q; want it refreshed", got)
+		}
+	})
+
 	t.Run("a token that never expires is used as is", func(t *testing.T) {
 		f := newFixture(t)
 		f.save(t, "ada", &oauth2.Token{AccessToken: "gho_forever"})
