@@ -572,3 +572,37 @@ func TestUserAddWithEmail(t *testing.T) {
 		})
 	}
 }
+
+// TestIdentityProviderDocExamplesLoad loads every JSON example of
+// docs/identity-providers.md as a config file: the worked examples are
+// configurations mcpd accepts.
+func TestIdentityProviderDocExamplesLoad(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/identity-providers.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```json\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	if len(blocks) < 5 {
+		t.Fatalf("found %d JSON examples; want one per provider type and the api_call one", len(blocks))
+	}
+	anySecret := func(k string) string {
+		if strings.HasSuffix(k, "_CLIENT_SECRET") {
+			return "from-the-environment"
+		}
+		return ""
+	}
+	for i, m := range blocks {
+		t.Run(fmt.Sprintf("example %d", i+1), func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "mcpd.json")
+			os.WriteFile(file, []byte(m[1]), 0o600)
+			fs := newFlagSet("serve", new(strings.Builder), "")
+			c, err := loadServeConfig(fs, []string{"--config", file, "--data", t.TempDir()}, anySecret)
+			if err != nil {
+				t.Fatalf("the documented example does not load: %v\n%s", err, m[1])
+			}
+			if len(c.IdentityProviders) == 0 {
+				t.Errorf("the example declares no identity provider")
+			}
+		})
+	}
+}
