@@ -260,7 +260,7 @@ const fakeIssuer = "https://idp.example"
 
 var adaIdentity = UpstreamIdentity{Issuer: fakeIssuer, Subject: "ada-1", Email: "Ada@Example.com", EmailVerified: true, Name: "Ada"}
 
-func newIDPEnv(t *testing.T, mod func(p *IdentityProvider)) *idpEnv {
+func newIDPEnv(t testing.TB, mod func(p *IdentityProvider)) *idpEnv {
 	t.Helper()
 	conn := newFakeConnector(adaIdentity)
 	var ids *memIdentities
