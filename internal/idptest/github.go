@@ -24,7 +24,6 @@ type GitHub struct {
 
 	mu     sync.Mutex
 	user   User
-	id     int64
 	faults Faults
 	codes  map[string]codeGrant
 	tokens map[string]string // access token → subject
