@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/mcpd/mcpd/authz"
+	"github.com/mcpd/mcpd/dpop"
 	"github.com/mcpd/mcpd/internal/wire"
 	"github.com/mcpd/mcpd/mcp"
 	"github.com/mcpd/mcpd/store"
@@ -63,6 +64,7 @@ type server struct {
 	metricsLn       net.Listener
 	initialPassword string     // generated for the banner; empty otherwise
 	firstUser       *firstUser // started by run
+	dpopReplay      *dpop.WriteBehind
 }
 
 // newServer opens the store, decides the first user's password when there
@@ -102,6 +104,10 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		return nil, err
 	}
 	s.metrics = newMetrics()
+	proofs, err := s.newDPoP(ctx)
+	if err != nil {
+		return nil, err
+	}
 	idps, tokenVault, err := s.identityProviders(ctx, cfg, logger)
 	if err != nil {
 		return nil, err
@@ -131,6 +137,8 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		RegistrationsPerMinute:    cfg.RegistrationsPerMinute,
 		MaxClients:                cfg.MaxClients,
 		Observer:                  s.metrics,
+		DPoP:                      proofs,
+		RequireDPoP:               cfg.RequireDPoP,
 		IdentityProviders:         idps,
 		Identities:                wire.NewAuthzStorage(s.store),
 		UpstreamTokens:            upstreamTokenSaver(userTokens),
@@ -150,6 +158,8 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		Stateless:      cfg.MCPStateless,
 		JSONResponse:   cfg.MCPJSONResponse,
 		Logger:         logger.With("component", "mcp"),
+		DPoP:           wire.ProofChecker{Checker: proofs},
+		RequireDPoP:    cfg.RequireDPoP,
 	})
 	if err != nil {
 		return nil, usageError(err.Error())
@@ -211,6 +221,12 @@ func (s *server) run(ctx context.Context, banner interface{ Write([]byte) (int, 
 		defer close(janitorDone)
 		s.store.RunJanitor(janitorCtx, s.cfg.JanitorInterval)
 	}()
+	replayCtx, stopReplay := context.WithCancel(context.Background())
+	replayDone := make(chan struct{})
+	go func() {
+		defer close(replayDone)
+		s.dpopReplay.Run(replayCtx) // writes what is left when stopped
+	}()
 	writeBanner(banner, s.cfg, s.ln.Addr().String(), s.initialPassword)
 	s.logger.Info("serving", "listen", s.ln.Addr().String(), "issuer", s.cfg.Issuer, "data", s.cfg.Data)
 
@@ -247,6 +263,9 @@ func (s *server) run(ctx context.Context, banner interface{ Write([]byte) (int, 
 	}
 	stopJanitor()
 	<-janitorDone
+	// After the HTTP server: no request spends a jti any more.
+	stopReplay()
+	<-replayDone
 	<-s.firstUser.done
 	if err := s.firstUser.err; err != nil && runErr == nil {
 		runErr = err
