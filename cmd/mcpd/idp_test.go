@@ -336,9 +336,17 @@ func TestIdentityProviderSignInAndAPICallAsTheUser(t *testing.T) {
 		}
 	})
 
+	t.Run("user list prints the same through the running server's socket and offline", func(t *testing.T) {
+		up := mustMcpd(t, "", "user", "list", "--data", ts.Data) + mustMcpd(t, "", "user", "list", "--json", "--data", ts.Data)
+		ts.Stop(t)
+		down := mustMcpd(t, "", "user", "list", "--data", ts.Data) + mustMcpd(t, "", "user", "list", "--json", "--data", ts.Data)
+		if up != down || !strings.Contains(up, `"provider": "corp"`) {
+			t.Errorf("server up:\n%s\nserver down:\n%s", up, down)
+		}
+	})
+
 	t.Run("removing the user deletes its identities and upstream tokens", func(t *testing.T) {
 		mustMcpd(t, "", "user", "remove", "ada@example.com", "--data", ts.Data)
-		ts.Stop(t)
 		st := mustOpenStore(t, ts.Data)
 		defer st.Close()
 		if _, err := st.LookupIdentity(context.Background(), p.URL, "ada-1"); err == nil {
