@@ -518,10 +518,17 @@ func TestIDPFaults(t *testing.T) {
 	t.Run("a callback in another browser than the one that started is a 403", func(t *testing.T) {
 		e := newIDPEnv(t, nil)
 		c := e.registerPublic("http://127.0.0.1/cb")
-		at := e.startAtProvider(e.browser(), authRequest{clientID: c.ClientID, redirect: "http://127.0.0.1/cb", verifier: oauth2.GenerateVerifier()})
-		p := e.callback(e.browser(), url.Values{"state": {at.Query().Get("state")}, "code": {"good"}})
-		if p.status != http.StatusForbidden || !strings.Contains(p.body, "started in another browser") {
-			t.Errorf("status %d: %.300s", p.status, p.body)
+		a := authRequest{clientID: c.ClientID, redirect: "http://127.0.0.1/cb", verifier: oauth2.GenerateVerifier()}
+		at := e.startAtProvider(e.browser(), a)
+		for name, other := range map[string]*browser{"a browser without a session": e.browser(), "a browser with a session of its own": e.browser()} {
+			if strings.Contains(name, "of its own") {
+				e.startAtProvider(other, a) // now it has a session cookie too
+			}
+			p := e.callback(other, url.Values{"state": {at.Query().Get("state")}, "code": {"good"}})
+			if p.status != http.StatusForbidden || !strings.Contains(p.body, "started in another browser") {
+				t.Errorf("%s: status %d: %.300s", name, p.status, p.body)
+			}
+			at = e.startAtProvider(e.browser(), a) // the state was used up
 		}
 	})
 
