@@ -13,6 +13,30 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// Identities is what upstream identity providers need of a store: users
+// known by email, identities linked to users, the sealed upstream tokens of
+// users, and the records of sign-ins in progress. Every backend implements
+// it; storetest.RunIdentities states its rules. DeleteUser deletes a
+// user's identities, email and upstream tokens with the user.
+type Identities interface {
+	CreateExternalUser(ctx context.Context, name, email string) error // ErrAlreadyExists, ErrInvalidUser, ErrInvalidEmail
+	SetUserEmail(ctx context.Context, name, email string) error       // ErrNotFound, ErrAlreadyExists, ErrInvalidEmail
+	LookupUserByEmail(ctx context.Context, email string) (string, error)
+
+	LinkIdentity(ctx context.Context, id Identity) error // ErrAlreadyExists, ErrNotFound (user)
+	LookupIdentity(ctx context.Context, issuer, subject string) (Identity, error)
+	ListIdentities(ctx context.Context, user string) ([]Identity, error)
+
+	PutUpstreamToken(ctx context.Context, user, provider string, sealed []byte) error // ErrNotFound (user)
+	GetUpstreamToken(ctx context.Context, user, provider string) ([]byte, error)
+	DeleteUpstreamToken(ctx context.Context, user, provider string) error
+
+	PutIDPState(ctx context.Context, state string, data []byte, expiresAt time.Time) error // ErrAlreadyExists
+	TakeIDPState(ctx context.Context, state string) ([]byte, error)
+}
+
+var _ Identities = (*Store)(nil)
+
 // Identity links a person's account at an upstream identity provider (the
 // provider's issuer and its subject for the person) to an mcpd user.
 type Identity struct {

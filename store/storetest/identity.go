@@ -17,24 +17,11 @@ import (
 // identity providers, with the user methods they depend on.
 type IdentityStorage interface {
 	storage.Transactional
+	store.Identities
 
 	CreateUser(ctx context.Context, name, password string) error
-	CreateExternalUser(ctx context.Context, name, email string) error
-	SetUserEmail(ctx context.Context, name, email string) error
-	LookupUserByEmail(ctx context.Context, email string) (string, error)
 	UserExists(ctx context.Context, name string) (bool, error)
 	DeleteUser(ctx context.Context, name string) error
-
-	LinkIdentity(ctx context.Context, id store.Identity) error
-	LookupIdentity(ctx context.Context, issuer, subject string) (store.Identity, error)
-	ListIdentities(ctx context.Context, user string) ([]store.Identity, error)
-
-	PutUpstreamToken(ctx context.Context, user, provider string, sealed []byte) error
-	GetUpstreamToken(ctx context.Context, user, provider string) ([]byte, error)
-	DeleteUpstreamToken(ctx context.Context, user, provider string) error
-
-	PutIDPState(ctx context.Context, state string, data []byte, expiresAt time.Time) error
-	TakeIDPState(ctx context.Context, state string) ([]byte, error)
 }
 
 // RunIdentities runs every identity-provider rule against stores made by
