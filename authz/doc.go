@@ -34,6 +34,15 @@
 //	az.Register(router)                           // the OAuth endpoints
 //	mw := auth.RequireBearerToken(az.Verify, opts) // the MCP endpoint's guard
 //
+// Sign-in is one login page with several methods, each a small piece:
+// the password form (login_password.go) and link buttons of extra methods
+// (loginLink). Every method ends in completeLogin, which starts a session in
+// the Storage and continues to the pending authorization the login page was
+// shown for, or to ISSUER/account: never to an address from the request.
+// Sessions and pending authorizations live in the Storage, so every process
+// serving the issuer sees them; a visitor who has not signed in is known by
+// a random cookie that CSRF tokens are bound to and that nothing stores.
+//
 // The rules fosite does not give for free live here: S256 PKCE for every
 // client, an optional state, iss on every authorization response, loopback
 // redirect URIs on any port, RFC 8707 resource as the audience, refresh

@@ -136,7 +136,7 @@ func (s *Server) setIdentityProviders(cfg Config) error {
 			p.DisplayName = p.Name
 		}
 		s.idps[p.Name] = &p
-		s.idpOrder = append(s.idpOrder, p.Name)
+		s.loginLinks = append(s.loginLinks, s.idpLoginLink(&p))
 	}
 	return nil
 }

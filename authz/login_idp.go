@@ -32,10 +32,10 @@ const (
 // the PKCE verifier are not in it: they are derived from the state with a
 // server key (upstreamRequest), so the record holds nothing usable.
 type idpState struct {
-	Provider string    `json:"provider"`
-	Session  string    `json:"session"`        // hash of the browser session that started it
-	Form     string    `json:"form,omitempty"` // the pending authorization request, if any
-	Created  time.Time `json:"created"`
+	Provider  string    `json:"provider"`
+	Session   string    `json:"session"`              // the binding of the browser session that started it
+	RequestID string    `json:"request_id,omitempty"` // the pending authorization to continue to, if any
+	Created   time.Time `json:"created"`
 }
 
 // idpCallbackURL is where provider name sends the person back.
@@ -55,32 +55,23 @@ func (s *Server) upstreamRequest(state string) UpstreamRequest {
 	return UpstreamRequest{State: state, Nonce: derive("nonce"), CodeVerifier: derive("pkce")}
 }
 
-// sessionHash binds a sign-in to the browser session that started it
-// without keeping the session id.
-func sessionHash(id string) string {
-	h := sha256.Sum256([]byte("mcpd idp session\x00" + id))
-	return base64.RawURLEncoding.EncodeToString(h[:])
-}
-
-// providerLinks are the login page's "Sign in with …" links for the
-// pending authorization id, each with a CSRF token bound to the session.
-func (s *Server) providerLinks(sess *session, requestID string) []web.ProviderLink {
-	links := make([]web.ProviderLink, 0, len(s.idpOrder))
-	for _, name := range s.idpOrder {
-		q := url.Values{"request_id": {requestID}, "csrf_token": {sess.csrfToken("idp:"+name, requestID)}}
-		links = append(links, web.ProviderLink{
-			DisplayName: s.idps[name].DisplayName,
-			URL:         s.issuer + idpLoginPrefix + url.PathEscape(name) + "?" + q.Encode(),
-		})
+// loginLink is provider p's "Sign in with …" button on the login page.
+func (s *Server) idpLoginLink(p *IdentityProvider) loginLink {
+	base := s.issuer + idpLoginPrefix + url.PathEscape(p.Name)
+	return func(requestID string) web.LoginLink {
+		href := base
+		if requestID != "" {
+			href += "?" + url.Values{"request_id": {requestID}}.Encode()
+		}
+		return web.LoginLink{Label: "Sign in with " + p.DisplayName, Href: href}
 	}
-	return links
 }
 
 // handleIDPStart is GET /login/idp/{name}: it records the sign-in, bound
 // to the browser session and (with request_id) to the pending
 // authorization, and sends the person to the provider. Without request_id
-// the sign-in ends on a page of its own (it renews the upstream token that
-// api_call uses).
+// the sign-in continues to the account page (it also renews the upstream
+// token that api_call uses).
 func (s *Server) handleIDPStart(w http.ResponseWriter, r *http.Request) {
 	name := mux.Vars(r)["name"]
 	p, ok := s.idps[name]
@@ -92,37 +83,29 @@ func (s *Server) handleIDPStart(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusTooManyRequests, "Too many sign-ins", "Too many sign-ins were started from your address. Wait a few minutes and try again.")
 		return
 	}
-	q := r.URL.Query()
-	sess := s.currentSession(r)
-	var form url.Values
-	if reqID := q.Get("request_id"); reqID != "" {
-		if sess == nil || !sess.checkCSRF("idp:"+name, reqID, q.Get("csrf_token")) {
-			s.errorPage(w, http.StatusForbidden, "Link expired", "This sign-in link has expired or did not come from mcpd. Return to your application and connect again.")
-			return
-		}
-		pr, ok := s.pending.get(reqID)
-		if !ok {
+	ctx, cancel := context.WithTimeout(r.Context(), s.idpTimeout)
+	defer cancel()
+	reqID := r.URL.Query().Get("request_id")
+	if reqID != "" {
+		_, err := s.getPending(ctx, reqID)
+		if errors.Is(err, ErrNotFound) {
 			s.errorPage(w, http.StatusBadRequest, "Request expired", "This sign-in request has expired. Return to your application and connect again.")
 			return
 		}
-		form = pr.form
+		if err != nil {
+			s.log.Error("idp: pending authorization lookup failed", "err", err)
+			s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not start the sign-in. Try again.")
+			return
+		}
 	}
-	if sess == nil {
-		sess = s.sessions.create("")
-		s.setSessionCookie(w, sess)
-	}
+	sess := s.visitor(w, s.currentSession(r))
 	state := randomToken(32)
-	rec := idpState{Provider: name, Session: sessionHash(sess.id), Created: s.now().UTC()}
-	if form != nil {
-		rec.Form = form.Encode()
-	}
+	rec := idpState{Provider: name, Session: sess.binding(), RequestID: reqID, Created: s.now().UTC()}
 	data, err := json.Marshal(rec)
 	if err != nil {
 		s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not start the sign-in. Try again.")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.idpTimeout)
-	defer cancel()
 	if err := s.identities.PutIDPState(ctx, state, data, s.now().Add(idpStateTTL)); err != nil {
 		s.log.Error("idp: storing the sign-in state failed", "provider", name, "err", err)
 		s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not start the sign-in. Try again.")
@@ -144,7 +127,7 @@ func (s *Server) handleIDPStart(w http.ResponseWriter, r *http.Request) {
 // exchanged, the answer verified, the allow-lists applied, and the
 // identity linked to a user (created with create_users) in one
 // transaction with the upstream token. It ends at the pending
-// authorization (consent) or on a page of its own.
+// authorization (consent) or at the account page, through completeLogin.
 func (s *Server) handleIDPCallback(w http.ResponseWriter, r *http.Request) {
 	name := mux.Vars(r)["name"]
 	p, ok := s.idps[name]
@@ -177,7 +160,7 @@ func (s *Server) handleIDPCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := s.currentSession(r)
-	if sess == nil || subtle.ConstantTimeCompare([]byte(sessionHash(sess.id)), []byte(rec.Session)) != 1 {
+	if sess == nil || subtle.ConstantTimeCompare([]byte(sess.binding()), []byte(rec.Session)) != 1 {
 		s.log.Info("idp: state of another browser session", "provider", name, "addr", s.clientAddr(r))
 		s.errorPage(w, http.StatusForbidden, "Sign-in failed", "This sign-in was started in another browser, or your session here ended meanwhile. Start again from your application.")
 		return
@@ -218,18 +201,7 @@ func (s *Server) handleIDPCallback(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not finish the sign-in. Try again.")
 		return
 	}
-	s.sessions.delete(sess.id)
-	s.setSessionCookie(w, s.sessions.create(user))
-	s.log.Info("login", "user", user, "provider", name, "addr", s.clientAddr(r))
-	w.Header().Set("Cache-Control", "no-store")
-	if rec.Form != "" {
-		http.Redirect(w, r, s.issuer+"/authorize?"+rec.Form, http.StatusSeeOther)
-		return
-	}
-	s.renderer.Notice(w, http.StatusOK, web.NoticeData{
-		Title:   "Signed in",
-		Message: "You are signed in to mcpd as " + user + " with " + p.DisplayName + ". You can close this tab and return to your application.",
-	})
+	s.completeLogin(w, r, user, "idp:"+name, rec.RequestID)
 }
 
 // refusal is a sign-in refused for a reason the person can act on; its

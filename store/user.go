@@ -101,9 +101,10 @@ func (s *Store) SetPassword(ctx context.Context, name, password string) error {
 	})
 }
 
-// DeleteUser removes a user, ends every grant whose subject is that user,
-// and deletes the user's consents, notes, linked identities, email address
-// and upstream tokens. ErrNotFound for an unknown user.
+// DeleteUser removes a user, ends every grant whose subject is that user
+// and every login session of theirs, and deletes the user's passkeys,
+// consents, notes, linked identities, email address and upstream tokens.
+// ErrNotFound for an unknown user.
 func (s *Store) DeleteUser(ctx context.Context, name string) error {
 	return s.update(ctx, func(tx *wtx) error {
 		rec, err := findUser(tx.tx, name)
@@ -117,6 +118,12 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 			return err
 		}
 		if _, err := revokeIndexed(tx, bucketSubjectGrants, name); err != nil {
+			return err
+		}
+		if _, err := deleteUserSessions(tx, name, ""); err != nil {
+			return err
+		}
+		if err := deleteUserPasskeys(tx, name); err != nil {
 			return err
 		}
 		if err := deletePrefix(tx.bucket(bucketConsents), []byte(name+sep)); err != nil {
@@ -164,8 +171,9 @@ func (s *Store) UserExists(ctx context.Context, name string) (bool, error) {
 }
 
 // Authenticate returns nil when password is the user's, and
-// ErrBadCredentials otherwise. An unknown user costs one argon2id run too,
-// so the answer takes the same time either way.
+// ErrBadCredentials otherwise. An unknown user, and a user without a
+// password, cost one argon2id run too, so the answer takes the same time
+// either way.
 func (s *Store) Authenticate(ctx context.Context, name, password string) error {
 	var hash string
 	err := s.view(ctx, func(tx *bolt.Tx) error {
@@ -177,8 +185,8 @@ func (s *Store) Authenticate(ctx context.Context, name, password string) error {
 		return nil
 	})
 	if errors.Is(err, ErrNotFound) || (err == nil && hash == "") {
-		// No such user, or one who signs in only through an identity
-		// provider: the same answer, after the same work.
+		// An unknown user, or one without a password (signed up through
+		// an identity provider), costs what a wrong password costs.
 		burnPassword(password)
 		return ErrBadCredentials
 	}
@@ -193,6 +201,22 @@ func (s *Store) Authenticate(ctx context.Context, name, password string) error {
 		return ErrBadCredentials
 	}
 	return nil
+}
+
+// HasPassword reports whether the user has a password; a user created
+// through an identity provider may have none. ErrNotFound for an unknown
+// user.
+func (s *Store) HasPassword(ctx context.Context, name string) (bool, error) {
+	var ok bool
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		rec, err := findUser(tx, name)
+		if err != nil {
+			return err
+		}
+		ok = rec.PasswordHash != ""
+		return nil
+	})
+	return ok, err
 }
 
 func findUser(tx *bolt.Tx, name string) (*userRecord, error) {

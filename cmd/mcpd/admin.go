@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,8 @@ type admin interface {
 	ListUsers(ctx context.Context) ([]userView, error)
 	SetPassword(ctx context.Context, name, password string) error
 	RemoveUser(ctx context.Context, name string) (revokeResult, error)
+	ListPasskeys(ctx context.Context, user string) ([]passkeyView, error)
+	RemovePasskey(ctx context.Context, user, id string) error
 	ListClients(ctx context.Context) ([]clientView, error)
 	ShowClient(ctx context.Context, id string) (clientView, error)
 	RevokeClient(ctx context.Context, id string) (revokeResult, error)
@@ -42,6 +45,7 @@ type userView struct {
 	Identities []identityView `json:"identities,omitempty"`
 	CreatedAt  time.Time      `json:"created_at"`
 	UpdatedAt  time.Time      `json:"updated_at"`
+	Passkeys   int            `json:"passkeys"`
 }
 
 // identityView is an identity at a provider linked to a user.
@@ -51,6 +55,16 @@ type identityView struct {
 	Subject   string    `json:"subject"`
 	Email     string    `json:"email,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+}
+
+// passkeyView is a passkey as the CLI prints it; id is the credential ID
+// in base64url, as `user passkeys --remove` takes it.
+type passkeyView struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	CreatedAt  time.Time `json:"created_at"`
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+	Synced     bool      `json:"synced"`
 }
 
 // clientView is a client as the CLI prints it.
@@ -146,19 +160,51 @@ func (a localAdmin) ListUsers(ctx context.Context) ([]userView, error) {
 	if err != nil {
 		return nil, err
 	}
+	passkeys, err := a.s.CountPasskeys(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]userView, 0, len(users))
 	for _, u := range users {
 		ids, err := a.s.ListIdentities(ctx, u.Name)
 		if err != nil {
 			return nil, err
 		}
-		v := userView{Name: u.Name, Email: u.Email, CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC()}
+		v := userView{Name: u.Name, Email: u.Email, CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(), Passkeys: passkeys[u.Name]}
 		for _, id := range ids {
 			v.Identities = append(v.Identities, identityView{Provider: id.Provider, Issuer: id.Issuer, Subject: id.Subject, Email: id.Email, CreatedAt: id.CreatedAt.UTC()})
 		}
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+func (a localAdmin) ListPasskeys(ctx context.Context, user string) ([]passkeyView, error) {
+	if ok, err := a.s.UserExists(ctx, user); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, fmt.Errorf("user %s: %w", user, errNotFound)
+	}
+	keys, err := a.s.ListPasskeys(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]passkeyView, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, passkeyView{
+			ID: base64.RawURLEncoding.EncodeToString(k.ID), Name: k.Name,
+			CreatedAt: k.CreatedAt.UTC(), LastUsedAt: k.LastUsedAt.UTC(), Synced: k.BackupState,
+		})
+	}
+	return out, nil
+}
+
+func (a localAdmin) RemovePasskey(ctx context.Context, user, id string) error {
+	raw, err := base64.RawURLEncoding.DecodeString(id)
+	if err != nil || len(raw) == 0 {
+		return fmt.Errorf("passkey %s of %s: %w", id, user, errNotFound)
+	}
+	return adminErr(a.s.DeletePasskey(ctx, user, raw), "passkey "+id+" of "+user)
 }
 
 func (a localAdmin) SetPassword(ctx context.Context, name, password string) error {

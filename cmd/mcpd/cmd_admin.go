@@ -92,8 +92,9 @@ type adminCmd struct {
 	userFlag bool     // takes --user NAME
 	// email makes --email ADDR available, and with it --password-stdin
 	// optional (a user who signs in only through an identity provider).
-	email bool
-	run   func(e cliEnv, a admin, in adminInput) error
+	email  bool
+	remove bool // takes --remove ID
+	run    func(e cliEnv, a admin, in adminInput) error
 }
 
 // adminInput is what a subcommand was given.
@@ -103,6 +104,7 @@ type adminInput struct {
 	password string
 	user     string
 	email    string
+	remove   string
 }
 
 // dispatch runs the subcommand args[0] of group (user, client, consent).
@@ -123,12 +125,15 @@ func (e cliEnv) dispatch(group, usage string, cmds map[string]adminCmd, args []s
 	}
 	name := group + " " + sub
 	fs, f := e.adminFlagSet(name, usage, cmd.json, cmd.password)
-	var user, email *string
+	var user, email, remove *string
 	if cmd.userFlag {
 		user = fs.String("user", "", "only this user's entries")
 	}
 	if cmd.email {
 		email = fs.String("email", "", "the user's email address, by which a sign-in at an identity provider finds the user")
+	}
+	if cmd.remove {
+		remove = fs.String("remove", "", "remove the passkey of this ID (as listed)")
 	}
 	pos, err := parseInterleaved(fs, args[1:])
 	if err != nil {
@@ -146,6 +151,9 @@ func (e cliEnv) dispatch(group, usage string, cmds map[string]adminCmd, args []s
 	}
 	if user != nil {
 		in.user = *user
+	}
+	if remove != nil {
+		in.remove = *remove
 	}
 	if email != nil && *email != "" {
 		if _, err := store.NormalizeEmail(*email); err != nil {
@@ -179,6 +187,7 @@ func (e cliEnv) user(args []string) error {
   mcpd user email NAME ADDR
   mcpd user list [--json]
   mcpd user passwd NAME --password-stdin
+  mcpd user passkeys NAME [--json] [--remove ID]
   mcpd user remove NAME`
 	return e.dispatch("user", usage, map[string]adminCmd{
 		"add": {args: []string{"NAME"}, password: true, email: true, run: func(e cliEnv, a admin, in adminInput) error {
@@ -224,9 +233,28 @@ func (e cliEnv) user(args []string) error {
 						providers = append(providers, id.Provider)
 					}
 				}
-				rows = append(rows, []string{u.Name, orDash(u.Email), orDash(strings.Join(providers, ",")), when(u.CreatedAt)})
+				rows = append(rows, []string{u.Name, orDash(u.Email), orDash(strings.Join(providers, ",")), when(u.CreatedAt), fmt.Sprint(u.Passkeys)})
 			}
-			e.table("NAME\tEMAIL\tPROVIDERS\tCREATED", rows)
+			e.table("NAME\tEMAIL\tPROVIDERS\tCREATED\tPASSKEYS", rows)
+			return nil
+		}},
+		"passkeys": {args: []string{"NAME"}, json: true, remove: true, run: func(e cliEnv, a admin, in adminInput) error {
+			if in.remove != "" {
+				if err := a.RemovePasskey(e.ctx, in.pos[0], in.remove); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "removed passkey %s of %s\n", in.remove, in.pos[0])
+				return nil
+			}
+			keys, err := a.ListPasskeys(e.ctx, in.pos[0])
+			if err != nil || in.json {
+				return e.jsonOr(keys, err, in.json)
+			}
+			var rows [][]string
+			for _, k := range keys {
+				rows = append(rows, []string{k.ID, k.Name, when(k.CreatedAt), when(k.LastUsedAt)})
+			}
+			e.table("ID\tNAME\tCREATED\tLAST USED", rows)
 			return nil
 		}},
 		"remove": {args: []string{"NAME"}, run: func(e cliEnv, a admin, in adminInput) error {

@@ -318,9 +318,13 @@ func TestIdentityProviderSignInAndAPICallAsTheUser(t *testing.T) {
 		loc, _ := start.Location()
 		resp, _ := b.get(loc.String()) // the provider
 		loc, _ = resp.Location()
-		resp, body := b.get(loc.String()) // the callback
-		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "signed in to mcpd as ada@example.com") {
-			t.Fatalf("sign-in without an application: %s\n%s", resp.Status, body)
+		resp, _ = b.get(loc.String()) // the callback, on to the account page
+		loc, err := resp.Location()
+		if err != nil || loc.String() != ts.URL+"/account" {
+			t.Fatalf("sign-in without an application: %s to %v", resp.Status, loc)
+		}
+		if resp, body := b.get(loc.String()); resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "ada@example.com") {
+			t.Fatalf("account page: %s\n%s", resp.Status, body)
 		}
 		if out, msg := apiCall(t, cs, "corp-api", "/v1/me"); msg != "" || out["status"] != float64(200) {
 			t.Errorf("api_call after signing in again = %v, %q", out, msg)
@@ -426,7 +430,7 @@ func TestIdentityProviderFaults(t *testing.T) {
 		loc, _ := start.Location()
 		resp, _ := b.get(loc.String())
 		callback, _ := resp.Location()
-		if resp, _ := b.get(callback.String()); resp.StatusCode != http.StatusOK {
+		if resp, _ := b.get(callback.String()); resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("first callback: %s", resp.Status)
 		}
 		resp, body := b.get(callback.String())
@@ -572,7 +576,7 @@ func TestUserAddWithEmail(t *testing.T) {
 				t.Errorf("email of an unknown user: %v; want errNotFound", err)
 			}
 			out := mustMcpd(t, "", "user", "list", "--data", data)
-			for _, re := range []string{`(?m)^NAME\s+EMAIL\s+PROVIDERS\s+CREATED$`, `(?m)^ada\s+ada@example\.com\s+-\s`, `(?m)^bob\s+bob@example\.com\s+-\s`, `(?m)^carol\s+carol@example\.com\s+-\s`} {
+			for _, re := range []string{`(?m)^NAME\s+EMAIL\s+PROVIDERS\s+CREATED\s+PASSKEYS$`, `(?m)^ada\s+ada@example\.com\s+-\s`, `(?m)^bob\s+bob@example\.com\s+-\s`, `(?m)^carol\s+carol@example\.com\s+-\s`} {
 				if !regexp.MustCompile(re).MatchString(out) {
 					t.Errorf("user list lacks %s:\n%s", re, out)
 				}
@@ -612,5 +616,23 @@ func TestIdentityProviderDocExamplesLoad(t *testing.T) {
 				t.Errorf("the example declares no identity provider")
 			}
 		})
+	}
+}
+
+func TestProvidersOnlyWithPasswordLoginOff(t *testing.T) {
+	p := idptest.NewOIDC(t, idptest.User{Subject: "ada-1", Email: "ada@example.com", EmailVerified: true})
+	ts := oidcServer(t, p, newProtectedAPI(t, p.ActiveSubject), &testClock{}, nil, "--password-login=false")
+	clientID, redirect := publicClient(t, ts.URL, "providers only")
+	authURL := ts.URL + "/authorize?" + url.Values{
+		"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirect},
+		"code_challenge": {oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())}, "code_challenge_method": {"S256"},
+	}.Encode()
+	resp, body := newBrowser(t).get(authURL)
+	if resp.StatusCode != http.StatusOK || bytes.Contains(body, []byte(`name="password"`)) || !providerHref.Match(body) {
+		t.Fatalf("login page: %s; want the provider's link and no password form:\n%s", resp.Status, body)
+	}
+	tok := idpLogin(t, newBrowser(t), ts.URL, clientID, redirect, "notes:read")
+	if got := whoami(t, connectMCP(t, ts.URL, tok.AccessToken))["user"]; got != "ada@example.com" {
+		t.Errorf("whoami user = %v", got)
 	}
 }

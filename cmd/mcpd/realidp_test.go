@@ -182,8 +182,8 @@ func TestRealOpenIDProvider(t *testing.T) {
 		verifier := oauth2.GenerateVerifier()
 		err := chromedp.Do(ctx,
 			chromedp.Navigate(oc.AuthCodeURL("state-real-idp-1", oauth2.S256ChallengeOption(verifier))),
-			chromedp.WaitVisible(`a.provider`),
-			chromedp.Click(`a.provider`),
+			chromedp.WaitVisible(`a[href*="/login/idp/zitadel"]`),
+			chromedp.Click(`a[href*="/login/idp/zitadel"]`),
 			chromedp.WaitVisible(`#username`), // the provider's page
 			chromedp.SendKeys(`#username`, "ada"),
 			chromedp.SendKeys(`#password`, "ada-pw-9k2"),
@@ -281,7 +281,7 @@ func TestRealOpenIDProvider(t *testing.T) {
 
 	t.Run("a replayed callback is a 400, and so is the provider's code under a fresh state", func(t *testing.T) {
 		cbURL := providerCallback(t, b, ts.URL, "zitadel")
-		if resp, body := b.get(cbURL.String()); resp.StatusCode != http.StatusOK {
+		if resp, body := b.get(cbURL.String()); resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("first callback: %s\n%s", resp.Status, body)
 		}
 		resp, body := b.get(cbURL.String())

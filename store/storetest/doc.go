@@ -11,12 +11,13 @@
 // kept out of the form, the session decoded into the caller's prototype,
 // clients, users, notes) are tested in package store itself.
 //
-// RunIdentities checks the records of upstream identity providers: users
-// known by email, linked identities, sealed upstream tokens and pending
-// sign-in states, which every backend of package store keeps.
-//
-// The package imports no other mcpd package but store, for the record
-// types of RunIdentities.
+// RunLogin checks mcpd's own records of the sign-in flow, which every
+// backend keeps: signed-in browser sessions and pending authorization
+// requests (expiry, single use, caps against floods). RunIdentities checks
+// the records of upstream identity providers: users known by email, linked
+// identities, sealed upstream tokens and pending sign-in states. Their
+// records are the store package's types, the only mcpd package the suite
+// imports.
 //
 //	func TestConformanceBolt(t *testing.T) {
 //		newFixture := func(t *testing.T) storetest.Fixture {
