@@ -55,7 +55,7 @@ func (s *Server) upstreamRequest(state string) UpstreamRequest {
 	return UpstreamRequest{State: state, Nonce: derive("nonce"), CodeVerifier: derive("pkce")}
 }
 
-// loginLink is provider p's "Sign in with …" button on the login page.
+// idpLoginLink is provider p's "Sign in with …" button on the login page.
 func (s *Server) idpLoginLink(p *IdentityProvider) loginLink {
 	base := s.issuer + idpLoginPrefix + url.PathEscape(p.Name)
 	return func(requestID string) web.LoginLink {
