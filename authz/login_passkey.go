@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/go-webauthn/webauthn/protocol"
@@ -19,7 +20,43 @@ const (
 	msgPasskeyCloned  = "This passkey's signature counter went backwards, so it may have been copied: it is refused. Sign in another way and remove it from your account."
 )
 
-var errUnknownPasskey = errors.New("authz: unknown passkey")
+var (
+	errUnknownPasskey      = errors.New("authz: unknown passkey")
+	errClonedPasskey       = errors.New("authz: passkey signature counter did not move on")
+	errUnreadableAssertion = errors.New("authz: unreadable passkey assertion")
+)
+
+// verifyAssertion checks the authenticator's answer (the JSON the page
+// script posts) to the ceremony whose server side is session: it must name
+// a registered passkey, carry that passkey's signature over the challenge
+// for this RP ID and origin with user verification, and a signature counter
+// that moved on. It returns the passkey's user and the verified credential.
+func (s *Server) verifyAssertion(ctx context.Context, session webauthn.SessionData, credential []byte) (string, *webauthn.Credential, error) {
+	parsed, err := protocol.ParseCredentialRequestResponseBytes(credential)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %w", errUnreadableAssertion, err)
+	}
+	var stored Passkey
+	found := func(rawID, userHandle []byte) (webauthn.User, error) {
+		p, err := s.store.GetPasskey(ctx, rawID)
+		if errors.Is(err, ErrNotFound) {
+			return nil, errUnknownPasskey
+		}
+		if err != nil {
+			return nil, err
+		}
+		stored = p
+		return s.webauthnUser(p.User, []Passkey{p}), nil
+	}
+	user, cred, err := s.passkeys.rp.ValidatePasskeyLogin(found, session, parsed)
+	if err != nil {
+		return "", nil, err
+	}
+	if cred.Authenticator.CloneWarning {
+		return user.WebAuthnName(), nil, fmt.Errorf("%w: stored %d, presented %d", errClonedPasskey, stored.SignCount, parsed.Response.AuthenticatorData.Counter)
+	}
+	return user.WebAuthnName(), cred, nil
+}
 
 // handlePasskeyLoginBegin is POST ISSUER/login/passkey/begin, the login
 // page script's first step of "Sign in with a passkey": it answers the
@@ -39,6 +76,10 @@ func (s *Server) handlePasskeyLoginBegin(w http.ResponseWriter, r *http.Request)
 	}
 	if s.passkeys.rp == nil {
 		scriptError(w, http.StatusBadRequest, s.passkeys.off)
+		return
+	}
+	if !s.ceremonies.Reserve(s.limitKey(r)) {
+		scriptError(w, http.StatusTooManyRequests, "Too many passkey requests from this address. Wait a minute and try again.")
 		return
 	}
 	assertion, sd, err := s.passkeys.rp.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
@@ -102,40 +143,25 @@ func (s *Server) handlePasskeyLogin(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, msgPasskeyExpired)
 		return
 	}
-	parsed, err := protocol.ParseCredentialRequestResponseBytes([]byte(r.PostForm.Get("credential")))
-	if err != nil {
-		s.log.Info("passkey login failed: unreadable assertion", "addr", s.clientAddr(r), "err", webauthnDetail(err))
-		refuse(http.StatusBadRequest, msgPasskeyBad)
-		return
-	}
-	var stored Passkey
-	found := func(rawID, userHandle []byte) (webauthn.User, error) {
-		p, err := s.store.GetPasskey(ctx, rawID)
-		if errors.Is(err, ErrNotFound) {
-			return nil, errUnknownPasskey
-		}
-		if err != nil {
-			return nil, err
-		}
-		stored = p
-		return s.webauthnUser(p.User, []Passkey{p}), nil
-	}
-	user, cred, err := s.passkeys.rp.ValidatePasskeyLogin(found, c.Session, parsed)
+	name, cred, err := s.verifyAssertion(ctx, c.Session, []byte(r.PostForm.Get("credential")))
 	switch {
 	case errors.Is(err, errUnknownPasskey):
 		s.log.Info("passkey login failed: unknown passkey", "addr", s.clientAddr(r))
 		refuse(http.StatusUnauthorized, msgPasskeyUnknown)
 		return
+	case errors.Is(err, errClonedPasskey):
+		s.log.Warn("passkey login refused", "user", name, "err", err)
+		refuse(http.StatusUnauthorized, msgPasskeyCloned)
+		return
+	case errors.Is(err, errUnreadableAssertion):
+		s.log.Info("passkey login failed: unreadable assertion", "addr", s.clientAddr(r), "err", webauthnDetail(err))
+		refuse(http.StatusBadRequest, msgPasskeyBad)
+		return
 	case err != nil:
 		s.log.Info("passkey login failed", "addr", s.clientAddr(r), "err", webauthnDetail(err))
 		refuse(http.StatusUnauthorized, msgPasskeyBad)
 		return
-	case cred.Authenticator.CloneWarning:
-		s.log.Warn("passkey login refused: signature counter went backwards", "user", stored.User, "stored", stored.SignCount, "presented", parsed.Response.AuthenticatorData.Counter)
-		refuse(http.StatusUnauthorized, msgPasskeyCloned)
-		return
 	}
-	name := user.WebAuthnName()
 	if ok, err := s.store.UserExists(ctx, name); err != nil || !ok {
 		refuse(http.StatusUnauthorized, msgPasskeyUnknown)
 		return

@@ -31,10 +31,13 @@ import (
 const (
 	passkeyAddBeginPath = "/account/passkeys/begin"
 
-	ceremonyTTL        = 5 * time.Minute
-	maxCeremonies      = 10000
-	maxPasskeysPerUser = 20
-	maxPasskeyName     = 64
+	ceremonyTTL   = 5 * time.Minute
+	maxCeremonies = 10000
+	// maxCeremoniesPerMinute per client address keeps one address from
+	// filling the store's ceremonies and evicting everyone else's.
+	maxCeremoniesPerMinute = 30
+	maxPasskeysPerUser     = 20
+	maxPasskeyName         = 64
 )
 
 // passkeyRP is the WebAuthn relying party of the issuer. rp is nil when
@@ -234,6 +237,10 @@ func (s *Server) handlePasskeyRegisterBegin(w http.ResponseWriter, r *http.Reque
 	}
 	if s.passkeys.rp == nil {
 		scriptError(w, http.StatusBadRequest, s.passkeys.off)
+		return
+	}
+	if !s.ceremonies.Reserve(s.limitKey(r)) {
+		scriptError(w, http.StatusTooManyRequests, "Too many passkey requests from this address. Wait a minute and try again.")
 		return
 	}
 	keys, err := s.store.ListPasskeys(ctx, sess.user)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 )
@@ -315,4 +316,21 @@ func TestPasskeysNeedASecureContext(t *testing.T) {
 			t.Errorf("begin: %d %q; want 400 with the reason", st, ans.Error)
 		}
 	})
+}
+
+func TestPasskeyCeremoniesAreRateLimited(t *testing.T) {
+	e, _ := passkeyEnv(t)
+	b := e.browser()
+	f := passkeyForm(t, b.get(e.url(accountPath)))
+	var last int
+	for range maxCeremoniesPerMinute + 1 {
+		last, _ = b.begin(t, e.url(passkeyLoginBeginPath), f)
+	}
+	if last != http.StatusTooManyRequests {
+		t.Errorf("ceremony %d from one address in a minute: status %d; want 429", maxCeremoniesPerMinute+1, last)
+	}
+	e.clock.Advance(time.Minute)
+	if st, _ := b.begin(t, e.url(passkeyLoginBeginPath), f); st != http.StatusOK {
+		t.Errorf("a minute later: status %d; want 200", st)
+	}
 }
