@@ -85,9 +85,9 @@ func providerErr(err error) error {
 	return err
 }
 
-// VaultStore adapts the bbolt store to vault.Store.
+// VaultStore adapts a store's Identities to vault.Store.
 type VaultStore struct {
-	S *store.Store
+	S store.Identities
 }
 
 var _ vault.Store = VaultStore{}
