@@ -8,7 +8,9 @@
 // does not open. The key comes from the caller (cmd/mcpd keeps it in the
 // store); the store sees sealed bytes only. Concurrent callers for one
 // user and provider refresh once: the second waits for the first and uses
-// its token. A refresh the provider refuses (the grant was revoked or has
+// its token. Processes that share the store do not wait for each other;
+// when the provider refuses a refresh token another process has just
+// rotated, the token that process kept is used instead. A refresh the provider refuses (the grant was revoked or has
 // expired) forgets the token, and the caller hears ErrNoToken, as for a
 // user who never signed in with that provider.
 //
@@ -16,6 +18,7 @@
 package vault
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -216,6 +219,13 @@ func (v *Vault) AccessToken(ctx context.Context, user, provider string) (string,
 	}
 	nt, err := r.Refresh(ctx, tok)
 	if errors.Is(err, idp.ErrRejected) {
+		// Another process sharing the store may have refreshed first, and
+		// the provider rotated the refresh token we hold: take its token.
+		if again, gerr := v.cfg.Store.GetUpstreamToken(ctx, user, provider); gerr == nil && !bytes.Equal(again, sealed) {
+			if other, oerr := v.open(user, provider, again); oerr == nil && v.live(other) {
+				return other.AccessToken, nil
+			}
+		}
 		v.cfg.Logger.InfoContext(ctx, "upstream grant is gone; the user must sign in again", "user", user, "provider", provider, "err", err)
 		v.forget(ctx, user, provider)
 		return "", ErrNoToken

@@ -52,16 +52,20 @@ func (s *memStore) DeleteUpstreamToken(_ context.Context, user, provider string)
 
 // refresher hands out access-N tokens, slowly, counting its calls.
 type refresher struct {
-	calls atomic.Int32
-	err   error
-	keep  bool // answer without a new refresh token
-	delay time.Duration
-	now   func() time.Time // the vault's clock
+	calls  atomic.Int32
+	err    error
+	keep   bool // answer without a new refresh token
+	delay  time.Duration
+	now    func() time.Time // the vault's clock
+	onCall func()           // runs at each call, before the answer
 }
 
 func (r *refresher) Refresh(_ context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
 	n := r.calls.Add(1)
 	time.Sleep(r.delay)
+	if r.onCall != nil {
+		r.onCall()
+	}
 	if r.err != nil {
 		return nil, r.err
 	}
@@ -204,6 +208,25 @@ func TestVault(t *testing.T) {
 		}
 		if _, err := f.st.GetUpstreamToken(ctx, "ada", "corp"); !errors.Is(err, vault.ErrNotFound) {
 			t.Error("the dead grant's token was kept")
+		}
+	})
+
+	t.Run("a refresh refused because another process rotated the grant takes that process's token", func(t *testing.T) {
+		f := newFixture(t)
+		f.save(t, "ada", &oauth2.Token{AccessToken: "at-old", RefreshToken: "rt", Expiry: hour(f)})
+		f.advance(2 * time.Hour)
+		// Another process refreshes first and keeps its token while this
+		// one's refresh, with the rotated refresh token, is refused.
+		f.ref.err = fmt.Errorf("%w: invalid_grant", idp.ErrRejected)
+		f.ref.onCall = func() {
+			f.save(t, "ada", &oauth2.Token{AccessToken: "at-other-process", RefreshToken: "rt2", Expiry: hour(f).Add(2 * time.Hour)})
+		}
+		got, err := f.v.AccessToken(ctx, "ada", "corp")
+		if err != nil || got != "at-other-process" {
+			t.Errorf("AccessToken = %q, %v; want the other process's token", got, err)
+		}
+		if _, err := f.st.GetUpstreamToken(ctx, "ada", "corp"); err != nil {
+			t.Errorf("the other process's token was forgotten: %v", err)
 		}
 	})
 
