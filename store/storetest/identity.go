@@ -22,6 +22,8 @@ type IdentityStorage interface {
 	CreateUser(ctx context.Context, name, password string) error
 	UserExists(ctx context.Context, name string) (bool, error)
 	DeleteUser(ctx context.Context, name string) error
+	ListUsers(ctx context.Context) ([]store.User, error)
+	Authenticate(ctx context.Context, name, password string) error
 }
 
 // RunIdentities runs every identity-provider rule against stores made by
@@ -33,6 +35,7 @@ func RunIdentities(t *testing.T, newStore func(t *testing.T) IdentityStorage) {
 		fn   func(t *testing.T, s IdentityStorage)
 	}{
 		{"an external user is found by email in any case and has no password", testExternalUser},
+		{"user list carries each user's lower-case email", testListUsersEmail},
 		{"an email address belongs to at most one user", testEmailUnique},
 		{"changing or clearing a user's email frees the old address", testEmailChange},
 		{"a linked identity is found by issuer and subject and listed under its user", testLinkIdentity},
@@ -67,6 +70,11 @@ func testExternalUser(t *testing.T, s IdentityStorage) {
 	if ok, err := s.UserExists(ctx, "ada@example.com"); err != nil || !ok {
 		t.Errorf("UserExists = %v, %v; want true", ok, err)
 	}
+	for _, pw := range []string{"", "x", "ada@example.com"} {
+		if err := s.Authenticate(ctx, "ada@example.com", pw); !errors.Is(err, store.ErrBadCredentials) {
+			t.Errorf("Authenticate(%q) of a user without a password: got %v; want store.ErrBadCredentials", pw, err)
+		}
+	}
 	for i, bad := range []string{"", "ada", "ada@", "@example.com", "a b@example.com", "a@b@c"} {
 		if err := s.CreateExternalUser(ctx, fmt.Sprintf("user%d", i), bad); !errors.Is(err, store.ErrInvalidEmail) {
 			t.Errorf("CreateExternalUser with email %q: got %v; want store.ErrInvalidEmail", bad, err)
@@ -74,6 +82,21 @@ func testExternalUser(t *testing.T, s IdentityStorage) {
 	}
 	if err := s.CreateExternalUser(ctx, "ada@example.com", "other@example.com"); !errors.Is(err, store.ErrAlreadyExists) {
 		t.Errorf("CreateExternalUser with a taken name: got %v; want store.ErrAlreadyExists", err)
+	}
+}
+
+func testListUsersEmail(t *testing.T, s IdentityStorage) {
+	ctx := context.Background()
+	mustNil(t, "CreateExternalUser", s.CreateExternalUser(ctx, "ada", "Ada@Example.com"))
+	mustNil(t, "CreateUser", s.CreateUser(ctx, "bob", "bob-pw"))
+	users, err := s.ListUsers(ctx)
+	mustNil(t, "ListUsers", err)
+	var got [][2]string
+	for _, u := range users {
+		got = append(got, [2]string{u.Name, u.Email})
+	}
+	if diff := cmp.Diff([][2]string{{"ada", "ada@example.com"}, {"bob", ""}}, got); diff != "" {
+		t.Errorf("ListUsers names and emails (-want +got):\n%s", diff)
 	}
 }
 
