@@ -37,6 +37,9 @@ type Config struct {
 	Notes NotesStore
 	// Upstreams are the APIs the api_call tool may reach.
 	Upstreams []Upstream
+	// UserTokens hands out users' tokens at identity providers for the
+	// upstreams of auth type "user"; required only when there are such.
+	UserTokens UserTokens
 	// AllowedOrigins are Origin values accepted besides the issuer's origin
 	// and loopback origins, e.g. "https://inspector.example.com".
 	AllowedOrigins []string
@@ -163,7 +166,7 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.upstreams, err = newUpstreams(cfg.Upstreams, cfg.HTTPClient)
+	s.upstreams, err = newUpstreams(cfg.Upstreams, cfg.HTTPClient, cfg.UserTokens)
 	if err != nil {
 		return nil, err
 	}
