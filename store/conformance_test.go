@@ -47,3 +47,9 @@ func TestRetentionBolt(t *testing.T) {
 		ErrNotFound: store.ErrNotFound,
 	})
 }
+
+// TestConformanceBoltIdentities runs the identity-provider rules against the
+// bbolt store.
+func TestConformanceBoltIdentities(t *testing.T) {
+	storetest.RunIdentities(t, func(t *testing.T) storetest.IdentityStorage { return openTest(t, nil) })
+}

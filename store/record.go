@@ -29,12 +29,16 @@ import (
 // any other session type as its JSON. A tombstone keeps only what reuse
 // detection needs of a used code or a rotated or revoked refresh token: its
 // grant (request id), client and subject, the number of its retirement
-// among the grant's refresh tokens, and its expiry in the prefix.
+// among the grant's refresh tokens, the extra claims of its session (where
+// a DPoP binding lives, which guards even reuse detection: without the key
+// a thief cannot make a reuse revoke the grant), and its expiry in the
+// prefix.
 //
 //	expiry(8) 0x02 flags id client subject [jkt]
 //	  tombstone: seq
 //	  else: requested-at granted-scopes [requested-scopes]
-//	        granted-audience [requested-audience] form session
+//	        granted-audience [requested-audience] form
+//	session
 //
 // The DPoP key thumbprint a token is bound to (jkt, RFC 9449) is a field of
 // its own, which a bearer check reads without the session; a session's
@@ -46,7 +50,7 @@ const recordV2 = 0x02
 // Flags of a lean record.
 const (
 	flagActive       = 1 << 0
-	flagTombstone    = 1 << 1 // only id, client and subject follow
+	flagTombstone    = 1 << 1 // a tombstone: a number, not the request, follows
 	flagSameScopes   = 1 << 2 // requested scopes = granted, not stored twice
 	flagSameAudience = 1 << 3 // requested audience = granted
 	flagFormClientID = 1 << 4 // the form's client_id is the record's client id
@@ -86,9 +90,6 @@ func encodeRequest(rec *requestRecord) ([]byte, error) {
 		flags |= flagTombstone
 	}
 	jkt := rec.ConfirmationJKT
-	if rec.Tombstone {
-		jkt = ""
-	}
 	if jkt != "" {
 		flags |= flagJKT
 	}
@@ -116,18 +117,18 @@ func encodeRequest(rec *requestRecord) ([]byte, error) {
 	}
 	if rec.Tombstone {
 		w.uvarint(rec.Seq)
-		return w.b, nil
+	} else {
+		w.time(rec.RequestedAt)
+		w.strs(rec.GrantedScopes)
+		if !sameScopes {
+			w.strs(rec.RequestedScopes)
+		}
+		w.strs(rec.GrantedAudience)
+		if !sameAudience {
+			w.strs(rec.RequestedAudience)
+		}
+		w.form(form)
 	}
-	w.time(rec.RequestedAt)
-	w.strs(rec.GrantedScopes)
-	if !sameScopes {
-		w.strs(rec.RequestedScopes)
-	}
-	w.strs(rec.GrantedAudience)
-	if !sameAudience {
-		w.strs(rec.RequestedAudience)
-	}
-	w.form(form)
 	switch s := rec.Session; {
 	case s.Default != nil:
 		w.b = append(w.b, sessionDefault)
@@ -182,7 +183,8 @@ func decodeRequest(v []byte) (*requestRecord, error) {
 	}
 	if rec.Tombstone {
 		rec.Seq = r.uvarint()
-	} else {
+	}
+	if !rec.Tombstone {
 		rec.RequestedAt = r.time()
 		rec.GrantedScopes = r.strs()
 		rec.RequestedScopes = rec.GrantedScopes
@@ -201,15 +203,15 @@ func decodeRequest(v []byte) (*requestRecord, error) {
 			}
 			rec.Form["client_id"] = []string{rec.ClientID}
 		}
-		switch kind := r.byte(); kind {
-		case sessionNone:
-		case sessionJSON:
-			rec.Session.JSON = r.bytes()
-		case sessionDefault:
-			rec.Session.Default = r.defaultSession(rec.Subject, rec.ConfirmationJKT)
-		default:
-			r.fail("session kind %d", kind)
-		}
+	}
+	switch kind := r.byte(); kind {
+	case sessionNone:
+	case sessionJSON:
+		rec.Session.JSON = r.bytes()
+	case sessionDefault:
+		rec.Session.Default = r.defaultSession(rec.Subject, rec.ConfirmationJKT)
+	default:
+		r.fail("session kind %d", kind)
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.fail("%d bytes after the record", len(r.b))
@@ -568,4 +570,3 @@ func cnfIs(cnf any, jkt string) bool {
 	}
 	return false
 }
-

@@ -72,7 +72,12 @@ func leanRecords() map[string]*requestRecord {
 		"record without session or expiry": {ID: "g", ClientID: "c", RequestedAt: at, Active: true},
 		"session with empty maps": {ID: "g", ClientID: "c", Subject: "s", RequestedAt: at, Active: true,
 			Session: storedSession{Default: &fosite.DefaultSession{ExpiresAt: map[fosite.TokenType]time.Time{}, Subject: "s", Extra: map[string]any{}}}},
-		"tombstone": {ID: "1774f990-efea-497d-9073-939b1a4f3da0", ClientID: "usreG4uGydMOfoKuQXWiIg", Subject: "admin", Tombstone: true, ExpiresAt: exp},
+		"tombstone": {ID: "1774f990-efea-497d-9073-939b1a4f3da0", ClientID: "usreG4uGydMOfoKuQXWiIg", Subject: "admin", Tombstone: true, Seq: 1234, ExpiresAt: exp,
+			Session: storedSession{Default: &fosite.DefaultSession{Subject: "admin", Username: "admin", Extra: map[string]any{"grant_start": float64(1795911049)}}}},
+		"tombstone of a DPoP-bound token": {ID: "1774f990-efea-497d-9073-939b1a4f3da0", ClientID: "usreG4uGydMOfoKuQXWiIg", Subject: "admin", Tombstone: true, Seq: 7, ExpiresAt: exp,
+			ConfirmationJKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+			Session: storedSession{Default: &fosite.DefaultSession{Subject: "admin", Username: "admin",
+				Extra: map[string]any{"grant_start": float64(1795911049), "cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}}}},
 		"record before 1970 and after 2262": {
 			ID: "g", ClientID: "c", RequestedAt: time.Date(1, 2, 3, 4, 5, 6, 7, time.UTC),
 			Session: storedSession{Default: &fosite.DefaultSession{ExpiresAt: map[fosite.TokenType]time.Time{fosite.AccessToken: time.Date(9999, 1, 1, 0, 0, 0, 1, time.UTC)}}},
@@ -131,7 +136,8 @@ func TestLeanRecordSize(t *testing.T) {
 		{"client_credentials access token", 300},
 		{"refresh-flow access token", 300},
 		{"authorization code", 400},
-		{"tombstone", 120},
+		{"tombstone", 150},
+		{"tombstone of a DPoP-bound token", 200},
 		{"DPoP-bound access token", 300},
 	} {
 		rec := recs[c.name]

@@ -79,7 +79,8 @@ type requestRecord struct {
 	Session           storedSession
 	Active            bool
 	// Tombstone: a used code or a rotated or revoked refresh token, of
-	// which only ID, ClientID, Subject, Seq and ExpiresAt are kept.
+	// which only ID, ClientID, Subject, Seq, ConfirmationJKT, ExpiresAt
+	// and the session's subject, user name and extra claims are kept.
 	Tombstone bool
 	// Seq numbers the refresh tokens of a grant in the order they were
 	// retired, so that the oldest tombstones are the ones pruned.
@@ -151,6 +152,25 @@ func newRequestRecord(req fosite.Requester, tokenType fosite.TokenType) (*reques
 		}
 	}
 	return rec, nil
+}
+
+// tombstone is what is kept of rec once it is used, rotated or revoked:
+// what reuse detection needs, which includes the session's extra claims,
+// since a DPoP binding there decides whether a reuse may revoke the grant.
+func (rec *requestRecord) tombstone(seq uint64) *requestRecord {
+	t := &requestRecord{ID: rec.ID, ClientID: rec.ClientID, Subject: rec.Subject, Tombstone: true, Seq: seq,
+		ExpiresAt: rec.ExpiresAt, ConfirmationJKT: rec.ConfirmationJKT}
+	ds := rec.Session.Default
+	if ds == nil && len(rec.Session.JSON) > 0 { // a record of release v1
+		var d fosite.DefaultSession
+		if json.Unmarshal(rec.Session.JSON, &d) == nil {
+			ds = &d
+		}
+	}
+	if ds != nil && len(ds.Extra) > 0 {
+		t.Session.Default = &fosite.DefaultSession{Subject: ds.Subject, Username: ds.Username, Extra: ds.Extra}
+	}
+	return t
 }
 
 // confirmationJKT returns the jkt member of a session's cnf claim (RFC

@@ -200,12 +200,11 @@ func (s *Store) retireRefresh(tx *wtx, requestID string, key []byte) error {
 	for _, k := range retire {
 		last++
 		v := b.Get(k)
-		h, err := peekRequest(v)
+		rec, err := decodeRequest(v)
 		if err != nil {
 			return err
 		}
-		exp, _ := expiryOf(v)
-		nv, err := encodeRequest(&requestRecord{ID: h.ID, ClientID: h.ClientID, Subject: h.Subject, Tombstone: true, Seq: last, ExpiresAt: exp})
+		nv, err := encodeRequest(rec.tombstone(last))
 		if err != nil {
 			return err
 		}
@@ -336,22 +335,22 @@ func deleteToken(tx *wtx, kind string, key []byte) error {
 }
 
 // deactivateToken replaces a used code by its tombstone, which keeps the
-// code's grant, client, subject and expiry.
+// code's grant, client, subject, expiry and the extra claims of its
+// session (a dpop_jkt binding).
 func deactivateToken(tx *wtx, kind string, key []byte) error {
 	b := tx.bucket(kindBucket(kind))
 	v := b.Get(key)
 	if v == nil {
 		return fosite.ErrNotFound
 	}
-	h, err := peekRequest(v)
+	rec, err := decodeRequest(v)
 	if err != nil {
 		return err
 	}
-	if !h.Active {
+	if !rec.Active {
 		return nil
 	}
-	exp, _ := expiryOf(v)
-	nv, err := encodeRequest(&requestRecord{ID: h.ID, ClientID: h.ClientID, Subject: h.Subject, Tombstone: true, ExpiresAt: exp})
+	nv, err := encodeRequest(rec.tombstone(0))
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -40,18 +41,26 @@ func TestUsers(t *testing.T) {
 	})
 
 	t.Run("an unknown user costs an argon2id run like a wrong password", func(t *testing.T) {
-		fastest := func(name string) time.Duration {
-			best := time.Duration(1<<63 - 1)
-			for range 2 {
-				start := time.Now()
+		// argon2id's cost is its memory: every run fills argonMemoryKiB of
+		// fresh blocks. Bytes allocated measure that work without reading a
+		// clock, which a loaded machine would skew.
+		allocated := func(name string) uint64 {
+			least := uint64(1<<64 - 1)
+			for range 3 {
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
 				_ = s.Authenticate(ctx, name, "wrong")
-				best = min(best, time.Since(start))
+				runtime.ReadMemStats(&after)
+				least = min(least, after.TotalAlloc-before.TotalAlloc)
 			}
-			return best
+			return least
 		}
-		known, unknown := fastest("alice"), fastest("mallory")
-		if unknown < known/4 {
-			t.Errorf("unknown user answered in %v, wrong password in %v; want comparable times", unknown, known)
+		known, unknown := allocated("alice"), allocated("mallory")
+		if known < 16<<20 {
+			t.Fatalf("a wrong password allocated %d bytes; want an argon2id run (≥ 16 MiB)", known)
+		}
+		if unknown < known*9/10 {
+			t.Errorf("an unknown user allocated %d bytes, a wrong password %d; want the same argon2id run", unknown, known)
 		}
 	})
 

@@ -52,6 +52,11 @@ func authzErr(err error) error {
 	return err
 }
 
+// RememberProofJTI maps the store's ErrAlreadyExists onto authz's.
+func (a AuthzStorage) RememberProofJTI(ctx context.Context, key string, exp time.Time) error {
+	return authzErr(a.Store.RememberProofJTI(ctx, key, exp))
+}
+
 // fositeErr keeps the errors of the fosite contracts, which fosite reads
 // as they are, and marks a write the disk did not take as
 // authz.ErrUnavailable, which authz answers with 503.
