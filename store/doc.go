@@ -9,10 +9,21 @@
 // A *Store satisfies fosite.ClientManager, oauth2.CoreStorage,
 // oauth2.TokenRevocationStorage, pkce.PKCERequestStorage and
 // storage.Transactional. Fosite requests are stored as flat records keyed by
-// the SHA-256 of the token signature, never by a token; the form is stored
-// without secrets, and the session as JSON that is decoded into the session
-// the caller passes in. An index from request id to every signature of a
-// grant makes revocation a prefix scan.
+// the SHA-256 of the token signature, never by a token, in a lean binary
+// form (record.go); the form is stored without secrets, and the session
+// (field by field for a fosite.DefaultSession, as JSON otherwise) is
+// decoded into the session the caller passes in. A used code and a rotated
+// or revoked refresh token become a tombstone (what reuse detection needs),
+// and a grant keeps only its newest Options.KeepRotated of them, so what a
+// grant takes does not grow with its rotations. An index from request id to
+// every signature of a grant makes revocation a prefix scan.
+//
+// Open inspects an existing file with plain reads before bbolt maps it
+// (Inspect), and refuses a damaged one (ErrDamaged) or an unwritable data
+// directory (ErrUnwritable) with a message that says what to do. A write
+// the disk does not take (full, over quota, read-only) fails with
+// ErrUnavailable, logged once a minute, while reads go on (Health). Compact
+// rewrites the file with only its records while the store is in use.
 //
 // BeginTX opens a writable transaction and carries it in the returned
 // context; every method called with that context runs inside it. A second

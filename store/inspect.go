@@ -79,6 +79,8 @@ type FileInfo struct {
 	// RootPage and FreelistPage are where the meta page in use puts the
 	// root bucket and the freelist.
 	RootPage, FreelistPage uint64
+	// FreePages is how many pages the freelist lists.
+	FreePages int
 	// OneMetaDamaged: one of the two meta pages is invalid, and bbolt uses
 	// the other, older one. A crash during a commit can leave this; later
 	// commits rewrite it.
@@ -220,6 +222,7 @@ func inspect(f io.ReaderAt, size int64, path string) (FileInfo, error) {
 			return info, damaged(path, "page %d is both free and in use", id)
 		}
 	}
+	info.FreePages = len(free)
 	return info, nil
 }
 

@@ -46,8 +46,11 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 				st.SchemaVersion = int(binary.BigEndian.Uint64(raw))
 			}
 		}
-		dbs := tx.DB().Stats()
-		st.FreeBytes = int64(dbs.FreePageN) * int64(st.PageSize)
+		if !tx.DB().IsReadOnly() {
+			st.FreeBytes = int64(tx.DB().Stats().FreePageN) * int64(st.PageSize)
+		} else if info, err := Inspect(s.path); err == nil { // bbolt loads no freelist read-only
+			st.FreeBytes = int64(info.FreePages) * int64(st.PageSize)
+		}
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			if err := ctx.Err(); err != nil {
 				return err

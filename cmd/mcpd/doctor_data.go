@@ -97,12 +97,15 @@ func (e cliEnv) printCheckView(v checkView) {
 		return
 	}
 	st := v.Stats
-	fmt.Fprintf(e.stdout, "file %s, of which records take %s of pages (%s of keys and values) and %s is free; `mcpd compact` gives back the rest\n",
-		bytesText(st.FileBytes), bytesText(st.LiveBytes), bytesText(st.DataBytes), bytesText(st.FreeBytes))
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "BUCKET\tRECORDS\tDATA\tPAGES\t")
+	fmt.Fprintf(e.stdout, "file %s: records take %s of pages (%s of keys and values)", bytesText(st.FileBytes), bytesText(st.LiveBytes), bytesText(st.DataBytes))
+	if st.FreeBytes > 0 {
+		fmt.Fprintf(e.stdout, ", %s of pages are free; `mcpd compact` gives the space back", bytesText(st.FreeBytes))
+	}
+	fmt.Fprintln(e.stdout)
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BUCKET\tRECORDS\tDATA\tPAGES")
 	for _, b := range st.Buckets {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t\n", b.Name, b.Records, bytesText(b.DataBytes), bytesText(b.LiveBytes))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", b.Name, b.Records, bytesText(b.DataBytes), bytesText(b.LiveBytes))
 	}
 	tw.Flush()
 }
