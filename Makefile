@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 DATA     ?= ./data
 FUZZTIME ?= 10s
 
-.PHONY: help build test lint run fuzz e2e bench bench-load image-test clean
+.PHONY: help build test lint run fuzz e2e bench bench-load growth image-test clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ bench: ## Go benchmarks of the hot paths
 
 bench-load: ## Loopback load figures of docs/benchmarks.md (about 17 minutes)
 	bash bench/run.sh
+
+growth: ## Bounded-growth figures of docs/reliability.md: a 10-minute refresh flood over 100 grants (DUR=…)
+	bash bench/growth.sh
 
 image-test: ## Build the Docker image with buildah and drive a round trip against it
 	bash scripts/image-test.sh
