@@ -274,13 +274,6 @@ func (m *metadataServer) serve(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// fixtureFlow is one authorization of a user for a client.
-type fixtureFlow struct {
-	env      *runEnv
-	auth     *authorizer
-	clientID string
-}
-
 func (fx *Fixture) newEnv(user string) *runEnv {
 	env := &runEnv{
 		target: fx.Issuer, mcpPath: "/mcp", user: user, password: fx.Users[user],
