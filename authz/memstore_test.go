@@ -23,6 +23,7 @@ type memStore struct {
 	users      map[string]string
 	successors map[string]successorRecord
 	fetches    int // successor reads, for tests that count
+	keyLocks   *keyedMutex
 }
 
 type successorRecord struct {
@@ -39,6 +40,7 @@ func newMemStore() *memStore {
 		consents:    make(map[string]Consent),
 		users:       map[string]string{"alice": "correct horse", "bob": "battery staple"},
 		successors:  make(map[string]successorRecord),
+		keyLocks:    newKeyedMutex(),
 	}
 }
 
@@ -181,6 +183,12 @@ func (m *memStore) BeginTX(ctx context.Context) (context.Context, error) { retur
 func (m *memStore) Commit(context.Context) error                         { return nil }
 func (m *memStore) Rollback(context.Context) error                       { return nil }
 func (m *memStore) Ping(context.Context) error                           { return nil }
+
+// LockKey locks key for every Server sharing this store, as a database
+// shared by several processes does.
+func (m *memStore) LockKey(ctx context.Context, key string) (func(), error) {
+	return m.keyLocks.Lock(key), nil
+}
 
 // LookupAccessToken answers from fosite's memory store what the bbolt store
 // answers from its record, and ErrNotFound for a token whose client is

@@ -41,7 +41,11 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sig := s.strategy.RefreshTokenSignature(ctx, token)
-	unlock := s.refreshLocks.Lock(sig)
+	unlock, err := s.lockToken(ctx, s.refreshLocks, "refresh:"+sig)
+	if err != nil {
+		s.writeTokenError(w, r, nil, err)
+		return
+	}
 	defer unlock()
 
 	if s.cfg.RefreshGrace > 0 {

@@ -50,7 +50,7 @@ func (e cliEnv) serve(args []string) error {
 type server struct {
 	cfg             *serveConfig
 	logger          *slog.Logger
-	store           *store.Store
+	store           store.Backend
 	httpSrv         *http.Server
 	ln              net.Listener
 	adminSrv        *http.Server

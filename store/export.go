@@ -1,0 +1,179 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Sink receives the records of a store as Export reads them: what
+// `mcpd migrate-to-postgres` copies into another backend.
+type Sink interface {
+	ImportSecret(ctx context.Context, name string, value []byte) error
+	ImportUser(ctx context.Context, u User, passwordHash string) error
+	ImportClient(ctx context.Context, c *Client) error
+	ImportConsent(ctx context.Context, c Consent) error
+	ImportNote(ctx context.Context, owner string, n Note) error
+	ImportToken(ctx context.Context, t ExportedToken) error
+	ImportJTI(ctx context.Context, key []byte, expiresAt time.Time) error
+	ImportSuccessor(ctx context.Context, key, sealed []byte, expiresAt time.Time) error
+}
+
+// TokenKind names what a stored fosite request stands for.
+type TokenKind string
+
+// The kinds of stored fosite requests.
+const (
+	CodeToken    TokenKind = "code"    // an authorization code
+	AccessToken  TokenKind = "access"  // an access token
+	RefreshToken TokenKind = "refresh" // a refresh token
+	PKCEToken    TokenKind = "pkce"    // the PKCE session of a code
+)
+
+// ExportedToken is one stored fosite request.
+type ExportedToken struct {
+	Kind    TokenKind
+	Key     []byte // SigHash of the signature
+	Active  bool   // false for a used code or a rotated refresh token
+	Request EncodedRequest
+}
+
+// ExportCounts says how many records of each kind Export handed over.
+type ExportCounts struct {
+	Secrets, Users, Clients, Consents, Notes, Tokens, JTIs, Successors int
+}
+
+// Export hands every record of the store to sink, read in one transaction
+// so they are consistent: the server's secrets, users (with their password
+// hashes), clients, unexpired consents, notes, and the codes, tokens, PKCE
+// sessions, client-assertion JTIs and refresh successors that have not
+// expired. Nothing expired is copied.
+func (s *Store) Export(ctx context.Context, sink Sink) (ExportCounts, error) {
+	now := s.now()
+	var n ExportCounts
+	err := s.db.View(func(tx *bolt.Tx) error {
+		steps := []func() error{
+			func() error {
+				return bucket(tx, bucketMeta).ForEach(func(k, v []byte) error {
+					name, ok := strings.CutPrefix(string(k), "secret:")
+					if !ok {
+						return nil
+					}
+					n.Secrets++
+					return sink.ImportSecret(ctx, name, bytes.Clone(v))
+				})
+			},
+			func() error {
+				return bucket(tx, bucketUsers).ForEach(func(_, v []byte) error {
+					u, hash, err := DecodeUser(v)
+					if err != nil {
+						return err
+					}
+					n.Users++
+					return sink.ImportUser(ctx, u, hash)
+				})
+			},
+			func() error {
+				return bucket(tx, bucketClients).ForEach(func(_, v []byte) error {
+					c, err := decodeClient(v)
+					if err != nil {
+						return err
+					}
+					n.Clients++
+					return sink.ImportClient(ctx, c)
+				})
+			},
+			func() error {
+				return bucket(tx, bucketConsents).ForEach(func(_, v []byte) error {
+					c, err := decodeConsent(v)
+					if err != nil || c.expired(now) {
+						return err
+					}
+					n.Consents++
+					return sink.ImportConsent(ctx, c)
+				})
+			},
+			func() error {
+				return bucket(tx, bucketNotes).ForEach(func(k, v []byte) error {
+					owner, _, ok := strings.Cut(string(k), sep)
+					if !ok {
+						return fmt.Errorf("store: export: note key without owner")
+					}
+					note, err := decodeNote(v)
+					if err != nil {
+						return err
+					}
+					n.Notes++
+					return sink.ImportNote(ctx, owner, note)
+				})
+			},
+			func() error {
+				for _, kind := range []struct {
+					bucket string
+					kind   TokenKind
+				}{{bucketCodes, CodeToken}, {bucketAccess, AccessToken}, {bucketRefresh, RefreshToken}, {bucketPKCE, PKCEToken}} {
+					err := bucket(tx, kind.bucket).ForEach(func(k, v []byte) error {
+						if isExpired(v, now) {
+							return nil
+						}
+						rec, err := decodeRequest(v)
+						if err != nil {
+							return err
+						}
+						n.Tokens++
+						return sink.ImportToken(ctx, ExportedToken{
+							Kind:   kind.kind,
+							Key:    bytes.Clone(k),
+							Active: rec.Active,
+							Request: EncodedRequest{
+								ID: rec.ID, ClientID: rec.ClientID, Subject: rec.Subject,
+								ExpiresAt: rec.ExpiresAt, JSON: bytes.Clone(v[8:]),
+							},
+						})
+					})
+					if err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+			func() error {
+				return bucket(tx, bucketJTIs).ForEach(func(k, v []byte) error {
+					exp, ok := expiryOf(v)
+					if !ok || !now.Before(exp) {
+						return nil
+					}
+					n.JTIs++
+					return sink.ImportJTI(ctx, bytes.Clone(k), exp)
+				})
+			},
+			func() error {
+				return bucket(tx, bucketSuccessors).ForEach(func(k, v []byte) error {
+					exp, ok := expiryOf(v)
+					if !ok || !now.Before(exp) {
+						return nil
+					}
+					n.Successors++
+					return sink.ImportSuccessor(ctx, bytes.Clone(k), bytes.Clone(v[8:]), exp)
+				})
+			},
+		}
+		for _, step := range steps {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := step(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return ExportCounts{}, fmt.Errorf("export: %w", err)
+	}
+	return n, nil
+}
