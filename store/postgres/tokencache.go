@@ -25,6 +25,10 @@ const maxCachedTokens = 4096
 // notification).
 const tokenChannel = "mcpd_token_cache"
 
+// listenerApplicationName names the listener's connection in
+// pg_stat_activity.
+const listenerApplicationName = "mcpd listener"
+
 // maxNotifyKeys is the most keys one notification carries (PostgreSQL
 // caps a payload below 8000 bytes; a key is 64 hex digits and a comma).
 const maxNotifyKeys = 100
@@ -134,7 +138,9 @@ func (s *Store) listen(cfg *pgx.ConnConfig) {
 	s.stopListen = cancel
 	l := &pgxlisten.Listener{
 		Connect: func(ctx context.Context) (*pgx.Conn, error) {
-			return pgx.ConnectConfig(ctx, cfg.Copy())
+			c := cfg.Copy()
+			c.RuntimeParams["application_name"] = listenerApplicationName
+			return pgx.ConnectConfig(ctx, c)
 		},
 		LogError: func(ctx context.Context, err error) {
 			s.tokens.setOn(false)
