@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpd/mcpd/store/postgres/pgtest"
+)
+
+// balancer is a round-robin reverse proxy in front of replicas, with no
+// stickiness, as HAProxy runs in e2e/replicas. It counts the requests each
+// replica served.
+type balancer struct {
+	URL      string
+	replicas []*testServer
+	served   []atomic.Int64
+	next     atomic.Uint64
+	// pin sends requests whose path it matches to replica 0.
+	pin func(path string) bool
+}
+
+// startReplicas starts n servers on one fresh PostgreSQL schema, each with
+// a data directory of its own, all with the issuer issuer and the extra
+// args. It returns the database URL and the servers.
+func startReplicas(t *testing.T, n int, issuer string, args ...string) (string, []*testServer) {
+	t.Helper()
+	db := pgtest.URL(t)
+	var out []*testServer
+	for range n {
+		out = append(out, startServer(t, append([]string{"--database", db, "--issuer", issuer, "--mcp-stateless", "true"}, args...)...))
+	}
+	return db, out
+}
+
+// listenerAndURL opens the balancer's listener first, so the replicas can
+// be given its URL as their issuer before it serves.
+func listenerAndURL(t *testing.T) (net.Listener, string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, "http://" + l.Addr().String()
+}
+
+// newBalancerOn starts a balancer serving on l.
+func newBalancerOn(t *testing.T, l net.Listener, replicas []*testServer) *balancer {
+	b := &balancer{replicas: replicas, served: make([]atomic.Int64, len(replicas)), URL: "http://" + l.Addr().String()}
+	proxies := make([]*httputil.ReverseProxy, len(replicas))
+	for i, r := range replicas {
+		u, _ := url.Parse(r.URL)
+		proxies[i] = httputil.NewSingleHostReverseProxy(u)
+	}
+	srv := &httptest.Server{Listener: l, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := int(b.next.Add(1) % uint64(len(replicas)))
+		if b.pin != nil && b.pin(r.URL.Path) {
+			i = 0
+		}
+		b.served[i].Add(1)
+		proxies[i].ServeHTTP(w, r)
+	})}}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return b
+}
+
+// refreshAt posts a refresh to one replica and returns the status and
+// the decoded body.
+func refreshAt(t *testing.T, base, clientID, refreshToken string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.PostForm(base+"/token", url.Values{
+		"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}, "client_id": {clientID},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body
+}
+
+func TestReplicasOnOnePostgres(t *testing.T) {
+	l, issuer := listenerAndURL(t)
+	db, replicas := startReplicas(t, 3, issuer, "--refresh-grace", "2s")
+	lb := newBalancerOn(t, l, replicas)
+	// The login and consent pages keep their state in the memory of the
+	// replica that showed them, so they stay on one replica.
+	lb.pin = func(path string) bool { return strings.HasPrefix(path, "/authorize") }
+	mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--database", db)
+
+	clientID, redirect := publicClient(t, lb.URL, "Replicated Client")
+	tok := login(t, lb.URL, clientID, redirect, "alice", "alice-pw", "notes:read", "notes:write")
+
+	t.Run("every replica accepts a token any replica issued, without sessions", func(t *testing.T) {
+		for i, r := range replicas {
+			cs := connectMCP(t, r.URL, tok.AccessToken)
+			if got := whoami(t, cs); got["user"] != "alice" || got["client_id"] != clientID {
+				t.Errorf("replica %d: whoami = %v; want alice via %s", i, got, clientID)
+			}
+		}
+		before := make([]int64, len(replicas))
+		for i := range replicas {
+			before[i] = lb.served[i].Load()
+		}
+		cs := connectMCP(t, lb.URL, tok.AccessToken)
+		saved := callTool(t, cs, "note_save", map[string]any{"title": "spread", "body": "over replicas"})
+		for range 2 * len(replicas) {
+			if got := callTool(t, cs, "note_get", map[string]any{"id": saved["id"]}); got["title"] != "spread" {
+				t.Errorf("note_get through the balancer = %v", got)
+			}
+		}
+		for i := range replicas {
+			if lb.served[i].Load() == before[i] {
+				t.Errorf("replica %d served none of the MCP requests through the balancer", i)
+			}
+		}
+	})
+
+	t.Run("concurrent refreshes of one token on two replicas get the same tokens", func(t *testing.T) {
+		current := tok.RefreshToken
+		for round := range 5 {
+			var wg sync.WaitGroup
+			codes := make([]int, 2)
+			bodies := make([]map[string]any, 2)
+			start := make(chan struct{})
+			for i := range 2 {
+				wg.Go(func() {
+					<-start
+					codes[i], bodies[i] = refreshAt(t, replicas[i+round%2].URL, clientID, current)
+				})
+			}
+			close(start)
+			wg.Wait()
+			for i := range 2 {
+				if codes[i] != http.StatusOK {
+					t.Fatalf("round %d: refresh %d: %d %v", round, i, codes[i], bodies[i])
+				}
+			}
+			if bodies[0]["access_token"] != bodies[1]["access_token"] || bodies[0]["refresh_token"] != bodies[1]["refresh_token"] {
+				t.Fatalf("round %d: the two refreshes got different tokens: the grant forked", round)
+			}
+			current = bodies[0]["refresh_token"].(string)
+			if status, _ := mcpStatus(t, replicas[2].URL, bodies[0]["access_token"].(string)); status != http.StatusOK {
+				t.Errorf("round %d: the new access token on replica 2: %d", round, status)
+			}
+		}
+		tok.RefreshToken = current
+	})
+
+	t.Run("a rotated token reused after the grace window revokes the grant on every replica", func(t *testing.T) {
+		first := refresh(t, lb.URL, clientID, tok.RefreshToken)
+		second := refresh(t, lb.URL, clientID, first.RefreshToken)
+		time.Sleep(2100 * time.Millisecond) // past --refresh-grace 2s
+		if code, body := refreshAt(t, replicas[1].URL, clientID, first.RefreshToken); code != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Errorf("reuse after the window: %d %v; want 400 invalid_grant", code, body)
+		}
+		for i, r := range replicas {
+			waitFor(t, func() bool {
+				status, _ := mcpStatus(t, r.URL, second.AccessToken)
+				return status == http.StatusUnauthorized
+			})
+			if code, _ := refreshAt(t, r.URL, clientID, second.RefreshToken); code == http.StatusOK {
+				t.Errorf("replica %d refreshed a token of the revoked grant", i)
+			}
+		}
+	})
+
+	t.Run("mcpd client revoke on the database is refused by every replica within a second", func(t *testing.T) {
+		tok := login(t, lb.URL, clientID, redirect, "alice", "alice-pw", "notes:read")
+		for _, r := range replicas {
+			for range 2 { // the second use may be answered from the replica's cache
+				if status, _ := mcpStatus(t, r.URL, tok.AccessToken); status != http.StatusOK {
+					t.Fatalf("before revoke: %d", status)
+				}
+			}
+		}
+		out := mustMcpd(t, "", "client", "revoke", clientID, "--database", db)
+		revoked := time.Now()
+		if !strings.Contains(out, "revoked client "+clientID) {
+			t.Errorf("client revoke printed %q", out)
+		}
+		var wg sync.WaitGroup
+		for i, r := range replicas {
+			wg.Go(func() {
+				for {
+					status, _ := mcpStatus(t, r.URL, tok.AccessToken)
+					if status == http.StatusUnauthorized {
+						t.Logf("replica %d refused the token %v after the revoke", i, time.Since(revoked))
+						return
+					}
+					if time.Since(revoked) > time.Second {
+						t.Errorf("replica %d still accepts the token %v after mcpd client revoke", i, time.Since(revoked))
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			})
+		}
+		wg.Wait()
+	})
+
+	t.Run("admin commands work on the database without an admin socket", func(t *testing.T) {
+		out := mustMcpd(t, "", "user", "list", "--json", "--database", db, "--data", t.TempDir())
+		var users []map[string]any
+		if err := json.Unmarshal([]byte(out), &users); err != nil || len(users) != 2 || users[0]["name"] != "admin" || users[1]["name"] != "alice" {
+			t.Errorf("user list --json = %s; want admin and alice", out)
+		}
+		_, _, err := mcpd(t, "", "backup", t.TempDir()+"/x", "--database", db)
+		if err == nil || !strings.Contains(err.Error(), "pg_dump") {
+			t.Errorf("backup on PostgreSQL: got %v; want advice to use pg_dump", err)
+		}
+	})
+}
+
+func TestServeOnPostgresWarnsWithSessions(t *testing.T) {
+	db := pgtest.URL(t)
+	ts := startServer(t, "--database", db, "--log-level", "warn")
+	waitFor(t, func() bool { return strings.Contains(ts.Stderr.String(), "--mcp-stateless true") })
+	ts.Stop(t)
+	quiet := startServer(t, "--database", db, "--mcp-stateless", "true", "--log-level", "warn")
+	if resp, err := http.Get(quiet.URL + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	if strings.Contains(quiet.Stderr.String(), "mcp-stateless") {
+		t.Errorf("a stateless replica warned about sessions:\n%s", quiet.Stderr.String())
+	}
+	if strings.Contains(quiet.Stderr.String()+ts.Stderr.String(), "@127.0.0.1") {
+		t.Errorf("the log shows the database URL with its credentials")
+	}
+}
+
+func TestMigrateToPostgres(t *testing.T) {
+	addr := freeAddr(t)
+	data := t.TempDir() + "/data"
+	old := startServer(t, "--listen", addr, "--data", data)
+	mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--data", data)
+	clientID, redirect := publicClient(t, old.URL, "Migrated Client")
+	tok := login(t, old.URL, clientID, redirect, "alice", "alice-pw", "notes:read", "notes:write")
+	cs := connectMCP(t, old.URL, tok.AccessToken)
+	saved := callTool(t, cs, "note_save", map[string]any{"title": "before the move", "body": "kept"})
+	old.Stop(t)
+
+	db := pgtest.URL(t)
+	out := mustMcpd(t, "", "migrate-to-postgres", "--database", db, "--data", data)
+	if !strings.Contains(out, "2 users, 1 clients") {
+		t.Errorf("migrate-to-postgres printed %q", out)
+	}
+	if strings.Contains(out, "@127.0.0.1") {
+		t.Errorf("migrate-to-postgres printed the database URL with its credentials: %q", out)
+	}
+
+	// The same issuer, now on PostgreSQL, with a fresh data directory.
+	moved := startServer(t, "--listen", addr, "--data", t.TempDir()+"/empty", "--database", db, "--mcp-stateless", "true")
+	cs = connectMCP(t, moved.URL, tok.AccessToken)
+	if got := whoami(t, cs); got["user"] != "alice" {
+		t.Errorf("whoami with the old access token = %v; want alice", got)
+	}
+	note := callTool(t, cs, "note_get", map[string]any{"id": saved["id"]})
+	if note["title"] != "before the move" {
+		t.Errorf("note_get after the move = %v", note)
+	}
+	next := refresh(t, moved.URL, clientID, tok.RefreshToken)
+	if next.AccessToken == "" {
+		t.Errorf("refresh after the move gave no access token")
+	}
+	if again := login(t, moved.URL, clientID, redirect, "alice", "alice-pw", "notes:read"); again.AccessToken == "" {
+		t.Errorf("alice cannot log in after the move")
+	}
+
+	_, errOut, err := mcpd(t, "", "migrate-to-postgres", "--database", db, "--data", data)
+	if err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("a second migration into the same database: got %v (%s); want a refusal", err, errOut)
+	}
+}
+
+func TestDatabaseURLValidation(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--database", "mysql://u:p@h/db", "--listen", "127.0.0.1:0", "--data", t.TempDir()},
+		{"user", "list", "--database", "sqlite:///tmp/x"},
+		{"migrate-to-postgres", "--data", t.TempDir()},
+	} {
+		_, _, err := mcpd(t, "", args...)
+		if err == nil || exitCode(err) != 2 {
+			t.Errorf("mcpd %s: got %v; want a usage error", strings.Join(args, " "), err)
+		}
+	}
+}
+
+// callTool calls an MCP tool and returns its structured result.
+func callTool(t *testing.T, cs *mcp.ClientSession, name string, args map[string]any) map[string]any {
+	t.Helper()
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: name, Arguments: args})
+	if err != nil || res.IsError {
+		t.Fatalf("%s: %v %+v", name, err, res)
+	}
+	m, _ := res.StructuredContent.(map[string]any)
+	return m
+}
