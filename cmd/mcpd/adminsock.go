@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
 )
 
 // adminSocketName is the Unix socket serve opens in the data directory.
