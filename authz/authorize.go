@@ -10,6 +10,7 @@ import (
 
 	"github.com/ory/fosite"
 
+	"github.com/mcpd/mcpd/dpop"
 	"github.com/mcpd/mcpd/web"
 )
 
@@ -105,6 +106,11 @@ func (s *Server) parseAuthorize(ctx context.Context, w http.ResponseWriter, form
 	}
 	if err == nil {
 		err = s.checkResources(form)
+	}
+	if err == nil && s.dpop != nil {
+		if jkt := form.Get("dpop_jkt"); jkt != "" && !dpop.ValidJKT(jkt) {
+			err = fosite.ErrInvalidRequest.WithHint("dpop_jkt must be the base64url SHA-256 thumbprint of a JWK (RFC 9449 §10).")
+		}
 	}
 	if err != nil {
 		if ar == nil || !ar.IsRedirectURIValid() {

@@ -127,7 +127,13 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 		ar.GrantScope(sc)
 	}
 	ar.GrantAudience(s.resourceURL)
-	resp, err := s.oauth.NewAuthorizeResponse(r.Context(), ar, s.newTokenSession(user))
+	sess := s.newTokenSession(user)
+	if jkt := ar.GetRequestForm().Get("dpop_jkt"); jkt != "" && s.dpop != nil {
+		// RFC 9449 §10: the code may only be exchanged with a proof of
+		// this key (bindDPoP).
+		sess.Extra[dpopJKTKey] = jkt
+	}
+	resp, err := s.oauth.NewAuthorizeResponse(r.Context(), ar, sess)
 	if err != nil {
 		s.redirectError(w, ar, err)
 		return

@@ -23,9 +23,14 @@ type authServerMetadata struct {
 	CodeChallengeMethodsSupported              []string `json:"code_challenge_methods_supported"`
 	AuthorizationResponseIssParameterSupported bool     `json:"authorization_response_iss_parameter_supported"`
 	ClientIDMetadataDocumentSupported          bool     `json:"client_id_metadata_document_supported"`
+	DPoPSigningAlgValuesSupported              []string `json:"dpop_signing_alg_values_supported,omitempty"`
 }
 
 func (s *Server) metadata() authServerMetadata {
+	var dpopAlgs []string
+	if s.dpop != nil {
+		dpopAlgs = s.dpop.Algorithms()
+	}
 	return authServerMetadata{
 		Issuer:                                     s.issuer,
 		AuthorizationEndpoint:                      s.issuer + "/authorize",
@@ -43,6 +48,7 @@ func (s *Server) metadata() authServerMetadata {
 		CodeChallengeMethodsSupported:              []string{"S256"},
 		AuthorizationResponseIssParameterSupported: true,
 		ClientIDMetadataDocumentSupported:          s.cfg.ClientMetadataDocuments,
+		DPoPSigningAlgValuesSupported:              dpopAlgs,
 	}
 }
 

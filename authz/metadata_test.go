@@ -70,8 +70,8 @@ func TestCORS(t *testing.T) {
 			if got := resp.Header.Get("Access-Control-Allow-Origin"); got != tt.wantAllow {
 				t.Errorf("Access-Control-Allow-Origin = %q; want %q", got, tt.wantAllow)
 			}
-			if tt.wantAllow != "" && resp.Header.Get("Access-Control-Expose-Headers") != "WWW-Authenticate" {
-				t.Errorf("Access-Control-Expose-Headers = %q; want WWW-Authenticate", resp.Header.Get("Access-Control-Expose-Headers"))
+			if want := "WWW-Authenticate, DPoP-Nonce"; tt.wantAllow != "" && resp.Header.Get("Access-Control-Expose-Headers") != want {
+				t.Errorf("Access-Control-Expose-Headers = %q; want %s", resp.Header.Get("Access-Control-Expose-Headers"), want)
 			}
 		})
 	}

@@ -33,6 +33,7 @@ type clientMetadata struct {
 	Scope                   string   `json:"scope,omitempty"`
 	Contacts                []string `json:"contacts,omitempty"`
 	ApplicationType         string   `json:"application_type,omitempty"`
+	DPoPBoundAccessTokens   bool     `json:"dpop_bound_access_tokens,omitempty"`
 }
 
 // registrationError is an RFC 7591 §3.2.2 error.
@@ -184,6 +185,11 @@ func (s *Server) clientFromMetadata(md *clientMetadata, source string) (*Client,
 		return nil, invalidMetadata("application_type must be web or native")
 	}
 
+	if md.DPoPBoundAccessTokens && s.dpop == nil {
+		return nil, invalidMetadata("dpop_bound_access_tokens: this server does not offer DPoP")
+	}
+	c.DPoPBoundAccessTokens = md.DPoPBoundAccessTokens
+
 	c.Scopes = s.knownScopes(strings.Fields(md.Scope))
 	if len(c.Scopes) == 0 {
 		c.Scopes = slices.Clone(s.scopeOrder)
@@ -271,6 +277,7 @@ func (s *Server) responseFor(c *Client, secret, regToken string) registrationRes
 			Scope:                   strings.Join(c.Scopes, " "),
 			Contacts:                c.Contacts,
 			ApplicationType:         c.ApplicationType,
+			DPoPBoundAccessTokens:   c.DPoPBoundAccessTokens,
 		},
 		ClientIDIssuedAt:        c.CreatedAt.Unix(),
 		RegistrationAccessToken: regToken,

@@ -19,6 +19,7 @@ import (
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/oauth2"
 
+	"github.com/mcpd/mcpd/dpop"
 	"github.com/mcpd/mcpd/web"
 )
 
@@ -83,6 +84,13 @@ type Config struct {
 	MaxClients int
 
 	Observer Observer
+
+	// DPoP checks DPoP proofs (RFC 9449) at /token; nil: the server does
+	// not offer DPoP, ignores DPoP headers and dpop_jkt, and issues bearer
+	// tokens only. The resource server must use the same Checker.
+	DPoP *dpop.Checker
+	// RequireDPoP refuses every token request without a DPoP proof.
+	RequireDPoP bool
 }
 
 // Server is the authorization server. Create it with New.
@@ -115,6 +123,7 @@ type Server struct {
 	refreshLocks  *keyedMutex
 	codeLocks     *keyedMutex
 	cimd          *cimdFetcher
+	dpop          *dpop.Checker
 }
 
 const (
@@ -193,6 +202,10 @@ func New(cfg Config) (*Server, error) {
 		now:         cfg.Now,
 		obs:         cfg.Observer,
 		scopes:      make(map[string]string, len(cfg.Scopes)),
+		dpop:        cfg.DPoP,
+	}
+	if cfg.RequireDPoP && cfg.DPoP == nil {
+		return nil, errors.New("authz: RequireDPoP needs a DPoP checker")
 	}
 	if s.obs == nil {
 		s.obs = nopObserver{}

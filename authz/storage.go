@@ -100,6 +100,9 @@ type AccessTokenInfo struct {
 	GrantedAudience []string
 	ExpiresAt       time.Time // the session's access-token expiry; zero: none set
 	Active          bool
+	// JKT is the thumbprint of the DPoP key the token is bound to, the
+	// session's cnf.jkt (RFC 9449 §6.1); empty for a bearer token.
+	JKT string
 }
 
 // Client sources: how the authorization server came to know a client.
@@ -129,6 +132,9 @@ type Client struct {
 	CreatedAt               time.Time
 	LastUsedAt              time.Time // last token issued
 	ActivatedAt             time.Time // first completed authorization; zero until then
+	// DPoPBoundAccessTokens: the client registered that it always uses
+	// DPoP (RFC 9449 §5.2); its token requests without a proof fail.
+	DPoPBoundAccessTokens bool
 }
 
 // Consent is a remembered decision of a user to let a client have scopes.

@@ -56,21 +56,30 @@ type Config struct {
 	JSONResponse bool
 	// MaxBodyBytes bounds a request body; 0 means 1 MiB.
 	MaxBodyBytes int64
+	// DPoP, when not nil, makes the endpoint accept DPoP-bound tokens
+	// (RFC 9449): "Authorization: DPoP <token>" with a DPoP proof. The
+	// Verifier reports a token's binding in TokenInfo.Extra[ExtraJKT].
+	DPoP ProofChecker
+	// RequireDPoP refuses bearer tokens; it needs DPoP.
+	RequireDPoP bool
 }
 
 // Server is the MCP endpoint with its protected-resource metadata. Create
 // one with New and mount it with Register.
 type Server struct {
-	cfg       Config
-	log       *slog.Logger
-	now       func() time.Time
-	resource  string // Issuer + Path
-	prmURL    string // Issuer + "/.well-known/oauth-protected-resource/mcp"
-	tools     map[string]tool
-	upstreams map[string]*upstream
-	origins   originPolicy
-	mcp       *sdk.Server
-	handler   http.Handler // the /mcp handler with every check
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	resource string // Issuer + Path
+	// issuerScheme is the issuer's scheme: the scheme of the htu of a
+	// proof sent to another accepted host name of the endpoint.
+	issuerScheme string
+	prmURL       string // Issuer + "/.well-known/oauth-protected-resource/mcp"
+	tools        map[string]tool
+	upstreams    map[string]*upstream
+	origins      originPolicy
+	mcp          *sdk.Server
+	handler      http.Handler // the /mcp handler with every check
 }
 
 // New validates cfg and builds a Server.
@@ -100,11 +109,15 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 		cfg.HTTPClient = &http.Client{}
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		now:      cfg.Now,
-		resource: issuer + Path,
-		prmURL:   issuer + prmPath + Path,
+		cfg:          cfg,
+		log:          cfg.Logger,
+		now:          cfg.Now,
+		resource:     issuer + Path,
+		prmURL:       issuer + prmPath + Path,
+		issuerScheme: iu.Scheme,
+	}
+	if cfg.RequireDPoP && cfg.DPoP == nil {
+		return nil, errors.New("mcp: Config.RequireDPoP needs Config.DPoP")
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))

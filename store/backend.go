@@ -41,6 +41,7 @@ type Backend interface {
 	Notes
 	Grants
 	Successors
+	ProofJTIs
 
 	// LookupAccessToken reads what bearer-token verification needs of an
 	// access token (see AccessTokenInfo); ErrNotFound when there is none
@@ -125,6 +126,15 @@ type Grants interface {
 type Successors interface {
 	PutRefreshSuccessor(ctx context.Context, oldSignature string, sealed []byte, expiresAt time.Time) error
 	GetRefreshSuccessor(ctx context.Context, oldSignature string) ([]byte, error)
+}
+
+// ProofJTIs keeps the DPoP proofs already seen (RFC 9449 §11.1), by the
+// key the caller makes of a proof's key thumbprint and jti.
+type ProofJTIs interface {
+	// RememberProofJTI records key until exp; ErrAlreadyExists, changing
+	// nothing, when it is recorded and unexpired.
+	RememberProofJTI(ctx context.Context, key string, exp time.Time) error
+	ProofJTIKnown(ctx context.Context, key string) (bool, error)
 }
 
 var _ Backend = (*Store)(nil)

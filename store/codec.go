@@ -20,6 +20,10 @@ import (
 // which every backend stores it, so no database holds a signature.
 func SigHash(signature string) []byte { return sighash(signature) }
 
+// ProofJTIKey returns the key under which every backend stores a DPoP
+// proof record (RememberProofJTI), apart from client-assertion JTIs.
+func ProofJTIKey(key string) []byte { return proofJTIKey(key) }
+
 // EncodedRequest is a fosite request flattened for storage: the fields a
 // backend indexes and the JSON of the whole record (secrets left out of the
 // form, the session as JSON).

@@ -52,6 +52,8 @@ type serveConfig struct {
 	MCPStateless              bool
 	MCPJSONResponse           bool
 	Upstreams                 []mcp.Upstream
+	RequireDPoP               bool
+	DPoPNonce                 bool
 }
 
 // setting is one serve setting: a flag, an environment variable and a
@@ -62,6 +64,9 @@ type setting struct {
 	def   string
 	usage string
 	set   func(c *serveConfig, v string) error
+	// boolean settings may be given as a bare flag (--require-dpop),
+	// which means true; --flag false and --flag=false still work.
+	boolean bool
 }
 
 func durationSetting(name, def, usage string, field func(*serveConfig) *time.Duration) setting {
@@ -83,7 +88,7 @@ func listSetting(name, usage string, field func(*serveConfig) *[]string) setting
 }
 
 func boolSetting(name, def, usage string, field func(*serveConfig) *bool) setting {
-	return setting{name: name, env: envName(name), def: def, usage: usage, set: func(c *serveConfig, v string) error {
+	return setting{name: name, env: envName(name), def: def, usage: usage, boolean: true, set: func(c *serveConfig, v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return fmt.Errorf("want true or false")
@@ -186,6 +191,8 @@ func serveSettings() []setting {
 		boolSetting("mcp-stateless", "false", "serve /mcp without sessions (every request stands alone; no server-to-client streams)", func(c *serveConfig) *bool { return &c.MCPStateless }),
 		boolSetting("mcp-json-response", "false", "answer /mcp POSTs with application/json instead of an event stream", func(c *serveConfig) *bool { return &c.MCPJSONResponse }),
 		durationSetting("janitor-interval", "5m", "how often expired codes, tokens and stale registrations are removed", func(c *serveConfig) *time.Duration { return &c.JanitorInterval }),
+		boolSetting("require-dpop", "false", "accept only DPoP-bound tokens (RFC 9449): every /token request needs a DPoP proof and /mcp refuses bearer tokens", func(c *serveConfig) *bool { return &c.RequireDPoP }),
+		boolSetting("dpop-nonce", "false", "require server nonces (DPoP-Nonce, rotated every 5 minutes) in DPoP proofs at /token and /mcp", func(c *serveConfig) *bool { return &c.DPoPNonce }),
 	}
 }
 
@@ -292,6 +299,37 @@ func readConfigFile(path string, known map[string]bool) (*configFile, error) {
 	return cf, nil
 }
 
+// bareBoolsTrue returns args with "true" after every boolean setting's
+// flag that is not followed by a value (the next argument is missing, a
+// flag, or not a boolean), so that --require-dpop reads as
+// --require-dpop true.
+func bareBoolsTrue(settings []setting, args []string) []string {
+	boolean := map[string]bool{}
+	for _, s := range settings {
+		if s.boolean {
+			boolean[s.name] = true
+		}
+	}
+	out := make([]string, 0, len(args)+2)
+	for i, a := range args {
+		out = append(out, a)
+		if a == "--" {
+			return append(out, args[i+1:]...)
+		}
+		name := strings.TrimLeft(a, "-")
+		if !strings.HasPrefix(a, "-") || strings.Contains(name, "=") || !boolean[name] {
+			continue
+		}
+		if i+1 < len(args) {
+			if _, err := strconv.ParseBool(args[i+1]); err == nil {
+				continue
+			}
+		}
+		out = append(out, "true")
+	}
+	return out
+}
+
 // loadServeConfig applies defaults, then the config file (--config or
 // MCPD_CONFIG), then the environment, then the flags. Every error names the
 // setting and is a usage error (exit code 2).
@@ -307,7 +345,7 @@ func loadServeConfig(fs *flag.FlagSet, args []string, getenv func(string) string
 		fs.StringVar(v, s.name, s.def, usage)
 	}
 	configPath := fs.String("config", "", "JSON config file: any setting by its flag name, plus \"upstreams\" (env MCPD_CONFIG)")
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parseInterleaved(fs, bareBoolsTrue(settings, args))
 	if err != nil {
 		return nil, err
 	}

@@ -75,6 +75,32 @@ func TestServeConfigPrecedence(t *testing.T) {
 	}
 }
 
+func TestServeConfigBareBooleans(t *testing.T) {
+	tests := []struct {
+		name        string
+		args        []string
+		wantRequire bool
+		wantNonce   bool
+	}{
+		{"a bare boolean flag is true", []string{"--require-dpop"}, true, false},
+		{"a bare boolean flag before another flag is true", []string{"--require-dpop", "--dpop-nonce", "--max-clients", "3"}, true, true},
+		{"a boolean flag with a value keeps it", []string{"--require-dpop", "false", "--dpop-nonce", "true"}, false, true},
+		{"a boolean flag with = keeps its value", []string{"--require-dpop=false", "-dpop-nonce"}, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := newFlagSet("serve", new(strings.Builder), "")
+			c, err := loadServeConfig(fs, append(tt.args, "--data", t.TempDir()), testEnv(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.RequireDPoP != tt.wantRequire || c.DPoPNonce != tt.wantNonce {
+				t.Errorf("require-dpop %v, dpop-nonce %v; want %v, %v", c.RequireDPoP, c.DPoPNonce, tt.wantRequire, tt.wantNonce)
+			}
+		})
+	}
+}
+
 func TestServeConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	badFile := filepath.Join(dir, "bad.json")

@@ -212,6 +212,28 @@ func TestReplicasOnOnePostgres(t *testing.T) {
 		wg.Wait()
 	})
 
+	t.Run("a DPoP proof one replica accepted is a replay on every other", func(t *testing.T) {
+		key := newDPoPKey(t)
+		clientID, redirect := publicClient(t, lb.URL, "DPoP Client") // the first was revoked
+		out := dpopLogin(t, lb.URL, clientID, redirect, key, "notes:read")
+		at, _ := out["access_token"].(string)
+		if out["token_type"] != "DPoP" || at == "" {
+			t.Fatalf("code exchange with a proof: %v; want a DPoP token", out)
+		}
+		proof := key.proof(http.MethodPost, lb.URL+"/mcp", at)
+		if status, challenges := mcpCall(t, replicas[0].URL, "DPoP "+at, proof); status != http.StatusOK {
+			t.Fatalf("first use of the proof on replica 0: %d %v", status, challenges)
+		}
+		for i, r := range replicas {
+			if status, _ := mcpCall(t, r.URL, "DPoP "+at, proof); status != http.StatusUnauthorized {
+				t.Errorf("the same proof again on replica %d: %d; want 401", i, status)
+			}
+		}
+		if status, _ := mcpCall(t, replicas[2].URL, "DPoP "+at, key.proof(http.MethodPost, lb.URL+"/mcp", at)); status != http.StatusOK {
+			t.Errorf("a fresh proof on replica 2: %d; want 200", status)
+		}
+	})
+
 	t.Run("admin commands work on the database without an admin socket", func(t *testing.T) {
 		out := mustMcpd(t, "", "user", "list", "--json", "--database", db, "--data", t.TempDir())
 		var users []map[string]any

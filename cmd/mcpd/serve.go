@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/mcpd/mcpd/authz"
+	"github.com/mcpd/mcpd/dpop"
 	"github.com/mcpd/mcpd/internal/wire"
 	"github.com/mcpd/mcpd/mcp"
 	"github.com/mcpd/mcpd/store"
@@ -62,6 +63,7 @@ type server struct {
 	metricsLn       net.Listener
 	initialPassword string     // generated for the banner; empty otherwise
 	firstUser       *firstUser // started by run
+	dpopReplay      *dpop.WriteBehind
 }
 
 // newServer opens the store, decides the first user's password when there
@@ -107,6 +109,10 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		return nil, err
 	}
 	s.metrics = newMetrics()
+	proofs, err := s.newDPoP(ctx)
+	if err != nil {
+		return nil, err
+	}
 	az, err := authz.New(authz.Config{
 		Issuer:                    cfg.Issuer,
 		Storage:                   firstUserStorage{Storage: wire.NewAuthzStorage(s.store), first: s.firstUser},
@@ -128,6 +134,8 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		RegistrationsPerMinute:    cfg.RegistrationsPerMinute,
 		MaxClients:                cfg.MaxClients,
 		Observer:                  s.metrics,
+		DPoP:                      proofs,
+		RequireDPoP:               cfg.RequireDPoP,
 	})
 	if err != nil {
 		return nil, usageError(err.Error())
@@ -142,6 +150,8 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		Stateless:      cfg.MCPStateless,
 		JSONResponse:   cfg.MCPJSONResponse,
 		Logger:         logger.With("component", "mcp"),
+		DPoP:           wire.ProofChecker{Checker: proofs},
+		RequireDPoP:    cfg.RequireDPoP,
 	})
 	if err != nil {
 		return nil, usageError(err.Error())
@@ -203,6 +213,14 @@ func (s *server) run(ctx context.Context, banner interface{ Write([]byte) (int, 
 		defer close(janitorDone)
 		s.store.RunJanitor(janitorCtx, s.cfg.JanitorInterval)
 	}()
+	replayCtx, stopReplay := context.WithCancel(context.Background())
+	replayDone := make(chan struct{})
+	go func() {
+		defer close(replayDone)
+		if s.dpopReplay != nil {
+			s.dpopReplay.Run(replayCtx) // writes what is left when stopped
+		}
+	}()
 	writeBanner(banner, s.cfg, s.ln.Addr().String(), s.initialPassword)
 	s.logger.Info("serving", "listen", s.ln.Addr().String(), "issuer", s.cfg.Issuer, "data", s.cfg.Data,
 		"database", displayDatabase(s.cfg.Database, s.cfg.Data))
@@ -240,6 +258,9 @@ func (s *server) run(ctx context.Context, banner interface{ Write([]byte) (int, 
 	}
 	stopJanitor()
 	<-janitorDone
+	// After the HTTP server: no request spends a jti any more.
+	stopReplay()
+	<-replayDone
 	<-s.firstUser.done
 	if err := s.firstUser.err; err != nil && runErr == nil {
 		runErr = err

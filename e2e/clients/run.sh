@@ -4,7 +4,8 @@
 #
 #   bash e2e/clients/run.sh            # every client
 #   bash e2e/clients/run.sh ts-client  # only the named ones:
-#       ts-client mcp-remote conformance-authorization vscode-replay
+#       ts-client ts-client-dpop ts-client-dpop-nonce mcp-remote
+#       conformance-authorization vscode-replay
 #
 # The server runs with a 3-second access-token lifetime (--access-token-ttl 3s)
 # so that the clients' refresh paths are exercised. MCPD_E2E_SERVE_FLAGS
@@ -17,7 +18,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 export PATH="/usr/local/go/bin:$PATH"
 
-all_clients=(ts-client mcp-remote conformance-authorization vscode-replay)
+all_clients=(ts-client ts-client-dpop ts-client-dpop-nonce mcp-remote conformance-authorization vscode-replay)
 if [[ $# -gt 0 ]]; then clients=("$@"); else clients=("${all_clients[@]}"); fi
 
 log() { echo "e2e: $*" >&2; }
@@ -27,8 +28,10 @@ data="$work/data"
 state="$work/state"
 mkdir -p "$data" "$state"
 server_pid=""
+extra_pids=()
 
 cleanup() {
+  for p in "${extra_pids[@]}"; do kill "$p" 2>/dev/null; done
   if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
     kill "$server_pid" 2>/dev/null
     for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
@@ -121,6 +124,37 @@ run_ts_client() {
   return $rc
 }
 
+# start_extra_server NAME FLAGS...: another mcpd with the same serve flags
+# plus FLAGS, its own data directory and port, and the user alice; sets
+# extra_url. Stopped at exit.
+start_extra_server() {
+  local name="$1" dir port
+  shift
+  dir="$work/$name"
+  mkdir -p "$dir/data"
+  port="$("$NODE" -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
+  extra_url="http://127.0.0.1:$port"
+  "$MCPD" serve --listen "127.0.0.1:$port" --issuer "$extra_url" --data "$dir/data" "${serve_flags[@]}" "$@" >"$dir/server.log" 2>&1 &
+  extra_pids+=($!)
+  for _ in $(seq 100); do curl -fsS -o /dev/null "$extra_url/healthz" 2>/dev/null && break; sleep 0.1; done
+  printf '%s\n' "$MCPD_E2E_PASSWORD" | "$MCPD" user add alice --password-stdin --data "$dir/data" >"$dir/user-add.log" 2>&1 || {
+    echo "e2e: $name: mcpd user add failed:"; cat "$dir/user-add.log" "$dir/server.log"; return 1; }
+}
+
+# The TypeScript SDK 2.x client with a DpopSession (RFC 9449); with
+# --dpop-nonce the same flow through the nonce retries, on a server of its own.
+run_ts_client_dpop() {
+  "$NODE" e2e/clients/ts-client-dpop.mjs
+}
+
+run_ts_client_dpop_nonce() {
+  start_extra_server dpop-nonce --dpop-nonce || return 1
+  MCPD_URL="$extra_url" MCPD_E2E_EXPECT_NONCE=1 "$NODE" e2e/clients/ts-client-dpop.mjs
+  local rc=$?
+  [[ $rc -ne 0 ]] && tail -20 "$work/dpop-nonce/server.log"
+  return $rc
+}
+
 run_mcp_remote() {
   "$NODE" e2e/clients/mcp-remote.mjs
 }
@@ -148,6 +182,8 @@ for c in "${clients[@]}"; do
   echo "=== $c"
   case "$c" in
     ts-client) run_ts_client; rc=$? ;;
+    ts-client-dpop) run_ts_client_dpop; rc=$? ;;
+    ts-client-dpop-nonce) run_ts_client_dpop_nonce; rc=$? ;;
     mcp-remote) run_mcp_remote; rc=$? ;;
     conformance-authorization)
       run_conformance_authorization; rc=$?

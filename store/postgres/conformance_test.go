@@ -47,4 +47,8 @@ func TestConformancePostgres(t *testing.T) {
 	})
 }
 
+func TestConformanceProofJTIsPostgres(t *testing.T) {
+	storetest.RunProofJTIs(t, func(t *testing.T) storetest.ProofJTIStore { return openTest(t, nil) }, store.ErrAlreadyExists)
+}
+
 var _ fosite.Storage = (*postgres.Store)(nil)

@@ -87,6 +87,46 @@ func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.
 	return nil
 }
 
+// RememberProofJTI records the DPoP proof key (the proof's key thumbprint
+// and jti, as the caller joins them) until exp, so that a replay of the
+// proof is refused by every replica. It returns store.ErrAlreadyExists,
+// and changes nothing, when the key is recorded already and has not
+// expired, decided in one statement. Proof records share the jtis table
+// with client-assertion JTIs under keys of their own (store.ProofJTIKey).
+func (s *Store) RememberProofJTI(ctx context.Context, key string, exp time.Time) error {
+	if key == "" || exp.IsZero() {
+		return errors.New("postgres: a proof jti needs a key and an expiry")
+	}
+	q, err := s.q(ctx)
+	if err != nil {
+		return err
+	}
+	tag, err := q.Exec(ctx, `
+		INSERT INTO jtis (key, expires_at) VALUES ($1, $2)
+		ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE jtis.expires_at <= $3`,
+		store.ProofJTIKey(key), exp, s.now())
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return store.ErrAlreadyExists
+	}
+	return nil
+}
+
+// ProofJTIKnown reports whether the DPoP proof key is recorded and has not
+// expired.
+func (s *Store) ProofJTIKnown(ctx context.Context, key string) (bool, error) {
+	q, err := s.q(ctx)
+	if err != nil {
+		return false, err
+	}
+	var known bool
+	err = q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM jtis WHERE key = $1 AND expires_at > $2)",
+		store.ProofJTIKey(key), s.now()).Scan(&known)
+	return known, err
+}
+
 // Secret returns the random key stored under name, creating it with size
 // bytes from crypto/rand on first use. Every later call, in any process on
 // the database, returns the same bytes (whatever size it asks for), so
