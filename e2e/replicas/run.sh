@@ -29,9 +29,11 @@
 #      this build writes) into a new database, which then lists its users,
 #      and its refusal to copy into that database again.
 #
-# Environment: REPLICAS_PIN_LOGIN=1 sends the login and consent pages
-# (/authorize…) to one replica, for a build whose sign-in state lives in a
-# process's memory; REPLICAS_KEEP=1 keeps the work directory.
+# Environment: REPLICAS_PIN_LOGIN=1 (the default while sign-in state lives
+# in a process's memory) sends the login and consent pages (/authorize…) to
+# one replica, with another as its backup; everything else is round robin.
+# REPLICAS_PIN_LOGIN=0 balances them too. REPLICAS_KEEP=1 keeps the work
+# directory.
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -124,7 +126,7 @@ log "three replicas healthy: ${replica_urls[*]}"
 
 # --- balancer ----------------------------------------------------------------
 pin=""
-if [[ "${REPLICAS_PIN_LOGIN:-}" == 1 ]]; then
+if [[ "${REPLICAS_PIN_LOGIN:-1}" == 1 ]]; then
   pin=$'    acl login path_beg /authorize\n    use_backend login if login'
 fi
 cat >"$work/haproxy.cfg" <<EOF
