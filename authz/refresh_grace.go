@@ -52,11 +52,14 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request, jkt strin
 	}
 	defer unlock()
 
-	if err := s.preCheckRefresh(ctx, sig, jkt); err != nil {
+	active, err := s.preCheckRefresh(ctx, sig, jkt)
+	if err != nil {
 		s.writeTokenError(w, r, nil, err)
 		return
 	}
-	if s.cfg.RefreshGrace > 0 {
+	// A successor is written in the transaction that rotates the token, so
+	// a token still active (read under its lock) has none to replay.
+	if s.cfg.RefreshGrace > 0 && !active {
 		body, ok, err := s.replaySuccessor(ctx, r, sig, token, jkt)
 		if err != nil {
 			s.writeTokenError(w, r, nil, err)
