@@ -23,8 +23,9 @@ import (
 //     outside a transaction is durable when it returns, and a transaction
 //     (storage.Transactional) when Commit returns. BeginTX on a context
 //     that carries an open transaction joins it.
-//   - A method that fails inside a transaction leaves it usable, so a
-//     caller may go on or roll back.
+//   - A method that answers one of the sentinel errors (its own or
+//     fosite's) inside a transaction leaves the transaction usable, so a
+//     caller may go on or roll back. (A database failure may doom it.)
 //   - Nothing usable is stored: token signatures and JTIs only as their
 //     SHA-256 (SigHash), passwords as argon2id hashes, the form of a fosite
 //     request without secrets.

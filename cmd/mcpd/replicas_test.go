@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -330,4 +334,87 @@ func callTool(t *testing.T, cs *mcp.ClientSession, name string, args map[string]
 	}
 	m, _ := res.StructuredContent.(map[string]any)
 	return m
+}
+
+// TestReplicasStartingAtOnce starts three replicas on one empty database
+// at the same moment: they migrate it once, agree on one token key, and
+// create the first user once; the ones that lose that race serve all the
+// same, and every one of them accepts the others' tokens.
+func TestReplicasStartingAtOnce(t *testing.T) {
+	db := pgtest.URL(t)
+	l, issuer := listenerAndURL(t)
+	const n = 3
+	type started struct {
+		url    string
+		stderr *syncBuffer
+		err    error
+	}
+	results := make(chan started, n)
+	for i := range n {
+		ctx, cancel := context.WithCancel(context.Background())
+		stderr := &syncBuffer{}
+		done := make(chan error, 1)
+		env := cliEnv{ctx: ctx, stdin: strings.NewReader(""), stdout: io.Discard, stderr: stderr,
+			getenv: testEnv(map[string]string{"MCPD_INITIAL_PASSWORD": "admin-pw"})}
+		go func() {
+			done <- env.serve([]string{"--listen", "127.0.0.1:0", "--data", filepath.Join(t.TempDir(), fmt.Sprint(i)),
+				"--database", db, "--issuer", issuer, "--mcp-stateless", "true", "--log-format", "json", "--log-level", "info"})
+		}()
+		t.Cleanup(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("replica %d: serve: %v\n%s", i, err, stderr.String())
+				}
+			case <-time.After(20 * time.Second):
+				t.Errorf("replica %d did not stop", i)
+			}
+		})
+		go func() {
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				if m := listeningRE.FindStringSubmatch(stderr.String()); m != nil {
+					results <- started{url: "http://" + m[1], stderr: stderr}
+					return
+				}
+			}
+			results <- started{stderr: stderr, err: errors.New("did not start")}
+		}()
+	}
+	var replicas []*testServer
+	var logs []*syncBuffer
+	for range n {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("a replica %v:\n%s", r.err, r.stderr.String())
+		}
+		replicas = append(replicas, &testServer{URL: r.url, Stderr: r.stderr})
+		logs = append(logs, r.stderr)
+	}
+	lb := newBalancerOn(t, l, replicas)
+	lb.pin = func(path string) bool { return strings.HasPrefix(path, "/authorize") }
+	// The first user exists once, whoever created it; admin-pw is its
+	// password on every replica.
+	waitFor(t, func() bool {
+		out, _, err := mcpd(t, "", "user", "list", "--json", "--database", db)
+		return err == nil && strings.Count(out, `"name": "admin"`) == 1
+	})
+	clientID, redirect := publicClient(t, issuer, "At Once")
+	tok := login(t, lb.URL, clientID, redirect, "admin", "admin-pw", "notes:read")
+	for i, r := range replicas {
+		if status, _ := mcpStatus(t, r.URL, tok.AccessToken); status != http.StatusOK {
+			t.Errorf("replica %d refuses a token replica 0 issued: %d", i, status)
+		}
+	}
+	// A replica that planned the user too (all of them, when they start
+	// within the ~0.1 s argon2id takes) logs that another created it.
+	created, lost := 0, 0
+	for _, l := range logs {
+		created += strings.Count(l.String(), "created the first user")
+		lost += strings.Count(l.String(), "another replica created it")
+	}
+	if created != 1 {
+		t.Errorf("%d replicas say they created the first user; want 1", created)
+	}
+	t.Logf("%d replicas found the first user created by another", lost)
 }

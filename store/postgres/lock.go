@@ -34,7 +34,7 @@ func (s *Store) LockKey(ctx context.Context, key string) (func(), error) {
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", id); err != nil {
 		// The lock may have been granted as ctx ended: end the session,
 		// which gives it up either way.
-		conn.Hijack().Close(context.Background())
+		closeConn(conn)
 		return nil, fmt.Errorf("postgres: lock: %w", err)
 	}
 	var once sync.Once
@@ -49,10 +49,18 @@ func unlockAndRelease(conn *pgxpool.Conn, id int64) {
 	defer cancel()
 	var unlocked bool
 	if err := conn.QueryRow(ctx, "SELECT pg_advisory_unlock($1)", id).Scan(&unlocked); err != nil || !unlocked {
-		conn.Hijack().Close(ctx)
+		closeConn(conn)
 		return
 	}
 	conn.Release()
+}
+
+// closeConn takes a connection out of its pool and closes it, ending its
+// session and so every advisory lock the session holds.
+func closeConn(conn *pgxpool.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn.Hijack().Close(ctx)
 }
 
 // tryLock takes the advisory lock id if nobody holds it, on a connection
@@ -63,7 +71,7 @@ func (s *Store) tryLock(ctx context.Context, id int64) (unlock func(), ok bool, 
 		return nil, false, err
 	}
 	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", id).Scan(&ok); err != nil {
-		conn.Hijack().Close(context.Background())
+		closeConn(conn)
 		return nil, false, err
 	}
 	if !ok {

@@ -151,20 +151,10 @@ func (s *Store) update(ctx context.Context, fn func(ctx context.Context) error) 
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			s.Rollback(tctx)
-		}
-	}()
-	ok := false
-	defer func() {
-		if !ok { // fn panicked: end the transaction before unwinding
-			s.Rollback(tctx)
-		}
-	}()
-	err = fn(tctx)
-	ok = true
-	if err != nil {
+	// On an error, and when fn panics, the transaction ends here; after
+	// Commit, Rollback does nothing.
+	defer s.Rollback(tctx)
+	if err := fn(tctx); err != nil {
 		return err
 	}
 	return s.Commit(tctx)
