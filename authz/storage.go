@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/ory/fosite"
@@ -124,7 +125,7 @@ type Client struct {
 	ResponseTypes           []string
 	Scopes                  []string
 	TokenEndpointAuthMethod string // none, client_secret_basic, client_secret_post
-	ApplicationType         string // native or web
+	ApplicationType         string // native, web, or "" when the client sent none
 	Contacts                []string
 	Source                  string // SourceDynamic, SourceMetadata or SourceStatic
 	MetadataURL             string // for SourceMetadata: the document URL (= ID)
@@ -164,8 +165,12 @@ func (c *Client) GetGrantTypes() fosite.Arguments { return c.GrantTypes }
 // GetResponseTypes returns the registered response types.
 func (c *Client) GetResponseTypes() fosite.Arguments { return c.ResponseTypes }
 
-// GetScopes returns the scopes the client may ask for.
-func (c *Client) GetScopes() fosite.Arguments { return c.Scopes }
+// GetScopes returns the scopes the client may ask for: its registered
+// ones, and offline_access, which any client may ask for and never needs
+// (offline.go).
+func (c *Client) GetScopes() fosite.Arguments {
+	return append(fosite.Arguments(slices.Clip(c.Scopes)), scopeOfflineAccess)
+}
 
 // IsPublic reports whether the client has no secret.
 func (c *Client) IsPublic() bool { return c.TokenEndpointAuthMethod == "none" }

@@ -84,8 +84,10 @@ func (s *Server) Verify(ctx context.Context, token string, _ *http.Request) (*au
 		extra[ExtraJKT] = at.JKT
 	}
 	return &auth.TokenInfo{
-		UserID:     at.Subject,
-		Scopes:     at.GrantedScopes,
+		UserID: at.Subject,
+		// The resource server sees resource scopes only: offline_access
+		// is between the client and this server (offline.go).
+		Scopes:     withoutOfflineAccess(at.GrantedScopes),
 		Expiration: exp,
 		Extra:      extra,
 	}, nil

@@ -178,12 +178,19 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 
 // Register mounts POST, GET and DELETE /mcp (and its CORS preflight) and the
 // protected-resource metadata at /.well-known/oauth-protected-resource/mcp
-// and /.well-known/oauth-protected-resource.
+// and /.well-known/oauth-protected-resource. With an issuer that has a
+// path (https://host/mcpd) the metadata is also at the RFC 9728 §3.1
+// location, /.well-known/oauth-protected-resource/mcpd/mcp, for a proxy
+// that forwards it unchanged; the challenge names the one under the
+// issuer, which any prefix proxy forwards.
 func (s *Server) Register(r *mux.Router) {
 	r.Handle(Path, s.handler).Methods(http.MethodPost, http.MethodGet, http.MethodDelete, http.MethodOptions)
 	prm := s.prmHandler()
 	r.Handle(prmPath+Path, prm).Methods(http.MethodGet, http.MethodOptions)
 	r.Handle(prmPath, prm).Methods(http.MethodGet, http.MethodOptions)
+	if u, err := url.Parse(s.cfg.Issuer); err == nil && u.Path != "" {
+		r.Handle(prmPath+u.Path+Path, prm).Methods(http.MethodGet, http.MethodOptions)
+	}
 }
 
 // Handler returns the /mcp handler alone, with every check in place.

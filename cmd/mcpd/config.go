@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -131,7 +132,7 @@ func splitList(v string) []string {
 func serveSettings() []setting {
 	return []setting{
 		stringSetting("listen", "127.0.0.1:8080", "address to listen on", func(c *serveConfig) *string { return &c.Listen }),
-		stringSetting("issuer", "", "public base URL of this server, no trailing slash (default: http://LISTEN)", func(c *serveConfig) *string { return &c.Issuer }),
+		stringSetting("issuer", "", "public base URL of this server, no trailing slash; may have a path behind a reverse proxy, e.g. https://host/mcpd (default: http://LISTEN)", func(c *serveConfig) *string { return &c.Issuer }),
 		stringSetting("data", defaultDataDir(), "data directory (holds mcpd.db and admin.sock)", func(c *serveConfig) *string { return &c.Data }),
 		{name: "database", env: envName("database"), usage: databaseUsage, set: func(c *serveConfig, v string) error {
 			if err := checkDatabaseURL(v); err != nil {
@@ -165,7 +166,7 @@ func serveSettings() []setting {
 			}
 			return nil
 		}},
-		boolSetting("client-metadata-documents", "true", "accept https client_ids that point at client ID metadata documents", func(c *serveConfig) *bool { return &c.ClientMetadataDocuments }),
+		boolSetting("client-metadata-documents", "true", "accept https client_ids that point at client ID metadata documents (turn off where mcpd cannot reach the internet: clients then register themselves)", func(c *serveConfig) *bool { return &c.ClientMetadataDocuments }),
 		boolSetting("allow-private-metadata-hosts", "false", "let client metadata documents live on private or loopback addresses", func(c *serveConfig) *bool { return &c.AllowPrivateMetadataHosts }),
 		intSetting("registrations-per-minute", "20", "dynamic registrations allowed per client address per minute", func(c *serveConfig) *int { return &c.RegistrationsPerMinute }),
 		intSetting("max-clients", "1000", "cap on registered clients", func(c *serveConfig) *int { return &c.MaxClients }),
@@ -467,9 +468,16 @@ func checkIssuer(s string) error {
 		return errors.New("no trailing slash allowed")
 	case u.User != nil:
 		return errors.New("no user info allowed")
+	case !issuerPathRE.MatchString(u.EscapedPath()):
+		// The path is a proxy's prefix, a cookie path and part of route
+		// patterns: plain segments only.
+		return errors.New("a path must be plain segments such as /mcpd (letters, digits, - . _ ~), without empty, . or .. segments")
 	}
 	return nil
 }
+
+// issuerPathRE is the path an issuer may have: none, or plain segments.
+var issuerPathRE = regexp.MustCompile(`^(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*$`)
 
 // loopbackFor maps a wildcard listen host to the loopback address a local
 // client uses.

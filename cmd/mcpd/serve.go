@@ -104,7 +104,8 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	if err != nil {
 		return nil, err
 	}
-	renderer, err := web.New()
+	issuerPath := issuerPath(cfg.Issuer)
+	renderer, err := web.New(web.WithBasePath(issuerPath))
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +163,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	ms.Register(r)
 	r.Use(s.metrics.instrument)
 	s.streams = newEventStreams()
-	handler := accessLog(logger.With("component", "http"), s.streams.middleware(r))
+	handler := accessLog(logger.With("component", "http"), s.streams.middleware(acceptIssuerPath(r, issuerPath)))
 	s.httpSrv = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

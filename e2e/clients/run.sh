@@ -10,6 +10,11 @@
 # The server runs with a 3-second access-token lifetime (--access-token-ttl 3s)
 # so that the clients' refresh paths are exercised. MCPD_E2E_SERVE_FLAGS
 # replaces the extra serve flags; MCPD_E2E_KEEP=1 keeps the work directory.
+#
+# MCPD_E2E_ISSUER_PATH=/mcpd puts nginx in front and serves mcpd under that
+# path with the configuration docs/operations.md ("Behind a reverse proxy")
+# shows: the issuer is http://127.0.0.1:NGINX_PORT/mcpd and every client
+# goes through nginx (MCP 2026-07-28, SEP-2351).
 # Prints one line per client and scenario and a summary `N passed, N failed`;
 # exits non-zero when anything failed.
 set -uo pipefail
@@ -31,6 +36,7 @@ server_pid=""
 extra_pids=()
 
 cleanup() {
+  if [[ -n "${nginx_pid:-}" ]] && kill -0 "$nginx_pid" 2>/dev/null; then kill "$nginx_pid" 2>/dev/null; fi
   for p in "${extra_pids[@]}"; do kill "$p" 2>/dev/null; done
   if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
     kill "$server_pid" 2>/dev/null
@@ -52,8 +58,43 @@ log "building bin/mcpd"
 go build -o bin/mcpd ./cmd/mcpd || { echo "e2e: go build failed" >&2; exit 1; }
 MCPD="$root/bin/mcpd"
 
-port="$("$NODE" -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
+free_port() { "$NODE" -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+port="$(free_port)"
 issuer="http://127.0.0.1:$port"
+issuer_path="${MCPD_E2E_ISSUER_PATH:-}"
+nginx_pid=""
+if [[ -n "$issuer_path" ]]; then
+  [[ "$issuer_path" =~ ^(/[A-Za-z0-9._-]+)+$ ]] || { echo "e2e: MCPD_E2E_ISSUER_PATH must look like /mcpd" >&2; exit 2; }
+  front="$(free_port)"
+  mkdir -p "$work/nginx"
+  # One foreground process as the invoking user, everything under $work.
+  # The server blocks are docs/operations.md's, for this port and path.
+  locations="$(sed -n '/^```nginx$/,/^```$/p' docs/operations.md | sed '1d;$d' |
+    sed -e "s#127\.0\.0\.1:8080#127.0.0.1:$port#g" -e "s#/mcpd#$issuer_path#g")"
+  [[ -n "$locations" ]] || { echo "e2e: no nginx block in docs/operations.md" >&2; exit 1; }
+  cat >"$work/nginx/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 256; }
+http {
+  access_log $work/nginx/access.log;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  server {
+    listen 127.0.0.1:$front;
+$locations
+  }
+}
+NGINX
+  nginx -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" >"$work/nginx/stdout.log" 2>&1 &
+  nginx_pid=$!
+  issuer="http://127.0.0.1:$front$issuer_path"
+fi
 export MCPD_URL="$issuer"
 export MCPD_E2E_USER=alice
 MCPD_E2E_PASSWORD="e2e-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -68,6 +109,7 @@ log "starting mcpd serve --listen 127.0.0.1:$port --issuer $issuer --data $data 
 server_pid=$!
 healthy=""
 for _ in $(seq 100); do
+  # Through nginx too, when it is in front.
   if curl -fsS -o /dev/null "$issuer/healthz" 2>/dev/null; then healthy=1; break; fi
   kill -0 "$server_pid" 2>/dev/null || break
   sleep 0.1
@@ -75,6 +117,7 @@ done
 if [[ -z "$healthy" ]]; then
   echo "e2e: server did not become healthy; its log:" >&2
   cat "$work/server.log" >&2
+  [[ -n "$nginx_pid" ]] && cat "$work/nginx/error.log" >&2
   exit 1
 fi
 log "server healthy at $issuer"

@@ -24,6 +24,10 @@ import { driveConsent } from './lib/consent.mjs';
 
 const issuer = (process.env.MCPD_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 const mcpUrl = new URL(`${issuer}/mcp`);
+// With an issuer that has a path (run.sh MCPD_E2E_ISSUER_PATH), paths on
+// the wire are compared without it: /mcpd/token is /token.
+const issuerPath = new URL(issuer).pathname.replace(/\/+$/, '');
+const relativePath = (p) => (issuerPath && p.startsWith(`${issuerPath}/`) ? p.slice(issuerPath.length) : p);
 const user = process.env.MCPD_E2E_USER || 'alice';
 const expectNonce = process.env.MCPD_E2E_EXPECT_NONCE === '1';
 const tag = expectNonce ? 'ts-client-dpop-nonce' : 'ts-client-dpop';
@@ -51,12 +55,12 @@ async function recordingFetch(input, init = {}) {
   if (body instanceof URLSearchParams) body = body.toString();
   const res = await fetch(input, init);
   let error;
-  if (res.status === 400 && new URL(url).pathname === '/token') {
+  if (res.status === 400 && relativePath(new URL(url).pathname) === '/token') {
     error = (await res.clone().json().catch(() => ({})))?.error;
   }
   wire.push({
     method: (init.method || 'GET').toUpperCase(),
-    path: new URL(url).pathname,
+    path: relativePath(new URL(url).pathname),
     body: typeof body === 'string' ? body : '',
     scheme: (headers.get('authorization') || '').split(' ')[0],
     proof: headers.get('dpop') || '',
