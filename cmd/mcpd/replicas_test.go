@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -417,4 +418,65 @@ func TestReplicasStartingAtOnce(t *testing.T) {
 		t.Errorf("%d replicas say they created the first user; want 1", created)
 	}
 	t.Logf("%d replicas found the first user created by another", lost)
+}
+
+// TestAdminCommandsOnPostgres runs every admin command with --database and
+// nothing else: no server, no data directory, no admin socket.
+func TestAdminCommandsOnPostgres(t *testing.T) {
+	db := pgtest.URL(t)
+	ts := startServer(t, "--database", db, "--mcp-stateless", "true")
+	clientID, redirect := publicClient(t, ts.URL, "Admin Client")
+	ts.Stop(t)
+
+	cd := t.TempDir() // a working directory without any mcpd data
+	run := func(stdin string, args ...string) string {
+		t.Helper()
+		return mustMcpd(t, stdin, append(args, "--database", db, "--data", cd+"/nothing")...)
+	}
+	if out := run("alice-pw\n", "user", "add", "alice", "--password-stdin"); !strings.Contains(out, "added user alice") {
+		t.Errorf("user add: %q", out)
+	}
+	if out := run("alice-pw2\n", "user", "passwd", "alice", "--password-stdin"); !strings.Contains(out, "changed the password") {
+		t.Errorf("user passwd: %q", out)
+	}
+	if out := run("", "user", "list"); !strings.Contains(out, "admin") || !strings.Contains(out, "alice") {
+		t.Errorf("user list: %q", out)
+	}
+
+	// A grant with a remembered consent, made on a server, seen offline.
+	ts = startServer(t, "--database", db, "--mcp-stateless", "true")
+	b := newBrowser(t)
+	authURL := ts.URL + "/authorize?response_type=code&client_id=" + clientID + "&redirect_uri=" + redirect +
+		"&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&scope=notes:read"
+	if loc := b.authorize(authURL, "alice", "alice-pw2", "allow", nil, true); loc.Query().Get("code") == "" {
+		t.Fatalf("no code: %s", loc)
+	}
+	ts.Stop(t)
+
+	var clients []map[string]any
+	if err := json.Unmarshal([]byte(run("", "client", "list", "--json")), &clients); err != nil || len(clients) != 1 || clients[0]["id"] != clientID {
+		t.Errorf("client list --json: %v %v", clients, err)
+	}
+	if out := run("", "client", "show", clientID); !strings.Contains(out, "Admin Client") {
+		t.Errorf("client show: %q", out)
+	}
+	var consents []map[string]any
+	if err := json.Unmarshal([]byte(run("", "consent", "list", "--json", "--user", "alice")), &consents); err != nil || len(consents) != 1 || consents[0]["client_id"] != clientID {
+		t.Errorf("consent list --json --user alice: %v %v", consents, err)
+	}
+	if out := run("", "consent", "revoke", "alice", clientID); !strings.Contains(out, "forgot the consent") {
+		t.Errorf("consent revoke: %q", out)
+	}
+	if out := run("", "client", "revoke", clientID); !strings.Contains(out, "revoked client") {
+		t.Errorf("client revoke: %q", out)
+	}
+	if out := run("", "user", "remove", "alice"); !strings.Contains(out, "removed user alice") {
+		t.Errorf("user remove: %q", out)
+	}
+	if _, _, err := mcpd(t, "", "client", "show", clientID, "--database", db); !errors.Is(err, errNotFound) {
+		t.Errorf("client show of a revoked client: got %v; want not found", err)
+	}
+	if _, err := os.Stat(cd + "/nothing"); !os.IsNotExist(err) {
+		t.Errorf("an admin command on PostgreSQL created the data directory (stat: %v)", err)
+	}
 }
