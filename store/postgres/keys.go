@@ -20,15 +20,10 @@ func (s *Store) PutRefreshSuccessor(ctx context.Context, oldSignature string, se
 	if expiresAt.IsZero() {
 		return errors.New("postgres: a refresh successor needs an expiry")
 	}
-	q, err := s.q(ctx)
-	if err != nil {
-		return err
-	}
-	_, err = q.Exec(ctx, `
+	return s.deferExec(ctx, `
 		INSERT INTO successors (key, sealed, expires_at) VALUES ($1, $2, $3)
 		ON CONFLICT (key) DO UPDATE SET sealed = EXCLUDED.sealed, expires_at = EXCLUDED.expires_at`,
 		store.SigHash(oldSignature), sealed, expiresAt)
-	return err
 }
 
 // GetRefreshSuccessor returns the sealed successor of oldSignature, or

@@ -194,12 +194,7 @@ func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error 
 	if !textOK(requestID) {
 		return nil
 	}
-	q, err := s.q(ctx)
-	if err != nil {
-		return err
-	}
-	_, err = q.Exec(ctx, "UPDATE tokens SET active = false WHERE kind = 'r' AND request_id = $1 AND active", requestID)
-	return err
+	return s.deferExec(ctx, "UPDATE tokens SET active = false WHERE kind = 'r' AND request_id = $1 AND active", requestID)
 }
 
 // RevokeAccessToken deletes every access token of grant requestID; every
@@ -239,12 +234,8 @@ func (s *Store) createToken(ctx context.Context, kind string, tokenType fosite.T
 	if !textOK(enc.ID) || !textOK(enc.ClientID) || !textOK(enc.Subject) {
 		return fmt.Errorf("postgres: request id, client id and subject must be UTF-8 without NUL bytes")
 	}
-	q, err := s.q(ctx)
-	if err != nil {
-		return err
-	}
 	key := store.SigHash(signature)
-	_, err = q.Exec(ctx, `
+	err = s.deferExec(ctx, `
 		INSERT INTO tokens (kind, key, request_id, client_id, subject, active, expires_at, data)
 		VALUES ($1, $2, $3, $4, $5, true, $6, $7)
 		ON CONFLICT (kind, key) DO UPDATE SET request_id = EXCLUDED.request_id, client_id = EXCLUDED.client_id,
@@ -289,12 +280,7 @@ func (s *Store) getToken(ctx context.Context, kind, signature string, session fo
 // deleteToken removes a code, refresh token or PKCE session; a missing one
 // is not an error, as in fosite's reference store.
 func (s *Store) deleteToken(ctx context.Context, kind, signature string) error {
-	q, err := s.q(ctx)
-	if err != nil {
-		return err
-	}
-	_, err = q.Exec(ctx, "DELETE FROM tokens WHERE kind = $1 AND key = $2", kind, store.SigHash(signature))
-	return err
+	return s.deferExec(ctx, "DELETE FROM tokens WHERE kind = $1 AND key = $2", kind, store.SigHash(signature))
 }
 
 // LookupAccessToken returns the record of the access token with this

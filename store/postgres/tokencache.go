@@ -205,11 +205,7 @@ func (s *Store) notifyGone(ctx context.Context, keys [][]byte, all bool) error {
 		}
 		payload = strings.Join(hexKeys, ",")
 	}
-	q, err := s.q(ctx)
-	if err != nil {
-		return err
-	}
-	if _, err := q.Exec(ctx, "SELECT pg_notify($1, $2)", tokenChannel, payload); err != nil {
+	if err := s.deferExec(ctx, "SELECT pg_notify($1, $2)", tokenChannel, payload); err != nil {
 		return err
 	}
 	s.changedTokens(ctx, changed{keys: keys, all: all})

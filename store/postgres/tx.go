@@ -8,18 +8,31 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // txKey is the context key under which BeginTX carries its transaction.
 type txKey struct{}
 
 // txState is one open transaction shared by the contexts derived from a
-// BeginTX.
+// BeginTX. Its statements are pipelined to save round trips: BEGIN goes
+// out with the transaction's first statement, and writes whose answer
+// nobody waits for (deferExec) go out with the next statement or with
+// COMMIT. A refresh rotation, whose transaction is a read, the rotation
+// and three writes, then takes three round trips instead of seven.
 type txState struct {
-	tx      pgx.Tx
+	conn    *pgxpool.Conn
+	began   bool     // BEGIN has been sent
+	pending []queued // statements not sent yet
 	closed  bool
 	doomed  bool    // a nested Rollback happened: the outer Commit must fail
 	changed changed // what this process's token cache drops at commit
+}
+
+// queued is a statement waiting to go out with the next one.
+type queued struct {
+	sql  string
+	args []any
 }
 
 // changed is what a write did to access tokens: the keys it wrote or
@@ -61,11 +74,11 @@ func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	if f := frameFrom(ctx); f != nil && !f.state.closed {
 		return context.WithValue(ctx, txKey{}, &txFrame{state: f.state, nested: true}), nil
 	}
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return ctx, fmt.Errorf("postgres: begin transaction: %w", err)
 	}
-	return context.WithValue(ctx, txKey{}, &txFrame{state: &txState{tx: tx}}), nil
+	return context.WithValue(ctx, txKey{}, &txFrame{state: &txState{conn: conn}}), nil
 }
 
 // Commit commits the transaction BeginTX put in ctx and returns when it is
@@ -81,17 +94,31 @@ func (s *Store) Commit(ctx context.Context) error {
 	if f.nested {
 		return nil
 	}
-	f.state.closed = true
+	st := f.state
+	st.closed = true
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
 	defer cancel()
-	if f.state.doomed {
-		_ = f.state.tx.Rollback(ectx)
+	if st.doomed {
+		st.end(ectx)
 		return errNestedRollback
 	}
-	if err := f.state.tx.Commit(ectx); err != nil {
+	if !st.began && len(st.pending) == 0 {
+		st.conn.Release() // nothing was sent: nothing to commit
+		return nil
+	}
+	err := st.send(ectx, "COMMIT", nil, func(br pgx.BatchResults) error {
+		tag, err := br.Exec()
+		if err == nil && tag.String() != "COMMIT" {
+			err = fmt.Errorf("the transaction was rolled back (%s)", tag)
+		}
+		return err
+	})
+	if err != nil {
+		st.end(ectx)
 		return fmt.Errorf("postgres: commit: %w", err)
 	}
-	s.dropCached(f.state.changed)
+	st.conn.Release()
+	s.dropCached(st.changed)
 	return nil
 }
 
@@ -112,13 +139,49 @@ func (s *Store) Rollback(ctx context.Context) error {
 	f.state.closed = true
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
 	defer cancel()
-	if err := f.state.tx.Rollback(ectx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
-		return fmt.Errorf("postgres: rollback: %w", err)
-	}
+	f.state.end(ectx)
 	return nil
 }
 
-// querier is what pgx.Tx and *pgxpool.Pool have in common.
+// end rolls back what was sent and gives the connection back; a
+// connection left inside a transaction is closed by its pool.
+func (st *txState) end(ctx context.Context) {
+	st.pending = nil
+	if st.began {
+		_, _ = st.conn.Exec(ctx, "ROLLBACK")
+	}
+	st.conn.Release()
+}
+
+// send sends the pending statements (BEGIN first, the first time) and then
+// sql, in one round trip, and hands the result of sql to last. The pending
+// statements' errors come first.
+func (st *txState) send(ctx context.Context, sql string, args []any, last func(pgx.BatchResults) error) error {
+	b := &pgx.Batch{}
+	if !st.began {
+		b.Queue("BEGIN")
+	}
+	for _, q := range st.pending {
+		b.Queue(q.sql, q.args...)
+	}
+	b.Queue(sql, args...)
+	n := b.Len() - 1
+	st.began, st.pending = true, nil
+	br := st.conn.SendBatch(ctx, b)
+	for range n {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return err
+		}
+	}
+	err := last(br)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// querier is what a statement runs on: the pool, or a transaction.
 type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
@@ -132,15 +195,82 @@ func (s *Store) q(ctx context.Context) (querier, error) {
 		if f.state.closed {
 			return nil, errTxClosed
 		}
-		return f.state.tx, nil
+		return txQuerier{f.state}, nil
 	}
 	return s.pool, nil
+}
+
+// deferExec runs a write whose answer nobody waits for: in a transaction
+// it goes out with the transaction's next statement (its error then fails
+// that statement or the commit); on its own it runs at once.
+func (s *Store) deferExec(ctx context.Context, sql string, args ...any) error {
+	if f := frameFrom(ctx); f != nil {
+		if f.state.closed {
+			return errTxClosed
+		}
+		f.state.pending = append(f.state.pending, queued{sql: sql, args: args})
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, sql, args...)
+	return err
+}
+
+// txQuerier runs statements in a transaction, each with whatever is
+// pending before it.
+type txQuerier struct{ st *txState }
+
+func (t txQuerier) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if t.st.began && len(t.st.pending) == 0 {
+		return t.st.conn.Exec(ctx, sql, args...)
+	}
+	var tag pgconn.CommandTag
+	err := t.st.send(ctx, sql, args, func(br pgx.BatchResults) error {
+		var err error
+		tag, err = br.Exec()
+		return err
+	})
+	return tag, err
+}
+
+func (t txQuerier) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if t.st.began && len(t.st.pending) == 0 {
+		return t.st.conn.QueryRow(ctx, sql, args...)
+	}
+	return deferredRow{t: t, ctx: ctx, sql: sql, args: args}
+}
+
+func (t txQuerier) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if !t.st.began || len(t.st.pending) > 0 {
+		// Send what is pending first; the query itself then streams.
+		if err := t.st.send(ctx, "SELECT 1", nil, func(br pgx.BatchResults) error {
+			_, err := br.Exec()
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return t.st.conn.Query(ctx, sql, args...)
+}
+
+// deferredRow is a QueryRow whose statement goes out, with the pending
+// ones, when it is scanned.
+type deferredRow struct {
+	t    txQuerier
+	ctx  context.Context
+	sql  string
+	args []any
+}
+
+func (r deferredRow) Scan(dest ...any) error {
+	return r.t.st.send(r.ctx, r.sql, r.args, func(br pgx.BatchResults) error {
+		return br.QueryRow().Scan(dest...)
+	})
 }
 
 // update runs fn in ctx's transaction, or in one of its own that commits
 // when fn succeeds; methods called by fn with the context it is given run
 // in that transaction.
-func (s *Store) update(ctx context.Context, fn func(ctx context.Context) error) (err error) {
+func (s *Store) update(ctx context.Context, fn func(ctx context.Context) error) error {
 	if f := frameFrom(ctx); f != nil {
 		if f.state.closed {
 			return errTxClosed
