@@ -78,6 +78,9 @@ func EncodeClient(c *Client) ([]byte, error) {
 // DecodeClient reads what EncodeClient wrote.
 func DecodeClient(raw []byte) (*Client, error) { return decodeClient(raw) }
 
+// Clone returns a copy of c with slices of its own.
+func (c *Client) Clone() *Client { return c.clone() }
+
 // ValidClientID reports whether id can name a client: set and free of NUL
 // bytes.
 func ValidClientID(id string) bool { return id != "" && !strings.Contains(id, sep) }

@@ -69,7 +69,7 @@ func (s *Store) LookupClient(ctx context.Context, id string) (*store.Client, err
 	if err := q.QueryRow(ctx, "SELECT data FROM clients WHERE id = $1", id).Scan(&data); err != nil {
 		return nil, notFound(err, store.ErrNotFound)
 	}
-	return store.DecodeClient(data)
+	return s.clients.decode(data)
 }
 
 // UpdateClient applies fn to the client registered under id and stores the

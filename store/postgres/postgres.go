@@ -55,6 +55,7 @@ type Store struct {
 	log      *slog.Logger
 	clientTT time.Duration
 	tokens   *tokenCache // nil with Options.NoTokenCache
+	clients  clientDecoder
 
 	stopListen context.CancelFunc
 	listening  sync.WaitGroup

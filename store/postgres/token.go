@@ -266,7 +266,7 @@ func (s *Store) getToken(ctx context.Context, kind, signature string, session fo
 	if err != nil {
 		return nil, false, notFound(err, fosite.ErrNotFound)
 	}
-	client, err := store.DecodeClient(clientData)
+	client, err := s.clients.decode(clientData)
 	if err != nil {
 		return nil, false, err
 	}

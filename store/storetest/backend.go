@@ -268,6 +268,13 @@ func testClientRoundTrip(t *testing.T, b store.Backend, _ *Clock) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("LookupClient (-want +got):\n%s", diff)
 	}
+	// The caller owns what it got: changing it changes nothing stored.
+	got.RedirectURIs[0], got.Name = "changed", "changed"
+	again, err := b.LookupClient(bg, want.ID)
+	must(t, "LookupClient", err)
+	if diff := cmp.Diff(want, again); diff != "" {
+		t.Errorf("LookupClient after the caller changed its copy (-want +got):\n%s", diff)
+	}
 	fc, err := b.GetClient(bg, want.ID)
 	must(t, "GetClient", err)
 	sc, ok := fc.(*store.Client)
