@@ -389,7 +389,7 @@ func (s *Server) createClient(ctx context.Context, c *Client) (secret, regToken 
 	}
 	c.CreatedAt = s.now().UTC().Truncate(time.Second)
 	for range 3 {
-		c.ID = randomToken(16)
+		c.ID = newClientID()
 		err = s.store.CreateClient(ctx, c)
 		if !errors.Is(err, ErrAlreadyExists) {
 			break

@@ -240,3 +240,14 @@ func TestRegistrationLimits(t *testing.T) {
 		}
 	})
 }
+
+func TestNewClientIDIsSafeOnACommandLine(t *testing.T) {
+	// A base64url id starts with "-" about one time in 64, and
+	// `mcpd client revoke -Xyz…` then reads it as a flag.
+	for range 2000 {
+		id := newClientID()
+		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+			t.Fatalf("newClientID() = %q; want 32 lower-case hex digits", id)
+		}
+	}
+}

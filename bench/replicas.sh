@@ -20,8 +20,7 @@
 #   ONLY="refresh" bash bench/replicas.sh       # some scenarios only
 #
 # PostgreSQL runs with its defaults (synchronous_commit on, fsync on): every
-# rotation is durable before it is answered, as on bbolt. The login pages
-# of the whoami scenario's set-up go to one replica (see e2e/replicas).
+# rotation is durable before it is answered, as on bbolt.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -93,11 +92,10 @@ haproxy_on() {
 	shift
 	{
 		printf 'global\n    maxconn 4000\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 60s\n    timeout server 60s\n'
-		printf 'frontend mcpd\n    bind 127.0.0.1:%s\n    acl login path_beg /authorize\n    use_backend login if login\n    default_backend replicas\n' "$port"
+		printf 'frontend mcpd\n    bind 127.0.0.1:%s\n    default_backend replicas\n' "$port"
 		printf 'backend replicas\n    balance roundrobin\n'
 		local i=0
 		for b in "$@"; do i=$((i + 1)); printf '    server r%s 127.0.0.1:%s\n' "$i" "$b"; done
-		printf 'backend login\n    server r1 127.0.0.1:%s\n' "$1"
 	} >"$OUT/haproxy-$port.cfg"
 	haproxy -f "$OUT/haproxy-$port.cfg" -db >>"$OUT/haproxy.log" 2>&1 &
 	PIDS+=($!)

@@ -43,6 +43,8 @@ type Backend interface {
 	Grants
 	Successors
 	ProofJTIs
+	SignIn
+	Passkeys
 
 	// LookupAccessToken reads what bearer-token verification needs of an
 	// access token (see AccessTokenInfo); ErrNotFound when there is none
@@ -96,6 +98,7 @@ type Users interface {
 	CountUsers(ctx context.Context) (int, error)
 	UserExists(ctx context.Context, name string) (bool, error)
 	Authenticate(ctx context.Context, name, password string) error
+	HasPassword(ctx context.Context, name string) (bool, error) // ErrNotFound
 }
 
 // Consents keeps remembered consent decisions.
@@ -119,7 +122,9 @@ type Notes interface {
 type Grants interface {
 	RevokeClientGrants(ctx context.Context, clientID string) (int, error)
 	RevokeSubjectGrants(ctx context.Context, subject string) (int, error)
+	RevokeSubjectClientGrants(ctx context.Context, subject, clientID string) (int, error)
 	LiveGrants(ctx context.Context) (map[string]int, error)
+	ListSubjectGrants(ctx context.Context, subject string, newSession func() fosite.Session) ([]fosite.Requester, error)
 }
 
 // Successors keeps the sealed answers of refresh rotations for the grace
@@ -127,6 +132,32 @@ type Grants interface {
 type Successors interface {
 	PutRefreshSuccessor(ctx context.Context, oldSignature string, sealed []byte, expiresAt time.Time) error
 	GetRefreshSuccessor(ctx context.Context, oldSignature string) ([]byte, error)
+}
+
+// SignIn keeps the state of sign-in that every process serving the issuer
+// must see: signed-in browser sessions, authorization requests waiting for
+// sign-in or consent, and WebAuthn ceremonies between begin and finish.
+type SignIn interface {
+	CreateSession(ctx context.Context, s LoginSession, max int) error // ErrAlreadyExists
+	GetSession(ctx context.Context, id string) (LoginSession, error)
+	TouchSession(ctx context.Context, id string, lastSeen, expiresAt time.Time) error
+	DeleteSession(ctx context.Context, id string) error
+	DeleteUserSessions(ctx context.Context, user, keep string) (int, error)
+	PutPendingAuthorization(ctx context.Context, p PendingAuthorization, max int) error
+	GetPendingAuthorization(ctx context.Context, id string) (PendingAuthorization, error)
+	TakePendingAuthorization(ctx context.Context, id string) (PendingAuthorization, error)
+	PutWebAuthnSession(ctx context.Context, id string, data []byte, expiresAt time.Time, max int) error
+	TakeWebAuthnSession(ctx context.Context, id string) ([]byte, error)
+}
+
+// Passkeys keeps users' WebAuthn credentials.
+type Passkeys interface {
+	CreatePasskey(ctx context.Context, p Passkey) error // ErrNotFound (user), ErrAlreadyExists
+	GetPasskey(ctx context.Context, id []byte) (Passkey, error)
+	ListPasskeys(ctx context.Context, user string) ([]Passkey, error)
+	UpdatePasskey(ctx context.Context, id []byte, fn func(*Passkey) error) error
+	DeletePasskey(ctx context.Context, user string, id []byte) error
+	CountPasskeys(ctx context.Context) (map[string]int, error)
 }
 
 // ProofJTIs keeps the DPoP proofs already seen (RFC 9449 §11.1), by the

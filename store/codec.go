@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -176,6 +178,76 @@ func ValidNoteID(id string) bool { return id != "" && !strings.Contains(id, sep)
 
 // NewNoteID returns a fresh random note id.
 func NewNoteID() (string, error) { return newNoteID() }
+
+// EncodeSession returns the stored form of a login session.
+func EncodeSession(s LoginSession) ([]byte, error) { return json.Marshal(sessionRecord(s)) }
+
+// DecodeSession reads what EncodeSession wrote.
+func DecodeSession(raw []byte) (LoginSession, error) {
+	var rec sessionRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return LoginSession{}, fmt.Errorf("store: decode session: %w", err)
+	}
+	return LoginSession(rec), nil
+}
+
+// CheckSession returns an error unless s has an id, a user free of NUL
+// bytes and an expiry.
+func CheckSession(s LoginSession) error {
+	if s.ID == "" || s.User == "" || strings.Contains(s.User, sep) || s.ExpiresAt.IsZero() {
+		return errors.New("store: a session needs an id, a user and an expiry")
+	}
+	return nil
+}
+
+// EncodePending returns the stored form of a pending authorization.
+func EncodePending(p PendingAuthorization) ([]byte, error) { return json.Marshal(pendingRecord(p)) }
+
+// DecodePending reads what EncodePending wrote.
+func DecodePending(raw []byte) (PendingAuthorization, error) {
+	var rec pendingRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return PendingAuthorization{}, fmt.Errorf("store: decode pending authorization: %w", err)
+	}
+	return PendingAuthorization(rec), nil
+}
+
+// EncodePasskey returns the stored form of a passkey.
+func EncodePasskey(p Passkey) ([]byte, error) { return json.Marshal(passkeyRecord(p)) }
+
+// DecodePasskey reads what EncodePasskey wrote.
+func DecodePasskey(raw []byte) (Passkey, error) {
+	var rec passkeyRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return Passkey{}, fmt.Errorf("store: decode passkey: %w", err)
+	}
+	return Passkey(rec), nil
+}
+
+// CheckPasskey returns an error unless p has an id of 1 to 1023 bytes, a
+// public key and a user free of NUL bytes.
+func CheckPasskey(p Passkey) error {
+	if len(p.ID) == 0 || len(p.ID) > maxCredentialID || len(p.PublicKey) == 0 || p.User == "" || strings.Contains(p.User, sep) {
+		return errors.New("store: a passkey needs an id, a public key and a user")
+	}
+	return nil
+}
+
+// SortPasskeys orders passkeys oldest first, then by id, as ListPasskeys
+// answers.
+func SortPasskeys(ps []Passkey) {
+	slices.SortStableFunc(ps, func(a, b Passkey) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.ID, b.ID)
+	})
+}
+
+// RoomToKeep is how many records of a capped kind (sessions, pending
+// authorizations, WebAuthn ceremonies) are kept when a new one finds max
+// or more: expired ones go first, then those closest to their expiry.
+func RoomToKeep(max int) int { return max * 9 / 10 }
 
 // SelectNotes returns the notes in which every word of query appears,
 // case-insensitively, in the title, the body or a tag, most recently

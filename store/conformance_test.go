@@ -23,7 +23,21 @@ func boltFixture(t *testing.T) storetest.Fixture {
 func TestConformanceBolt(t *testing.T) {
 	storetest.Run(t, boltFixture)
 	storetest.RunTransactional(t, boltFixture)
+	storetest.RunSubjectGrants(t, boltFixture)
 	storetest.RunBackend(t, func(t *testing.T, now func() time.Time) store.Backend {
 		return openTest(t, &store.Options{Now: now})
+	})
+}
+
+// TestConformanceBoltLogin runs the suite's rules of sessions and pending
+// authorizations against the bbolt store.
+func TestConformanceBoltLogin(t *testing.T) {
+	storetest.RunLogin(t, func(t *testing.T) storetest.LoginFixture {
+		clk := newClock()
+		return storetest.LoginFixture{
+			Storage: openTest(t, &store.Options{Now: clk.Now}),
+			Now:     clk.Now,
+			Advance: clk.Advance,
+		}
 	})
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ type Sink interface {
 	ImportToken(ctx context.Context, t ExportedToken) error
 	ImportJTI(ctx context.Context, key []byte, expiresAt time.Time) error
 	ImportSuccessor(ctx context.Context, key, sealed []byte, expiresAt time.Time) error
+	ImportPasskey(ctx context.Context, p Passkey) error
 }
 
 // TokenKind names what a stored fosite request stands for.
@@ -44,14 +46,16 @@ type ExportedToken struct {
 
 // ExportCounts says how many records of each kind Export handed over.
 type ExportCounts struct {
-	Secrets, Users, Clients, Consents, Notes, Tokens, JTIs, Successors int
+	Secrets, Users, Clients, Consents, Notes, Tokens, JTIs, Successors, Passkeys int
 }
 
 // Export hands every record of the store to sink, read in one transaction
 // so they are consistent: the server's secrets, users (with their password
 // hashes), clients, unexpired consents, notes, and the codes, tokens, PKCE
 // sessions, client-assertion JTIs and refresh successors that have not
-// expired. Nothing expired is copied.
+// expired, and users' passkeys. Nothing expired is copied, and no sign-in
+// state (browser sessions, pending authorizations, WebAuthn ceremonies):
+// people sign in again in the browser, clients keep their tokens.
 func (s *Store) Export(ctx context.Context, sink Sink) (ExportCounts, error) {
 	now := s.now()
 	var n ExportCounts
@@ -149,6 +153,16 @@ func (s *Store) Export(ctx context.Context, sink Sink) (ExportCounts, error) {
 					}
 					n.JTIs++
 					return sink.ImportJTI(ctx, bytes.Clone(k), exp)
+				})
+			},
+			func() error {
+				return bucket(tx, bucketPasskeys).ForEach(func(_, v []byte) error {
+					var rec passkeyRecord
+					if err := json.Unmarshal(v, &rec); err != nil {
+						return fmt.Errorf("store: decode passkey: %w", err)
+					}
+					n.Passkeys++
+					return sink.ImportPasskey(ctx, Passkey(rec))
 				})
 			},
 			func() error {

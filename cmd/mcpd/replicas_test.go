@@ -32,8 +32,6 @@ type balancer struct {
 	replicas []*testServer
 	served   []atomic.Int64
 	next     atomic.Uint64
-	// pin sends requests whose path it matches to replica 0.
-	pin func(path string) bool
 }
 
 // startReplicas starts n servers on one fresh PostgreSQL schema, each with
@@ -70,9 +68,6 @@ func newBalancerOn(t *testing.T, l net.Listener, replicas []*testServer) *balanc
 	}
 	srv := &httptest.Server{Listener: l, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		i := int(b.next.Add(1) % uint64(len(replicas)))
-		if b.pin != nil && b.pin(r.URL.Path) {
-			i = 0
-		}
 		b.served[i].Add(1)
 		proxies[i].ServeHTTP(w, r)
 	})}}
@@ -101,9 +96,6 @@ func TestReplicasOnOnePostgres(t *testing.T) {
 	l, issuer := listenerAndURL(t)
 	db, replicas := startReplicas(t, 3, issuer, "--refresh-grace", "2s")
 	lb := newBalancerOn(t, l, replicas)
-	// The login and consent pages keep their state in the memory of the
-	// replica that showed them, so they stay on one replica.
-	lb.pin = func(path string) bool { return strings.HasPrefix(path, "/authorize") }
 	mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--database", db)
 
 	clientID, redirect := publicClient(t, lb.URL, "Replicated Client")
@@ -393,7 +385,6 @@ func TestReplicasStartingAtOnce(t *testing.T) {
 		logs = append(logs, r.stderr)
 	}
 	lb := newBalancerOn(t, l, replicas)
-	lb.pin = func(path string) bool { return strings.HasPrefix(path, "/authorize") }
 	// The first user exists once, whoever created it; admin-pw is its
 	// password on every replica.
 	waitFor(t, func() bool {

@@ -29,11 +29,7 @@
 #      this build writes) into a new database, which then lists its users,
 #      and its refusal to copy into that database again.
 #
-# Environment: REPLICAS_PIN_LOGIN=1 (the default while sign-in state lives
-# in a process's memory) sends the login and consent pages (/authorize…) to
-# one replica, with another as its backup; everything else is round robin.
-# REPLICAS_PIN_LOGIN=0 balances them too. REPLICAS_KEEP=1 keeps the work
-# directory.
+# Environment: REPLICAS_KEEP=1 keeps the work directory.
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -125,10 +121,6 @@ done
 log "three replicas healthy: ${replica_urls[*]}"
 
 # --- balancer ----------------------------------------------------------------
-pin=""
-if [[ "${REPLICAS_PIN_LOGIN:-1}" == 1 ]]; then
-  pin=$'    acl login path_beg /authorize\n    use_backend login if login'
-fi
 cat >"$work/haproxy.cfg" <<EOF
 global
     maxconn 1000
@@ -142,7 +134,6 @@ defaults
     option redispatch
 frontend mcpd
     bind 127.0.0.1:$lb_port
-$pin
     default_backend replicas
 backend replicas
     balance roundrobin
@@ -152,9 +143,6 @@ backend replicas
     server r1 ${replica_urls[0]#http://} check
     server r2 ${replica_urls[1]#http://} check
     server r3 ${replica_urls[2]#http://} check
-backend login
-    server r1 ${replica_urls[0]#http://} check
-    server r2 ${replica_urls[1]#http://} check backup
 EOF
 haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
 haproxy_pid=$!
@@ -163,7 +151,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 curl -fsS -o /dev/null "$issuer/healthz" || { echo "replicas: HAProxy does not answer; its log:" >&2; cat "$work/haproxy.log" >&2; exit 1; }
-log "HAProxy round robin at $issuer${pin:+ (login pages pinned to replica 1)}"
+log "HAProxy round robin at $issuer, every path balanced"
 
 printf '%s\n' "$password" | "$MCPD" user add alice --password-stdin --database "$DB" >"$work/user-add.log" 2>&1
 record "mcpd user add alice --database (no admin socket)" $? "$(tr -d '\n' <"$work/user-add.log")"

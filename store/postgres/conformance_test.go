@@ -42,8 +42,22 @@ func fixture(t *testing.T) storetest.Fixture {
 func TestConformancePostgres(t *testing.T) {
 	storetest.Run(t, fixture)
 	storetest.RunTransactional(t, fixture)
+	storetest.RunSubjectGrants(t, fixture)
 	storetest.RunBackend(t, func(t *testing.T, now func() time.Time) store.Backend {
 		return openTest(t, &postgres.Options{Now: now})
+	})
+}
+
+// TestConformancePostgresLogin runs the suite's rules of sign-in state and
+// passkeys against the PostgreSQL store.
+func TestConformancePostgresLogin(t *testing.T) {
+	storetest.RunLogin(t, func(t *testing.T) storetest.LoginFixture {
+		clk := storetest.NewClock()
+		return storetest.LoginFixture{
+			Storage: openTest(t, &postgres.Options{Now: clk.Now}),
+			Now:     clk.Now,
+			Advance: clk.Advance,
+		}
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/mcpd/mcpd/store"
@@ -13,7 +14,8 @@ import (
 var ErrNotEmpty = errors.New("the PostgreSQL database is not empty")
 
 // tables are every table of records, for Import's emptiness check.
-var tables = []string{"secrets", "users", "clients", "consents", "notes", "tokens", "jtis", "successors"}
+var tables = []string{"secrets", "users", "clients", "consents", "notes", "tokens", "jtis", "successors",
+	"sessions", "pending_authorizations", "webauthn_sessions", "passkeys"}
 
 // Import runs fn with a store.Sink that writes into one transaction, and
 // commits it when fn succeeds, so a migration lands whole or not at all.
@@ -26,7 +28,7 @@ func (s *Store) Import(ctx context.Context, fn func(ctx context.Context, sink st
 		if err != nil {
 			return err
 		}
-		if _, err := q.Exec(ctx, "LOCK TABLE secrets, users, clients, consents, notes, tokens, jtis, successors IN EXCLUSIVE MODE"); err != nil {
+		if _, err := q.Exec(ctx, "LOCK TABLE "+strings.Join(tables, ", ")+" IN EXCLUSIVE MODE"); err != nil {
 			return fmt.Errorf("postgres: import: %w", err)
 		}
 		for _, t := range tables {

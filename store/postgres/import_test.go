@@ -82,6 +82,7 @@ func fillBolt(t *testing.T) *store.Store {
 	must(t, b.SetClientAssertionJWT(bg, "jti-1", time.Now().Add(time.Hour)))
 	must(t, b.SetClientAssertionJWT(bg, "jti-old", time.Now().Add(-time.Hour)))
 	must(t, b.PutRefreshSuccessor(bg, "rt-1", []byte("sealed"), time.Now().Add(time.Minute)))
+	must(t, b.CreatePasskey(bg, store.Passkey{ID: []byte{1, 2, 3}, User: "alice", Name: "laptop", PublicKey: []byte("cose"), SignCount: 7, Transports: []string{"internal"}, UserVerified: true}))
 	return b
 }
 
@@ -98,12 +99,12 @@ func TestImportFromBolt(t *testing.T) {
 	}))
 	// Tokens: rt-1 (rotated), at-2, rt-2, code-1 and its PKCE session; at-1
 	// went with the rotation, at-expired is not copied.
-	wantCounts := store.ExportCounts{Secrets: 1, Users: 2, Clients: 2, Consents: 1, Notes: 2, Tokens: 5, JTIs: 1, Successors: 1}
+	wantCounts := store.ExportCounts{Secrets: 1, Users: 2, Clients: 2, Consents: 1, Notes: 2, Tokens: 5, JTIs: 1, Successors: 1, Passkeys: 1}
 	if diff := cmp.Diff(wantCounts, counts); diff != "" {
 		t.Errorf("exported (-want +got):\n%s", diff)
 	}
 
-	t.Run("users, clients, consents and notes are the same on both", func(t *testing.T) {
+	t.Run("users, clients, consents, notes and passkeys are the same on both", func(t *testing.T) {
 		for _, c := range []struct {
 			what string
 			get  func(store.Backend) (any, error)
@@ -116,6 +117,7 @@ func TestImportFromBolt(t *testing.T) {
 			{"LiveGrants", func(s store.Backend) (any, error) { return s.LiveGrants(bg) }},
 			{"LookupAccessToken(at-2)", func(s store.Backend) (any, error) { return s.LookupAccessToken(bg, "at-2") }},
 			{"Secret(token-hmac)", func(s store.Backend) (any, error) { return s.Secret(bg, "token-hmac", 32) }},
+			{"ListPasskeys(alice)", func(s store.Backend) (any, error) { return s.ListPasskeys(bg, "alice") }},
 		} {
 			want, err := c.get(b)
 			must(t, err)

@@ -13,8 +13,9 @@ import (
 // for long.
 const sweepBatch = 1000
 
-// Sweep removes every expired code, token, PKCE session, JTI, consent and
-// refresh successor, and dynamic clients that never completed an
+// Sweep removes every expired code, token, PKCE session, JTI, consent,
+// refresh successor, login session, pending authorization and WebAuthn
+// ceremony, and dynamic clients that never completed an
 // authorization within Options.UnactivatedClientTTL (with their grants and
 // consents). Its Index count is always zero: the database keeps its own
 // indexes.
@@ -32,6 +33,9 @@ func (s *Store) Sweep(ctx context.Context) (store.SweepStats, error) {
 		{&st.JTIs, "DELETE FROM jtis WHERE key IN (SELECT key FROM jtis WHERE expires_at <= $1 LIMIT $2)"},
 		{&st.Successors, "DELETE FROM successors WHERE key IN (SELECT key FROM successors WHERE expires_at <= $1 LIMIT $2)"},
 		{&st.Consents, "DELETE FROM consents WHERE (user_name, client_id) IN (SELECT user_name, client_id FROM consents WHERE expires_at <= $1 LIMIT $2)"},
+		{&st.Sessions, "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= $1 LIMIT $2)"},
+		{&st.Pending, "DELETE FROM pending_authorizations WHERE id IN (SELECT id FROM pending_authorizations WHERE expires_at <= $1 LIMIT $2)"},
+		{&st.Ceremonies, "DELETE FROM webauthn_sessions WHERE id IN (SELECT id FROM webauthn_sessions WHERE expires_at <= $1 LIMIT $2)"},
 	}
 	for _, step := range steps {
 		for {
@@ -116,7 +120,8 @@ func (s *Store) RunJanitor(ctx context.Context, interval time.Duration) {
 		case st != (store.SweepStats{}):
 			s.log.Info("store: janitor swept", "codes", st.Codes, "access", st.Access,
 				"refresh", st.Refresh, "pkce", st.PKCE, "jtis", st.JTIs, "consents", st.Consents,
-				"successors", st.Successors, "clients", st.Clients)
+				"successors", st.Successors, "clients", st.Clients, "sessions", st.Sessions,
+				"pending", st.Pending, "ceremonies", st.Ceremonies)
 		}
 	}
 }

@@ -80,9 +80,9 @@ func (s *Store) SetPassword(ctx context.Context, name, password string) error {
 	})
 }
 
-// DeleteUser removes a user, ends every grant whose subject is that user,
-// and deletes the user's consents and notes. store.ErrNotFound for an
-// unknown user.
+// DeleteUser removes a user, ends every grant whose subject is that user
+// and every login session of theirs, and deletes the user's passkeys,
+// consents and notes. store.ErrNotFound for an unknown user.
 func (s *Store) DeleteUser(ctx context.Context, name string) error {
 	if !textOK(name) {
 		return store.ErrNotFound
@@ -100,6 +100,12 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 			return store.ErrNotFound
 		}
 		if _, err := s.revokeGrantsWhere(ctx, "subject", name); err != nil {
+			return err
+		}
+		if _, err := q.Exec(ctx, "DELETE FROM sessions WHERE user_name = $1", name); err != nil {
+			return err
+		}
+		if _, err := q.Exec(ctx, "DELETE FROM passkeys WHERE user_name = $1", name); err != nil {
 			return err
 		}
 		if _, err := q.Exec(ctx, "DELETE FROM consents WHERE user_name = $1", name); err != nil {
@@ -150,11 +156,14 @@ func (s *Store) UserExists(ctx context.Context, name string) (bool, error) {
 }
 
 // Authenticate returns nil when password is the user's, and
-// store.ErrBadCredentials otherwise. An unknown user costs one argon2id
-// run too, so the answer takes the same time either way.
+// store.ErrBadCredentials otherwise. An unknown user, and a user without a
+// password, cost one argon2id run too, so the answer takes the same time
+// either way.
 func (s *Store) Authenticate(ctx context.Context, name, password string) error {
 	hash, err := s.passwordHash(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && hash == "") {
+		// An unknown user, or one without a password (signed up through
+		// an identity provider), costs what a wrong password costs.
 		store.BurnPassword(password)
 		return store.ErrBadCredentials
 	}
@@ -162,6 +171,14 @@ func (s *Store) Authenticate(ctx context.Context, name, password string) error {
 		return err
 	}
 	return store.CheckPassword(hash, password)
+}
+
+// HasPassword reports whether the user has a password; a user created
+// through an identity provider may have none. store.ErrNotFound for an
+// unknown user.
+func (s *Store) HasPassword(ctx context.Context, name string) (bool, error) {
+	hash, err := s.passwordHash(ctx, name)
+	return hash != "", err
 }
 
 func (s *Store) passwordHash(ctx context.Context, name string) (string, error) {

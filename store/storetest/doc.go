@@ -17,6 +17,12 @@
 //     A method added to store.Backend gets its rules here, so every
 //     backend proves it implements it.
 //
+// RunLogin checks mcpd's own records of the sign-in flow, which every
+// backend keeps: signed-in browser sessions and pending authorization
+// requests (expiry, single use, caps against floods); RunSubjectGrants the
+// listing and revocation of a user's grants per client; RunProofJTIs the
+// DPoP proof records.
+//
 // Rules specific to one backend (bbolt's file, group commit and journal;
 // PostgreSQL's migrations and listener) are tested in that backend's
 // package. The package imports no other mcpd package than store.
