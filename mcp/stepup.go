@@ -1,83 +1,51 @@
 package mcp
 
 import (
-	"bytes"
-	"errors"
-	"io"
 	"net/http"
 	"slices"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
-	"github.com/segmentio/encoding/json"
 )
-
-// rpcCall is the part of a JSON-RPC message the scope check reads.
-type rpcCall struct {
-	Method string `json:"method"`
-	Params struct {
-		Name string `json:"name"` // tools/call, prompts/get
-		URI  string `json:"uri"`  // resources/read
-	} `json:"params"`
-}
 
 // requireScopes answers 403 insufficient_scope when a POSTed tools/call,
 // resources/read or prompts/get needs a scope the token lacks. It reads the
-// body (bounded by MaxBodyBytes) and restores it for the SDK. A batch is
-// refused when any of its calls would be. A body that is not JSON-RPC is
-// left to the SDK to reject.
+// calls that readInbound decoded. A batch is refused when any of its calls
+// would be. A body that is not JSON-RPC is left to the SDK to reject.
 func (s *Server) requireScopes(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.Body == nil {
+		if r.Method != http.MethodPost {
 			next.ServeHTTP(w, r)
 			return
 		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-		r.Body.Close()
-		if err != nil {
-			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-				http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
-				return
-			}
-			http.Error(w, "reading request body failed", http.StatusBadRequest)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
 		ti, err := verifiedTokenInfo(r.Context())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		if missing := s.missingScopes(body, ti); len(missing) > 0 {
-			granted := slices.Clone(ti.Scopes)
-			want := missing
-			for _, g := range granted {
-				if !slices.Contains(want, g) {
-					want = append(want, g)
-				}
-			}
-			s.insufficientScope(w, r, want)
+		if missing := s.missingScopes(inboundFrom(r.Context()).calls, ti); len(missing) > 0 {
+			s.insufficientScope(w, r, stepUpScopes(ti.Scopes, missing))
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// missingScopes returns the scopes that the calls in body need and ti
-// lacks, in the order first needed.
-func (s *Server) missingScopes(body []byte, ti *auth.TokenInfo) []string {
-	var calls []rpcCall
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		if decodeLikeSDK(trimmed, &calls) != nil {
-			return nil
+// stepUpScopes is the scope a 403 challenge names: what the request needs
+// and the token lacks, then every scope the token already has, so that a
+// client that re-authorizes with it never loses a scope (SEP-2350).
+func stepUpScopes(granted, missing []string) []string {
+	want := slices.Clone(missing)
+	for _, g := range granted {
+		if !slices.Contains(want, g) {
+			want = append(want, g)
 		}
-	} else {
-		var c rpcCall
-		if decodeLikeSDK(trimmed, &c) != nil {
-			return nil
-		}
-		calls = []rpcCall{c}
 	}
+	return want
+}
+
+// missingScopes returns the scopes that calls need and ti lacks, in the
+// order first needed.
+func (s *Server) missingScopes(calls []rpcCall, ti *auth.TokenInfo) []string {
 	var missing []string
 	for _, c := range calls {
 		for _, sc := range s.scopesFor(c) {
@@ -87,20 +55,6 @@ func (s *Server) missingScopes(body []byte, ti *auth.TokenInfo) []string {
 		}
 	}
 	return missing
-}
-
-// decodeLikeSDK decodes JSON the way the go-sdk decodes JSON-RPC messages:
-// with segmentio/encoding and case-sensitive field names. encoding/json
-// matches names case-insensitively, so {"name":"note_save","NAME":"whoami"}
-// would read as whoami here while the SDK runs note_save.
-//
-// It parses the first JSON value of data in place, as a Decoder would
-// (trailing bytes are ignored), without the 32 KiB read buffer every
-// segmentio Decoder allocates: that buffer was 7 % of the bytes allocated
-// per tools/call (docs/benchmarks.md).
-func decodeLikeSDK(data []byte, v any) error {
-	_, err := json.Parse(data, v, json.DontMatchCaseInsensitiveStructFields)
-	return err
 }
 
 // scopesFor returns the scopes one JSON-RPC call needs. Unknown tools and
