@@ -8,7 +8,9 @@
 #   - a throw-away PostgreSQL cluster (scripts/pgcluster.sh), as the user
 #     postgres when run as root;
 #   - three replicas, each with its own data directory and log, one issuer
-#     (the balancer's URL), --access-token-ttl 3s so the clients refresh;
+#     (the balancer's URL), --access-token-ttl 3s so the clients refresh,
+#     and room for the run's registrations (the limit counts per replica:
+#     the run registers some 30 clients from one address in a minute);
 #   - HAProxy: balance roundrobin, health checks on /healthz, a request
 #     that could not reach a replica retried on another (retry-on
 #     conn-failure, option redispatch).
@@ -101,6 +103,7 @@ for i in 1 2 3; do
   mkdir -p "$work/r$i"
   MCPD_INITIAL_PASSWORD="admin-$password" "$MCPD" serve --listen "127.0.0.1:$port" --issuer "$issuer" \
     --data "$work/r$i" --database "$DB" --mcp-stateless true --access-token-ttl 3s \
+    --registrations-per-minute 600 \
     --log-format json >"$work/r$i.log" 2>&1 &
   pids+=($!)
   replica_urls+=("http://127.0.0.1:$port")
