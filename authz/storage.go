@@ -36,6 +36,7 @@ type Storage interface {
 	SuccessorStore
 	AccessTokenReader
 	KeyLocker
+	ProofJTIStore
 	SessionStore
 	SubjectGrantStore
 	PasskeyStore
@@ -182,6 +183,15 @@ type KeyLocker interface {
 	// sharing the storage, holds key, or ctx ends; it returns the function
 	// that gives the key up.
 	LockKey(ctx context.Context, key string) (unlock func(), err error)
+}
+
+// ProofJTIStore remembers the DPoP proofs the token endpoint accepted
+// (RFC 9449 §11.1), in the transaction that issues the tokens when ctx
+// carries one.
+type ProofJTIStore interface {
+	// RememberProofJTI records key until exp; ErrAlreadyExists, and no
+	// change, when key is recorded and has not expired.
+	RememberProofJTI(ctx context.Context, key string, exp time.Time) error
 }
 
 // AccessTokenReader reads what Verify needs of an access token's record

@@ -45,6 +45,7 @@ type Backend interface {
 	ProofJTIs
 	SignIn
 	Passkeys
+	Identities
 
 	// LookupAccessToken reads what bearer-token verification needs of an
 	// access token (see AccessTokenInfo); ErrNotFound when there is none

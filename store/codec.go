@@ -116,9 +116,10 @@ func CheckPassword(hash, password string) error {
 // name, so it costs what a wrong password costs.
 func BurnPassword(password string) { burnPassword(password) }
 
-// EncodeUser returns the stored form of a user and its password hash.
+// EncodeUser returns the stored form of a user and its password hash ("":
+// none, the user signs in only through an identity provider).
 func EncodeUser(u User, passwordHash string) ([]byte, error) {
-	raw, err := json.Marshal(userRecord{Name: u.Name, PasswordHash: passwordHash, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt})
+	raw, err := json.Marshal(userRecord{Name: u.Name, PasswordHash: passwordHash, Email: u.Email, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt})
 	if err != nil {
 		return nil, fmt.Errorf("store: encode user: %w", err)
 	}
@@ -131,7 +132,32 @@ func DecodeUser(raw []byte) (u User, passwordHash string, err error) {
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return User{}, "", fmt.Errorf("store: decode user: %w", err)
 	}
-	return User{Name: rec.Name, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt}, rec.PasswordHash, nil
+	return User{Name: rec.Name, Email: rec.Email, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt}, rec.PasswordHash, nil
+}
+
+// ValidUserName reports whether name can name a user: UTF-8, not empty,
+// without white space, ':' or control characters.
+func ValidUserName(name string) bool { return validUserName(name) }
+
+// EncodeIdentity returns the stored form of a linked identity.
+func EncodeIdentity(id Identity) ([]byte, error) { return json.Marshal(identityRecord(id)) }
+
+// DecodeIdentity reads what EncodeIdentity wrote.
+func DecodeIdentity(raw []byte) (Identity, error) {
+	var rec identityRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return Identity{}, fmt.Errorf("store: decode identity: %w", err)
+	}
+	return Identity(rec), nil
+}
+
+// CheckIdentity returns an error unless id has an issuer and a subject free
+// of NUL bytes, a provider and a user.
+func CheckIdentity(id Identity) error {
+	if !validIdentityKey(id.Issuer, id.Subject) || id.Provider == "" || strings.Contains(id.User, sep) {
+		return errors.New("store: an identity needs an issuer, a subject, a provider and a user")
+	}
+	return nil
 }
 
 // EncodeConsent returns the stored form of c.

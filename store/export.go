@@ -23,6 +23,8 @@ type Sink interface {
 	ImportJTI(ctx context.Context, key []byte, expiresAt time.Time) error
 	ImportSuccessor(ctx context.Context, key, sealed []byte, expiresAt time.Time) error
 	ImportPasskey(ctx context.Context, p Passkey) error
+	ImportIdentity(ctx context.Context, id Identity) error
+	ImportUpstreamToken(ctx context.Context, user, provider string, sealed []byte) error
 }
 
 // TokenKind names what a stored fosite request stands for.
@@ -46,14 +48,15 @@ type ExportedToken struct {
 
 // ExportCounts says how many records of each kind Export handed over.
 type ExportCounts struct {
-	Secrets, Users, Clients, Consents, Notes, Tokens, JTIs, Successors, Passkeys int
+	Secrets, Users, Clients, Consents, Notes, Tokens, JTIs, Successors, Passkeys, Identities, UpstreamTokens int
 }
 
 // Export hands every record of the store to sink, read in one transaction
 // so they are consistent: the server's secrets, users (with their password
 // hashes), clients, unexpired consents, notes, and the codes, tokens, PKCE
 // sessions, client-assertion JTIs and refresh successors that have not
-// expired, and users' passkeys. Nothing expired is copied, and no sign-in
+// expired, users' passkeys, and what identity providers linked: identities
+// and sealed upstream tokens (emails are part of the users). Nothing expired is copied, and no sign-in
 // state (browser sessions, pending authorizations, WebAuthn ceremonies):
 // people sign in again in the browser, clients keep their tokens.
 func (s *Store) Export(ctx context.Context, sink Sink) (ExportCounts, error) {
@@ -163,6 +166,26 @@ func (s *Store) Export(ctx context.Context, sink Sink) (ExportCounts, error) {
 					}
 					n.Passkeys++
 					return sink.ImportPasskey(ctx, Passkey(rec))
+				})
+			},
+			func() error {
+				return bucket(tx, bucketIdentities).ForEach(func(_, v []byte) error {
+					id, err := DecodeIdentity(v)
+					if err != nil {
+						return err
+					}
+					n.Identities++
+					return sink.ImportIdentity(ctx, id)
+				})
+			},
+			func() error {
+				return bucket(tx, bucketUpstreamTokens).ForEach(func(k, v []byte) error {
+					user, provider, ok := strings.Cut(string(k), sep)
+					if !ok {
+						return fmt.Errorf("store: export: upstream token key without provider")
+					}
+					n.UpstreamTokens++
+					return sink.ImportUpstreamToken(ctx, user, provider, bytes.Clone(v))
 				})
 			},
 			func() error {

@@ -71,8 +71,9 @@ func openBackend(ctx context.Context, database, dataDir string, logger *slog.Log
 const migrateUsage = `Usage: mcpd migrate-to-postgres --database URL [--data DIR]
 
 Copies the bbolt database DATA/mcpd.db into the PostgreSQL database URL
-(or MCPD_DATABASE): the server's keys, users with their password hashes
-and passkeys, clients, consents, notes, and the live grants (codes, access
+(or MCPD_DATABASE): the server's keys, users with their password hashes,
+emails, passkeys, linked identities and sealed upstream tokens, clients,
+consents, notes, and the live grants (codes, access
 and refresh tokens, refresh successors, client-assertion JTIs), so clients
 keep working without logging in again. Nothing expired is copied, and no
 browser session: people sign in again in the browser. The target must be
@@ -123,8 +124,8 @@ func (e cliEnv) migrateToPostgres(args []string) error {
 	if err != nil {
 		return fmt.Errorf("migrate-to-postgres: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "copied %s to %s: %d users, %d clients, %d consents, %d notes, %d passkeys, %d tokens and codes, %d refresh successors, %d JTIs, %d keys\n",
-		path, displayDatabase(*database, ""), n.Users, n.Clients, n.Consents, n.Notes, n.Passkeys, n.Tokens, n.Successors, n.JTIs, n.Secrets)
+	fmt.Fprintf(e.stdout, "copied %s to %s: %d users, %d clients, %d consents, %d notes, %d passkeys, %d linked identities, %d upstream tokens, %d tokens and codes, %d refresh successors, %d JTIs, %d keys\n",
+		path, displayDatabase(*database, ""), n.Users, n.Clients, n.Consents, n.Notes, n.Passkeys, n.Identities, n.UpstreamTokens, n.Tokens, n.Successors, n.JTIs, n.Secrets)
 	fmt.Fprintln(e.stdout, "start the replicas with --database (or MCPD_DATABASE); keep the bbolt file until they serve.")
 	return nil
 }

@@ -61,6 +61,12 @@ func TestConformancePostgresLogin(t *testing.T) {
 	})
 }
 
+// TestConformancePostgresIdentities runs the suite's rules of identity
+// providers' records against the PostgreSQL store.
+func TestConformancePostgresIdentities(t *testing.T) {
+	storetest.RunIdentities(t, func(t *testing.T) storetest.IdentityStorage { return openTest(t, nil) })
+}
+
 func TestConformanceProofJTIsPostgres(t *testing.T) {
 	storetest.RunProofJTIs(t, func(t *testing.T) storetest.ProofJTIStore { return openTest(t, nil) }, store.ErrAlreadyExists)
 }

@@ -15,7 +15,7 @@ var ErrNotEmpty = errors.New("the PostgreSQL database is not empty")
 
 // tables are every table of records, for Import's emptiness check.
 var tables = []string{"secrets", "users", "clients", "consents", "notes", "tokens", "jtis", "successors",
-	"sessions", "pending_authorizations", "webauthn_sessions", "passkeys"}
+	"sessions", "pending_authorizations", "webauthn_sessions", "passkeys", "identities", "upstream_tokens", "idp_states"}
 
 // Import runs fn with a store.Sink that writes into one transaction, and
 // commits it when fn succeeds, so a migration lands whole or not at all.
@@ -71,7 +71,11 @@ func (im importer) ImportUser(ctx context.Context, u store.User, passwordHash st
 	if err != nil {
 		return err
 	}
-	return im.exec(ctx, "INSERT INTO users (name, data) VALUES ($1, $2)", u.Name, data)
+	var email *string
+	if u.Email != "" {
+		email = &u.Email
+	}
+	return im.exec(ctx, "INSERT INTO users (name, email, data) VALUES ($1, $2, $3)", u.Name, email, data)
 }
 
 func (im importer) ImportClient(ctx context.Context, c *store.Client) error {

@@ -82,6 +82,9 @@ func fillBolt(t *testing.T) *store.Store {
 	must(t, b.SetClientAssertionJWT(bg, "jti-1", time.Now().Add(time.Hour)))
 	must(t, b.SetClientAssertionJWT(bg, "jti-old", time.Now().Add(-time.Hour)))
 	must(t, b.PutRefreshSuccessor(bg, "rt-1", []byte("sealed"), time.Now().Add(time.Minute)))
+	must(t, b.CreateExternalUser(bg, "carol", "Carol@Example.com"))
+	must(t, b.LinkIdentity(bg, store.Identity{Issuer: "https://idp.example", Subject: "c-1", Provider: "example", User: "carol", Email: "carol@example.com"}))
+	must(t, b.PutUpstreamToken(bg, "carol", "example", []byte("sealed upstream")))
 	must(t, b.CreatePasskey(bg, store.Passkey{ID: []byte{1, 2, 3}, User: "alice", Name: "laptop", PublicKey: []byte("cose"), SignCount: 7, Transports: []string{"internal"}, UserVerified: true}))
 	return b
 }
@@ -99,7 +102,7 @@ func TestImportFromBolt(t *testing.T) {
 	}))
 	// Tokens: rt-1 (rotated), at-2, rt-2, code-1 and its PKCE session; at-1
 	// went with the rotation, at-expired is not copied.
-	wantCounts := store.ExportCounts{Secrets: 1, Users: 2, Clients: 2, Consents: 1, Notes: 2, Tokens: 5, JTIs: 1, Successors: 1, Passkeys: 1}
+	wantCounts := store.ExportCounts{Secrets: 1, Clients: 2, Consents: 1, Notes: 2, Tokens: 5, JTIs: 1, Successors: 1, Passkeys: 1, Identities: 1, UpstreamTokens: 1, Users: 3}
 	if diff := cmp.Diff(wantCounts, counts); diff != "" {
 		t.Errorf("exported (-want +got):\n%s", diff)
 	}
@@ -118,6 +121,9 @@ func TestImportFromBolt(t *testing.T) {
 			{"LookupAccessToken(at-2)", func(s store.Backend) (any, error) { return s.LookupAccessToken(bg, "at-2") }},
 			{"Secret(token-hmac)", func(s store.Backend) (any, error) { return s.Secret(bg, "token-hmac", 32) }},
 			{"ListPasskeys(alice)", func(s store.Backend) (any, error) { return s.ListPasskeys(bg, "alice") }},
+			{"ListIdentities(carol)", func(s store.Backend) (any, error) { return s.ListIdentities(bg, "carol") }},
+			{"LookupUserByEmail", func(s store.Backend) (any, error) { return s.LookupUserByEmail(bg, "CAROL@example.com") }},
+			{"GetUpstreamToken", func(s store.Backend) (any, error) { return s.GetUpstreamToken(bg, "carol", "example") }},
 		} {
 			want, err := c.get(b)
 			must(t, err)

@@ -14,8 +14,8 @@ import (
 const sweepBatch = 1000
 
 // Sweep removes every expired code, token, PKCE session, JTI, consent,
-// refresh successor, login session, pending authorization and WebAuthn
-// ceremony, and dynamic clients that never completed an
+// refresh successor, login session, pending authorization, WebAuthn
+// ceremony and unfinished identity-provider sign-in, and dynamic clients that never completed an
 // authorization within Options.UnactivatedClientTTL (with their grants and
 // consents). Its Index count is always zero: the database keeps its own
 // indexes.
@@ -36,6 +36,7 @@ func (s *Store) Sweep(ctx context.Context) (store.SweepStats, error) {
 		{&st.Sessions, "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= $1 LIMIT $2)"},
 		{&st.Pending, "DELETE FROM pending_authorizations WHERE id IN (SELECT id FROM pending_authorizations WHERE expires_at <= $1 LIMIT $2)"},
 		{&st.Ceremonies, "DELETE FROM webauthn_sessions WHERE id IN (SELECT id FROM webauthn_sessions WHERE expires_at <= $1 LIMIT $2)"},
+		{&st.IDPStates, "DELETE FROM idp_states WHERE key IN (SELECT key FROM idp_states WHERE expires_at <= $1 LIMIT $2)"},
 	}
 	for _, step := range steps {
 		for {
@@ -121,7 +122,7 @@ func (s *Store) RunJanitor(ctx context.Context, interval time.Duration) {
 			s.log.Info("store: janitor swept", "codes", st.Codes, "access", st.Access,
 				"refresh", st.Refresh, "pkce", st.PKCE, "jtis", st.JTIs, "consents", st.Consents,
 				"successors", st.Successors, "clients", st.Clients, "sessions", st.Sessions,
-				"pending", st.Pending, "ceremonies", st.Ceremonies)
+				"pending", st.Pending, "ceremonies", st.Ceremonies, "idp_states", st.IDPStates)
 		}
 	}
 }

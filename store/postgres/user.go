@@ -82,7 +82,8 @@ func (s *Store) SetPassword(ctx context.Context, name, password string) error {
 
 // DeleteUser removes a user, ends every grant whose subject is that user
 // and every login session of theirs, and deletes the user's passkeys,
-// consents and notes. store.ErrNotFound for an unknown user.
+// consents, notes, linked identities, email address and upstream tokens.
+// store.ErrNotFound for an unknown user.
 func (s *Store) DeleteUser(ctx context.Context, name string) error {
 	if !textOK(name) {
 		return store.ErrNotFound
@@ -105,8 +106,10 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 		if _, err := q.Exec(ctx, "DELETE FROM sessions WHERE user_name = $1", name); err != nil {
 			return err
 		}
-		if _, err := q.Exec(ctx, "DELETE FROM passkeys WHERE user_name = $1", name); err != nil {
-			return err
+		for _, table := range []string{"passkeys", "identities", "upstream_tokens"} {
+			if _, err := q.Exec(ctx, "DELETE FROM "+table+" WHERE user_name = $1", name); err != nil {
+				return err
+			}
 		}
 		if _, err := q.Exec(ctx, "DELETE FROM consents WHERE user_name = $1", name); err != nil {
 			return err

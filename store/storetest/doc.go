@@ -21,7 +21,9 @@
 // backend keeps: signed-in browser sessions and pending authorization
 // requests (expiry, single use, caps against floods); RunSubjectGrants the
 // listing and revocation of a user's grants per client; RunProofJTIs the
-// DPoP proof records.
+// DPoP proof records; RunIdentities the records of upstream identity
+// providers: users known by email, linked identities, sealed upstream
+// tokens and pending sign-in states.
 //
 // Rules specific to one backend (bbolt's file, group commit and journal;
 // PostgreSQL's migrations and listener) are tested in that backend's
