@@ -131,6 +131,12 @@ func (s *Store) Export(ctx context.Context, sink Sink) (ExportCounts, error) {
 						if err != nil {
 							return err
 						}
+						// Encoded afresh, not copied: the JSON every
+						// backend reads, whatever form this file keeps.
+						raw, err := json.Marshal(rec)
+						if err != nil {
+							return fmt.Errorf("store: export: encode request: %w", err)
+						}
 						n.Tokens++
 						return sink.ImportToken(ctx, ExportedToken{
 							Kind:   kind.kind,
@@ -138,7 +144,7 @@ func (s *Store) Export(ctx context.Context, sink Sink) (ExportCounts, error) {
 							Active: rec.Active,
 							Request: EncodedRequest{
 								ID: rec.ID, ClientID: rec.ClientID, Subject: rec.Subject,
-								ExpiresAt: rec.ExpiresAt, JSON: bytes.Clone(v[8:]),
+								ExpiresAt: rec.ExpiresAt, JSON: raw,
 							},
 						})
 					})
