@@ -16,6 +16,9 @@ func (s *Store) SweepOnce(ctx context.Context) (store.SweepStats, bool, error) {
 	return s.sweepOnce(ctx)
 }
 
+// LockID is the advisory lock id of a LockKey key.
+func LockID(key string) int64 { return lockID(key) }
+
 // LockJanitor is the advisory lock id of the janitor.
 const LockJanitor = lockJanitor
 
