@@ -28,10 +28,9 @@ import (
 // stickiness, as HAProxy runs in e2e/replicas. It counts the requests each
 // replica served.
 type balancer struct {
-	URL      string
-	replicas []*testServer
-	served   []atomic.Int64
-	next     atomic.Uint64
+	URL    string
+	served []atomic.Int64
+	next   atomic.Uint64
 }
 
 // startReplicas starts n servers on one fresh PostgreSQL schema, each with
@@ -60,7 +59,7 @@ func listenerAndURL(t *testing.T) (net.Listener, string) {
 
 // newBalancerOn starts a balancer serving on l.
 func newBalancerOn(t *testing.T, l net.Listener, replicas []*testServer) *balancer {
-	b := &balancer{replicas: replicas, served: make([]atomic.Int64, len(replicas)), URL: "http://" + l.Addr().String()}
+	b := &balancer{served: make([]atomic.Int64, len(replicas)), URL: "http://" + l.Addr().String()}
 	proxies := make([]*httputil.ReverseProxy, len(replicas))
 	for i, r := range replicas {
 		u, _ := url.Parse(r.URL)
