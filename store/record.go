@@ -254,8 +254,10 @@ func peekRequest(v []byte) (recordHeader, error) {
 	return h, r.err
 }
 
-// legacyRecord is a record as release v1 wrote it, in JSON.
-type legacyRecord struct {
+// jsonRecord is a request record as JSON: how release v1 stored it in the
+// file, and how the other backends store it (EncodeRequest), so that a
+// change of the lean form stays this file's.
+type jsonRecord struct {
 	ID                string          `json:"id"`
 	ClientID          string          `json:"client_id"`
 	Subject           string          `json:"subject,omitempty"`
@@ -268,12 +270,34 @@ type legacyRecord struct {
 	Session           json.RawMessage `json:"session,omitempty"`
 	Active            bool            `json:"active"`
 	ExpiresAt         time.Time       `json:"expires_at"`
-	ConfirmationJKT   string          `json:"cnf_jkt,omitempty"` // written by builds between v1 and the lean form
+	ConfirmationJKT   string          `json:"cnf_jkt,omitempty"`
 }
 
-func decodeLegacyRequest(v []byte) (*requestRecord, error) {
-	var l legacyRecord
-	if err := json.Unmarshal(v[8:], &l); err != nil {
+// marshalJSON returns the JSON form of rec, its session as JSON.
+func (rec *requestRecord) marshalJSON() ([]byte, error) {
+	sess := rec.Session.JSON
+	if rec.Session.Default != nil {
+		var err error
+		if sess, err = json.Marshal(rec.Session.Default); err != nil {
+			return nil, fmt.Errorf("store: encode session: %w", err)
+		}
+	}
+	raw, err := json.Marshal(jsonRecord{
+		ID: rec.ID, ClientID: rec.ClientID, Subject: rec.Subject, RequestedAt: rec.RequestedAt,
+		RequestedScopes: rec.RequestedScopes, GrantedScopes: rec.GrantedScopes,
+		RequestedAudience: rec.RequestedAudience, GrantedAudience: rec.GrantedAudience,
+		Form: rec.Form, Session: sess, Active: rec.Active, ExpiresAt: rec.ExpiresAt, ConfirmationJKT: rec.ConfirmationJKT,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: encode request: %w", err)
+	}
+	return raw, nil
+}
+
+// unmarshalJSONRecord reads the JSON form of a record.
+func unmarshalJSONRecord(raw []byte) (*requestRecord, error) {
+	var l jsonRecord
+	if err := json.Unmarshal(raw, &l); err != nil {
 		return nil, fmt.Errorf("store: decode request: %w", err)
 	}
 	rec := &requestRecord{
@@ -287,6 +311,10 @@ func decodeLegacyRequest(v []byte) (*requestRecord, error) {
 	}
 	return rec, nil
 }
+
+// decodeLegacyRequest reads a record of release v1: its expiry prefix and
+// its JSON.
+func decodeLegacyRequest(v []byte) (*requestRecord, error) { return unmarshalJSONRecord(v[8:]) }
 
 // recordWriter appends the fields of a lean record.
 type recordWriter struct{ b []byte }

@@ -107,6 +107,7 @@ type Store struct {
 	clients     clientCache // decoded clients for token lookups
 	tokens      *tokenCache // access tokens LookupAccessToken read
 	health      writeHealth // whether commits reach the disk
+	locks       keyLocks    // LockKey
 }
 
 // Open opens (creating if needed) DIR/mcpd.db, with the directory mode 0700

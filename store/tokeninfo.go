@@ -99,8 +99,14 @@ func decodeAccessTokenInfo(v []byte) (AccessTokenInfo, error) {
 	if v[8] == recordV2 {
 		return decodeLeanTokenInfo(v)
 	}
+	return decodeAccessTokenInfoJSON(v[8:])
+}
+
+// decodeAccessTokenInfoJSON reads an AccessTokenInfo from the JSON of a
+// request record (the form of release v1, and of the other backends).
+func decodeAccessTokenInfoJSON(raw []byte) (AccessTokenInfo, error) {
 	var rec tokenInfoRecord
-	if err := json.Unmarshal(v[8:], &rec); err != nil {
+	if err := json.Unmarshal(raw, &rec); err != nil {
 		return AccessTokenInfo{}, fmt.Errorf("store: decode token: %w", err)
 	}
 	return AccessTokenInfo(rec), nil

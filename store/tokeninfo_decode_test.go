@@ -46,13 +46,7 @@ var decodeSeeds = []string{
 
 // encodeLegacy writes rec as release v1 did: JSON after the expiry prefix.
 func encodeLegacy(rec *requestRecord) ([]byte, error) {
-	raw, err := json.Marshal(legacyRecord{
-		ID: rec.ID, ClientID: rec.ClientID, Subject: rec.Subject, RequestedAt: rec.RequestedAt,
-		RequestedScopes: rec.RequestedScopes, GrantedScopes: rec.GrantedScopes,
-		RequestedAudience: rec.RequestedAudience, GrantedAudience: rec.GrantedAudience,
-		Form: rec.Form, Session: rec.Session.JSON, Active: rec.Active, ExpiresAt: rec.ExpiresAt,
-		ConfirmationJKT: rec.ConfirmationJKT,
-	})
+	raw, err := rec.marshalJSON()
 	if err != nil {
 		return nil, err
 	}

@@ -126,7 +126,7 @@ var errExists = errors.New("already exists")
 
 // localAdmin runs admin operations on an open store.
 type localAdmin struct {
-	s      *store.Store
+	s      store.Backend
 	closer func() error // closes the store when the CLI opened it; nil inside serve
 }
 
@@ -323,31 +323,77 @@ func (a localAdmin) RevokeConsent(ctx context.Context, user, clientID string) er
 	return adminErr(a.s.DeleteConsent(ctx, user, clientID), "consent of "+user+" for "+clientID)
 }
 
-func (a localAdmin) Backup(ctx context.Context, w io.Writer) (int64, error) {
-	return a.s.Backup(ctx, w)
+// backuper is a store that copies itself: the bbolt store, whose database
+// is one file.
+type backuper interface {
+	Backup(ctx context.Context, w io.Writer) (int64, error)
 }
 
+// errBackupPostgres is Backup's answer on PostgreSQL, which has its own
+// tools for it.
+var errBackupPostgres = errors.New("backup: the database is PostgreSQL: back it up with pg_dump (e.g. pg_dump --format=custom --file=mcpd.dump \"$MCPD_DATABASE\"), restore with pg_restore")
+
+func (a localAdmin) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	b, ok := a.s.(backuper)
+	if !ok {
+		return 0, errBackupPostgres
+	}
+	return b.Backup(ctx, w)
+}
+
+// fileStore is what the bbolt store offers beyond store.Backend: the
+// statistics, check and compaction of its file, and whether its disk takes
+// writes. PostgreSQL has no file of mcpd's to check or compact: its
+// server keeps its own.
+type fileStore interface {
+	Path() string
+	Health(ctx context.Context) store.Health
+	Check() error
+	Stats(ctx context.Context) (store.Stats, error)
+	Compact(ctx context.Context) (store.CompactStats, error)
+}
+
+// errNoFile answers compact and doctor --data on PostgreSQL.
+var errNoFile = errors.New("this server keeps its data in PostgreSQL, which reclaims space and checks its files itself (VACUUM); compact and doctor --data are for the bbolt file")
+
 func (a localAdmin) Compact(ctx context.Context) (compactView, error) {
-	st, err := a.s.Compact(ctx)
+	fs, ok := a.s.(fileStore)
+	if !ok {
+		return compactView{}, errNoFile
+	}
+	st, err := fs.Compact(ctx)
 	if err != nil {
 		return compactView{}, err
 	}
-	return compactView{Path: a.s.Path(), BeforeBytes: st.Before, AfterBytes: st.After}, nil
+	return compactView{Path: fs.Path(), BeforeBytes: st.Before, AfterBytes: st.After}, nil
 }
 
 // Check runs bbolt's consistency check over the open file; the file was
 // inspected page by page when it was opened.
 func (a localAdmin) Check(ctx context.Context) (checkView, error) {
-	v := checkView{Path: a.s.Path(), Online: a.closer == nil}
-	err := a.s.Check()
+	fs, ok := a.s.(fileStore)
+	if !ok {
+		return checkView{}, errNoFile
+	}
+	v := checkView{Path: fs.Path(), Online: a.closer == nil}
+	err := fs.Check()
 	v.Checks = append(v.Checks, checkOf("bbolt's consistency check of every page", err))
-	st, err := a.s.Stats(ctx)
+	st, err := fs.Stats(ctx)
 	if err != nil {
 		return v, err
 	}
 	v.Stats = st
 	v.Checks = append(v.Checks, schemaCheck(st.SchemaVersion))
 	return v, nil
+}
+
+// writeHealth reports whether the backend's disk takes writes; a backend
+// without a file of mcpd's (PostgreSQL) is taken to.
+func writeHealth(ctx context.Context, b store.Backend) store.Health {
+	if fs, ok := b.(fileStore); ok {
+		return fs.Health(ctx)
+	}
+	return store.Health{Writable: true}
 }
 
 func (a localAdmin) Close() error {

@@ -45,7 +45,6 @@ func RunRetention(t *testing.T, newFixture func(t *testing.T) Fixture, r Retenti
 		{"a grant keeps only its newest rotated refresh tokens and their successors", testOldRotatedForgotten},
 		{"a revoked grant keeps only its newest refresh tokens, inactive", testRevokedBounded},
 		{"forgetting a grant's rotated tokens leaves other grants alone", testRetentionPerGrant},
-		{"a used code and a rotated refresh token keep their session's extra claims (a DPoP binding)", testTombstonesKeepExtraClaims},
 	}
 	for _, rule := range rules {
 		t.Run(rule.name, func(t *testing.T) { rule.fn(t, newFixture(t), r) })
@@ -156,49 +155,5 @@ func testRetentionPerGrant(t *testing.T, f Fixture, r Retention) {
 	wantErr(t, "the other grant's rotated token", err, fosite.ErrInactiveToken)
 	if _, err := f.Storage.GetRefreshTokenSession(ctx, old[1], proto()); err != nil {
 		t.Errorf("the other grant's live token: %v", err)
-	}
-}
-
-// testTombstonesKeepExtraClaims: a used code and a rotated refresh token
-// keep the extra claims of their DefaultSession, where mcpd keeps a DPoP
-// binding (dpop_jkt of a code, cnf.jkt of a token), which decides whether
-// their reuse may revoke the grant.
-func testTombstonesKeepExtraClaims(t *testing.T, f Fixture, _ Retention) {
-	ctx := context.Background()
-	g := grant{"req-1", "client-1", "alice"}
-	f.AddClient(t, g.client)
-	bound := func() *fosite.Request {
-		r := newRequest(g)
-		r.Session = &fosite.DefaultSession{Subject: g.subject, Username: g.subject,
-			ExpiresAt: map[fosite.TokenType]time.Time{fosite.AccessToken: time.Now().Add(time.Hour), fosite.RefreshToken: time.Now().Add(time.Hour), fosite.AuthorizeCode: time.Now().Add(time.Hour)},
-			Extra:     map[string]any{"dpop_jkt": "code-key", "cnf": map[string]any{"jkt": "token-key"}}}
-		return r
-	}
-	mustNil(t, "CreateAuthorizeCodeSession", f.Storage.CreateAuthorizeCodeSession(ctx, "code-1", bound()))
-	mustNil(t, "InvalidateAuthorizeCodeSession", f.Storage.InvalidateAuthorizeCodeSession(ctx, "code-1"))
-	mustNil(t, "CreateRefreshTokenSession", f.Storage.CreateRefreshTokenSession(ctx, "rt-1", "at-1", bound()))
-	mustNil(t, "RotateRefreshToken", f.Storage.RotateRefreshToken(ctx, g.id, "rt-1"))
-	for _, c := range []struct {
-		what string
-		get  func(fosite.Session) (fosite.Requester, error)
-		want error
-	}{
-		{"used code", func(s fosite.Session) (fosite.Requester, error) {
-			return f.Storage.GetAuthorizeCodeSession(ctx, "code-1", s)
-		}, fosite.ErrInvalidatedAuthorizeCode},
-		{"rotated refresh token", func(s fosite.Session) (fosite.Requester, error) {
-			return f.Storage.GetRefreshTokenSession(ctx, "rt-1", s)
-		}, fosite.ErrInactiveToken},
-	} {
-		ds := &fosite.DefaultSession{}
-		req, err := c.get(ds)
-		wantErr(t, c.what, err, c.want)
-		if req == nil {
-			continue
-		}
-		cnf, _ := ds.Extra["cnf"].(map[string]any)
-		if ds.Extra["dpop_jkt"] != "code-key" || cnf["jkt"] != "token-key" {
-			t.Errorf("%s: session extra %v; want its dpop_jkt and cnf kept", c.what, ds.Extra)
-		}
 	}
 }

@@ -48,6 +48,7 @@ func Run(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		{"the returned request carries the stored session with its subject and expiries", testSession},
 		{"a nil session prototype still returns the request", testNilSession},
 		{"a used authorization code returns fosite.ErrInvalidatedAuthorizeCode with its request", testUsedCode},
+		{"a used code and a rotated refresh token keep their session's extra claims (a DPoP binding)", testTombstonesKeepExtraClaims},
 		{"invalidating an unknown code returns fosite.ErrNotFound", testInvalidateUnknownCode},
 		{"rotation makes the old refresh token inactive and returns it with its request", testRotation},
 		{"rotation deletes the grant's access tokens and nothing of other grants", testRotationScope},
@@ -694,5 +695,53 @@ func RunProofJTIs(t *testing.T, newStore func(t *testing.T) ProofJTIStore, errAl
 	}
 	for _, r := range rules {
 		t.Run(r.name, func(t *testing.T) { r.fn(t, newStore(t)) })
+	}
+}
+
+// testTombstonesKeepExtraClaims: a used code and a rotated refresh token
+// keep the extra claims of their DefaultSession, where mcpd keeps a DPoP
+// binding (dpop_jkt of a code, cnf.jkt of a token), which decides whether
+// their reuse may revoke the grant.
+func testTombstonesKeepExtraClaims(t *testing.T, f Fixture) {
+	ctx := context.Background()
+	g := grant{"req-1", "client-1", "alice"}
+	f.AddClient(t, g.client)
+	bound := func() *fosite.Request {
+		r := newRequest(g)
+		r.Session = &fosite.DefaultSession{Subject: g.subject, Username: g.subject,
+			ExpiresAt: map[fosite.TokenType]time.Time{fosite.AccessToken: time.Now().Add(time.Hour), fosite.RefreshToken: time.Now().Add(time.Hour), fosite.AuthorizeCode: time.Now().Add(time.Hour)},
+			Extra:     map[string]any{"dpop_jkt": "code-key", "cnf": map[string]any{"jkt": "token-key"}}}
+		return r
+	}
+	mustNil(t, "CreateAuthorizeCodeSession", f.Storage.CreateAuthorizeCodeSession(ctx, "code-1", bound()))
+	mustNil(t, "InvalidateAuthorizeCodeSession", f.Storage.InvalidateAuthorizeCodeSession(ctx, "code-1"))
+	mustNil(t, "CreateRefreshTokenSession", f.Storage.CreateRefreshTokenSession(ctx, "rt-1", "at-1", bound()))
+	mustNil(t, "RotateRefreshToken", f.Storage.RotateRefreshToken(ctx, g.id, "rt-1"))
+	for _, c := range []struct {
+		what string
+		get  func(fosite.Session) (fosite.Requester, error)
+		want error
+	}{
+		{"used code", func(s fosite.Session) (fosite.Requester, error) {
+			return f.Storage.GetAuthorizeCodeSession(ctx, "code-1", s)
+		}, fosite.ErrInvalidatedAuthorizeCode},
+		{"rotated refresh token", func(s fosite.Session) (fosite.Requester, error) {
+			return f.Storage.GetRefreshTokenSession(ctx, "rt-1", s)
+		}, fosite.ErrInactiveToken},
+	} {
+		req, err := c.get(&fosite.DefaultSession{})
+		wantErr(t, c.what, err, c.want)
+		if req == nil {
+			continue
+		}
+		ds, ok := req.GetSession().(*fosite.DefaultSession)
+		if !ok {
+			t.Errorf("%s: session %T; want *fosite.DefaultSession", c.what, req.GetSession())
+			continue
+		}
+		cnf, _ := ds.Extra["cnf"].(map[string]any)
+		if ds.Extra["dpop_jkt"] != "code-key" || cnf["jkt"] != "token-key" {
+			t.Errorf("%s: session extra %v; want its dpop_jkt and cnf kept", c.what, ds.Extra)
+		}
 	}
 }
