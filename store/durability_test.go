@@ -130,8 +130,11 @@ func TestDurability(t *testing.T) {
 				cmd.Process.Kill()
 				t.Fatalf("writer not ready within 10s: %s", stderr.String())
 			}
+			// The kill comes at a random instant after the first
+			// acknowledgement, so a loaded machine that is slow to make the
+			// first durable write still gets a kill with writes in flight.
 			var acked []string
-			kill := time.After(time.Duration(150+rand.IntN(500)) * time.Millisecond)
+			var kill <-chan time.Time
 		read:
 			for {
 				select {
@@ -141,6 +144,9 @@ func TestDurability(t *testing.T) {
 					}
 					if id, found := strings.CutPrefix(l, "ack "); found {
 						acked = append(acked, id)
+						if len(acked) == 1 {
+							kill = time.After(time.Duration(150+rand.IntN(500)) * time.Millisecond)
+						}
 					}
 				case <-kill:
 					if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
