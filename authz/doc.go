@@ -55,8 +55,12 @@
 // redirect URIs on any port, RFC 8707 resource as the audience, refresh
 // tokens for every authorization-code client (offline_access accepted,
 // never required: offline.go), redirect URIs by application_type
-// (register.go), and refresh token rotation with a grace window
-// (refresh_grace.go). The issuer may have a path (https://host/mcpd behind
+// (register.go), refresh token rotation with a grace window
+// (refresh_grace.go), and refresh tokens that name their grant under a MAC
+// (refresh_binding.go), so that the reuse of a rotated token the storage
+// no longer keeps still revokes the grant. A write the Storage cannot make
+// now (ErrUnavailable: its disk is full) is answered 503
+// temporarily_unavailable, without an error line of its own. The issuer may have a path (https://host/mcpd behind
 // a prefix proxy): every URL handed out is built from it, the pages' files
 // load under it (web.WithBasePath) and the session cookie is scoped to it. Because anyone can register a
 // client, an erroneous authorization request is sent back to its redirect
