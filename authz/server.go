@@ -62,6 +62,9 @@ type Config struct {
 	ConsentLifetime time.Duration
 	// SessionIdleTimeout ends a login session after this much idleness; 0 → 12h.
 	SessionIdleTimeout time.Duration
+	// SessionMaxAge ends a login session this long after sign-in, however
+	// often it is used; 0 → 7 days.
+	SessionMaxAge time.Duration
 	// DisablePasswordLogin hides the password form and refuses local
 	// passwords: people sign in with a passkey or an identity provider.
 	DisablePasswordLogin bool
@@ -157,6 +160,7 @@ const (
 	defaultAuthorizeCodeLifespan   = 60 * time.Second
 	defaultConsentLifetime         = 30 * 24 * time.Hour
 	defaultSessionIdleTimeout      = 12 * time.Hour
+	defaultSessionMaxAge           = 7 * 24 * time.Hour
 	defaultRegistrationsPerMinute  = 20
 	defaultMaxClients              = 1000
 
@@ -208,6 +212,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.SessionIdleTimeout == 0 {
 		cfg.SessionIdleTimeout = defaultSessionIdleTimeout
+	}
+	if cfg.SessionMaxAge == 0 {
+		cfg.SessionMaxAge = defaultSessionMaxAge
+	}
+	if cfg.SessionIdleTimeout < 0 || cfg.SessionMaxAge < 0 {
+		return nil, errors.New("authz: SessionIdleTimeout and SessionMaxAge must not be negative")
 	}
 	if cfg.RegistrationsPerMinute == 0 {
 		cfg.RegistrationsPerMinute = defaultRegistrationsPerMinute

@@ -52,10 +52,11 @@ const sessionIDBytes = 32
 // process serving the issuer sees it and a copy of the store holds no
 // usable cookie.
 type session struct {
-	id       string // the cookie value: secret, never stored or logged
-	user     string // "" for a visitor
-	method   string
-	lastSeen time.Time
+	id         string // the cookie value: secret, never stored or logged
+	user       string // "" for a visitor
+	method     string
+	signedInAt time.Time
+	lastSeen   time.Time
 }
 
 // key is what the store keeps the session under: the SHA-256 of its
@@ -113,9 +114,27 @@ func (s *Server) currentSession(r *http.Request) *session {
 		s.log.Error("session: lookup failed", "err", err)
 		return ss
 	}
-	ss.user, ss.method, ss.lastSeen = stored.User, stored.Method, stored.LastSeen
+	if !s.now().Before(stored.CreatedAt.Add(s.cfg.SessionMaxAge)) {
+		// Stored before its expiry was capped at the maximum age.
+		if err := s.store.DeleteSession(ctx, ss.key()); err != nil && !errors.Is(err, ErrNotFound) {
+			s.log.Error("session: delete failed", "err", err)
+		}
+		return ss
+	}
+	ss.user, ss.method, ss.signedInAt, ss.lastSeen = stored.User, stored.Method, stored.CreatedAt, stored.LastSeen
 	s.touch(ctx, ss)
 	return ss
+}
+
+// sessionExpiry is when a session signed in at signedIn and seen at now
+// ends unless it is seen again: after the idle timeout, but never later
+// than the maximum age after sign-in.
+func (s *Server) sessionExpiry(signedIn, now time.Time) time.Time {
+	idle, absolute := now.Add(s.cfg.SessionIdleTimeout), signedIn.Add(s.cfg.SessionMaxAge)
+	if absolute.Before(idle) {
+		return absolute
+	}
+	return idle
 }
 
 // touch records that a signed-in session was seen, but writes only when
@@ -127,7 +146,7 @@ func (s *Server) touch(ctx context.Context, ss *session) {
 	if now.Sub(ss.lastSeen) < every {
 		return
 	}
-	err := s.store.TouchSession(ctx, ss.key(), now, now.Add(s.cfg.SessionIdleTimeout))
+	err := s.store.TouchSession(ctx, ss.key(), now, s.sessionExpiry(ss.signedInAt, now))
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		s.log.Error("session: touch failed", "err", err)
 		return
@@ -151,10 +170,10 @@ func (s *Server) visitor(w http.ResponseWriter, sess *session) *session {
 // (session fixation) is worthless afterwards.
 func (s *Server) startSession(ctx context.Context, w http.ResponseWriter, user, method string) error {
 	now := s.now()
-	ss := &session{id: randomToken(sessionIDBytes), user: user, method: method, lastSeen: now}
+	ss := &session{id: randomToken(sessionIDBytes), user: user, method: method, signedInAt: now, lastSeen: now}
 	err := s.store.CreateSession(ctx, LoginSession{
 		ID: ss.key(), User: user, Method: method,
-		CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(s.cfg.SessionIdleTimeout),
+		CreatedAt: now, LastSeen: now, ExpiresAt: s.sessionExpiry(now, now),
 	}, maxSessions)
 	if err != nil {
 		return err

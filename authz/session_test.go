@@ -367,3 +367,56 @@ func regexpLink(label string) func(t *testing.T, html string) string {
 		return strings.ReplaceAll(href[:strings.Index(href, `"`)], "&amp;", "&")
 	}
 }
+
+// TestSessionMaxAge: a session ends at a fixed time after sign-in however
+// often it is used (OWASP's absolute timeout), so a copied or forgotten
+// cookie that is kept busy does not sign someone in for ever.
+func TestSessionMaxAge(t *testing.T) {
+	t.Run("it is a week unless configured", func(t *testing.T) {
+		e := newEnv(t, nil)
+		if got := e.srv.cfg.SessionMaxAge; got != 7*24*time.Hour {
+			t.Errorf("SessionMaxAge = %v; want 168h", got)
+		}
+	})
+
+	e := newEnv(t, func(c *Config) { c.SessionIdleTimeout = 12 * time.Hour; c.SessionMaxAge = 48 * time.Hour })
+	b := e.browser()
+	b.signIn(t, e, "alice", "correct horse")
+	signedInAt := e.clock.Now()
+
+	t.Run("a session in use ends at the maximum age after sign-in", func(t *testing.T) {
+		for range 4 { // 44 hours, never idle for more than 11
+			e.clock.Advance(11 * time.Hour)
+			if !isAccountPage(b.get(e.url(accountPath))) {
+				t.Fatalf("signed out %v after sign-in, while in use", e.clock.Now().Sub(signedInAt))
+			}
+		}
+		for _, s := range e.store.sessionsOf("alice") {
+			if s.ExpiresAt.After(s.CreatedAt.Add(48 * time.Hour)) {
+				t.Errorf("stored expiry %v is more than 48h after sign-in at %v", s.ExpiresAt, s.CreatedAt)
+			}
+		}
+		e.clock.Advance(4*time.Hour + time.Second) // 48 hours and a second
+		if !isLoginPage(b.get(e.url(accountPath))) {
+			t.Error("still signed in 48 hours after sign-in")
+		}
+	})
+
+	t.Run("a session stored before the cap existed ends at the maximum age too", func(t *testing.T) {
+		b := e.browser()
+		b.signIn(t, e, "bob", "battery staple")
+		for _, s := range e.store.sessionsOf("bob") { // as an older mcpd stored it
+			e.store.mu.Lock()
+			s.CreatedAt = e.clock.Now().Add(-49 * time.Hour)
+			s.ExpiresAt = e.clock.Now().Add(12 * time.Hour)
+			e.store.sessions[s.ID] = s
+			e.store.mu.Unlock()
+		}
+		if !isLoginPage(b.get(e.url(accountPath))) {
+			t.Error("a session signed in 49 hours ago still signs in")
+		}
+		if n := len(e.store.sessionsOf("bob")); n != 0 {
+			t.Errorf("%d sessions of bob stored; want the old one deleted", n)
+		}
+	})
+}
