@@ -62,6 +62,10 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 		s.endSession(r.Context(), w, sess)
 		s.log.Info("logout", "user", sess.user)
 		s.redirectAccount(w, r, "signed-out")
+	case "reauth":
+		// Sign in again, to do what needs a recent sign-in.
+		s.endSession(r.Context(), w, sess)
+		s.redirectAccount(w, r, "reauth")
 	default:
 		s.errorPage(w, http.StatusBadRequest, "Bad request", "The form asked for something the account page does not do.")
 	}
@@ -74,6 +78,8 @@ func accountNotice(done string) string {
 	switch done {
 	case "signed-out":
 		return "You are signed out."
+	case "reauth":
+		return "Sign in again to add a passkey."
 	case "revoked":
 		return "The application is disconnected: its tokens no longer work, and it must ask you again."
 	case "password":
@@ -130,6 +136,10 @@ func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, sess *ses
 		Rename:      form("passkey-rename"),
 		Remove:      form("passkey-remove"),
 		Full:        len(keys) >= maxPasskeysPerUser,
+	}
+	if !s.recentlySignedIn(sess) {
+		f := form("reauth")
+		data.Passkeys.SignInAgain = &f
 	}
 	for _, k := range keys {
 		data.Passkeys.List = append(data.Passkeys.List, web.AccountPasskey{

@@ -38,7 +38,19 @@ const (
 	maxCeremoniesPerMinute = 30
 	maxPasskeysPerUser     = 20
 	maxPasskeyName         = 64
+	// recentSignIn is how long after signing in a browser may add a
+	// passkey: a passkey outlives the session and a password change, so
+	// an older session (perhaps a copied cookie) must sign in again first.
+	recentSignIn = 15 * time.Minute
 )
+
+const msgSignInAgain = "To add a passkey, sign in again first: adding one needs a sign-in within the last 15 minutes."
+
+// recentlySignedIn reports whether sess signed in recently enough to add a
+// passkey.
+func (s *Server) recentlySignedIn(sess *session) bool {
+	return s.now().Sub(sess.signedInAt) < recentSignIn
+}
 
 // passkeyRP is the WebAuthn relying party of the issuer. rp is nil when
 // browsers would refuse passkeys for the issuer, and off says why.
@@ -237,6 +249,10 @@ func (s *Server) handlePasskeyRegisterBegin(w http.ResponseWriter, r *http.Reque
 	}
 	if s.passkeys.rp == nil {
 		scriptError(w, http.StatusBadRequest, s.passkeys.off)
+		return
+	}
+	if !s.recentlySignedIn(sess) {
+		scriptError(w, http.StatusForbidden, msgSignInAgain)
 		return
 	}
 	if !s.ceremonies.Reserve(s.limitKey(r)) {

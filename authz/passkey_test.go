@@ -334,3 +334,66 @@ func TestPasskeyCeremoniesAreRateLimited(t *testing.T) {
 		t.Errorf("a minute later: status %d; want 200", st)
 	}
 }
+
+// TestAddingAPasskeyNeedsARecentSignIn: a passkey is a way in that outlives
+// the session and a password change, so only a browser that proved who it
+// is lately may add one; a stolen cookie of an older session may not.
+func TestAddingAPasskeyNeedsARecentSignIn(t *testing.T) {
+	e, a := passkeyEnv(t)
+
+	t.Run("within 15 minutes of sign-in a passkey is added", func(t *testing.T) {
+		b := e.browser()
+		b.signIn(t, e, "bob", "battery staple")
+		e.clock.Advance(14 * time.Minute)
+		if got, _ := e.addPasskey(t, b, a, "Fresh"); got.status != http.StatusSeeOther {
+			t.Errorf("status %d; want 303: %.300s", got.status, got.body)
+		}
+	})
+
+	b := e.browser()
+	b.signIn(t, e, "alice", "correct horse")
+	early := b.get(e.url(accountPath)) // its add form's token, for the late begin below
+	e.clock.Advance(recentSignIn + time.Minute)
+	page := b.get(e.url(accountPath))
+
+	t.Run("later the account page asks to sign in again instead of offering to add one", func(t *testing.T) {
+		if !isAccountPage(page) || strings.Contains(page.body, `data-passkey="register"`) {
+			t.Fatalf("status %d; want the account page without the add form: %.500s", page.status, page.body)
+		}
+		if !strings.Contains(page.body, `value="reauth"`) {
+			t.Errorf("no sign-in-again button: %.500s", page.body)
+		}
+	})
+
+	t.Run("and a registration begun anyway is refused", func(t *testing.T) {
+		f := accountForm(t, early, "passkey-add", "")
+		st, ans := b.begin(t, e.url(passkeyAddBeginPath), url.Values{"csrf_token": {f.Get("csrf_token")}})
+		if st != http.StatusForbidden || !strings.Contains(ans.Error, "sign in again") {
+			t.Errorf("begin: %d %q; want 403 asking to sign in again", st, ans.Error)
+		}
+		if keys, _ := e.store.ListPasskeys(t.Context(), "alice"); len(keys) != 0 {
+			t.Errorf("alice has %d passkeys; want none", len(keys))
+		}
+	})
+
+	t.Run("signing in again, from that button, lets the passkey be added", func(t *testing.T) {
+		old := b.cookie(e)
+		resp := b.post(e.url(accountPath), accountForm(t, page, "reauth", ""))
+		if resp.status != http.StatusSeeOther {
+			t.Fatalf("sign in again: status %d; want 303", resp.status)
+		}
+		login := b.get(resp.location(t).String())
+		if !isLoginPage(login) || !strings.Contains(login.body, "add a passkey") {
+			t.Fatalf("after the button: status %d; want the login page saying why: %.500s", login.status, login.body)
+		}
+		for _, s := range e.store.sessionsOf("alice") {
+			if s.ID == sessionKey(old) {
+				t.Error("the old session still stands")
+			}
+		}
+		b.login(t, login, "alice", "correct horse")
+		if got, _ := e.addPasskey(t, b, a, "Laptop"); got.status != http.StatusSeeOther {
+			t.Errorf("add after signing in again: status %d; want 303: %.300s", got.status, got.body)
+		}
+	})
+}

@@ -87,6 +87,10 @@ type AccountPasskeys struct {
 	Rename      Form
 	Remove      Form
 	Full        bool // the user has as many passkeys as an account may
+	// SignInAgain replaces the add form when the session signed in too
+	// long ago to add a passkey: a button (action reauth) that signs out
+	// so the user signs in afresh. nil offers the add form.
+	SignInAgain *Form
 }
 
 // AccountPasskey is one passkey of the user.

@@ -435,6 +435,18 @@ func TestAccountPagePasskeys(t *testing.T) {
 			t.Errorf("add form begins at %q (-want +got):\n%s", begin, diff)
 		}
 	})
+	t.Run("a session that signed in too long ago gets a sign-in-again button instead of the add form", func(t *testing.T) {
+		d := sampleAccount()
+		d.Passkeys.SignInAgain = &Form{CSRFToken: "csrf-reauth"}
+		p := render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, d) })
+		if got := findAll(p.doc, match(atom.Form, "data-passkey", "register")); len(got) != 0 {
+			t.Errorf("found %d add forms; want none", len(got))
+		}
+		button := findOne(t, p.doc, "sign-in-again button", match(atom.Button, "name", "action", "value", "reauth"))
+		if diff := cmp.Diff(map[string]string{"csrf_token": "csrf-reauth"}, fields(formOf(t, button))); diff != "" {
+			t.Errorf("sign-in-again form (-want +got):\n%s", diff)
+		}
+	})
 	t.Run("where passkeys cannot work the page says why and offers no add form", func(t *testing.T) {
 		d := sampleAccount()
 		d.Passkeys.Unavailable = "Passkeys need a secure connection."
