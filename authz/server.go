@@ -136,6 +136,7 @@ type Server struct {
 	loginLinks    []loginLink // extra sign-in methods on the login page
 	passkeys      passkeyRP
 	ceremonies    *limiter // passkey ceremonies begun per client address
+	pendingStarts *limiter // authorization requests left for sign-in per client address
 	loginUser     *limiter
 	loginAddr     *limiter
 	registrations *limiter
@@ -293,6 +294,7 @@ func New(cfg Config) (*Server, error) {
 	s.loginUser = newLimiter(5, 15*time.Minute, s.now)
 	s.loginAddr = newLimiter(20, 15*time.Minute, s.now)
 	s.ceremonies = newLimiter(maxCeremoniesPerMinute, time.Minute, s.now)
+	s.pendingStarts = newLimiter(maxVisitorRequestsPerMinute, time.Minute, s.now)
 	s.registrations = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
 	s.cimdFetches = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
 	s.refreshLocks = newKeyedMutex()
