@@ -266,7 +266,7 @@ func (s *Server) handlePasskeyRegisterBegin(w http.ResponseWriter, r *http.Reque
 		return
 	}
 	if len(keys) >= maxPasskeysPerUser {
-		scriptError(w, http.StatusBadRequest, fmt.Sprintf("You have %d passkeys, the most an account may have. Remove one first.", len(keys)))
+		scriptError(w, http.StatusBadRequest, msgPasskeysFull(len(keys)))
 		return
 	}
 	user := s.webauthnUser(sess.user, keys)
@@ -317,10 +317,18 @@ func (s *Server) addPasskey(w http.ResponseWriter, r *http.Request, sess *sessio
 		fail(http.StatusBadRequest, "Your browser's answer could not be read. Try again.")
 		return
 	}
+	// The limit holds here, not only when the ceremony began: ceremonies
+	// begun together would add one each. Adds of one user take turns.
+	unlock := s.passkeyLocks.Lock(sess.user)
+	defer unlock()
 	keys, err := s.store.ListPasskeys(ctx, sess.user)
 	if err != nil {
 		s.log.Error("passkey: listing passkeys failed", "err", err)
 		fail(http.StatusInternalServerError, "mcpd could not add the passkey. Try again.")
+		return
+	}
+	if len(keys) >= maxPasskeysPerUser {
+		fail(http.StatusBadRequest, msgPasskeysFull(len(keys)))
 		return
 	}
 	cred, err := s.passkeys.rp.CreateCredential(s.webauthnUser(sess.user, keys), c.Session, parsed)
@@ -386,6 +394,10 @@ func (s *Server) removePasskey(w http.ResponseWriter, r *http.Request, sess *ses
 	}
 	s.log.Info("passkey removed", "user", sess.user)
 	s.redirectAccount(w, r, "passkey-removed")
+}
+
+func msgPasskeysFull(n int) string {
+	return fmt.Sprintf("You have %d passkeys, the most an account may have. Remove one first.", n)
 }
 
 // passkeyName cleans a name typed for a passkey: trimmed, at most 64

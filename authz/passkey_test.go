@@ -397,3 +397,44 @@ func TestAddingAPasskeyNeedsARecentSignIn(t *testing.T) {
 		}
 	})
 }
+
+// TestPasskeyLimitHoldsAtTheFinish: the limit of passkeys per account is
+// checked when one is added, not only when its ceremony begins, so
+// ceremonies begun together cannot add more.
+func TestPasskeyLimitHoldsAtTheFinish(t *testing.T) {
+	e, a := passkeyEnv(t)
+	for i := range maxPasskeysPerUser - 1 {
+		if err := e.store.CreatePasskey(t.Context(), Passkey{ID: []byte{0xee, byte(i)}, User: "alice", Name: "Old", PublicKey: []byte{1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := e.browser()
+	b.signIn(t, e, "alice", "correct horse")
+	f := accountForm(t, b.get(e.url(accountPath)), "passkey-add", "")
+	var forms []url.Values
+	for range 2 { // both begun while alice has one passkey less than the limit
+		st, ans := b.begin(t, e.url(passkeyAddBeginPath), url.Values{"csrf_token": {f.Get("csrf_token")}})
+		if st != http.StatusOK {
+			t.Fatalf("begin: %d %s", st, ans.Error)
+		}
+		body, _ := a.create(t, ans.PublicKey)
+		g := url.Values{}
+		for k, v := range f {
+			g[k] = v
+		}
+		g.Set("ceremony", ans.Ceremony)
+		g.Set("credential", body)
+		g.Set("name", "New")
+		forms = append(forms, g)
+	}
+	if got := b.post(e.url(accountPath), forms[0]); got.status != http.StatusSeeOther {
+		t.Fatalf("first finish: status %d; want 303: %.300s", got.status, got.body)
+	}
+	got := b.post(e.url(accountPath), forms[1])
+	if got.status != http.StatusBadRequest || !strings.Contains(got.body, "the most an account may have") {
+		t.Errorf("second finish: status %d; want 400 saying the account is full: %.300s", got.status, got.body)
+	}
+	if keys, _ := e.store.ListPasskeys(t.Context(), "alice"); len(keys) != maxPasskeysPerUser {
+		t.Errorf("alice has %d passkeys; want %d", len(keys), maxPasskeysPerUser)
+	}
+}

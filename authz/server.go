@@ -143,6 +143,7 @@ type Server struct {
 	cimdFetches   *limiter
 	refreshLocks  *keyedMutex
 	codeLocks     *keyedMutex
+	passkeyLocks  *keyedMutex // passkey additions, per user
 	cimd          *cimdFetcher
 	dpop          *dpop.Checker
 
@@ -299,6 +300,7 @@ func New(cfg Config) (*Server, error) {
 	s.cimdFetches = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
 	s.refreshLocks = newKeyedMutex()
 	s.codeLocks = newKeyedMutex()
+	s.passkeyLocks = newKeyedMutex()
 	s.cimd = newCIMDFetcher(s, cfg.HTTPClient, cfg.AllowPrivateMetadataHosts)
 
 	s.fcfg = &fosite.Config{
