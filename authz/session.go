@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
@@ -13,25 +14,34 @@ import (
 )
 
 // sessionCookie names the login cookie. Over https it carries the
-// __Host- prefix, which browsers only accept Secure, host-only, on path /;
-// under an issuer path (https://host/mcpd) the cookie is scoped to that
-// path (sessionCookiePath) and carries __Secure- instead.
+// __Host- prefix, which browsers accept only Secure, host-only (no
+// Domain) and on path /: no other host, not even a sibling subdomain of
+// the same site, can set or replace it, so nobody can plant their own
+// session (signed in as them, with their remembered consents) in a
+// victim's browser. Under an issuer path (https://host/mcpd) the name
+// carries a tag of the path, so two mcpd under one host keep a session
+// each.
 func (s *Server) sessionCookie() string {
 	switch {
 	case !isHTTPS(s.issuer):
 		return "mcpd_session"
 	case s.issuerPath != "":
-		return "__Secure-mcpd_session"
+		return "__Host-mcpd_session-" + pathTag(s.issuerPath)
 	}
 	return "__Host-mcpd_session"
 }
 
-// sessionCookiePath is the issuer's path, or / without one: behind a
-// proxy serving mcpd under /mcpd the browser sends the cookie to mcpd
-// only, not to the host's other applications, and two mcpd under one host
-// keep a session each.
+// pathTag is a short tag of an issuer path for the cookie's name.
+func pathTag(path string) string {
+	h := sha256.Sum256([]byte(path))
+	return hex.EncodeToString(h[:4])
+}
+
+// sessionCookiePath is / over https, as __Host- requires. Over plain http
+// (no prefix to protect it anyway) an issuer path scopes the cookie, so two
+// mcpd under one host keep a session each.
 func (s *Server) sessionCookiePath() string {
-	if s.issuerPath != "" {
+	if s.issuerPath != "" && !isHTTPS(s.issuer) {
 		return s.issuerPath
 	}
 	return "/"
