@@ -289,8 +289,8 @@ func (s *Server) revokeApp(w http.ResponseWriter, r *http.Request, sess *session
 }
 
 // changePassword is the password form: the current password is checked
-// (rate-limited as a sign-in is), the new one set, and every other session
-// of the user ended.
+// (rate-limited as a sign-in is), the new one set, every other session of
+// the user ended, and this browser's session renewed under a new cookie.
 func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, sess *session) {
 	ctx := r.Context()
 	if !s.passwordChangeable(ctx, sess.user) {
@@ -328,8 +328,15 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, sess *se
 		fail(http.StatusInternalServerError, "mcpd could not change the password. Try again.")
 		return
 	}
-	if _, err := s.store.DeleteUserSessions(ctx, sess.user, sess.key()); err != nil {
-		s.log.Error("account: ending other sessions failed", "err", err)
+	// Every session ends, this one too, and this browser gets a new one:
+	// a copy of its cookie taken before the change is worthless.
+	if _, err := s.store.DeleteUserSessions(ctx, sess.user, ""); err != nil {
+		s.log.Error("account: ending the sessions failed", "err", err)
+	}
+	if err := s.startSession(ctx, w, sess.user, sess.method); err != nil {
+		s.log.Error("account: starting a new session failed", "err", err)
+		s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "Your password is changed, but mcpd could not keep you signed in. Sign in with the new password.")
+		return
 	}
 	s.log.Info("password changed by its user", "user", sess.user)
 	s.redirectAccount(w, r, "password")

@@ -212,6 +212,7 @@ func TestAccountPassword(t *testing.T) {
 	}
 
 	t.Run("the right current password changes it and signs out the other sessions", func(t *testing.T) {
+		before := b.cookie(e)
 		got := change("battery staple", "new password 1", "new password 1")
 		if got.status != http.StatusSeeOther {
 			t.Fatalf("status %d; want 303: %.300s", got.status, got.body)
@@ -225,6 +226,18 @@ func TestAccountPassword(t *testing.T) {
 		if !isLoginPage(elsewhere.get(e.url(accountPath))) {
 			t.Error("the other session survived the change")
 		}
+		// OWASP: a new session id after a change of credentials, so a
+		// copy of the cookie taken before the change is worthless.
+		if after := b.cookie(e); after == before || after == "" {
+			t.Errorf("the session cookie was not renewed by the change")
+		}
+		replay := e.browser()
+		u, _ := url.Parse(e.ts.URL)
+		replay.hc.Jar.SetCookies(u, []*http.Cookie{{Name: e.srv.sessionCookie(), Value: before, Path: "/"}})
+		if !isLoginPage(replay.get(e.url(accountPath))) {
+			t.Error("the cookie from before the change still signs in")
+		}
+		p = b.get(e.url(accountPath)) // the forms of the new session
 	})
 
 	t.Run("wrong current passwords are rate-limited like sign-ins", func(t *testing.T) {
