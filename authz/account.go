@@ -20,7 +20,7 @@ const minPasswordLength = 8
 
 // handleAccount is ISSUER/account: the signed-in user's own page, listing
 // the applications that can act for them (with a revoke form each), and
-// forms to change the password and to sign out. Without a session it is
+// forms to change the password and to sign out, here or everywhere. Without a session it is
 // the login page, from which sign-in comes back here. Its forms post here,
 // each with a CSRF token bound to the browser and to the form's action.
 func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
@@ -62,6 +62,16 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 		s.endSession(r.Context(), w, sess)
 		s.log.Info("logout", "user", sess.user)
 		s.redirectAccount(w, r, "signed-out")
+	case "signout-all":
+		n, err := s.store.DeleteUserSessions(r.Context(), sess.user, "")
+		if err != nil {
+			s.log.Error("account: ending the sessions failed", "err", err)
+			s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not sign you out everywhere. Try again.")
+			return
+		}
+		s.visitor(w, nil)
+		s.log.Info("logout everywhere", "user", sess.user, "sessions", n)
+		s.redirectAccount(w, r, "signed-out-all")
 	case "reauth":
 		// Sign in again, to do what needs a recent sign-in.
 		s.endSession(r.Context(), w, sess)
@@ -78,6 +88,8 @@ func accountNotice(done string) string {
 	switch done {
 	case "signed-out":
 		return "You are signed out."
+	case "signed-out-all":
+		return "You are signed out on every browser."
 	case "reauth":
 		return "Sign in again to add a passkey."
 	case "revoked":
@@ -111,13 +123,14 @@ func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, sess *ses
 	}
 	form := func(action string) web.Form { return web.Form{CSRFToken: s.csrfToken(sess, "account", action)} }
 	data := web.AccountData{
-		User:    sess.user,
-		Action:  s.issuer + accountPath,
-		Notice:  notice,
-		Error:   errMsg,
-		Apps:    apps,
-		Revoke:  form("revoke"),
-		SignOut: form("signout"),
+		User:              sess.user,
+		Action:            s.issuer + accountPath,
+		Notice:            notice,
+		Error:             errMsg,
+		Apps:              apps,
+		Revoke:            form("revoke"),
+		SignOut:           form("signout"),
+		SignOutEverywhere: form("signout-all"),
 	}
 	if s.passwordChangeable(ctx, sess.user) {
 		f := form("password")

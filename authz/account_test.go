@@ -299,3 +299,50 @@ type cookieRecorder struct{ header http.Header }
 func (c *cookieRecorder) Header() http.Header         { return c.header }
 func (c *cookieRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (c *cookieRecorder) WriteHeader(int)             {}
+
+// TestSignOutEverywhere: a user who signs in only with a passkey or a
+// provider has no password to change, and still needs to end a session
+// left on another computer or started with a passkey since removed.
+func TestSignOutEverywhere(t *testing.T) {
+	e := newEnv(t, nil)
+	e.store.users["dana"] = "" // no password, as a sign-up through an identity provider leaves it
+	here, there, bob := e.browser(), e.browser(), e.browser()
+	for _, b := range []*browser{here, there} {
+		if err := b.startSessionFor(e, "dana"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bob.signIn(t, e, "bob", "battery staple")
+	page := here.get(e.url(accountPath))
+
+	t.Run("a forged sign-out everywhere is refused", func(t *testing.T) {
+		for _, token := range []string{"", accountForm(t, page, "signout", "").Get("csrf_token")} {
+			f := url.Values{"csrf_token": {token}, "action": {"signout-all"}}
+			if got := here.post(e.url(accountPath), f); got.status != http.StatusForbidden {
+				t.Errorf("with token %q: status %d; want 403", token, got.status)
+			}
+		}
+		if !isAccountPage(there.get(e.url(accountPath))) {
+			t.Error("a forged post signed the other browser out")
+		}
+	})
+
+	t.Run("it ends every session of the user, and no one else's", func(t *testing.T) {
+		resp := here.post(e.url(accountPath), accountForm(t, page, "signout-all", ""))
+		if resp.status != http.StatusSeeOther {
+			t.Fatalf("status %d; want 303: %.300s", resp.status, resp.body)
+		}
+		if p := here.get(resp.location(t).String()); !isLoginPage(p) || !strings.Contains(p.body, "every browser") {
+			t.Errorf("after it: status %d; want the login page saying so: %.300s", p.status, p.body)
+		}
+		if !isLoginPage(there.get(e.url(accountPath))) {
+			t.Error("dana's other browser is still signed in")
+		}
+		if n := len(e.store.sessionsOf("dana")); n != 0 {
+			t.Errorf("%d sessions of dana stored; want none", n)
+		}
+		if !isAccountPage(bob.get(e.url(accountPath))) {
+			t.Error("bob was signed out by dana")
+		}
+	})
+}

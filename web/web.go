@@ -74,6 +74,9 @@ type AccountData struct {
 	Password *Form
 
 	SignOut Form
+	// SignOutEverywhere ends every session of the user (action
+	// signout-all), for a user with no password to change.
+	SignOutEverywhere Form
 }
 
 // AccountPasskeys is the passkeys section of the account page.

@@ -77,6 +77,8 @@ func sampleAccount() AccountData {
 		},
 		Password: &Form{CSRFToken: "csrf-password-1"},
 		SignOut:  Form{CSRFToken: "csrf-signout-1"},
+
+		SignOutEverywhere: Form{CSRFToken: "csrf-signout-all-1"},
 	}
 }
 
@@ -536,6 +538,10 @@ func TestAccountPageSignOut(t *testing.T) {
 	}
 	if !strings.Contains(text(p.doc), "Signed in as alice") {
 		t.Errorf("page does not name the user: %q", text(p.doc))
+	}
+	all := findOne(t, p.doc, "sign-out-everywhere button", match(atom.Button, "name", "action", "value", "signout-all"))
+	if diff := cmp.Diff(map[string]string{"csrf_token": "csrf-signout-all-1"}, fields(formOf(t, all))); diff != "" {
+		t.Errorf("sign-out-everywhere form (-want +got):\n%s", diff)
 	}
 }
 
