@@ -159,6 +159,23 @@ func TestAccountConnectedApps(t *testing.T) {
 		}
 	})
 
+	t.Run("revoking a client the user never used ends no one else's grant of it", func(t *testing.T) {
+		bobsOnly := e.registerPublic("http://127.0.0.1/cb")
+		bobsTok := e.codeFlow(bob, bobsOnly.ClientID, redirect, "notes:read")
+		f := accountForm(t, page, "revoke", vscode.ClientID)
+		f.Set("client_id", bobsOnly.ClientID)
+		resp := alice.post(e.url(accountPath), f)
+		if resp.status != http.StatusSeeOther {
+			t.Fatalf("revoke: status %d; want 303", resp.status)
+		}
+		if err := e.verify(bobsTok.AccessToken); err != nil {
+			t.Errorf("bob's token died when alice revoked a client she never used: %v", err)
+		}
+		if st, _ := e.refresh(bobsOnly.ClientID, bobsTok.RefreshToken); st != http.StatusOK {
+			t.Errorf("bob's refresh: status %d; want 200", st)
+		}
+	})
+
 	t.Run("revoking a remembered consent makes the consent page show again", func(t *testing.T) {
 		resp := alice.post(e.url(accountPath), accountForm(t, page, "revoke", remembered.ClientID))
 		if resp.status != http.StatusSeeOther {

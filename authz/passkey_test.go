@@ -184,6 +184,16 @@ func TestPasskeys(t *testing.T) {
 			lax.noUV = true
 			return lax.get(t, o, cred)
 		}, "could not be verified"},
+		{"an assertion naming another user's handle is refused", func(t *testing.T, o json.RawMessage) string {
+			other := *cred
+			other.userHandle = e.srv.passkeys.userHandle("bob") // alice's key, bob's handle
+			return a.get(t, o, &other)
+		}, "could not be verified"},
+		{"an assertion made in a frame of another origin is refused", func(t *testing.T, o json.RawMessage) string {
+			framed := *a
+			framed.crossOrigin = true
+			return framed.get(t, o, cred)
+		}, "could not be verified"},
 		{"a signature counter that does not move on is refused as a clone", func(t *testing.T, o json.RawMessage) string {
 			keys, _ := e.store.ListPasskeys(t.Context(), "alice")
 			return a.getAt(t, o, cred, keys[0].SignCount) // the count the server saw last
