@@ -136,14 +136,12 @@ type Server struct {
 	loginLinks    []loginLink // extra sign-in methods on the login page
 	passkeys      passkeyRP
 	ceremonies    *limiter // passkey ceremonies begun per client address
-	pendingStarts *limiter // authorization requests left for sign-in per client address
 	loginUser     *limiter
 	loginAddr     *limiter
 	registrations *limiter
 	cimdFetches   *limiter
 	refreshLocks  *keyedMutex
 	codeLocks     *keyedMutex
-	passkeyLocks  *keyedMutex // passkey additions, per user
 	cimd          *cimdFetcher
 	dpop          *dpop.Checker
 
@@ -153,6 +151,9 @@ type Server struct {
 	idpKey         []byte
 	idpTimeout     time.Duration
 	idpStarts      *limiter
+
+	pendingStarts *limiter    // authorization requests left for sign-in per client address
+	passkeyLocks  *keyedMutex // passkey additions, per user
 }
 
 const (
@@ -360,12 +361,12 @@ func (s *Server) Register(r *mux.Router) {
 	}
 	r.Handle(jwksPath, s.cors.wrap(http.HandlerFunc(s.handleJWKS))).Methods(get...)
 	r.Handle("/authorize", s.withLimitKey(s.handleAuthorize)).Methods(http.MethodGet)
-	r.Handle(loginPath, s.withLimitKey(s.handlePasswordLogin)).Methods(http.MethodPost)
-	r.Handle(accountPath, s.withLimitKey(s.handleAccount)).Methods(http.MethodGet, http.MethodPost)
-	r.Handle(passkeyAddBeginPath, s.withLimitKey(s.handlePasskeyRegisterBegin)).Methods(http.MethodPost)
-	r.Handle(passkeyLoginBeginPath, s.withLimitKey(s.handlePasskeyLoginBegin)).Methods(http.MethodPost)
-	r.Handle(passkeyLoginPath, s.withLimitKey(s.handlePasskeyLogin)).Methods(http.MethodPost)
-	r.Handle(consentPath, s.withLimitKey(s.handleConsent)).Methods(http.MethodPost)
+	r.Handle(loginPath, s.ownPagesOnly(s.withLimitKey(s.handlePasswordLogin))).Methods(http.MethodPost)
+	r.Handle(accountPath, s.ownPagesOnly(s.withLimitKey(s.handleAccount))).Methods(http.MethodGet, http.MethodPost)
+	r.Handle(passkeyAddBeginPath, s.ownPagesOnly(s.withLimitKey(s.handlePasskeyRegisterBegin))).Methods(http.MethodPost)
+	r.Handle(passkeyLoginBeginPath, s.ownPagesOnly(s.withLimitKey(s.handlePasskeyLoginBegin))).Methods(http.MethodPost)
+	r.Handle(passkeyLoginPath, s.ownPagesOnly(s.withLimitKey(s.handlePasskeyLogin))).Methods(http.MethodPost)
+	r.Handle(consentPath, s.ownPagesOnly(s.withLimitKey(s.handleConsent))).Methods(http.MethodPost)
 	r.Handle("/token", s.cors.wrap(s.withLimitKey(s.handleToken))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/register", s.cors.wrap(http.HandlerFunc(s.handleRegister))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/register/{id}", s.cors.wrap(http.HandlerFunc(s.handleRegistration))).Methods(http.MethodGet, http.MethodDelete, http.MethodOptions)

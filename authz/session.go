@@ -100,6 +100,30 @@ func (s *Server) checkCSRF(ss *session, purpose, bind, token string) bool {
 	return subtle.ConstantTimeCompare([]byte(want), []byte(token)) == 1
 }
 
+// ownPagesOnly refuses, with 403, a POST that the browser says comes from
+// a page of another origin (Sec-Fetch-Site same-site or cross-site): every
+// form and script of mcpd posts from mcpd's own pages. The CSRF token
+// alone does not do: cookies do not tell ports apart and SameSite=Lax lets
+// same-site pages post with them, so on http://localhost a page served
+// from any other port of localhost, or under a shared domain a sibling
+// subdomain, can plant a cookie whose CSRF token it knows (a visitor
+// cookie it fetched itself) and post a form with it, such as a sign-in to
+// the attacker's account. A request without the header (no browser, or an
+// old one) is left to the CSRF token.
+func (s *Server) ownPagesOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			switch r.Header.Get("Sec-Fetch-Site") {
+			case "", "same-origin", "none":
+			default:
+				s.errorPage(w, http.StatusForbidden, "Form refused", "This form was sent from a page that is not mcpd's, so it was refused. Open the page on mcpd itself and try again.")
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // validSessionID reports whether v looks like a cookie this server set.
 func validSessionID(v string) bool {
 	b, err := base64.RawURLEncoding.DecodeString(v)

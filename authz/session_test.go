@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -419,4 +420,65 @@ func TestSessionMaxAge(t *testing.T) {
 			t.Errorf("%d sessions of bob stored; want the old one deleted", n)
 		}
 	})
+}
+
+// TestFormsPostedFromAnotherOrigin: cookies do not tell ports apart, and
+// SameSite=Lax lets a same-site page post with them. On
+// http://localhost:8080 any page served from another port of localhost is
+// same-site and shares the cookie jar; under a shared domain a sibling
+// subdomain is same-site. Such a page can plant a visitor cookie whose
+// CSRF token it knows and post the login form with its own password,
+// signing the victim in to the attacker's account. Browsers say where a
+// post comes from (Sec-Fetch-Site), and mcpd's forms only come from its
+// own pages.
+func TestFormsPostedFromAnotherOrigin(t *testing.T) {
+	e := newEnv(t, nil)
+	post := func(b *browser, u string, form url.Values, site string) page {
+		req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if site != "" {
+			req.Header.Set("Sec-Fetch-Site", site)
+		}
+		return b.do(req)
+	}
+	loginForm := func(b *browser) url.Values {
+		p := b.get(e.url(accountPath))
+		return url.Values{
+			"csrf_token": {hiddenField(t, p.body, "csrf_token")}, "request_id": {""},
+			"username": {"mallory"}, "password": {"mallory-pw"},
+		}
+	}
+	e.store.users["mallory"] = "mallory-pw"
+
+	for _, site := range []string{"same-site", "cross-site"} {
+		t.Run("a sign-in posted from a "+site+" page is refused", func(t *testing.T) {
+			b := e.browser()
+			if got := post(b, e.url(loginPath), loginForm(b), site); got.status != http.StatusForbidden {
+				t.Errorf("status %d; want 403", got.status)
+			}
+			if isAccountPage(b.get(e.url(accountPath))) {
+				t.Error("signed in by a form of another origin")
+			}
+		})
+	}
+
+	t.Run("an account form posted from a same-site page is refused", func(t *testing.T) {
+		b := e.browser()
+		p := b.signIn(t, e, "alice", "correct horse")
+		if got := post(b, e.url(accountPath), accountForm(t, p, "signout", ""), "same-site"); got.status != http.StatusForbidden {
+			t.Errorf("status %d; want 403", got.status)
+		}
+		if !isAccountPage(b.get(e.url(accountPath))) {
+			t.Error("signed out by a form of another origin")
+		}
+	})
+
+	for _, site := range []string{"same-origin", ""} {
+		t.Run(fmt.Sprintf("a sign-in posted with Sec-Fetch-Site %q is accepted", site), func(t *testing.T) {
+			b := e.browser()
+			if got := post(b, e.url(loginPath), loginForm(b), site); got.status != http.StatusSeeOther {
+				t.Errorf("status %d; want 303", got.status)
+			}
+		})
+	}
 }
