@@ -76,7 +76,7 @@ func newPasskeyRP(issuer string, handleKey []byte) (passkeyRP, error) {
 		if port == "" {
 			port = "8080"
 		}
-		p.off = fmt.Sprintf("Passkeys need this server to be reached by a host name: browsers refuse them on an IP address such as %s. Start mcpd with --issuer http://localhost:%s (on this machine) or an https name.", host, port)
+		p.off = fmt.Sprintf("Passkeys need this server to be reached by a host name: browsers refuse them on an IP address such as %s. On this machine, run mcpd as http://localhost:%s (mcpd serve --listen localhost:%s) and connect applications to http://localhost:%s/mcp; elsewhere, serve it over https under a name.", host, port, port, port)
 		return p, nil
 	}
 	if u.Scheme != "https" && host != "localhost" && !strings.HasSuffix(host, ".localhost") {

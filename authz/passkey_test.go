@@ -317,6 +317,9 @@ func TestPasskeysNeedASecureContext(t *testing.T) {
 		if strings.Contains(login.body, `data-passkey`) {
 			t.Error("the login page offers passkeys on an IP issuer")
 		}
+		if !strings.Contains(login.body, `id="passkey-off"`) || !strings.Contains(login.body, "IP address") || !strings.Contains(login.body, "http://localhost:") {
+			t.Errorf("the login page does not say why it has no passkey sign-in, and what to do: %.800s", login.body)
+		}
 		p := b.signIn(t, e, "alice", "correct horse")
 		if !strings.Contains(p.body, "IP address") || strings.Contains(p.body, `data-passkey="register"`) {
 			t.Errorf("account page should explain and offer no add form: %.500s", p.body)

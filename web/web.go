@@ -39,6 +39,9 @@ type LoginData struct {
 	Notice     string // what just happened, such as signing out
 	Password   bool   // offer the user name and password form
 	Passkey    *PasskeyLogin
+	// PasskeyOff says, when Passkey is nil, why this server offers no
+	// passkey sign-in (its address is not one browsers allow them on).
+	PasskeyOff string
 	Links      []LoginLink
 }
 

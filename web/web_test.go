@@ -485,6 +485,18 @@ func TestLoginPagePasskey(t *testing.T) {
 			t.Error("the first form is not the password form")
 		}
 	})
+	t.Run("without passkeys the page says why, and offers no passkey form", func(t *testing.T) {
+		d := sampleLogin()
+		d.PasskeyOff = "Passkeys need this server to be reached by a host name."
+		p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, d) })
+		if got := findAll(p.doc, match(atom.Form, "data-passkey", "*")); len(got) != 0 {
+			t.Errorf("found %d passkey forms; want none", len(got))
+		}
+		note := findOne(t, p.doc, "the reason", match(0, "id", "passkey-off"))
+		if !strings.Contains(text(note), "reached by a host name") {
+			t.Errorf("note %q; want the reason", text(note))
+		}
+	})
 	t.Run("passkey sign-in alone is a way in", func(t *testing.T) {
 		d := LoginData{Passkey: &PasskeyLogin{Action: "/login/passkey", BeginURL: "/b"}}
 		p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, d) })
