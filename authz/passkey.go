@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
@@ -401,10 +402,16 @@ func msgPasskeysFull(n int) string {
 }
 
 // passkeyName cleans a name typed for a passkey: trimmed, at most 64
-// characters, no control characters, not empty.
+// characters of valid UTF-8, not empty, and, as for client names, no
+// control characters and no bidirectional overrides or isolates, which
+// make the rest of a line (on the account page, in the admin's table)
+// read otherwise.
 func passkeyName(name string) (string, bool) {
 	name = strings.TrimSpace(name)
-	if name == "" || len([]rune(name)) > maxPasskeyName || strings.IndexFunc(name, unicode.IsControl) >= 0 {
+	if name == "" || !utf8.ValidString(name) || utf8.RuneCountInString(name) > maxPasskeyName {
+		return "", false
+	}
+	if strings.IndexFunc(name, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }) >= 0 {
 		return "", false
 	}
 	return name, true

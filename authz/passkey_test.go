@@ -451,3 +451,30 @@ func TestPasskeyLimitHoldsAtTheFinish(t *testing.T) {
 		t.Errorf("alice has %d passkeys; want %d", len(keys), maxPasskeysPerUser)
 	}
 }
+
+func TestPasskeyName(t *testing.T) {
+	for _, tc := range []struct {
+		rule, in, want string
+		ok             bool
+	}{
+		{"a plain name is kept", "Laptop", "Laptop", true},
+		{"spaces around it are trimmed", "  Work phone \t", "Work phone", true},
+		{"letters of any script and emoji are names", "Téléphone 👩‍💻", "Téléphone 👩‍💻", true},
+		{"64 characters are allowed", strings.Repeat("é", 64), strings.Repeat("é", 64), true},
+		{"65 characters are too many", strings.Repeat("é", 65), "", false},
+		{"an empty name is refused", "   ", "", false},
+		{"a control character is refused", "Lap\x1b[2Jtop", "", false},
+		// As for client names: an override or isolate makes the rest of
+		// a line (the account page's, the admin's table) read otherwise.
+		{"a bidirectional override is refused", "Laptop\u202egnp.exe", "", false},
+		{"a bidirectional isolate is refused", "\u2067Laptop", "", false},
+		{"invalid UTF-8 is refused", "Lap\xfftop", "", false},
+	} {
+		t.Run(tc.rule, func(t *testing.T) {
+			got, ok := passkeyName(tc.in)
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("passkeyName(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
