@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/oauth2"
 )
@@ -477,4 +479,30 @@ func TestPasskeyName(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzPasskeyName: whatever a browser posts as a passkey's name, a name
+// that is kept is what was typed, trimmed, and safe to show on a page and
+// in the admin's table.
+func FuzzPasskeyName(f *testing.F) {
+	for _, s := range []string{"Laptop", " Phone ", "Lap\u202etop", "\xff", strings.Repeat("x", 70), "👩‍💻"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		got, ok := passkeyName(in)
+		if !ok {
+			if got != "" {
+				t.Errorf("passkeyName(%q) refused but returned %q", in, got)
+			}
+			return
+		}
+		if got != strings.TrimSpace(in) || got == "" || !utf8.ValidString(got) || utf8.RuneCountInString(got) > maxPasskeyName {
+			t.Errorf("passkeyName(%q) = %q", in, got)
+		}
+		for _, r := range got {
+			if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+				t.Errorf("passkeyName(%q) kept %U", in, r)
+			}
+		}
+	})
 }
