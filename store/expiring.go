@@ -100,7 +100,7 @@ func makeRoomFair(b wbucket, max int, now time.Time, owner func(v []byte) string
 		}
 		return bytes.Compare(a.key, b.key)
 	})
-	keep := max * 9 / 10
+	keep := RoomToKeep(max)
 	for i, e := range live {
 		if len(live)-i <= keep && now.Before(e.exp) {
 			break
