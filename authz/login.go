@@ -15,8 +15,11 @@ const (
 // user and per client address, and on success starts a fresh session and
 // resumes the authorization.
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
-	if err := r.ParseForm(); err != nil {
+	switch parseForm(w, r) {
+	case http.StatusRequestEntityTooLarge:
+		s.errorPage(w, http.StatusRequestEntityTooLarge, "Request too large", "The form is larger than this server accepts.")
+		return
+	case http.StatusBadRequest:
 		s.errorPage(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
 		return
 	}

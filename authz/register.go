@@ -292,9 +292,24 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusTooManyRequests, registrationError{Code: "temporarily_unavailable", Description: "too many registrations from this address; try again in a minute"})
 		return
 	}
+	if !s.registrationsAll.allowAll() {
+		w.Header().Set("Retry-After", "60")
+		writeJSON(w, http.StatusTooManyRequests, registrationError{Code: "temporarily_unavailable", Description: "too many registrations right now; try again in a minute"})
+		return
+	}
+	if r.ContentLength > maxJSONBody {
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusRequestEntityTooLarge, invalidMetadata("the body is larger than %d bytes", maxJSONBody))
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusRequestEntityTooLarge, invalidMetadata("the body is larger than %d bytes", maxJSONBody))
+		return
+	}
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, invalidMetadata("the body could not be read or is larger than %d bytes", maxJSONBody))
+		writeJSON(w, http.StatusBadRequest, invalidMetadata("the body could not be read"))
 		return
 	}
 	md, err := parseClientMetadata(body)

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -139,11 +140,32 @@ func TestRegistrationLimits(t *testing.T) {
 			t.Errorf("statuses (-want +got):\n%s", diff)
 		}
 	})
-	t.Run("an oversized body is refused", func(t *testing.T) {
+	t.Run("an oversized body is refused with 413", func(t *testing.T) {
 		e := newEnv(t, nil)
 		big := `{"client_name":"` + strings.Repeat("a", maxJSONBody) + `"}`
-		if st := e.postJSON("/register", big, nil).StatusCode; st != http.StatusBadRequest {
-			t.Errorf("status %d; want 400", st)
+		if st := e.postJSON("/register", big, nil).StatusCode; st != http.StatusRequestEntityTooLarge {
+			t.Errorf("status %d; want 413", st)
+		}
+	})
+	t.Run("registrations from many addresses stop at the per-minute total", func(t *testing.T) {
+		e := newEnv(t, func(c *Config) { c.RegistrationsPerMinuteAll = 3 })
+		body := `{"redirect_uris":["https://app.example/cb"],"token_endpoint_auth_method":"none"}`
+		var codes []int
+		for i := range 5 {
+			req := httptest.NewRequest(http.MethodPost, "/register", strings.NewReader(body))
+			req.RemoteAddr = fmt.Sprintf("192.0.2.%d:1", i+1)
+			rec := httptest.NewRecorder()
+			e.srv.handleRegister(rec, req)
+			codes = append(codes, rec.Code)
+		}
+		e.clock.Advance(61e9)
+		req := httptest.NewRequest(http.MethodPost, "/register", strings.NewReader(body))
+		req.RemoteAddr = "192.0.2.99:1"
+		rec := httptest.NewRecorder()
+		e.srv.handleRegister(rec, req)
+		codes = append(codes, rec.Code)
+		if diff := cmp.Diff([]int{201, 201, 201, 429, 429, 201}, codes); diff != "" {
+			t.Errorf("statuses, the last a minute later (-want +got):\n%s", diff)
 		}
 	})
 	t.Run("addresses in one IPv6 /64 share the registration limit", func(t *testing.T) {

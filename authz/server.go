@@ -79,6 +79,11 @@ type Config struct {
 	// RegistrationsPerMinute per client address, for registrations and,
 	// separately, for fetches of client metadata documents; 0 → 20.
 	RegistrationsPerMinute int
+	// RegistrationsPerMinuteAll caps registrations, and separately fetches
+	// of client metadata documents, per minute from all addresses
+	// together, so that a flood from many addresses stays bounded; 0 → no
+	// cap beyond the per-address one.
+	RegistrationsPerMinuteAll int
 	// MaxClients caps the number of registered clients; 0 → 1000.
 	MaxClients int
 
@@ -112,9 +117,13 @@ type Server struct {
 	loginAddr     *limiter
 	registrations *limiter
 	cimdFetches   *limiter
-	refreshLocks  *keyedMutex
-	codeLocks     *keyedMutex
-	cimd          *cimdFetcher
+	// registrationsAll and cimdFetchesAll count every address under one
+	// key; nil when RegistrationsPerMinuteAll is 0.
+	registrationsAll *limiter
+	cimdFetchesAll   *limiter
+	refreshLocks     *keyedMutex
+	codeLocks        *keyedMutex
+	cimd             *cimdFetcher
 }
 
 const (
@@ -232,6 +241,10 @@ func New(cfg Config) (*Server, error) {
 	s.loginAddr = newLimiter(20, 15*time.Minute, s.now)
 	s.registrations = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
 	s.cimdFetches = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
+	if cfg.RegistrationsPerMinuteAll > 0 {
+		s.registrationsAll = newLimiter(cfg.RegistrationsPerMinuteAll, time.Minute, s.now)
+		s.cimdFetchesAll = newLimiter(cfg.RegistrationsPerMinuteAll, time.Minute, s.now)
+	}
 	s.refreshLocks = newKeyedMutex()
 	s.codeLocks = newKeyedMutex()
 	s.cimd = newCIMDFetcher(s, cfg.HTTPClient, cfg.AllowPrivateMetadataHosts)

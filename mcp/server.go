@@ -56,6 +56,15 @@ type Config struct {
 	JSONResponse bool
 	// MaxBodyBytes bounds a request body; 0 means 1 MiB.
 	MaxBodyBytes int64
+	// MaxSessionsPerUser caps the live sessions of one principal
+	// (TokenInfo.UserID): at the cap an initialize closes that principal's
+	// least recently used idle session, or is answered 429 when none is
+	// idle. 0 means no cap.
+	MaxSessionsPerUser int
+	// MaxStreamsPerUser caps the requests one principal has open on /mcp
+	// at once, event streams included; more are answered 429. 0 means no
+	// cap.
+	MaxStreamsPerUser int
 }
 
 // Server is the MCP endpoint with its protected-resource metadata. Create
@@ -71,6 +80,7 @@ type Server struct {
 	origins   originPolicy
 	mcp       *sdk.Server
 	handler   http.Handler // the /mcp handler with every check
+	users     *userLimits
 }
 
 // New validates cfg and builds a Server.
@@ -154,6 +164,8 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 		return verifiedTokenInfo(r.Context())
 	}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})
 	var h http.Handler = bind(streamable)
+	s.users = newUserLimits(cfg.MaxSessionsPerUser, cfg.MaxStreamsPerUser, s.mcp, s.now)
+	h = s.users.middleware(cfg.Stateless, h)
 	if authenticate {
 		h = s.requireBearer(s.requireScopes(h))
 	} else {
