@@ -4,8 +4,9 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 DATA     ?= ./data
 FUZZTIME ?= 10s
+KILLS    ?= 100
 
-.PHONY: help build test lint run fuzz e2e bench bench-load image-test clean
+.PHONY: help build test lint run fuzz e2e bench bench-load image-test clean chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,6 +39,9 @@ bench: ## Go benchmarks of the hot paths
 
 bench-load: ## Loopback load figures of docs/benchmarks.md (about 12 minutes)
 	bash bench/run.sh
+
+chaos: build ## Crash campaign: KILLS (100) SIGKILLs of mcpd serve under mixed load, nothing acknowledged lost
+	$(GO) run ./bench/loadgen chaos -bin bin/mcpd -kills $(KILLS)
 
 image-test: ## Build the Docker image with buildah and drive a round trip against it
 	bash scripts/image-test.sh
