@@ -20,6 +20,13 @@ import (
 // with notes:read and notes:write.
 func ccToken(t *testing.T, issuer string) string {
 	t.Helper()
+	token, _ := ccTokenAndClient(t, issuer)
+	return token
+}
+
+// ccTokenAndClient is ccToken that also returns the client's id.
+func ccTokenAndClient(t *testing.T, issuer string) (string, string) {
+	t.Helper()
 	reg := registerClient(t, issuer, map[string]any{
 		"client_name": "limits", "grant_types": []string{"client_credentials"},
 		"token_endpoint_auth_method": "client_secret_basic", "scope": "notes:read notes:write",
@@ -38,7 +45,7 @@ func ccToken(t *testing.T, issuer string) string {
 	if err := decodeJSON(resp, &tok); err != nil || tok.AccessToken == "" {
 		t.Fatalf("client_credentials token: %s %v", resp.Status, err)
 	}
-	return tok.AccessToken
+	return tok.AccessToken, reg["client_id"].(string)
 }
 
 func decodeJSON(resp *http.Response, out any) error {
