@@ -160,7 +160,7 @@ func (s *Server) clientFromMetadata(md *clientMetadata, source string) (*Client,
 			continue
 		}
 		u, err := url.Parse(v)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(v) > maxURILength {
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(v) > maxURILength || !plainASCII(v) {
 			return nil, invalidMetadata("%s must be an http(s) URL", field)
 		}
 	}
@@ -208,12 +208,28 @@ func checkText(field, v string) error {
 	return nil
 }
 
+// plainASCII reports whether s is printable ASCII without spaces, as a
+// URI is (RFC 3986 §2): anything else a client means must be
+// percent-encoded, and what is stored is then sent back byte for byte in
+// Location headers and pages.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // checkRedirectURI accepts https, loopback http (127.0.0.1, [::1],
 // localhost) and private-use schemes (cursor://…, vscode://…), never with
 // a fragment.
 func checkRedirectURI(raw string) error {
 	if len(raw) > maxURILength {
 		return invalidRedirect("redirect URI is longer than %d bytes", maxURILength)
+	}
+	if !plainASCII(raw) {
+		return invalidRedirect("redirect URI %q must be printable ASCII without spaces (percent-encode anything else)", raw)
 	}
 	u, err := url.Parse(raw)
 	if err != nil || !u.IsAbs() {

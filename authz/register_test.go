@@ -39,6 +39,10 @@ func TestRegistrationRules(t *testing.T) {
 		{"a data logo_uri is refused", `{"redirect_uris":["https://app.example/cb"],"logo_uri":"data:image/svg+xml,<svg/>"}`, "invalid_client_metadata"},
 		{"a client_name with a bidi override is refused (it could disguise the name on the consent page)", `{"redirect_uris":["https://app.example/cb"],"client_name":"Visual Studio \u202eedoC"}`, "invalid_client_metadata"},
 		{"a client_name with a bidi isolate is refused", `{"redirect_uris":["https://app.example/cb"],"client_name":"VS \u2067Code"}`, "invalid_client_metadata"},
+		{"a redirect URI that is not plain ASCII is refused (it would go back byte for byte in Location)", `{"redirect_uris":["https://app.example/c\u00e9"],"token_endpoint_auth_method":"none"}`, "invalid_redirect_uri"},
+		{"a redirect URI with a space is refused", `{"redirect_uris":["https://app.example/a b"],"token_endpoint_auth_method":"none"}`, "invalid_redirect_uri"},
+		{"a redirect URI with a NUL is refused", `{"redirect_uris":["http://127.0.0.1/cb\u0000"],"token_endpoint_auth_method":"none"}`, "invalid_redirect_uri"},
+		{"a client_uri that is not plain ASCII is refused", `{"redirect_uris":["https://app.example/cb"],"client_uri":"https://app.example/\ufffd"}`, "invalid_client_metadata"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

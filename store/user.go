@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -29,15 +30,18 @@ type userRecord struct {
 }
 
 // ErrInvalidUser is returned for an empty user name or password, or a name
-// with white space, ':' or a control character.
+// that is not UTF-8 or has white space, ':' or a control character
+// (bidirectional controls included).
 var ErrInvalidUser = errors.New("invalid user name or password")
 
 func validUserName(name string) bool {
-	if name == "" {
+	if name == "" || !utf8.ValidString(name) {
 		return false
 	}
 	for _, r := range name {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || r == ':' {
+		// Bidirectional controls can make one name read as another in a
+		// listing.
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == ':' || unicode.Is(unicode.Bidi_Control, r) {
 			return false
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 )
 
 // adminFlags are the flags every admin subcommand shares.
@@ -54,6 +55,9 @@ func (e cliEnv) readPassword() (string, error) {
 	line = strings.TrimSuffix(line, "\r")
 	if line == "" {
 		return "", usageError("empty password on standard input")
+	}
+	if !utf8.ValidString(line) {
+		return "", usageError("the password on standard input is not valid UTF-8")
 	}
 	return line, nil
 }
@@ -129,6 +133,17 @@ func (e cliEnv) dispatch(group, usage string, cmds map[string]adminCmd, args []s
 			return usageError(name + " takes no arguments")
 		}
 		return usageError(fmt.Sprintf("%s: want %s", name, strings.Join(cmd.args, " and ")))
+	}
+	// Arguments travel to a running server as JSON, which would turn bytes
+	// that are not UTF-8 into U+FFFD: the name stored would not be the
+	// name given. Refuse them here, the same with the server up or down.
+	for i, p := range pos {
+		if !utf8.ValidString(p) {
+			return usageError(fmt.Sprintf("%s: %s %q is not valid UTF-8", name, cmd.args[i], p))
+		}
+	}
+	if user != nil && !utf8.ValidString(*user) {
+		return usageError(fmt.Sprintf("%s: --user %q is not valid UTF-8", name, *user))
 	}
 	in := adminInput{pos: pos}
 	if cmd.json {
