@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/segmentio/encoding/json"
@@ -41,6 +42,12 @@ func (s *Server) requireScopes(next http.Handler) http.Handler {
 			http.Error(w, "reading request body failed", http.StatusBadRequest)
 			return
 		}
+		if !utf8.Valid(body) {
+			// JSON is UTF-8 (RFC 8259 §8.1). The SDK would quote the bad
+			// bytes back in its error, making the answer invalid too.
+			writeParseError(w, "the body is not valid UTF-8")
+			return
+		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		ti, err := verifiedTokenInfo(r.Context())
 		if err != nil {
@@ -60,6 +67,15 @@ func (s *Server) requireScopes(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// writeParseError answers a body that cannot be JSON-RPC with 400 and the
+// JSON-RPC parse error (code -32700).
+func writeParseError(w http.ResponseWriter, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadRequest)
+	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": nil, "error": map[string]any{"code": -32700, "message": "Parse error: " + msg}})
+	w.Write(b)
 }
 
 // missingScopes returns the scopes that the calls in body need and ti
