@@ -61,3 +61,46 @@ func TestHostileJSONRPCBodies(t *testing.T) {
 		t.Errorf("%d notes were saved from hostile batches; want none (batches are not part of the protocol version in use)", len(notes))
 	}
 }
+
+func TestNestedDeeperThan(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		max  int
+		want bool
+	}{
+		{"flat is not deep", `{"a":1,"b":[1,2]}`, 2, false},
+		{"exactly the limit passes", `[[[]]]`, 3, false},
+		{"one past the limit is deep", `[[[[]]]]`, 3, true},
+		{"brackets in strings do not count", `{"a":"[[[[[[[["}`, 2, false},
+		{"an escaped quote does not end the string", `{"a":"\"[[[[[["}`, 2, false},
+		{"an escaped backslash does end it", `{"a":"\\"}` + `[[[`, 2, true},
+		{"objects and arrays both count", `{"a":[{"b":[{}]}]}`, 4, true},
+		{"unterminated nesting counts as it goes", strings.Repeat("[", 1001), 1000, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := nestedDeeperThan([]byte(tt.body), tt.max); got != tt.want {
+				t.Errorf("nestedDeeperThan(%q, %d) = %v; want %v", tt.body, tt.max, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDeepBodiesGetAParseError(t *testing.T) {
+	env := newTestEnv(t, nil)
+	sid, _ := env.rawSession(t, "alice-all")
+	for _, depth := range []int{maxJSONDepth + 1, 400_000} {
+		body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{"x":` + strings.Repeat("[", depth) + strings.Repeat("]", depth) + "}}}"
+		resp := env.post(t, body, map[string]string{"Authorization": "Bearer alice-all", sessionIDHeader: sid, "MCP-Protocol-Version": "2025-06-18"})
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "-32700") {
+			t.Errorf("depth %d: status %d %.200s; want 400 with a JSON-RPC parse error", depth, resp.StatusCode, b)
+		}
+	}
+	body := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{"x":` + strings.Repeat("[", 50) + strings.Repeat("]", 50) + "}}}"
+	resp := env.post(t, body, map[string]string{"Authorization": "Bearer alice-all", sessionIDHeader: sid, "MCP-Protocol-Version": "2025-06-18"})
+	if b, _ := io.ReadAll(resp.Body); resp.StatusCode != http.StatusOK || strings.Contains(string(b), "-32700") {
+		t.Errorf("50 levels: status %d %.200s; want an answer", resp.StatusCode, b)
+	}
+}

@@ -3,6 +3,7 @@ package mcp
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -48,6 +49,12 @@ func (s *Server) requireScopes(next http.Handler) http.Handler {
 			writeParseError(w, "the body is not valid UTF-8")
 			return
 		}
+		if nestedDeeperThan(body, maxJSONDepth) {
+			// The decoder below recurses once per level: 400,000 levels
+			// in a 1 MB body took 128 MB of goroutine stack.
+			writeParseError(w, fmt.Sprintf("the body nests deeper than %d levels", maxJSONDepth))
+			return
+		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		ti, err := verifiedTokenInfo(r.Context())
 		if err != nil {
@@ -67,6 +74,39 @@ func (s *Server) requireScopes(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// maxJSONDepth bounds the nesting of a JSON-RPC body: far deeper than any
+// tool's arguments, far shallower than what costs memory to decode.
+const maxJSONDepth = 1000
+
+// nestedDeeperThan reports whether the arrays and objects of the JSON text
+// b nest deeper than max, scanning without recursion (and without caring
+// whether b is otherwise valid: the decoder judges that).
+func nestedDeeperThan(b []byte, max int) bool {
+	depth, inString, escaped := 0, false, false
+	for _, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			switch c {
+			case '\\':
+				escaped = true
+			case '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			if depth++; depth > max {
+				return true
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return false
 }
 
 // writeParseError answers a body that cannot be JSON-RPC with 400 and the

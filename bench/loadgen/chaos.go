@@ -156,6 +156,7 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 type campaign struct {
 	bin, data, addr, logPath, password string
 	out                                io.Writer
+	args                               []string // serve flags; nil: the campaign's own
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -174,9 +175,14 @@ func (c *campaign) start(ctx context.Context) error {
 	defer logf.Close()
 	deadline := time.Now().Add(20 * time.Second)
 	for attempt := 0; ; attempt++ {
-		cmd := exec.Command(c.bin, "serve", "--listen", c.addr, "--data", c.data, "--log-level", "warn", "--log-format", "json",
-			"--registrations-per-minute", "1000000", "--registrations-per-minute-total", "0", "--max-clients", "1000000",
-			"--janitor-interval", "2s")
+		args := []string{"serve", "--listen", c.addr, "--data", c.data, "--log-level", "warn", "--log-format", "json"}
+		if c.args != nil {
+			args = append(args, c.args...)
+		} else {
+			args = append(args, "--registrations-per-minute", "1000000", "--registrations-per-minute-total", "0", "--max-clients", "1000000",
+				"--janitor-interval", "2s")
+		}
+		cmd := exec.Command(c.bin, args...)
 		cmd.Env = append(os.Environ(), "MCPD_INITIAL_PASSWORD="+c.password)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
@@ -225,6 +231,29 @@ func waitHealthy(ctx context.Context, target string, exited <-chan struct{}, dea
 		time.Sleep(5 * time.Millisecond)
 	}
 	return errors.New("no healthy /healthz")
+}
+
+// pid is the server's process id, 0 when none runs.
+func (c *campaign) pid() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd == nil || c.cmd.Process == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
+}
+
+// alive reports whether the server process is still running.
+func (c *campaign) alive() bool {
+	c.mu.Lock()
+	exited := c.exited
+	c.mu.Unlock()
+	select {
+	case <-exited:
+		return false
+	default:
+		return true
+	}
 }
 
 // kill SIGKILLs the server and waits until it is gone.
