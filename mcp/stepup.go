@@ -49,10 +49,16 @@ func (s *Server) requireScopes(next http.Handler) http.Handler {
 			writeParseError(w, "the body is not valid UTF-8")
 			return
 		}
-		if nestedDeeperThan(body, maxJSONDepth) {
+		switch tooDeep, batch := scanJSON(body, maxJSONDepth); {
+		case tooDeep:
 			// The decoder below recurses once per level: 400,000 levels
 			// in a 1 MB body took 128 MB of goroutine stack.
 			writeParseError(w, fmt.Sprintf("the body nests deeper than %d levels", maxJSONDepth))
+			return
+		case batch > maxBatch:
+			// The SDK decodes a whole batch before it refuses one for the
+			// protocol version: 0.6 s of CPU for 8,000 calls in 900 KB.
+			writeRPCError(w, -32600, fmt.Sprintf("Invalid Request: a batch of more than %d messages", maxBatch))
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -76,15 +82,22 @@ func (s *Server) requireScopes(next http.Handler) http.Handler {
 	})
 }
 
-// maxJSONDepth bounds the nesting of a JSON-RPC body: far deeper than any
-// tool's arguments, far shallower than what costs memory to decode.
-const maxJSONDepth = 1000
+const (
+	// maxJSONDepth bounds the nesting of a JSON-RPC body: far deeper
+	// than any tool's arguments, far shallower than what costs memory to
+	// decode.
+	maxJSONDepth = 1000
+	// maxBatch bounds a JSON-RPC batch (protocol versions before
+	// 2025-06-18 have them): real clients send a handful.
+	maxBatch = 100
+)
 
-// nestedDeeperThan reports whether the arrays and objects of the JSON text
-// b nest deeper than max, scanning without recursion (and without caring
-// whether b is otherwise valid: the decoder judges that).
-func nestedDeeperThan(b []byte, max int) bool {
-	depth, inString, escaped := 0, false, false
+// scanJSON reports whether the arrays and objects of the JSON text b nest
+// deeper than maxDepth and, when b is an array, how many elements it has
+// at the top (0 otherwise). It scans without recursion, and without caring
+// whether b is otherwise valid: the decoder judges that.
+func scanJSON(b []byte, maxDepth int) (tooDeep bool, batch int) {
+	depth, inString, escaped, array := 0, false, false, false
 	for _, c := range b {
 		switch {
 		case escaped:
@@ -99,22 +112,32 @@ func nestedDeeperThan(b []byte, max int) bool {
 		case c == '"':
 			inString = true
 		case c == '[' || c == '{':
-			if depth++; depth > max {
-				return true
+			if depth == 0 && c == '[' {
+				array, batch = true, 1
+			}
+			if depth++; depth > maxDepth {
+				return true, batch
 			}
 		case c == ']' || c == '}':
 			depth--
+		case c == ',' && depth == 1 && array:
+			batch++
 		}
 	}
-	return false
+	return false, batch
 }
 
 // writeParseError answers a body that cannot be JSON-RPC with 400 and the
 // JSON-RPC parse error (code -32700).
 func writeParseError(w http.ResponseWriter, msg string) {
+	writeRPCError(w, -32700, "Parse error: "+msg)
+}
+
+// writeRPCError answers 400 with a JSON-RPC error that has no id.
+func writeRPCError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusBadRequest)
-	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": nil, "error": map[string]any{"code": -32700, "message": "Parse error: " + msg}})
+	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": nil, "error": map[string]any{"code": code, "message": msg}})
 	w.Write(b)
 }
 

@@ -21,6 +21,14 @@ import (
 // client address. An IPv6 address counts by its /64, since one host
 // commonly holds a whole /64; a trusted proxy's address has no cap of its
 // own (it carries many clients), only the total.
+//
+// The two caps act differently. At the total cap the listener stops
+// accepting until a connection closes: new ones wait in the kernel's
+// queue, costing the server nothing, where answering each would cost an
+// accept, a write and a close per attempt (a slow-loris attacker that
+// retries every second made that thousands a second). Over one address's
+// cap a connection is accepted and answered 503 at once, so that the
+// other addresses are not held up behind it.
 type connLimits struct {
 	max     int // 0: no cap
 	perAddr int // 0: no cap
@@ -28,15 +36,21 @@ type connLimits struct {
 	log     *slog.Logger
 	now     func() time.Time
 
+	slots chan struct{} // one per open connection; nil without a total cap
+
 	mu       sync.Mutex
-	open     int
 	byAddr   map[netip.Addr]int
 	refused  int       // since the last warning
 	warnedAt time.Time // when the last warning was logged
+	full     bool      // at the total cap, and said so in the log
 }
 
 func newConnLimits(max, perAddr int, trusted []netip.Prefix, log *slog.Logger) *connLimits {
-	return &connLimits{max: max, perAddr: perAddr, trusted: trusted, log: log, now: time.Now, byAddr: make(map[netip.Addr]int)}
+	l := &connLimits{max: max, perAddr: perAddr, trusted: trusted, log: log, now: time.Now, byAddr: make(map[netip.Addr]int)}
+	if max > 0 {
+		l.slots = make(chan struct{}, max)
+	}
+	return l
 }
 
 // connKey is the per-address key of a connection's peer, and whether the
@@ -55,90 +69,116 @@ func (l *connLimits) connKey(remote net.Addr) (netip.Addr, bool) {
 	if a.Is6() {
 		a = netip.PrefixFrom(a, 64).Masked().Addr()
 	}
-	return a, true
+	return a, l.perAddr > 0
 }
 
-// admit counts a new connection from key and reports whether it is within
-// the caps; a refused one is not counted.
-func (l *connLimits) admit(key netip.Addr, perAddr bool) bool {
+// admitAddr counts a new connection from key and reports whether it is
+// within its address's cap; a refused one is not counted.
+func (l *connLimits) admitAddr(key netip.Addr) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	over := ""
-	switch {
-	case l.max > 0 && l.open >= l.max:
-		over = "the server's cap (--max-connections)"
-	case perAddr && l.perAddr > 0 && l.byAddr[key] >= l.perAddr:
-		over = "the cap of one client address (--max-connections-per-address)"
-	}
-	if over != "" {
+	if l.byAddr[key] >= l.perAddr {
 		l.refused++
 		// Once a minute at most: a flood must not become a flood of logs.
 		if t := l.now(); t.Sub(l.warnedAt) >= time.Minute {
-			l.log.Warn("refusing connections over "+over, "open", l.open, "refused", l.refused, "address", key.String())
+			l.log.Warn("refusing connections over the cap of one client address (--max-connections-per-address)", "address", key.String(), "refused", l.refused)
 			l.warnedAt, l.refused = t, 0
 		}
 		return false
 	}
-	l.open++
-	if perAddr {
-		l.byAddr[key]++
-	}
+	l.byAddr[key]++
 	return true
 }
 
-func (l *connLimits) release(key netip.Addr, perAddr bool) {
+func (l *connLimits) releaseAddr(key netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.open--
-	if perAddr {
-		if l.byAddr[key]--; l.byAddr[key] <= 0 {
-			delete(l.byAddr, key)
-		}
+	if l.byAddr[key]--; l.byAddr[key] <= 0 {
+		delete(l.byAddr, key)
 	}
 }
 
-// Open is the number of connections counted now.
-func (l *connLimits) Open() int {
+// noteFull logs, once per minute at most, that the total cap was reached.
+func (l *connLimits) noteFull() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.open
+	if t := l.now(); t.Sub(l.warnedAt) >= time.Minute {
+		l.log.Warn("at the cap of open connections (--max-connections): new connections wait until one closes", "cap", l.max)
+		l.warnedAt = t
+	}
 }
 
+// Open is the number of connections counted against the total cap now.
+func (l *connLimits) Open() int { return len(l.slots) }
+
 // listener wraps ln so that Accept hands out only connections within the
-// caps. A connection over a cap is answered 503 and closed at once, rather
-// than left waiting in the kernel's queue where it would hold up the
-// well-behaved clients behind it.
+// caps.
 func (l *connLimits) listener(ln net.Listener) net.Listener {
 	if l.max <= 0 && l.perAddr <= 0 {
 		return ln
 	}
-	return &limitedListener{Listener: ln, l: l}
+	return &limitedListener{Listener: ln, l: l, closed: make(chan struct{})}
 }
 
 type limitedListener struct {
 	net.Listener
-	l *connLimits
+	l         *connLimits
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
-// overCapResponse is what a refused connection reads before it is closed.
+// overCapResponse is what a connection over its address's cap reads
+// before it is closed.
 const overCapResponse = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 5\r\nConnection: close\r\nContent-Length: 45\r\n\r\ntoo many connections; try again in a moment\r\n"
 
 func (ll *limitedListener) Accept() (net.Conn, error) {
 	for {
+		if ll.l.slots != nil {
+			select {
+			case ll.l.slots <- struct{}{}:
+			default:
+				ll.l.noteFull()
+				select {
+				case ll.l.slots <- struct{}{}:
+				case <-ll.closed:
+					return nil, net.ErrClosed
+				}
+			}
+		}
 		c, err := ll.Listener.Accept()
 		if err != nil {
+			ll.freeSlot()
 			return nil, err
 		}
 		key, perAddr := ll.l.connKey(c.RemoteAddr())
-		if ll.l.admit(key, perAddr) {
-			return &limitedConn{Conn: c, release: func() { ll.l.release(key, perAddr) }}, nil
+		if perAddr && !ll.l.admitAddr(key) {
+			ll.freeSlot()
+			// A fresh socket's send buffer is empty, so this write does
+			// not wait for the client; the deadline is there all the same.
+			c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			io.WriteString(c, overCapResponse)
+			c.Close()
+			continue
 		}
-		// A fresh socket's send buffer is empty, so this write does not
-		// wait for the client; the deadline is there all the same.
-		c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		io.WriteString(c, overCapResponse)
-		c.Close()
+		return &limitedConn{Conn: c, release: func() {
+			if perAddr {
+				ll.l.releaseAddr(key)
+			}
+			ll.freeSlot()
+		}}, nil
 	}
+}
+
+func (ll *limitedListener) freeSlot() {
+	if ll.l.slots != nil {
+		<-ll.l.slots
+	}
+}
+
+// Close also ends an Accept waiting for a free slot.
+func (ll *limitedListener) Close() error {
+	ll.closeOnce.Do(func() { close(ll.closed) })
+	return ll.Listener.Close()
 }
 
 // limitedConn gives its place back once, on the first Close.
@@ -194,16 +234,16 @@ func (rl requestLimits) middleware(next http.Handler) http.Handler {
 			}
 			r.Body = body
 		}
-		if rl.WriteTimeout <= 0 {
-			next.ServeHTTP(w, r)
-			return
-		}
 		// A deadline left by the previous request on this connection
 		// must not cut this one short.
-		rc.SetWriteDeadline(time.Time{})
+		if rl.WriteTimeout > 0 {
+			rc.SetWriteDeadline(time.Time{})
+		}
 		next.ServeHTTP(&deadlineWriter{ResponseWriter: w, rc: rc, timeout: rl.WriteTimeout}, r)
 		// net/http flushes what is buffered after the handler returns.
-		rc.SetWriteDeadline(time.Now().Add(rl.WriteTimeout))
+		if rl.WriteTimeout > 0 {
+			rc.SetWriteDeadline(time.Now().Add(rl.WriteTimeout))
+		}
 	})
 }
 
@@ -226,22 +266,39 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 }
 
 // deadlineWriter gives every write of a response WriteTimeout to go
-// through, counted from the write.
+// through, counted from the write (none when it is 0). It also closes the
+// connection after a 413: the rest of that body is unread, and
+// http.MaxBytesReader's own signal to net/http to close does not pass the
+// wrappers of the middleware in between, so net/http would otherwise read
+// the rest of the body as the next request.
 type deadlineWriter struct {
 	http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
 }
 
+func (d *deadlineWriter) extend() {
+	if d.timeout > 0 {
+		d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+	}
+}
+
+func (d *deadlineWriter) WriteHeader(code int) {
+	if code == http.StatusRequestEntityTooLarge {
+		d.Header().Set("Connection", "close")
+	}
+	d.ResponseWriter.WriteHeader(code)
+}
+
 func (d *deadlineWriter) Write(p []byte) (int, error) {
-	d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+	d.extend()
 	return d.ResponseWriter.Write(p)
 }
 
 // FlushError lets http.ResponseController flush through the wrapper and
 // see the error.
 func (d *deadlineWriter) FlushError() error {
-	d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+	d.extend()
 	return d.rc.Flush()
 }
 

@@ -302,19 +302,28 @@ func holdConn(t *testing.T, addr string) net.Conn {
 // status.
 func healthzOn(t *testing.T, addr string) int {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", addr)
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	st, err := healthzStatus(addr)
 	if err != nil {
 		t.Fatalf("healthz: %v", err)
 	}
+	return st
+}
+
+// healthzStatus is healthzOn for goroutines other than the test's.
+func healthzStatus(addr string) (int, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", addr)
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err
+	}
 	resp.Body.Close()
-	return resp.StatusCode
+	return resp.StatusCode, nil
 }
 
 func TestConnectionCaps(t *testing.T) {
@@ -336,12 +345,39 @@ func TestConnectionCaps(t *testing.T) {
 			t.Errorf("healthz through a trusted proxy holding 4 connections: %d; want 200", st)
 		}
 	})
-	t.Run("connections over --max-connections get 503", func(t *testing.T) {
+	t.Run("at --max-connections a new connection waits until one closes", func(t *testing.T) {
 		ts := startServer(t, "--max-connections", "2", "--trusted-proxies", "127.0.0.1/32")
 		addr := hostOf(t, ts.URL)
-		holdConn(t, addr)
-		holdConn(t, addr)
-		waitFor(t, func() bool { return healthzOn(t, addr) == http.StatusServiceUnavailable })
+		held := []net.Conn{holdConn(t, addr), holdConn(t, addr)}
+		waitFor(t, func() bool {
+			// The two held connections are accepted once the kernel has
+			// handed them over; until then a third may slip in.
+			done := make(chan int, 1)
+			go func() { st, _ := healthzStatus(addr); done <- st }()
+			select {
+			case <-done:
+				return false
+			case <-time.After(300 * time.Millisecond):
+				return true // waiting: the cap is reached
+			}
+		})
+		answered := make(chan int, 1)
+		go func() { st, _ := healthzStatus(addr); answered <- st }()
+		select {
+		case st := <-answered:
+			t.Fatalf("a connection over the cap was answered %d while the others stayed open", st)
+		case <-time.After(300 * time.Millisecond):
+		}
+		held[0].Close()
+		select {
+		case st := <-answered:
+			if st != http.StatusOK {
+				t.Errorf("healthz once a place was free: %d; want 200", st)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the waiting connection was not served after a place was freed")
+		}
+		held[1].Close()
 	})
 }
 
@@ -389,6 +425,11 @@ func TestOversizedBodiesGet413OnEveryPOSTEndpoint(t *testing.T) {
 				resp.Body.Close()
 				if resp.StatusCode != http.StatusRequestEntityTooLarge {
 					t.Errorf("status %d; want 413", resp.StatusCode)
+				}
+				// The rest of the body is unread: the connection must
+				// close, or net/http reads it as the next request.
+				if !resp.Close {
+					t.Errorf("413 without Connection: close")
 				}
 			})
 		}
