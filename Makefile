@@ -5,8 +5,9 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 DATA     ?= ./data
 FUZZTIME ?= 10s
 KILLS    ?= 100
+ABUSE_D  ?= 15s
 
-.PHONY: help build test lint run fuzz e2e bench bench-load image-test clean chaos
+.PHONY: help build test lint run fuzz e2e bench bench-load image-test clean chaos abuse
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,6 +43,9 @@ bench-load: ## Loopback load figures of docs/benchmarks.md (about 12 minutes)
 
 chaos: build ## Crash campaign: KILLS (100) SIGKILLs of mcpd serve under mixed load, nothing acknowledged lost
 	$(GO) run ./bench/loadgen chaos -bin bin/mcpd -kills $(KILLS)
+
+abuse: build ## Abuse scenarios (ABUSE_D each, about 2.5 min): /healthz latency and memory under each
+	$(GO) run ./bench/loadgen abuse -bin bin/mcpd -d $(ABUSE_D)
 
 image-test: ## Build the Docker image with buildah and drive a round trip against it
 	bash scripts/image-test.sh

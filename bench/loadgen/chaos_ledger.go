@@ -205,10 +205,14 @@ func (l *ledger) totals() string {
 // checkReport is the outcome of the checks after one restart.
 type checkReport struct {
 	checked, fresh, doubt int
+	all                   bool // every entry, not the new ones and a sample
 	problems              []string
 }
 
 func (r checkReport) summary() string {
+	if r.all {
+		return fmt.Sprintf("checked %d acknowledged writes, %d in doubt skipped", r.checked, r.doubt)
+	}
 	return fmt.Sprintf("checked %d acknowledged writes (%d new since the kill before), %d in doubt skipped", r.checked, r.fresh, r.doubt)
 }
 
@@ -231,7 +235,9 @@ func (l *ledger) verify(ctx context.Context, load *chaosLoad, sample int, rng *r
 
 // verifyAll checks every entry.
 func (l *ledger) verifyAll(ctx context.Context, load *chaosLoad) checkReport {
-	return l.runChecks(ctx, load, func(int, int) (bool, bool) { return false, true })
+	rep := l.runChecks(ctx, load, func(int, int) (bool, bool) { return false, true })
+	rep.all = true
+	return rep
 }
 
 func (l *ledger) sizeLocked() int { return len(l.tokens) + len(l.grants) + len(l.notes) }
