@@ -297,10 +297,16 @@ func (p *prober) run(ctx context.Context) <-chan []time.Duration {
 			if err := p.once(); err != nil {
 				if ctx.Err() == nil {
 					p.errors.Add(1)
+					if os.Getenv("ABUSE_DEBUG") != "" {
+						fmt.Fprintf(os.Stderr, "%s probe error after %s: %v\n", time.Now().Format("15:04:05.000"), time.Since(t0), err)
+					}
 				}
 				continue
 			}
 			lat = append(lat, time.Since(t0))
+			if d := time.Since(t0); d > 100*time.Millisecond && os.Getenv("ABUSE_DEBUG") != "" {
+				fmt.Fprintf(os.Stderr, "%s probe slow: %s\n", time.Now().Format("15:04:05.000"), d)
+			}
 		}
 	}()
 	return out
@@ -337,7 +343,7 @@ func slowConns(start, piece string) func(ctx context.Context, e *abuseEnv) strin
 				}
 			})
 			if i%100 == 99 {
-				sleepCtx(ctx, 10*time.Millisecond) // a ramp, not a SYN flood
+				sleepCtx(ctx, 20*time.Millisecond) // a ramp of 5,000 a second, not a SYN flood
 			}
 		}
 		wg.Wait()
