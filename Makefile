@@ -32,8 +32,9 @@ fuzz: ## Run every fuzz target for FUZZTIME each
 	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
 
-e2e: build ## Real clients against a real server (needs Node 22 via e2e/node)
+e2e: build ## Real clients against a real server (needs Node 22 via e2e/node), then behind nginx under /mcpd
 	bash e2e/clients/run.sh
+	MCPD_E2E_ISSUER_PATH=/mcpd bash e2e/clients/run.sh ts-client ts-client-dpop mcp-remote conformance-authorization vscode-replay
 
 bench: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./...

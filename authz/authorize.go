@@ -10,6 +10,7 @@ import (
 
 	"github.com/ory/fosite"
 
+	"github.com/mcpd/mcpd/dpop"
 	"github.com/mcpd/mcpd/web"
 )
 
@@ -60,7 +61,9 @@ func (s *Server) parseAuthorize(ctx context.Context, w http.ResponseWriter, form
 		var ce *cimdError
 		switch {
 		case errors.As(err, &ce):
-			s.errorPage(w, http.StatusBadRequest, "Unknown application", "The application's metadata document could not be used: "+ce.reason+".")
+			s.cimdErrorPage(w, clientID, ce)
+		case errors.Is(err, fosite.ErrNotFound) && strings.HasPrefix(clientID, "https://") && !s.cfg.ClientMetadataDocuments:
+			s.errorPage(w, http.StatusBadRequest, "Unknown application", "This application identifies itself by a client metadata document ("+clientID+"), and this mcpd does not use them (--client-metadata-documents false). Return to the application and connect again: it should register itself with mcpd instead.")
 		case errors.Is(err, fosite.ErrNotFound):
 			s.errorPage(w, http.StatusBadRequest, "Unknown application", "This application is not registered with mcpd. Return to it and connect again; it will register itself.")
 		default:
@@ -80,11 +83,15 @@ func (s *Server) parseAuthorize(ctx context.Context, w http.ResponseWriter, form
 	}
 
 	// Unknown scopes are dropped, never granted; no scope means the
-	// client's registered ones.
+	// client's registered ones. offline_access is kept (offline.go).
 	form = cloneValues(form)
-	requested := s.knownScopes(strings.Fields(form.Get("scope")))
+	asked := strings.Fields(form.Get("scope"))
+	requested := s.knownScopes(asked)
 	if len(requested) == 0 {
 		requested = s.knownScopes(c.Scopes)
+	}
+	if slices.Contains(asked, scopeOfflineAccess) {
+		requested = append(requested, scopeOfflineAccess)
 	}
 	form.Set("scope", strings.Join(requested, " "))
 
@@ -105,6 +112,11 @@ func (s *Server) parseAuthorize(ctx context.Context, w http.ResponseWriter, form
 	}
 	if err == nil {
 		err = s.checkResources(form)
+	}
+	if err == nil && s.dpop != nil {
+		if jkt := form.Get("dpop_jkt"); jkt != "" && !dpop.ValidJKT(jkt) {
+			err = fosite.ErrInvalidRequest.WithHint("dpop_jkt must be the base64url SHA-256 thumbprint of a JWK (RFC 9449 §10).")
+		}
 	}
 	if err != nil {
 		if ar == nil || !ar.IsRedirectURIValid() {
@@ -178,6 +190,31 @@ func (s *Server) redirectError(w http.ResponseWriter, ar fosite.AuthorizeRequest
 
 func (s *Server) errorPage(w http.ResponseWriter, status int, title, msg string) {
 	s.renderer.Error(w, status, web.ErrorData{Title: title, Message: msg})
+}
+
+// cimdOffCommand is how an operator switches client metadata documents off.
+const cimdOffCommand = "mcpd serve --client-metadata-documents false\n# or: MCPD_CLIENT_METADATA_DOCUMENTS=false mcpd serve"
+
+// cimdErrorPage explains why the client metadata document at clientID
+// cannot be used, and, when mcpd cannot fetch documents, how to run
+// without them: clients such as VS Code then register themselves (DCR).
+func (s *Server) cimdErrorPage(w http.ResponseWriter, clientID string, ce *cimdError) {
+	// 400 whatever went wrong: anyone can send any https client_id, so a
+	// failed fetch is no fault of mcpd's and must not count as one.
+	d := web.ErrorData{Title: "Application not recognised"}
+	switch ce.kind {
+	case cimdUnreachable:
+		d.Message = "This application identifies itself by a client metadata document at " + clientID + ", and mcpd could not fetch it: " + ce.reason + "."
+		d.Hint = "If this mcpd runs without internet access, whoever runs it can switch client metadata documents off. Applications then register themselves with mcpd instead (VS Code does so by itself), and you connect again from the application."
+		d.Command = cimdOffCommand
+	case cimdInvalid:
+		d.Message = "This application identifies itself by a client metadata document at " + clientID + ", which mcpd cannot use: " + ce.reason + "."
+		d.Hint = "The application's makers can fix the document. Until then, whoever runs this mcpd can switch client metadata documents off, so that applications register themselves instead."
+		d.Command = cimdOffCommand
+	default:
+		d.Message = "This application's client metadata document cannot be used now: " + ce.reason + "."
+	}
+	s.renderer.Error(w, http.StatusBadRequest, d)
 }
 
 // showLogin renders the login page for a pending authorization request,

@@ -2,6 +2,8 @@ package authz
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -26,10 +28,101 @@ const (
 	cimdMaxEntries   = 1000
 )
 
-// cimdError says why a client metadata document cannot be used.
-type cimdError struct{ reason string }
+// cimdError says in plain words why a client metadata document cannot be
+// used; the authorization page shows the reason.
+type cimdError struct {
+	reason string
+	kind   cimdErrorKind
+	cause  error // for the log; nil when reason says it all
+}
+
+// cimdErrorKind tells who can fix a cimdError, and so what the page says.
+type cimdErrorKind int
+
+const (
+	// cimdInvalid: the client_id or the document breaks a rule; the
+	// application's makers can fix it.
+	cimdInvalid cimdErrorKind = iota
+	// cimdUnreachable: the document could not be fetched (DNS, network,
+	// TLS, timeout, an HTTP status other than 200). Offline, mcpd's
+	// operator can switch documents off and clients register instead.
+	cimdUnreachable
+	// cimdRefused: one of mcpd's own limits.
+	cimdRefused
+)
 
 func (e *cimdError) Error() string { return "client metadata document: " + e.reason }
+
+func (e *cimdError) Unwrap() error { return e.cause }
+
+func invalidDoc(reason string) *cimdError { return &cimdError{reason: reason, kind: cimdInvalid} }
+
+func unreachableDoc(format string, args ...any) *cimdError {
+	return &cimdError{reason: fmt.Sprintf(format, args...), kind: cimdUnreachable}
+}
+
+// nonPublicAddrError is the dialer's refusal of an internal address.
+type nonPublicAddrError struct{ addr netip.Addr }
+
+func (e *nonPublicAddrError) Error() string {
+	return fmt.Sprintf("refusing to fetch client metadata from non-public address %s", e.addr)
+}
+
+// errRedirect is what the metadata client answers a redirect with.
+var errRedirect = errors.New("redirects are not followed for client metadata documents")
+
+// describeFetchError says in plain words why fetching from host failed.
+// It names no address: the page is shown to whoever sends a client_id,
+// and must not map the operator's network for them.
+func describeFetchError(host string, err error) string {
+	var (
+		dnsErr     *net.DNSError
+		nonPublic  *nonPublicAddrError
+		unknownCA  x509.UnknownAuthorityError
+		badHost    x509.HostnameError
+		badCert    x509.CertificateInvalidError
+		verifyErr  *tls.CertificateVerificationError
+		recordErr  tls.RecordHeaderError
+		alertErr   tls.AlertError
+		netErr     net.Error
+		sysErrno   syscall.Errno
+		hasErrno   = errors.As(err, &sysErrno)
+		isTimedOut = errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout())
+	)
+	switch {
+	case errors.As(err, &nonPublic):
+		return fmt.Sprintf("%s is, or leads to, a private, loopback or otherwise internal address, which mcpd does not fetch from (its operator can allow that with --allow-private-metadata-hosts true)", host)
+	case errors.As(err, &dnsErr) && dnsErr.IsTimeout:
+		return fmt.Sprintf("looking up the name %s timed out (DNS); this computer may have no internet access", host)
+	case errors.As(err, &dnsErr):
+		return fmt.Sprintf("the name %s could not be resolved (DNS); this computer may have no internet access, or no DNS server it can reach", host)
+	case errors.Is(err, errRedirect):
+		return fmt.Sprintf("%s answered with a redirect, and mcpd does not follow redirects for these documents", host)
+	case errors.As(err, &unknownCA):
+		return fmt.Sprintf("the TLS certificate of %s is not signed by an authority this computer trusts (a proxy that intercepts https can cause this)", host)
+	case errors.As(err, &badHost):
+		return fmt.Sprintf("the TLS certificate of %s is not valid for that name", host)
+	case errors.As(err, &badCert):
+		return fmt.Sprintf("the TLS certificate of %s is not valid (expired, not yet valid, or not for a server)", host)
+	case errors.As(err, &verifyErr):
+		return fmt.Sprintf("the TLS certificate of %s could not be verified", host)
+	case errors.As(err, &recordErr) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		// net/http turns a RecordHeaderError that looks like HTTP into
+		// an unexported error of that text.
+		return fmt.Sprintf("%s did not answer with TLS, so it is not an https server", host)
+	case errors.As(err, &alertErr):
+		return fmt.Sprintf("the TLS handshake with %s failed", host)
+	case isTimedOut:
+		return fmt.Sprintf("%s did not answer within %d seconds; this computer may have no internet access", host, int(cimdTimeout/time.Second))
+	case hasErrno && sysErrno == syscall.ECONNREFUSED:
+		return fmt.Sprintf("%s refused the connection", host)
+	case hasErrno && (sysErrno == syscall.ENETUNREACH || sysErrno == syscall.EHOSTUNREACH):
+		return fmt.Sprintf("there is no network route to %s; this computer may have no internet access", host)
+	case hasErrno && sysErrno == syscall.ECONNRESET:
+		return fmt.Sprintf("the connection to %s was reset", host)
+	}
+	return fmt.Sprintf("the connection to %s failed", host)
+}
 
 type cimdEntry struct {
 	client  Client
@@ -67,7 +160,7 @@ func newMetadataHTTPClient(allowPrivate bool) *http.Client {
 				return err
 			}
 			if !publicAddr(ip) {
-				return fmt.Errorf("refusing to fetch client metadata from non-public address %s", ip)
+				return &nonPublicAddrError{addr: ip}
 			}
 			return nil
 		}
@@ -82,9 +175,26 @@ func newMetadataHTTPClient(allowPrivate bool) *http.Client {
 			IdleConnTimeout:        30 * time.Second,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return errors.New("redirects are not followed for client metadata documents")
+			return errRedirect
 		},
 	}
+}
+
+// ProbeClientMetadataDocument fetches the client metadata document at id
+// the way the server does and returns, in plain words, why it cannot be
+// used, or nil. hc nil means the server's own client, which refuses
+// internal addresses unless allowPrivate. mcpd doctor uses it to tell
+// whether this machine reaches the documents clients name (VS Code's is
+// https://vscode.dev/oauth/client-metadata.json).
+func ProbeClientMetadataDocument(ctx context.Context, hc *http.Client, allowPrivate bool, id string) error {
+	if err := checkClientIDURL(id); err != nil {
+		return err
+	}
+	if hc == nil {
+		hc = newMetadataHTTPClient(allowPrivate)
+	}
+	_, _, err := fetchDocument(ctx, hc, id)
+	return err
 }
 
 // nonPublic are special-purpose ranges (IANA IPv4 and IPv6 special-purpose
@@ -136,19 +246,19 @@ func checkClientIDURL(id string) error {
 	u, err := url.Parse(id)
 	switch {
 	case err != nil:
-		return &cimdError{"the client_id is not a URL"}
+		return invalidDoc("the client_id is not a URL")
 	case u.Scheme != "https" || u.Host == "":
-		return &cimdError{"the client_id must be an https URL"}
+		return invalidDoc("the client_id must be an https URL")
 	case u.Path == "" || u.Path == "/":
-		return &cimdError{"the client_id URL must have a path"}
+		return invalidDoc("the client_id URL must have a path")
 	case u.Fragment != "" || strings.Contains(id, "#"):
-		return &cimdError{"the client_id URL must not have a fragment"}
+		return invalidDoc("the client_id URL must not have a fragment")
 	case u.User != nil:
-		return &cimdError{"the client_id URL must not contain credentials"}
+		return invalidDoc("the client_id URL must not contain credentials")
 	case strings.Contains("/"+u.Path+"/", "/./") || strings.Contains("/"+u.Path+"/", "/../"):
-		return &cimdError{"the client_id URL must not contain dot segments"}
+		return invalidDoc("the client_id URL must not contain dot segments")
 	case len(id) > maxURILength:
-		return &cimdError{"the client_id URL is too long"}
+		return invalidDoc("the client_id URL is too long")
 	}
 	return nil
 }
@@ -178,10 +288,10 @@ func (f *cimdFetcher) client(ctx context.Context, id string) (*Client, error) {
 	// Any https URL is a client_id, so fetches are rate-limited per client
 	// address like registrations; a cached document costs nothing.
 	if key, ok := ctx.Value(limitKeyCtx{}).(string); ok && !f.s.cimdFetches.Allow(key) {
-		return nil, &cimdError{"too many client metadata documents were fetched for your address; try again in a minute"}
+		return nil, &cimdError{reason: "too many client metadata documents were fetched for your address; try again in a minute", kind: cimdRefused}
 	}
 	if !f.s.cimdFetchesAll.allowAll() {
-		return nil, &cimdError{"too many client metadata documents are being fetched right now; try again in a minute"}
+		return nil, &cimdError{reason: "too many client metadata documents are being fetched right now; try again in a minute", kind: cimdRefused}
 	}
 	c, ttl, err := f.load(ctx, id)
 	if err != nil {
@@ -221,50 +331,67 @@ func (f *cimdFetcher) cached(id string) (*Client, bool) {
 
 // load fetches and validates the document.
 func (f *cimdFetcher) load(ctx context.Context, id string) (*Client, time.Duration, error) {
-	ctx, cancel := context.WithTimeout(ctx, cimdTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, id, nil)
+	md, ttl, err := fetchDocument(ctx, f.hc, id)
 	if err != nil {
-		return nil, 0, &cimdError{"the client_id is not a URL"}
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := f.hc.Do(req)
-	if err != nil {
-		f.s.log.Info("client metadata fetch failed", "client_id", id, "err", err)
-		return nil, 0, &cimdError{"it could not be fetched"}
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, 0, &cimdError{fmt.Sprintf("fetching it answered HTTP %d", resp.StatusCode)}
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, cimdMaxBytes+1))
-	if err != nil {
-		return nil, 0, &cimdError{"it could not be read"}
-	}
-	if len(body) > cimdMaxBytes {
-		return nil, 0, &cimdError{fmt.Sprintf("it is larger than %d bytes", cimdMaxBytes)}
-	}
-	md, err := parseClientMetadata(body)
-	if err != nil {
-		return nil, 0, &cimdError{"it is not a JSON object of client metadata"}
-	}
-	if md.ClientID != id {
-		return nil, 0, &cimdError{"its client_id does not equal its URL"}
-	}
-	if md.ClientSecret != "" {
-		return nil, 0, &cimdError{"it must not contain a client_secret"}
+		f.s.log.Info("client metadata document refused", "client_id", id, "reason", err, "cause", errors.Unwrap(err))
+		return nil, 0, err
 	}
 	c, err := f.s.clientFromMetadata(md, SourceMetadata)
 	if err != nil {
 		var re *registrationError
 		if errors.As(err, &re) {
-			return nil, 0, &cimdError{re.Description}
+			return nil, 0, invalidDoc(re.Description)
 		}
-		return nil, 0, &cimdError{err.Error()}
+		return nil, 0, invalidDoc(err.Error())
 	}
 	c.ID = id
 	c.MetadataURL = id
-	return c, cacheLifetime(resp.Header.Get("Cache-Control")), nil
+	return c, ttl, nil
+}
+
+// fetchDocument fetches the document at id with hc and checks what every
+// document must hold: JSON of client metadata, its own URL as client_id,
+// a client_name (MCP 2026-07-28) and no client_secret.
+func fetchDocument(ctx context.Context, hc *http.Client, id string) (*clientMetadata, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, cimdTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, id, nil)
+	if err != nil {
+		return nil, 0, invalidDoc("the client_id is not a URL")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		ce := unreachableDoc("%s", describeFetchError(req.URL.Hostname(), err))
+		ce.cause = err
+		return nil, 0, ce
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, 0, unreachableDoc("%s answered HTTP %d %s instead of the document", req.URL.Host, resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, cimdMaxBytes+1))
+	if err != nil {
+		ce := unreachableDoc("the answer of %s broke off: %s", req.URL.Host, describeFetchError(req.URL.Hostname(), err))
+		ce.cause = err
+		return nil, 0, ce
+	}
+	if len(body) > cimdMaxBytes {
+		return nil, 0, invalidDoc(fmt.Sprintf("it is larger than %d bytes", cimdMaxBytes))
+	}
+	md, err := parseClientMetadata(body)
+	if err != nil {
+		return nil, 0, invalidDoc("it is not a JSON object of client metadata")
+	}
+	switch {
+	case md.ClientID != id:
+		return nil, 0, invalidDoc("its client_id does not equal its URL")
+	case md.ClientSecret != "":
+		return nil, 0, invalidDoc("it must not contain a client_secret")
+	case md.ClientName == "":
+		return nil, 0, invalidDoc("it has no client_name")
+	}
+	return md, cacheLifetime(resp.Header.Get("Cache-Control")), nil
 }
 
 // cacheLifetime reads max-age from Cache-Control, capped at a day;
@@ -312,7 +439,7 @@ func (s *Server) saveMetadataClient(ctx context.Context, c *Client) error {
 		}
 		if n >= s.cfg.MaxClients {
 			s.log.Warn("client metadata document refused: client limit reached", "client_id", c.ID)
-			return &cimdError{"mcpd has reached its limit of registered clients"}
+			return &cimdError{reason: "mcpd has reached its limit of registered clients", kind: cimdRefused}
 		}
 		c.CreatedAt = s.now().UTC().Truncate(time.Second)
 		if err := s.store.CreateClient(ctx, c); err != nil && !errors.Is(err, ErrAlreadyExists) {

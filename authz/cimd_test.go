@@ -2,14 +2,21 @@ package authz
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"html"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,6 +67,12 @@ func TestClientMetadataDocuments(t *testing.T) {
 		"/big.json": func(b string) (string, string) {
 			return `{"client_id":"` + b + `/big.json","client_name":"` + strings.Repeat("x", 6000) + `"}`, ""
 		},
+		"/webscheme.json": func(b string) (string, string) {
+			return `{"client_id":"` + b + `/webscheme.json","client_name":"Web","application_type":"web","redirect_uris":["cursor://anysphere.cursor-retrieval/cb"]}`, ""
+		},
+		"/nativeapp.json": func(b string) (string, string) {
+			return `{"client_id":"` + b + `/nativeapp.json","client_name":"Native","application_type":"native","redirect_uris":["http://127.0.0.1/","cursor://anysphere.cursor-retrieval/cb"]}`, ""
+		},
 		"/secret.json": func(b string) (string, string) {
 			return `{"client_id":"` + b + `/secret.json","redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"client_secret_basic"}`, ""
 		},
@@ -77,8 +90,14 @@ func TestClientMetadataDocuments(t *testing.T) {
 			t.Fatalf("status %d: %.300s", p.status, p.body)
 		}
 		p = b.login(t, p, "alice", "correct horse")
-		if !strings.Contains(p.body, strings.TrimPrefix(docs.URL, "https://")) {
-			t.Errorf("consent page does not show the document's host")
+		if !strings.Contains(p.body, "verified by its https origin, <strong class=\"host origin\">"+docs.URL+"</strong>") {
+			t.Errorf("consent page does not show the document's https origin %s: %s", docs.URL, p.body)
+		}
+		if !strings.Contains(p.body, "returns to a program on this computer") {
+			t.Errorf("consent page does not warn that a loopback redirect is not vouched for")
+		}
+		if strings.Contains(p.body, "not verified") {
+			t.Errorf("consent page calls a metadata-document client not verified")
 		}
 		tok := e.codeFlow(b, id, "http://127.0.0.1:5556/cb", "notes:read")
 		info, err := e.srv.Verify(context.Background(), tok.AccessToken, nil)
@@ -119,6 +138,7 @@ func TestClientMetadataDocuments(t *testing.T) {
 		{"a document with a bad redirect URI is refused", "/badredir.json"},
 		{"a document over 5 KB is refused", "/big.json"},
 		{"a document for a confidential client is refused", "/secret.json"},
+		{"a web application's document with a private-use scheme is refused (SEP-837)", "/webscheme.json"},
 		{"a missing document is refused", "/missing.json"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,10 +149,17 @@ func TestClientMetadataDocuments(t *testing.T) {
 		})
 	}
 
+	t.Run("a native application's document may use loopback on any port and a private-use scheme (SEP-837)", func(t *testing.T) {
+		p := e.browser().get(e.authorizeURL(authRequest{clientID: docs.URL + "/nativeapp.json", redirect: "http://127.0.0.1:40123/", verifier: oauth2.GenerateVerifier()}))
+		if !isLoginPage(p) {
+			t.Errorf("status %d: %.300s; want the login page", p.status, p.body)
+		}
+	})
+
 	t.Run("loopback document hosts are refused unless allowed", func(t *testing.T) {
 		strict := newEnv(t, nil) // default HTTP client, private hosts refused
 		_, _, err := strict.srv.cimd.load(context.Background(), docs.URL+"/good.json")
-		if err == nil || !strings.Contains(err.Error(), "could not be fetched") {
+		if err == nil || !strings.Contains(err.Error(), "internal address") {
 			t.Errorf("load = %v; want a refused fetch", err)
 		}
 	})
@@ -298,4 +325,130 @@ func TestMetadataHostAddresses(t *testing.T) {
 			t.Errorf("fetch from a name resolving to loopback: %v; want a refused dial", err)
 		}
 	})
+}
+
+// TestClientMetadataFetchFailures: when a client metadata document cannot
+// be used, the page says why in plain words and, for a document mcpd
+// cannot fetch or use, how to switch documents off (VS Code offline:
+// issue 12). It never redirects and is always a 400.
+func TestClientMetadataFetchFailures(t *testing.T) {
+	docs, _ := docServer(t, map[string]func(string) (string, string){
+		"/notjson.json": func(string) (string, string) { return `<html>hello</html>`, "" },
+		"/noname.json": func(b string) (string, string) {
+			return `{"client_id":"` + b + `/noname.json","redirect_uris":["http://127.0.0.1/"]}`, ""
+		},
+		"/mismatch.json": func(b string) (string, string) { return cimdDoc(b+"/other.json", "http://127.0.0.1/cb"), "" },
+	})
+	redirector := httptest.NewTLSServer(http.RedirectHandler("https://elsewhere.example/doc.json", http.StatusFound))
+	t.Cleanup(redirector.Close)
+	// mcpd's own metadata client, trusting the test servers' certificate.
+	ownClient := newMetadataHTTPClient(true)
+	ownClient.Transport.(*http.Transport).TLSClientConfig = redirector.Client().Transport.(*http.Transport).TLSClientConfig
+	plain := httptest.NewServer(http.NotFoundHandler()) // not TLS
+	t.Cleanup(plain.Close)
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedURL := closed.URL
+	closed.Close() // nothing listens there any more
+	failing := func(err error) *http.Client {
+		return &http.Client{Transport: roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, err })}
+	}
+	statusServer := func(code int) *httptest.Server {
+		ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(code) }))
+		t.Cleanup(ts.Close)
+		return ts
+	}
+	const vscode = "https://vscode.dev/oauth/client-metadata.json"
+	const cimdOff = "--client-metadata-documents false"
+	tests := []struct {
+		name         string
+		clientID     string
+		hc           *http.Client // nil: mcpd's own metadata client
+		allowPrivate bool
+		want         []string // in the page
+		wantCIMDOff  bool     // the page says how to switch documents off
+	}{
+		{"offline: the name does not resolve", vscode,
+			failing(&net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "vscode.dev", IsNotFound: true}}), false,
+			[]string{vscode, "vscode.dev could not be resolved (DNS)", "no internet access"}, true},
+		{"the DNS lookup times out", vscode,
+			failing(&net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "i/o timeout", Name: "vscode.dev", IsTimeout: true}}), false,
+			[]string{"looking up the name vscode.dev timed out (DNS)"}, true},
+		{"no network route", vscode,
+			failing(&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)}), false,
+			[]string{"no network route to vscode.dev"}, true},
+		{"no answer in time", vscode,
+			failing(fmt.Errorf("fetching: %w", context.DeadlineExceeded)), false,
+			[]string{"vscode.dev did not answer within 5 seconds"}, true},
+		{"the TLS certificate is not trusted", docs.URL + "/noname.json", nil, true,
+			[]string{"TLS certificate of 127.0.0.1 is not signed by an authority this computer trusts"}, true},
+		{"the host does not speak TLS", strings.Replace(plain.URL, "http://", "https://", 1) + "/doc.json", nil, true,
+			[]string{"127.0.0.1 did not answer with TLS"}, true},
+		{"the connection is refused", strings.Replace(closedURL, "http://", "https://", 1) + "/doc.json", nil, true,
+			[]string{"refused the connection"}, true},
+		{"an internal address is not fetched from", docs.URL + "/noname.json", nil, false,
+			[]string{"internal address", "--allow-private-metadata-hosts true"}, true},
+		{"a redirect is not followed", redirector.URL + "/doc.json", ownClient, true,
+			[]string{"answered with a redirect"}, true},
+		{"an HTTP status other than 200", statusServer(http.StatusNotFound).URL + "/doc.json", docs.Client(), true,
+			[]string{"answered HTTP 404 Not Found instead of the document"}, true},
+		{"a server error upstream", statusServer(http.StatusServiceUnavailable).URL + "/doc.json", docs.Client(), true,
+			[]string{"answered HTTP 503 Service Unavailable"}, true},
+		{"a document that is not JSON", docs.URL + "/notjson.json", docs.Client(), true,
+			[]string{"not a JSON object of client metadata", "makers can fix"}, true},
+		{"a document without client_name (MCP requires one)", docs.URL + "/noname.json", docs.Client(), true,
+			[]string{"it has no client_name"}, true},
+		{"a document naming another client_id", docs.URL + "/mismatch.json", docs.Client(), true,
+			[]string{"its client_id does not equal its URL"}, true},
+		{"a client_id that is not a document URL", "https://vscode.dev", docs.Client(), true,
+			[]string{"the client_id URL must have a path"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) {
+				c.HTTPClient = tt.hc
+				c.AllowPrivateMetadataHosts = tt.allowPrivate
+			})
+			p := e.browser().get(e.authorizeURL(authRequest{clientID: tt.clientID, redirect: "http://127.0.0.1:33418/", verifier: oauth2.GenerateVerifier()}))
+			if p.status != http.StatusBadRequest || p.header.Get("Location") != "" {
+				t.Errorf("status %d, Location %q; want a 400 page", p.status, p.header.Get("Location"))
+			}
+			text := html.UnescapeString(p.body)
+			for _, w := range tt.want {
+				if !strings.Contains(text, w) {
+					t.Errorf("page lacks %q:\n%s", w, text)
+				}
+			}
+			if got := strings.Contains(text, cimdOff); got != tt.wantCIMDOff {
+				t.Errorf("page names %s: %v; want %v", cimdOff, got, tt.wantCIMDOff)
+			}
+		})
+	}
+
+	t.Run("with documents off, an https client_id is told why it is unknown", func(t *testing.T) {
+		e := newEnv(t, func(c *Config) { c.ClientMetadataDocuments = false })
+		p := e.browser().get(e.authorizeURL(authRequest{clientID: vscode, redirect: "http://127.0.0.1:33418/", verifier: oauth2.GenerateVerifier()}))
+		if p.status != http.StatusBadRequest || !strings.Contains(p.body, "does not use them") {
+			t.Errorf("status %d: %s", p.status, p.body)
+		}
+	})
+}
+
+func TestDescribeFetchError(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"a reset connection", &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, "the connection to h was reset"},
+		{"a TLS alert", &url.Error{Op: "Get", Err: tls.AlertError(40)}, "the TLS handshake with h failed"},
+		{"a certificate for another name", x509.HostnameError{Certificate: &x509.Certificate{}, Host: "h"}, "not valid for that name"},
+		{"an expired certificate", x509.CertificateInvalidError{Reason: x509.Expired}, "expired"},
+		{"anything else", errors.New("boom"), "the connection to h failed"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := describeFetchError("h", tt.err); !strings.Contains(got, tt.want) {
+				t.Errorf("describeFetchError = %q; want it to contain %q", got, tt.want)
+			}
+		})
+	}
 }

@@ -18,11 +18,14 @@ import (
 func (s *Server) consentOrIssue(w http.ResponseWriter, r *http.Request, sess *session, ar fosite.AuthorizeRequester, form url.Values, prompt []string) {
 	ctx := r.Context()
 	requested := []string(ar.GetRequestedScopes())
+	// offline_access needs no consent of its own: it gives nothing every
+	// authorization-code client does not get (offline.go).
+	resource := withoutOfflineAccess(requested)
 	host := redirectHost(ar.GetRedirectURI())
 	clientID := ar.GetClient().GetID()
 	prev, err := s.store.GetConsent(ctx, sess.user, clientID)
 	switch {
-	case err == nil && s.now().Before(prev.ExpiresAt) && prev.RedirectHost == host && subset(requested, prev.Scopes) && !slices.Contains(prompt, "consent"):
+	case err == nil && s.now().Before(prev.ExpiresAt) && prev.RedirectHost == host && subset(resource, prev.Scopes) && !slices.Contains(prompt, "consent"):
 		s.issueCode(w, r, ar, sess.user, requested)
 		return
 	case err != nil && !errors.Is(err, ErrNotFound):
@@ -34,8 +37,8 @@ func (s *Server) consentOrIssue(w http.ResponseWriter, r *http.Request, sess *se
 	}
 
 	id := s.pending.put(form, clientID)
-	choices := make([]web.ScopeChoice, 0, len(requested))
-	for _, sc := range requested {
+	choices := make([]web.ScopeChoice, 0, len(resource))
+	for _, sc := range resource {
 		choices = append(choices, web.ScopeChoice{Name: sc, Description: s.scopes[sc], Checked: true})
 	}
 	data := web.ConsentData{
@@ -49,13 +52,21 @@ func (s *Server) consentOrIssue(w http.ResponseWriter, r *http.Request, sess *se
 		Scopes:       choices,
 		RememberDays: int(s.cfg.ConsentLifetime / (24 * time.Hour)),
 	}
+	if len(resource) < len(requested) {
+		data.OfflineAccessDays = max(1, int(s.cfg.RefreshTokenMaxLifespan/(24*time.Hour)))
+	}
 	if c, ok := ar.GetClient().(*Client); ok {
 		data.ClientSource = c.Source
 		if c.MetadataURL != "" {
 			if u, err := url.Parse(c.MetadataURL); err == nil {
-				data.ClientHost = u.Host
+				// Fetched over https from there, so that origin vouches
+				// for the name.
+				data.ClientOrigin = u.Scheme + "://" + u.Host
 			}
 		}
+	}
+	if u := ar.GetRedirectURI(); u != nil && u.Scheme == "http" {
+		data.RedirectLoopback = isLoopbackHost(u.Hostname())
 	}
 	s.renderer.Consent(w, data)
 }
@@ -103,7 +114,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	var granted []string
 	for _, sc := range ar.GetRequestedScopes() {
-		if slices.Contains(r.PostForm["scope"], sc) {
+		if sc == scopeOfflineAccess || slices.Contains(r.PostForm["scope"], sc) {
 			granted = append(granted, sc)
 		}
 	}
@@ -112,7 +123,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		err := s.store.PutConsent(ctx, Consent{
 			User:         sess.user,
 			ClientID:     ar.GetClient().GetID(),
-			Scopes:       granted,
+			Scopes:       withoutOfflineAccess(granted),
 			RedirectHost: redirectHost(ar.GetRedirectURI()),
 			CreatedAt:    now,
 			ExpiresAt:    now.Add(s.cfg.ConsentLifetime),
@@ -130,7 +141,13 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 		ar.GrantScope(sc)
 	}
 	ar.GrantAudience(s.resourceURL)
-	resp, err := s.oauth.NewAuthorizeResponse(r.Context(), ar, s.newTokenSession(user))
+	sess := s.newTokenSession(user)
+	if jkt := ar.GetRequestForm().Get("dpop_jkt"); jkt != "" && s.dpop != nil {
+		// RFC 9449 §10: the code may only be exchanged with a proof of
+		// this key (bindDPoP).
+		sess.Extra[dpopJKTKey] = jkt
+	}
+	resp, err := s.oauth.NewAuthorizeResponse(r.Context(), ar, sess)
 	if err != nil {
 		s.redirectError(w, ar, err)
 		return

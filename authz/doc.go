@@ -1,8 +1,9 @@
 // Package authz is mcpd's OAuth 2.1 authorization server, composed on
 // fosite. It owns /authorize, /token, /register (RFC 7591, with RFC 7592
-// read and delete), /revoke, /introspect, the RFC 8414 metadata document,
-// the login and consent flow, client ID metadata documents, and the token
-// verification the MCP resource server calls on every request.
+// read and delete), /revoke, /introspect, the RFC 8414 metadata document
+// and its OpenID Connect twin (metadata.go), the login and consent flow,
+// client ID metadata documents, and the token verification the MCP
+// resource server calls on every request.
 //
 // It declares the Storage it needs and never imports the store package;
 // cmd/mcpd adapts the bbolt store to it. It renders pages only through web.
@@ -27,8 +28,12 @@
 // The rules fosite does not give for free live here: S256 PKCE for every
 // client, an optional state, iss on every authorization response, loopback
 // redirect URIs on any port, RFC 8707 resource as the audience, refresh
-// tokens for every authorization-code client, and refresh token rotation
-// with a grace window (refresh_grace.go). Because anyone can register a
+// tokens for every authorization-code client (offline_access accepted,
+// never required: offline.go), redirect URIs by application_type
+// (register.go), and refresh token rotation with a grace window
+// (refresh_grace.go). The issuer may have a path (https://host/mcpd behind
+// a prefix proxy): every URL handed out is built from it, the pages' files
+// load under it (web.WithBasePath) and the session cookie is scoped to it. Because anyone can register a
 // client, an erroneous authorization request is sent back to its redirect
 // URI only after the user has signed in (RFC 9700 §4.11.2), client ID
 // metadata documents count towards the client cap and their fetches are

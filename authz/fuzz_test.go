@@ -19,6 +19,8 @@ func FuzzRegister(f *testing.F) {
 	f.Add([]byte(`{"redirect_uris":["cursor://anysphere.cursor-retrieval/oauth/callback"],"token_endpoint_auth_method":"none","client_name":"Cursor"}`))
 	f.Add([]byte(`{"redirect_uris":["javascript:alert(1)"]}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"application_type":"web","redirect_uris":["https://app.example/cb","http://localhost:3000/cb"]}`))
+	f.Add([]byte(`{"application_type":"native","redirect_uris":["com.example.app:/cb","http://[::1]:9/"]}`))
 	e := newEnv(f, nil)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		md, err := parseClientMetadata(body)
@@ -29,9 +31,17 @@ func FuzzRegister(f *testing.F) {
 		if err != nil {
 			return
 		}
+		switch c.ApplicationType {
+		case "", appTypeNative, appTypeWeb:
+		default:
+			t.Errorf("accepted application_type %q", c.ApplicationType)
+		}
 		for _, u := range c.RedirectURIs {
 			if err := checkRedirectURI(u); err != nil {
 				t.Errorf("accepted redirect URI %q: %v", u, err)
+			}
+			if p, _ := url.Parse(u); c.ApplicationType == appTypeWeb && p.Scheme != "https" && p.Scheme != "http" {
+				t.Errorf("a web client registered the private-use redirect %q", u)
 			}
 			if strings.HasPrefix(strings.ToLower(u), "http://") {
 				p, _ := url.Parse(u)

@@ -79,6 +79,12 @@ func newEnv(t testing.TB, mod func(*Config)) *env {
 	if mod != nil {
 		mod(&cfg)
 	}
+	if u, perr := url.Parse(cfg.Issuer); perr == nil && cfg.Renderer == rend && u.Path != rend.BasePath() {
+		// An issuer with a path: pages load their files under it.
+		if cfg.Renderer, err = web.New(web.WithBasePath(u.Path)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e.srv, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -115,6 +121,7 @@ type regResponse struct {
 	GrantTypes              []string `json:"grant_types"`
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
 	Scope                   string   `json:"scope"`
+	ApplicationType         string   `json:"application_type"`
 	RegistrationAccessToken string   `json:"registration_access_token"`
 	RegistrationClientURI   string   `json:"registration_client_uri"`
 	Error                   string   `json:"error"`

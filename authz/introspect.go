@@ -59,6 +59,14 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	if tu == fosite.RefreshToken {
 		out["token_type"] = "refresh_token"
 	}
+	if ds, ok := ar.GetSession().(*fosite.DefaultSession); ok {
+		if jkt := sessionJKT(ds); jkt != "" {
+			out["cnf"] = map[string]string{"jkt": jkt}
+			if tu == fosite.AccessToken {
+				out["token_type"] = tokenTypeDPoP
+			}
+		}
+	}
 	if sess := ar.GetSession(); sess != nil {
 		if sub := sess.GetSubject(); sub != "" {
 			out["sub"] = sub

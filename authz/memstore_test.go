@@ -205,6 +205,8 @@ func (m *memStore) LookupAccessToken(ctx context.Context, signature string) (Acc
 	if sess := req.GetSession(); sess != nil {
 		info.Subject = sess.GetSubject()
 		info.ExpiresAt = sess.GetExpiresAt(fosite.AccessToken)
+		ds, _ := sess.(*fosite.DefaultSession)
+		info.JKT = sessionJKT(ds)
 	}
 	return info, nil
 }

@@ -20,6 +20,7 @@ import (
 // refresh token inside the grace window.
 type successor struct {
 	ClientID  string          `json:"client_id"`
+	JKT       string          `json:"jkt,omitempty"` // the DPoP key the successor is bound to
 	ExpiresAt time.Time       `json:"expires_at"`
 	Body      json.RawMessage `json:"body"`
 }
@@ -27,8 +28,11 @@ type successor struct {
 // handleRefresh rotates a refresh token. Refreshes of one token are
 // serialized; inside RefreshGrace a repeated refresh gets the sealed
 // response of the first, after it fosite detects the reuse and revokes the
-// whole grant.
-func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
+// whole grant. jkt is the thumbprint of the request's DPoP proof, "" for
+// none: a DPoP-bound refresh token is refused, before fosite sees it,
+// without a proof or (public clients) with another key, and a successor
+// bound to a key is replayed only to a proof of that key.
+func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request, jkt string) {
 	ctx := r.Context()
 	token := r.PostForm.Get("refresh_token")
 	if token == "" {
@@ -44,8 +48,12 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	unlock := s.refreshLocks.Lock(sig)
 	defer unlock()
 
+	if err := s.preCheckRefresh(ctx, sig, jkt); err != nil {
+		s.writeTokenError(w, r, nil, err)
+		return
+	}
 	if s.cfg.RefreshGrace > 0 {
-		body, ok, err := s.replaySuccessor(ctx, r, sig, token)
+		body, ok, err := s.replaySuccessor(ctx, r, sig, token, jkt)
 		if err != nil {
 			s.writeTokenError(w, r, nil, err)
 			return
@@ -64,7 +72,8 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.RefreshGrace > 0 {
 		finish = func(txCtx context.Context, ar fosite.AccessRequester, body []byte) error {
 			exp := s.now().Add(s.cfg.RefreshGrace)
-			plain, err := json.Marshal(successor{ClientID: ar.GetClient().GetID(), ExpiresAt: exp, Body: body})
+			ds, _ := ar.GetSession().(*fosite.DefaultSession)
+			plain, err := json.Marshal(successor{ClientID: ar.GetClient().GetID(), JKT: sessionJKT(ds), ExpiresAt: exp, Body: body})
 			if err != nil {
 				return err
 			}
@@ -75,7 +84,7 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 			return s.store.PutRefreshSuccessor(txCtx, sig, sealed, exp)
 		}
 	}
-	ar, body, err := s.exchange(ctx, r, finish)
+	ar, body, err := s.exchange(ctx, r, jkt, finish)
 	if err != nil {
 		s.writeTokenError(w, r, ar, err)
 		return
@@ -84,8 +93,9 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 }
 
 // replaySuccessor returns the stored response of an earlier rotation of
-// token when it is still inside the grace window and the same client asks.
-func (s *Server) replaySuccessor(ctx context.Context, r *http.Request, sig, token string) ([]byte, bool, error) {
+// token when it is still inside the grace window and the same client asks,
+// with a proof of the same DPoP key when the successor is bound to one.
+func (s *Server) replaySuccessor(ctx context.Context, r *http.Request, sig, token, jkt string) ([]byte, bool, error) {
 	sealed, err := s.store.GetRefreshSuccessor(ctx, sig)
 	if errors.Is(err, ErrNotFound) {
 		return nil, false, nil
@@ -107,6 +117,11 @@ func (s *Server) replaySuccessor(ctx context.Context, r *http.Request, sig, toke
 	}
 	if client.GetID() != succ.ClientID {
 		return nil, false, nil
+	}
+	if succ.JKT != jkt {
+		// Not a retry of the same exchange; and not reuse either, so
+		// the grant is left alone.
+		return nil, false, errInvalidDPoPProof.WithHint("The refresh token was just exchanged with another DPoP key, or without one.")
 	}
 	var prev struct {
 		AccessToken string `json:"access_token"`

@@ -33,6 +33,7 @@ type clientMetadata struct {
 	Scope                   string   `json:"scope,omitempty"`
 	Contacts                []string `json:"contacts,omitempty"`
 	ApplicationType         string   `json:"application_type,omitempty"`
+	DPoPBoundAccessTokens   bool     `json:"dpop_bound_access_tokens,omitempty"`
 }
 
 // registrationError is an RFC 7591 §3.2.2 error.
@@ -136,6 +137,15 @@ func (s *Server) clientFromMetadata(md *clientMetadata, source string) (*Client,
 		c.ResponseTypes = []string{"code"}
 	}
 
+	switch md.ApplicationType {
+	case "", appTypeNative, appTypeWeb:
+		// None sent (Claude Code, older SDKs): every redirect kind is
+		// accepted, as before application_type had a meaning here.
+		c.ApplicationType = md.ApplicationType
+	default:
+		return nil, invalidMetadata("application_type %q is not supported; use native or web", md.ApplicationType)
+	}
+
 	if authCode && len(md.RedirectURIs) == 0 {
 		return nil, invalidRedirect("redirect_uris is required for the authorization_code grant")
 	}
@@ -144,6 +154,9 @@ func (s *Server) clientFromMetadata(md *clientMetadata, source string) (*Client,
 	}
 	for _, u := range md.RedirectURIs {
 		if err := checkRedirectURI(u); err != nil {
+			return nil, err
+		}
+		if err := checkRedirectForType(u, c.ApplicationType); err != nil {
 			return nil, err
 		}
 		if !slices.Contains(c.RedirectURIs, u) {
@@ -175,14 +188,10 @@ func (s *Server) clientFromMetadata(md *clientMetadata, source string) (*Client,
 	}
 	c.Contacts = slices.Clone(md.Contacts)
 
-	switch md.ApplicationType {
-	case "":
-		c.ApplicationType = "web"
-	case "web", "native":
-		c.ApplicationType = md.ApplicationType
-	default:
-		return nil, invalidMetadata("application_type must be web or native")
+	if md.DPoPBoundAccessTokens && s.dpop == nil {
+		return nil, invalidMetadata("dpop_bound_access_tokens: this server does not offer DPoP")
 	}
+	c.DPoPBoundAccessTokens = md.DPoPBoundAccessTokens
 
 	c.Scopes = s.knownScopes(strings.Fields(md.Scope))
 	if len(c.Scopes) == 0 {
@@ -219,6 +228,36 @@ func plainASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// Application types of OpenID Connect Dynamic Client Registration §2, which
+// MCP 2026-07-28 asks clients to send (SEP-837).
+const (
+	appTypeNative = "native"
+	appTypeWeb    = "web"
+)
+
+// checkRedirectForType applies the application type's redirect rule to a
+// URI checkRedirectURI accepted. A native application (RFC 8252) may use
+// loopback http, a private-use scheme and a claimed https URI (§7.1-7.3;
+// VS Code registers https://vscode.dev/redirect next to its loopback
+// ones). A web application is reached over https; http only on a
+// localhost-style development host, as OpenID Connect registration allows,
+// and never through a private-use scheme, which no web server answers.
+// With no type given every kind is accepted.
+func checkRedirectForType(raw, appType string) error {
+	if appType != appTypeWeb {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return invalidRedirect("redirect URI %q is not a valid URI", raw)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https", "http": // checkRedirectURI allows http on loopback only
+		return nil
+	}
+	return invalidRedirect("redirect URI %q uses the private-use scheme %s:, which only a native application may register; register with application_type native, or use an https redirect URI", raw, u.Scheme)
 }
 
 // checkRedirectURI accepts https, loopback http (127.0.0.1, [::1],
@@ -287,6 +326,7 @@ func (s *Server) responseFor(c *Client, secret, regToken string) registrationRes
 			Scope:                   strings.Join(c.Scopes, " "),
 			Contacts:                c.Contacts,
 			ApplicationType:         c.ApplicationType,
+			DPoPBoundAccessTokens:   c.DPoPBoundAccessTokens,
 		},
 		ClientIDIssuedAt:        c.CreatedAt.Unix(),
 		RegistrationAccessToken: regToken,

@@ -117,6 +117,69 @@ func TestRegistrationRules(t *testing.T) {
 	})
 }
 
+// TestApplicationType is SEP-837: the registered application_type decides
+// which redirect URIs a client may register, and a client that sends none
+// keeps the rule of every kind at once.
+func TestApplicationType(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.RegistrationsPerMinute = 1000 })
+	tests := []struct {
+		name      string
+		appType   string // "" sends none
+		redirects []string
+		wantError string // "" means 201
+	}{
+		{"native: VS Code's loopback and claimed https redirects are accepted", "native", []string{"https://insiders.vscode.dev/redirect", "https://vscode.dev/redirect", "http://127.0.0.1/", "http://127.0.0.1:33418/"}, ""},
+		{"native: localhost on a port is accepted", "native", []string{"http://localhost:49152/callback"}, ""},
+		{"native: IPv6 loopback is accepted", "native", []string{"http://[::1]:8000/cb"}, ""},
+		{"native: a private-use scheme is accepted", "native", []string{"cursor://anysphere.cursor-retrieval/oauth/user-mcpd/callback"}, ""},
+		{"native: a reverse-DNS private-use scheme is accepted", "native", []string{"com.example.app:/oauth2redirect"}, ""},
+		{"native: http on a non-loopback host is refused", "native", []string{"http://app.example/cb"}, "invalid_redirect_uri"},
+		{"web: https is accepted", "web", []string{"https://app.example/cb"}, ""},
+		{"web: http on localhost is accepted as a development host", "web", []string{"http://localhost:3000/callback"}, ""},
+		{"web: http on 127.0.0.1 is accepted as a development host", "web", []string{"http://127.0.0.1:3000/callback"}, ""},
+		{"web: a private-use scheme is refused", "web", []string{"https://app.example/cb", "cursor://anysphere.cursor-retrieval/cb"}, "invalid_redirect_uri"},
+		{"web: http on a non-loopback host is refused", "web", []string{"http://app.example/cb"}, "invalid_redirect_uri"},
+		{"none sent: every kind is accepted, as before", "", []string{"https://app.example/cb", "http://127.0.0.1/", "cursor://anysphere.cursor-retrieval/cb"}, ""},
+		{"none sent: http on a non-loopback host is still refused", "", []string{"http://app.example/cb"}, "invalid_redirect_uri"},
+		{"an unknown application_type is invalid_client_metadata", "desktop", []string{"http://127.0.0.1/"}, "invalid_client_metadata"},
+		{"application_type is case-sensitive", "Native", []string{"http://127.0.0.1/"}, "invalid_client_metadata"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			md := map[string]any{"client_name": "App", "redirect_uris": tt.redirects, "token_endpoint_auth_method": "none"}
+			if tt.appType != "" {
+				md["application_type"] = tt.appType
+			}
+			body, _ := json.Marshal(md)
+			var rr regResponse
+			resp := e.postJSON("/register", string(body), &rr)
+			if tt.wantError != "" {
+				if resp.StatusCode != http.StatusBadRequest || rr.Error != tt.wantError || rr.ErrorDescription == "" {
+					t.Errorf("status %d error %q (%q); want 400 %s with a description", resp.StatusCode, rr.Error, rr.ErrorDescription, tt.wantError)
+				}
+				return
+			}
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("status %d %s: %s; want 201", resp.StatusCode, rr.Error, rr.ErrorDescription)
+			}
+			if diff := cmp.Diff(tt.appType, rr.ApplicationType); diff != "" {
+				t.Errorf("application_type in the answer (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.redirects, rr.RedirectURIs); diff != "" {
+				t.Errorf("redirect_uris (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	t.Run("the refusal of a web client's private-use scheme says how to fix it", func(t *testing.T) {
+		var rr regResponse
+		e.postJSON("/register", `{"application_type":"web","redirect_uris":["vscode://vscode.github-authentication/did-authenticate"]}`, &rr)
+		if !strings.Contains(rr.ErrorDescription, "application_type native") {
+			t.Errorf("error_description %q does not name the fix", rr.ErrorDescription)
+		}
+	})
+}
+
 func TestRegistrationLimits(t *testing.T) {
 	t.Run("registrations are rate-limited per client address", func(t *testing.T) {
 		e := newEnv(t, func(c *Config) { c.RegistrationsPerMinute = 3 })

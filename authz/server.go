@@ -19,6 +19,7 @@ import (
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/oauth2"
 
+	"github.com/mcpd/mcpd/dpop"
 	"github.com/mcpd/mcpd/web"
 )
 
@@ -88,12 +89,20 @@ type Config struct {
 	MaxClients int
 
 	Observer Observer
+
+	// DPoP checks DPoP proofs (RFC 9449) at /token; nil: the server does
+	// not offer DPoP, ignores DPoP headers and dpop_jkt, and issues bearer
+	// tokens only. The resource server must use the same Checker.
+	DPoP *dpop.Checker
+	// RequireDPoP refuses every token request without a DPoP proof.
+	RequireDPoP bool
 }
 
 // Server is the authorization server. Create it with New.
 type Server struct {
 	cfg         Config
 	issuer      string
+	issuerPath  string // the issuer URL's path, "" for none: where a prefix proxy serves mcpd
 	resourceURL string
 	store       Storage
 	fstore      *fositeStore
@@ -124,6 +133,7 @@ type Server struct {
 	refreshLocks     *keyedMutex
 	codeLocks        *keyedMutex
 	cimd             *cimdFetcher
+	dpop             *dpop.Checker
 }
 
 const (
@@ -157,6 +167,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if len(cfg.Scopes) == 0 {
 		return nil, errors.New("authz: at least one scope is required")
+	}
+	if got := cfg.Renderer.BasePath(); got != u.Path {
+		return nil, fmt.Errorf("authz: the Renderer's base path %q is not the issuer's path %q (web.WithBasePath)", got, u.Path)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -195,6 +208,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:         cfg,
 		issuer:      cfg.Issuer,
+		issuerPath:  u.Path,
 		resourceURL: cfg.Issuer + "/mcp",
 		store:       cfg.Storage,
 		renderer:    cfg.Renderer,
@@ -202,6 +216,10 @@ func New(cfg Config) (*Server, error) {
 		now:         cfg.Now,
 		obs:         cfg.Observer,
 		scopes:      make(map[string]string, len(cfg.Scopes)),
+		dpop:        cfg.DPoP,
+	}
+	if cfg.RequireDPoP && cfg.DPoP == nil {
+		return nil, errors.New("authz: RequireDPoP needs a DPoP checker")
 	}
 	if s.obs == nil {
 		s.obs = nopObserver{}
@@ -289,11 +307,22 @@ func (s *Server) ResourceURL() string { return s.resourceURL }
 // Register mounts the authorization server's routes on r.
 func (s *Server) Register(r *mux.Router) {
 	meta := s.cors.wrap(http.HandlerFunc(s.handleMetadata))
-	r.Handle("/.well-known/oauth-authorization-server", meta).Methods(http.MethodGet, http.MethodHead, http.MethodOptions)
-	if p := s.issuerPath(); p != "" {
-		// RFC 8414 §3.1: an issuer with a path has its metadata there.
-		r.Handle("/.well-known/oauth-authorization-server"+p, meta).Methods(http.MethodGet, http.MethodHead, http.MethodOptions)
+	oidc := s.cors.wrap(http.HandlerFunc(s.handleOpenIDConfiguration))
+	get := []string{http.MethodGet, http.MethodHead, http.MethodOptions}
+	// With an issuer that has a path, e.g. https://host/mcpd behind a
+	// proxy that strips /mcpd, clients try in turn (MCP 2026-07-28):
+	//   /.well-known/oauth-authorization-server/mcpd  RFC 8414 §3.1, path inserted
+	//   /.well-known/openid-configuration/mcpd        the same for OpenID Connect
+	//   /mcpd/.well-known/openid-configuration        OpenID Connect Discovery §4,
+	// the last reaching mcpd as /.well-known/openid-configuration. The
+	// first two need the proxy to forward them unchanged (docs/operations.md).
+	r.Handle("/.well-known/oauth-authorization-server", meta).Methods(get...)
+	r.Handle("/.well-known/openid-configuration", oidc).Methods(get...)
+	if p := s.issuerPath; p != "" {
+		r.Handle("/.well-known/oauth-authorization-server"+p, meta).Methods(get...)
+		r.Handle("/.well-known/openid-configuration"+p, oidc).Methods(get...)
 	}
+	r.Handle(jwksPath, s.cors.wrap(http.HandlerFunc(s.handleJWKS))).Methods(get...)
 	r.Handle("/authorize", s.withLimitKey(s.handleAuthorize)).Methods(http.MethodGet)
 	r.Handle(loginPath, s.withLimitKey(s.handleLogin)).Methods(http.MethodPost)
 	r.Handle(consentPath, s.withLimitKey(s.handleConsent)).Methods(http.MethodPost)
@@ -303,15 +332,6 @@ func (s *Server) Register(r *mux.Router) {
 	r.Handle("/revoke", s.cors.wrap(s.withLimitKey(s.handleRevoke))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/introspect", s.withLimitKey(s.handleIntrospect)).Methods(http.MethodPost)
 	r.PathPrefix("/static/").Handler(s.renderer.StaticHandler())
-}
-
-// issuerPath is the path of the issuer URL, "" when it has none.
-func (s *Server) issuerPath() string {
-	u, err := url.Parse(s.issuer)
-	if err != nil {
-		return ""
-	}
-	return u.Path
 }
 
 // matchAudience is fosite's audience strategy: the only audience this server

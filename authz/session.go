@@ -12,13 +12,29 @@ import (
 	"time"
 )
 
-// sessionCookie names the login cookie; over https it carries the
-// __Host- prefix, which browsers only accept Secure, host-only, on path /.
+// sessionCookie names the login cookie. Over https it carries the
+// __Host- prefix, which browsers only accept Secure, host-only, on path /;
+// under an issuer path (https://host/mcpd) the cookie is scoped to that
+// path (sessionCookiePath) and carries __Secure- instead.
 func (s *Server) sessionCookie() string {
-	if isHTTPS(s.issuer) {
-		return "__Host-mcpd_session"
+	switch {
+	case !isHTTPS(s.issuer):
+		return "mcpd_session"
+	case s.issuerPath != "":
+		return "__Secure-mcpd_session"
 	}
-	return "mcpd_session"
+	return "__Host-mcpd_session"
+}
+
+// sessionCookiePath is the issuer's path, or / without one: behind a
+// proxy serving mcpd under /mcpd the browser sends the cookie to mcpd
+// only, not to the host's other applications, and two mcpd under one host
+// keep a session each.
+func (s *Server) sessionCookiePath() string {
+	if s.issuerPath != "" {
+		return s.issuerPath
+	}
+	return "/"
 }
 
 // visitorIdle ends a session that never logged in sooner than a login.
@@ -146,7 +162,7 @@ func (s *Server) setSessionCookie(w http.ResponseWriter, ss *session) {
 	http.SetCookie(w, &http.Cookie{
 		Name:     s.sessionCookie(),
 		Value:    ss.id,
-		Path:     "/",
+		Path:     s.sessionCookiePath(),
 		HttpOnly: true,
 		Secure:   isHTTPS(s.issuer),
 		SameSite: http.SameSiteLaxMode,

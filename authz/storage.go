@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/ory/fosite"
@@ -89,6 +90,9 @@ type AccessTokenInfo struct {
 	GrantedAudience []string
 	ExpiresAt       time.Time // the session's access-token expiry; zero: none set
 	Active          bool
+	// JKT is the thumbprint of the DPoP key the token is bound to, the
+	// session's cnf.jkt (RFC 9449 §6.1); empty for a bearer token.
+	JKT string
 }
 
 // Client sources: how the authorization server came to know a client.
@@ -110,7 +114,7 @@ type Client struct {
 	ResponseTypes           []string
 	Scopes                  []string
 	TokenEndpointAuthMethod string // none, client_secret_basic, client_secret_post
-	ApplicationType         string // native or web
+	ApplicationType         string // native, web, or "" when the client sent none
 	Contacts                []string
 	Source                  string // SourceDynamic, SourceMetadata or SourceStatic
 	MetadataURL             string // for SourceMetadata: the document URL (= ID)
@@ -118,6 +122,9 @@ type Client struct {
 	CreatedAt               time.Time
 	LastUsedAt              time.Time // last token issued
 	ActivatedAt             time.Time // first completed authorization; zero until then
+	// DPoPBoundAccessTokens: the client registered that it always uses
+	// DPoP (RFC 9449 §5.2); its token requests without a proof fail.
+	DPoPBoundAccessTokens bool
 }
 
 // Consent is a remembered decision of a user to let a client have scopes.
@@ -147,8 +154,12 @@ func (c *Client) GetGrantTypes() fosite.Arguments { return c.GrantTypes }
 // GetResponseTypes returns the registered response types.
 func (c *Client) GetResponseTypes() fosite.Arguments { return c.ResponseTypes }
 
-// GetScopes returns the scopes the client may ask for.
-func (c *Client) GetScopes() fosite.Arguments { return c.Scopes }
+// GetScopes returns the scopes the client may ask for: its registered
+// ones, and offline_access, which any client may ask for and never needs
+// (offline.go).
+func (c *Client) GetScopes() fosite.Arguments {
+	return append(fosite.Arguments(slices.Clip(c.Scopes)), scopeOfflineAccess)
+}
 
 // IsPublic reports whether the client has no secret.
 func (c *Client) IsPublic() bool { return c.TokenEndpointAuthMethod == "none" }

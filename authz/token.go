@@ -30,6 +30,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
+	s.setNonceHeader(w)
 	switch parseForm(w, r) {
 	case http.StatusRequestEntityTooLarge:
 		writeTooLarge(w)
@@ -38,9 +39,16 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.writeTokenError(w, r, nil, fosite.ErrInvalidRequest.WithHint("The request body could not be read."))
 		return
 	}
+	// A DPoP proof is checked (and its jti spent) before anything else;
+	// whether the request needed one is decided with the grant.
+	jkt, err := s.tokenProof(r)
+	if err != nil {
+		s.writeTokenError(w, r, nil, err)
+		return
+	}
 	switch r.PostForm.Get("grant_type") {
 	case "refresh_token":
-		s.handleRefresh(w, r)
+		s.handleRefresh(w, r, jkt)
 		return
 	case "authorization_code":
 		// fosite reads a code, checks PKCE and only then invalidates it;
@@ -56,7 +64,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.writeTokenError(w, r, nil, fosite.ErrUnsupportedGrantType.WithHint("This server supports authorization_code, refresh_token and client_credentials."))
 		return
 	}
-	ar, body, err := s.exchange(r.Context(), r, nil)
+	ar, body, err := s.exchange(r.Context(), r, jkt, nil)
 	if err != nil {
 		s.writeTokenError(w, r, ar, err)
 		return
@@ -65,10 +73,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 }
 
 // exchange runs one token request through fosite and returns the JSON body
-// of its successful response. When finish is not nil, the tokens fosite
+// of its successful response; jkt is the thumbprint of the request's DPoP
+// proof ("" without one), to which the tokens are bound (bindDPoP). When
+// finish is not nil, the tokens fosite
 // stores and whatever finish stores (with the context it is given) commit
 // in one transaction, or not at all: finish's error fails the request.
-func (s *Server) exchange(ctx context.Context, r *http.Request, finish func(ctx context.Context, ar fosite.AccessRequester, body []byte) error) (fosite.AccessRequester, []byte, error) {
+func (s *Server) exchange(ctx context.Context, r *http.Request, jkt string, finish func(ctx context.Context, ar fosite.AccessRequester, body []byte) error) (fosite.AccessRequester, []byte, error) {
 	if err := s.checkResources(r.PostForm); err != nil {
 		return nil, nil, err
 	}
@@ -100,6 +110,9 @@ func (s *Server) exchange(ctx context.Context, r *http.Request, finish func(ctx 
 		s.capRefreshLifetime(ar)
 	case grant.ExactOne("authorization_code"):
 		s.capRefreshLifetime(ar)
+	}
+	if err := s.bindDPoP(ar, jkt); err != nil {
+		return ar, nil, err
 	}
 	body, err := s.respond(ctx, ar, finish)
 	if err != nil {
@@ -136,6 +149,9 @@ func (s *Server) respond(ctx context.Context, ar fosite.AccessRequester, finish 
 	resp, err := s.oauth.NewAccessResponse(txCtx, ar)
 	var body []byte
 	if err == nil {
+		if ds, ok := ar.GetSession().(*fosite.DefaultSession); ok && sessionJKT(ds) != "" {
+			resp.SetTokenType(tokenTypeDPoP)
+		}
 		if body, err = json.Marshal(resp.ToMap()); err != nil {
 			err = fosite.ErrServerError.WithWrap(err)
 		}

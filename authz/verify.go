@@ -25,6 +25,11 @@ const (
 // token and takes off again before checking its HMAC.
 const accessTokenPrefix = "ory_at_"
 
+// ExtraJKT is the TokenInfo.Extra key under which Verify hands over the
+// thumbprint of the DPoP key a token is bound to (its cnf.jkt); absent for
+// a bearer token. The resource server must then see a proof of that key.
+const ExtraJKT = "jkt"
+
 // Verify checks an access token for the MCP endpoint. It has the go-sdk's
 // auth.TokenVerifier signature: the caller takes the token from the
 // Authorization header. The token must be one this server issued, be
@@ -74,10 +79,16 @@ func (s *Server) Verify(ctx context.Context, token string, _ *http.Request) (*au
 		return nil, fmt.Errorf("%w: token is not for %s", auth.ErrInvalidToken, s.resourceURL)
 	}
 	s.obs.TokenVerified(outcomeValid)
+	extra := map[string]any{"client_id": at.ClientID}
+	if at.JKT != "" {
+		extra[ExtraJKT] = at.JKT
+	}
 	return &auth.TokenInfo{
-		UserID:     at.Subject,
-		Scopes:     at.GrantedScopes,
+		UserID: at.Subject,
+		// The resource server sees resource scopes only: offline_access
+		// is between the client and this server (offline.go).
+		Scopes:     withoutOfflineAccess(at.GrantedScopes),
 		Expiration: exp,
-		Extra:      map[string]any{"client_id": at.ClientID},
+		Extra:      extra,
 	}, nil
 }

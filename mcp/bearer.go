@@ -13,6 +13,9 @@ import (
 // verified token.
 type tokenInfoKey struct{}
 
+// schemeKey is the context key of the scheme the token came with.
+type schemeKey struct{}
+
 // errNoVerifiedToken means a request reached the SDK without passing
 // requireBearer; it cannot happen through Server.Handler.
 var errNoVerifiedToken = errors.New("mcp: no verified token in context")
@@ -26,29 +29,58 @@ func verifiedTokenInfo(ctx context.Context) (*auth.TokenInfo, error) {
 	return ti, nil
 }
 
-// bearerToken extracts the token of an "Authorization: Bearer <token>"
-// header; the scheme matches case-insensitively. A token anywhere else (a
-// query parameter, a form field) is never looked at.
-func bearerToken(r *http.Request) (string, bool) {
-	scheme, token, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
+// requestScheme is the scheme the request's token came with: Bearer or
+// DPoP.
+func requestScheme(ctx context.Context) string {
+	if s, ok := ctx.Value(schemeKey{}).(string); ok {
+		return s
+	}
+	return schemeBearer
+}
+
+// credentials extracts the token of an "Authorization: Bearer <token>" or
+// "Authorization: DPoP <token>" header; the scheme matches
+// case-insensitively and is returned as schemeBearer or schemeDPoP. A
+// token anywhere else (a query parameter, a form field) is never looked
+// at.
+func credentials(r *http.Request) (scheme, token string, ok bool) {
+	scheme, token, ok = strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	switch {
+	case !ok:
+		return "", "", false
+	case strings.EqualFold(scheme, schemeBearer):
+		scheme = schemeBearer
+	case strings.EqualFold(scheme, schemeDPoP):
+		scheme = schemeDPoP
+	default:
+		return "", "", false
 	}
 	token = strings.TrimSpace(token)
 	if token == "" || strings.ContainsAny(token, " \t") {
-		return "", false
+		return "", "", false
 	}
-	return token, true
+	return scheme, token, true
 }
 
 // requireBearer answers 401 with a challenge unless the request carries a
-// valid bearer token, and otherwise passes it on with the TokenInfo in its
-// context. (CORS preflights never reach it: checkOrigin answers them.)
+// valid token the way it must be presented, and otherwise passes it on
+// with the TokenInfo in its context. (CORS preflights never reach it:
+// checkOrigin answers them.)
+//
+// A bearer token comes as "Bearer", refused when DPoP is required. A
+// DPoP-bound token comes as "DPoP" with a DPoP proof of its key for this
+// request (RFC 9449 §7.1): htm the request's method, htu the endpoint's
+// URL, ath the token's hash. Either kind sent the other way is refused
+// (§7.2): a stolen bound token is worth nothing as a bearer token.
 func (s *Server) requireBearer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := bearerToken(r)
-		if !ok {
-			s.unauthorized(w, "", "bearer token required")
+		scheme, token, ok := credentials(r)
+		if !ok || (scheme == schemeDPoP && s.cfg.DPoP == nil) {
+			s.unauthorized(w, "", "", "bearer token required")
+			return
+		}
+		if scheme == schemeBearer && s.cfg.RequireDPoP {
+			s.unauthorized(w, schemeBearer, "invalid_token", "this resource accepts DPoP-bound tokens only")
 			return
 		}
 		ti, err := s.cfg.Verifier(r.Context(), token, r)
@@ -56,7 +88,7 @@ func (s *Server) requireBearer(next http.Handler) http.Handler {
 		case errors.Is(err, auth.ErrInvalidToken):
 			// The verifier's error is not logged: it could quote the token.
 			s.log.DebugContext(r.Context(), "bearer token rejected", "remote", r.RemoteAddr)
-			s.unauthorized(w, "invalid_token", "the access token is invalid, expired, revoked or not meant for this resource")
+			s.unauthorized(w, scheme, "invalid_token", "the access token is invalid, expired, revoked or not meant for this resource")
 			return
 		case err != nil:
 			s.log.ErrorContext(r.Context(), "verifying bearer token", "err", err)
@@ -67,11 +99,67 @@ func (s *Server) requireBearer(next http.Handler) http.Handler {
 			http.Error(w, "token verification failed", http.StatusInternalServerError)
 			return
 		case !ti.Expiration.IsZero() && !s.now().Before(ti.Expiration):
-			s.unauthorized(w, "invalid_token", "the access token has expired")
+			s.unauthorized(w, scheme, "invalid_token", "the access token has expired")
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenInfoKey{}, ti)))
+		bound, _ := ti.Extra[ExtraJKT].(string)
+		if scheme == schemeBearer && bound != "" {
+			s.unauthorized(w, scheme, "invalid_token", "the access token is DPoP-bound: present it with the DPoP scheme and a DPoP proof")
+			return
+		}
+		if scheme == schemeDPoP {
+			if bound == "" {
+				s.unauthorized(w, scheme, "invalid_token", "the access token is not DPoP-bound: present it as a Bearer token")
+				return
+			}
+			if !s.checkProof(w, r, token, bound) {
+				return
+			}
+			// The SDK's session binding below reads a Bearer header;
+			// the token is verified, so hand it over that way.
+			r = r.Clone(r.Context())
+			r.Header.Set("Authorization", schemeBearer+" "+token)
+		}
+		ctx := context.WithValue(r.Context(), tokenInfoKey{}, ti)
+		ctx = context.WithValue(ctx, schemeKey{}, scheme)
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// checkProof checks the DPoP proof of a request presenting token, bound
+// to the key bound, and answers 401 (false) when it does not hold.
+func (s *Server) checkProof(w http.ResponseWriter, r *http.Request, token, bound string) bool {
+	urls := []string{s.resource, s.issuerScheme + "://" + r.Host + Path}
+	jkt, err := s.cfg.DPoP.CheckProof(r.Context(), r.Header.Values("DPoP"), r.Method, urls, token)
+	switch {
+	case errors.Is(err, ErrUseDPoPNonce):
+		s.unauthorized(w, schemeDPoP, "use_dpop_nonce", proofErrorDescription(err, ErrUseDPoPNonce))
+		return false
+	case errors.Is(err, ErrInvalidDPoPProof):
+		s.unauthorized(w, schemeDPoP, "invalid_dpop_proof", proofErrorDescription(err, ErrInvalidDPoPProof))
+		return false
+	case err != nil:
+		s.log.ErrorContext(r.Context(), "checking DPoP proof", "err", err)
+		http.Error(w, "DPoP proof check failed", http.StatusInternalServerError)
+		return false
+	case jkt != bound:
+		s.unauthorized(w, schemeDPoP, "invalid_token", "the DPoP proof is signed by another key than the access token is bound to")
+		return false
+	}
+	if n := s.cfg.DPoP.Nonce(); n != "" {
+		w.Header().Set("DPoP-Nonce", n)
+	}
+	return true
+}
+
+// proofErrorDescription is the description a ProofChecker put after the
+// error code.
+func proofErrorDescription(err, code error) string {
+	d, ok := strings.CutPrefix(err.Error(), code.Error()+": ")
+	if !ok || d == "" {
+		return "the DPoP proof is invalid"
+	}
+	return d
 }
 
 // withFixedToken stands in for requireBearer when authentication is

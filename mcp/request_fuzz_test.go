@@ -19,22 +19,22 @@ import (
 // and the paths api_call is asked for. (The scope check's reading of a
 // body is fuzzed in stepup_fuzz_test.go.)
 
-// FuzzBearerToken checks the Authorization header parser: a token comes
-// only from the Bearer scheme (any case), and is one word.
-func FuzzBearerToken(f *testing.F) {
-	for _, seed := range []string{"Bearer abc", "bearer  abc ", "BEARER a b", "Basic abc", "Bearer", "Bearer \t", "DPoP abc", "Bearer abc\x00def"} {
+// FuzzCredentials checks the Authorization header parser: a token comes
+// only from the Bearer or DPoP scheme (any case), and is one word.
+func FuzzCredentials(f *testing.F) {
+	for _, seed := range []string{"Bearer abc", "bearer  abc ", "BEARER a b", "Basic abc", "Bearer", "Bearer \t", "DPoP abc", "dpop abc", "Bearer abc\x00def"} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, header string) {
 		r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
 		r.Header["Authorization"] = []string{header}
-		token, ok := bearerToken(r)
+		scheme, token, ok := credentials(r)
 		if !ok {
 			return
 		}
-		scheme, _, _ := strings.Cut(strings.TrimSpace(header), " ")
-		if !strings.EqualFold(scheme, "Bearer") {
-			t.Fatalf("%q: a token from scheme %q", header, scheme)
+		given, _, _ := strings.Cut(strings.TrimSpace(header), " ")
+		if !strings.EqualFold(given, scheme) || (scheme != schemeBearer && scheme != schemeDPoP) {
+			t.Fatalf("%q: scheme %q", header, scheme)
 		}
 		if token == "" || strings.ContainsAny(token, " \t") || !strings.Contains(header, token) {
 			t.Fatalf("%q: token %q", header, token)

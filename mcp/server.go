@@ -65,22 +65,31 @@ type Config struct {
 	// at once, event streams included; more are answered 429. 0 means no
 	// cap.
 	MaxStreamsPerUser int
+	// DPoP, when not nil, makes the endpoint accept DPoP-bound tokens
+	// (RFC 9449): "Authorization: DPoP <token>" with a DPoP proof. The
+	// Verifier reports a token's binding in TokenInfo.Extra[ExtraJKT].
+	DPoP ProofChecker
+	// RequireDPoP refuses bearer tokens; it needs DPoP.
+	RequireDPoP bool
 }
 
 // Server is the MCP endpoint with its protected-resource metadata. Create
 // one with New and mount it with Register.
 type Server struct {
-	cfg       Config
-	log       *slog.Logger
-	now       func() time.Time
-	resource  string // Issuer + Path
-	prmURL    string // Issuer + "/.well-known/oauth-protected-resource/mcp"
-	tools     map[string]tool
-	upstreams map[string]*upstream
-	origins   originPolicy
-	mcp       *sdk.Server
-	handler   http.Handler // the /mcp handler with every check
-	users     *userLimits
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	resource string // Issuer + Path
+	// issuerScheme is the issuer's scheme: the scheme of the htu of a
+	// proof sent to another accepted host name of the endpoint.
+	issuerScheme string
+	prmURL       string // Issuer + "/.well-known/oauth-protected-resource/mcp"
+	tools        map[string]tool
+	upstreams    map[string]*upstream
+	origins      originPolicy
+	mcp          *sdk.Server
+	handler      http.Handler // the /mcp handler with every check
+	users        *userLimits
 }
 
 // New validates cfg and builds a Server.
@@ -110,11 +119,15 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 		cfg.HTTPClient = &http.Client{}
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		now:      cfg.Now,
-		resource: issuer + Path,
-		prmURL:   issuer + prmPath + Path,
+		cfg:          cfg,
+		log:          cfg.Logger,
+		now:          cfg.Now,
+		resource:     issuer + Path,
+		prmURL:       issuer + prmPath + Path,
+		issuerScheme: iu.Scheme,
+	}
+	if cfg.RequireDPoP && cfg.DPoP == nil {
+		return nil, errors.New("mcp: Config.RequireDPoP needs Config.DPoP")
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -177,12 +190,19 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 
 // Register mounts POST, GET and DELETE /mcp (and its CORS preflight) and the
 // protected-resource metadata at /.well-known/oauth-protected-resource/mcp
-// and /.well-known/oauth-protected-resource.
+// and /.well-known/oauth-protected-resource. With an issuer that has a
+// path (https://host/mcpd) the metadata is also at the RFC 9728 §3.1
+// location, /.well-known/oauth-protected-resource/mcpd/mcp, for a proxy
+// that forwards it unchanged; the challenge names the one under the
+// issuer, which any prefix proxy forwards.
 func (s *Server) Register(r *mux.Router) {
 	r.Handle(Path, s.handler).Methods(http.MethodPost, http.MethodGet, http.MethodDelete, http.MethodOptions)
 	prm := s.prmHandler()
 	r.Handle(prmPath+Path, prm).Methods(http.MethodGet, http.MethodOptions)
 	r.Handle(prmPath, prm).Methods(http.MethodGet, http.MethodOptions)
+	if u, err := url.Parse(s.cfg.Issuer); err == nil && u.Path != "" {
+		r.Handle(prmPath+u.Path+Path, prm).Methods(http.MethodGet, http.MethodOptions)
+	}
 }
 
 // Handler returns the /mcp handler alone, with every check in place.

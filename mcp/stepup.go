@@ -75,7 +75,7 @@ func (s *Server) requireScopes(next http.Handler) http.Handler {
 					want = append(want, g)
 				}
 			}
-			s.insufficientScope(w, want)
+			s.insufficientScope(w, r, want)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -42,6 +42,9 @@ type Client struct {
 	CreatedAt               time.Time
 	LastUsedAt              time.Time // last token issued
 	ActivatedAt             time.Time // first completed authorization; zero until then
+	// DPoPBoundAccessTokens: the client registered that it always uses
+	// DPoP (RFC 9449 §5.2).
+	DPoPBoundAccessTokens bool
 }
 
 var _ fosite.Client = (*Client)(nil)
@@ -90,6 +93,7 @@ type clientRecord struct {
 	CreatedAt               time.Time `json:"created_at"`
 	LastUsedAt              time.Time `json:"last_used_at"`
 	ActivatedAt             time.Time `json:"activated_at"`
+	DPoPBoundAccessTokens   bool      `json:"dpop_bound_access_tokens,omitempty"`
 }
 
 // GetClient returns the *Client registered under id, or fosite.ErrNotFound.

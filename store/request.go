@@ -77,6 +77,9 @@ type requestRecord struct {
 	Session           json.RawMessage `json:"session,omitempty"`
 	Active            bool            `json:"active"`
 	ExpiresAt         time.Time       `json:"expires_at"` // zero: the session set none
+	// ConfirmationJKT is the thumbprint of the DPoP key the token is
+	// bound to (the session's cnf.jkt claim); empty for a bearer token.
+	ConfirmationJKT string `json:"cnf_jkt,omitempty"`
 }
 
 // newRequestRecord flattens req; tokenType picks the expiry from the
@@ -121,6 +124,7 @@ func newRequestRecord(req fosite.Requester, tokenType fosite.TokenType) (*reques
 			return nil, fmt.Errorf("store: invalid subject")
 		}
 		rec.ExpiresAt = sess.GetExpiresAt(tokenType).UTC()
+		rec.ConfirmationJKT = confirmationJKT(sess)
 		raw, err := json.Marshal(sess)
 		if err != nil {
 			return nil, fmt.Errorf("store: encode session: %w", err)
@@ -128,6 +132,25 @@ func newRequestRecord(req fosite.Requester, tokenType fosite.TokenType) (*reques
 		rec.Session = raw
 	}
 	return rec, nil
+}
+
+// confirmationJKT returns the jkt member of a session's cnf claim (RFC
+// 7800 §3.1, RFC 9449 §6.1): the SHA-256 thumbprint of the DPoP key a
+// token is bound to. A session without one, or whose claim has another
+// shape, gives "".
+func confirmationJKT(sess fosite.Session) string {
+	es, ok := sess.(fosite.ExtraClaimsSession)
+	if !ok {
+		return ""
+	}
+	switch cnf := es.GetExtraClaims()["cnf"].(type) {
+	case map[string]any:
+		jkt, _ := cnf["jkt"].(string)
+		return jkt
+	case map[string]string:
+		return cnf["jkt"]
+	}
+	return ""
 }
 
 // encodeRequest lays a record out as 8 bytes of expiry (Unix nanoseconds,

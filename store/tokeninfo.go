@@ -20,6 +20,9 @@ type AccessTokenInfo struct {
 	GrantedAudience []string
 	ExpiresAt       time.Time // the session's access-token expiry; zero: it set none
 	Active          bool
+	// JKT is the thumbprint of the DPoP key the token is bound to (its
+	// cnf.jkt); empty for a bearer token.
+	JKT string
 }
 
 // LookupAccessToken returns the record of the access token with this
@@ -81,6 +84,7 @@ type tokenInfoRecord struct {
 	GrantedAudience []string  `json:"granted_audience"`
 	ExpiresAt       time.Time `json:"expires_at"`
 	Active          bool      `json:"active"`
+	JKT             string    `json:"cnf_jkt"`
 }
 
 // decodeAccessTokenInfo reads an AccessTokenInfo from a request record

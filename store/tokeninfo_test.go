@@ -26,6 +26,11 @@ func infoFromRequest(req fosite.Requester) store.AccessTokenInfo {
 	if sess := req.GetSession(); sess != nil {
 		info.Subject = sess.GetSubject()
 		info.ExpiresAt = sess.GetExpiresAt(fosite.AccessToken)
+		if ds, ok := sess.(*fosite.DefaultSession); ok {
+			if cnf, ok := ds.Extra["cnf"].(map[string]any); ok {
+				info.JKT, _ = cnf["jkt"].(string)
+			}
+		}
 	}
 	return info
 }
@@ -53,6 +58,22 @@ func TestLookupAccessTokenAgreesWithGetAccessTokenSession(t *testing.T) {
 				Username:  "alice",
 				ExpiresAt: map[fosite.TokenType]time.Time{fosite.AccessToken: now.Add(time.Hour), fosite.RefreshToken: now.Add(24 * time.Hour)},
 				Extra:     map[string]interface{}{"nested": map[string]any{"a": []any{"}", "]", "\"{"}}},
+			}
+			return r
+		},
+	}, {
+		name: "DPoP-bound token: the session's cnf.jkt",
+		req: func() *fosite.Request {
+			r := fosite.NewRequest()
+			r.ID = "grant-dpop"
+			r.RequestedAt = now
+			r.Client = &store.Client{ID: "client-a"}
+			r.GrantedScope = fosite.Arguments{"notes:read"}
+			r.GrantedAudience = fosite.Arguments{"http://127.0.0.1:8080/mcp"}
+			r.Session = &fosite.DefaultSession{
+				Subject:   "alice",
+				ExpiresAt: map[fosite.TokenType]time.Time{fosite.AccessToken: now.Add(time.Hour)},
+				Extra:     map[string]interface{}{"cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}},
 			}
 			return r
 		},

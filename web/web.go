@@ -21,9 +21,10 @@ var staticFS embed.FS
 // Renderer renders the login, consent and error pages. Templates are parsed
 // once by New; a broken or missing template makes New fail.
 type Renderer struct {
-	login   *template.Template
-	consent *template.Template
-	errPage *template.Template
+	basePath string
+	login    *template.Template
+	consent  *template.Template
+	errPage  *template.Template
 }
 
 // LoginData is what the login page shows.
@@ -53,10 +54,20 @@ type ConsentData struct {
 	ClientName   string
 	ClientID     string // shown in small print, so two clients of one name can be told apart
 	ClientSource string // dynamic, metadata or static
-	ClientHost   string // host of the client metadata document URL, if any
+	// ClientOrigin is, for a client known by its metadata document, the
+	// https origin the document was fetched from (https://vscode.dev):
+	// what vouches for the name shown.
+	ClientOrigin string
 	RedirectHost string
-	Scopes       []ScopeChoice
-	RememberDays int
+	// RedirectLoopback is true when the browser goes back to this
+	// computer (127.0.0.1, [::1], localhost), where any program could be
+	// listening: the page warns when the name is otherwise verified.
+	RedirectLoopback bool
+	Scopes           []ScopeChoice
+	RememberDays     int
+	// OfflineAccessDays is not 0 when the client asked for offline_access:
+	// the page then says that it stays connected, for at most this long.
+	OfflineAccessDays int
 }
 
 // HasOptional reports whether any requested scope may be unchecked.
@@ -72,25 +83,50 @@ func (d ConsentData) HasOptional() bool {
 // ErrorData is what an error page shows.
 type ErrorData struct {
 	Title   string
-	Message string
+	Message string // what went wrong, in plain words
+	Hint    string // optional: what to do about it
+	Command string // optional: a command line the hint refers to
+}
+
+// Option configures a Renderer.
+type Option func(*options)
+
+type options struct {
+	basePath string
+}
+
+// WithBasePath makes pages load their static files from basePath +
+// "/static/": the path of the issuer, e.g. "/mcpd" for
+// https://host/mcpd, so that pages work behind a reverse proxy that
+// serves mcpd under that path. The default is "" (the root).
+func WithBasePath(basePath string) Option {
+	return func(o *options) { o.basePath = strings.TrimSuffix(basePath, "/") }
 }
 
 // New parses the embedded templates.
-func New() (*Renderer, error) {
-	return newRenderer(templateFS)
+func New(opts ...Option) (*Renderer, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return newRenderer(templateFS, o)
 }
 
 // newRenderer parses the templates in fsys, which holds templates/*.html.
 // Tests pass a broken file system to prove that New fails loudly.
-func newRenderer(fsys fs.FS) (*Renderer, error) {
+func newRenderer(fsys fs.FS, o options) (*Renderer, error) {
+	funcs := template.FuncMap{
+		// static is the URL path of an embedded static file.
+		"static": func(name string) string { return o.basePath + "/static/" + name },
+	}
 	parse := func(name string) (*template.Template, error) {
-		t, err := template.New(name).Option("missingkey=error").ParseFS(fsys, "templates/layout.html", "templates/"+name)
+		t, err := template.New(name).Option("missingkey=error").Funcs(funcs).ParseFS(fsys, "templates/layout.html", "templates/"+name)
 		if err != nil {
 			return nil, fmt.Errorf("web: parse %s: %w", name, err)
 		}
 		return t, nil
 	}
-	var r Renderer
+	r := Renderer{basePath: o.basePath}
 	var err error
 	if r.login, err = parse("login.html"); err != nil {
 		return nil, err
@@ -114,6 +150,9 @@ func newRenderer(fsys fs.FS) (*Renderer, error) {
 	}
 	return &r, nil
 }
+
+// BasePath is the path WithBasePath set, "" for the root.
+func (r *Renderer) BasePath() string { return r.basePath }
 
 // ContentSecurityPolicy is the policy every page carries: nothing but the
 // stylesheet from this origin, no script at all, no framing.
@@ -154,7 +193,8 @@ func (r *Renderer) Error(w http.ResponseWriter, status int, d ErrorData) {
 	r.render(w, status, r.errPage, d)
 }
 
-// StaticHandler serves the embedded CSS under /static/.
+// StaticHandler serves the embedded CSS under /static/ (the path mcpd
+// receives, whatever WithBasePath says).
 func (r *Renderer) StaticHandler() http.Handler {
 	sub, _ := fs.Sub(staticFS, "static")
 	files := http.StripPrefix("/static/", http.FileServer(http.FS(sub)))

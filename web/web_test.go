@@ -201,7 +201,7 @@ func TestNew(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fsys := good()
 			tt.change(fsys)
-			r, err := newRenderer(fsys)
+			r, err := newRenderer(fsys, options{})
 			if tt.wantErr == "" {
 				if err != nil || r == nil {
 					t.Fatalf("newRenderer() = %v, %v; want a renderer", r, err)
@@ -358,14 +358,14 @@ func TestConsentPageSaysHowTheClientIsKnown(t *testing.T) {
 		wantClass          string
 	}{
 		{"a dynamically registered client is marked as not verified", "dynamic", "", "dynamically registered, not verified", "source-dynamic"},
-		{"a metadata-document client names the document's host", "metadata", "vscode.dev", "identified by a client metadata document at vscode.dev", "source-metadata"},
+		{"a metadata-document client shows its verified https origin", "metadata", "https://vscode.dev", "verified by its https origin, https://vscode.dev", "source-metadata"},
 		{"a static client is configured by the operator", "static", "", "configured by the operator", "source-static"},
 		{"an unknown source is treated as not verified", "", "", "dynamically registered, not verified", "source-dynamic"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := sampleConsent()
-			d.ClientSource, d.ClientHost = tt.source, tt.host
+			d.ClientSource, d.ClientOrigin = tt.source, tt.host
 			p := render(t, func(w http.ResponseWriter) { r.Consent(w, d) })
 			dd := findOne(t, p.doc, "source", func(n *html.Node) bool {
 				c, _ := attr(n, "class")
@@ -438,15 +438,17 @@ func TestHostileValuesAreEscaped(t *testing.T) {
 	r := newTestRenderer(t)
 	const evil = `"><script>alert(1)</script><img src=x onerror=alert(1)><a href="https://evil.example">x</a>`
 	d := sampleConsent()
-	d.ClientName, d.ClientID, d.RedirectHost, d.ClientHost, d.User = evil, evil, evil, evil, evil
-	d.ClientSource = "metadata"
+	d.ClientName, d.ClientID, d.RedirectHost, d.ClientOrigin, d.User = evil, evil, evil, evil, evil
+	d.ClientSource, d.RedirectLoopback = "metadata", true
 	d.Scopes = append(d.Scopes, ScopeChoice{Name: evil, Description: evil})
 	l := sampleLogin()
 	l.ClientName, l.Username, l.Error, l.Action = evil, evil, evil, "javascript:alert(1)"
 	pages := map[string]page{
 		"consent": render(t, func(w http.ResponseWriter) { r.Consent(w, d) }),
 		"login":   render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, l) }),
-		"error":   render(t, func(w http.ResponseWriter) { r.Error(w, http.StatusBadRequest, ErrorData{Title: evil, Message: evil}) }),
+		"error": render(t, func(w http.ResponseWriter) {
+			r.Error(w, http.StatusBadRequest, ErrorData{Title: evil, Message: evil, Hint: evil, Command: evil})
+		}),
 	}
 	for name, p := range pages {
 		t.Run(name+" page shows a hostile value as text, never as markup", func(t *testing.T) {
@@ -577,6 +579,19 @@ func TestPagesFitTheCSPAndAreAccessible(t *testing.T) {
 				t.Errorf("stylesheet href = %q; want /static/style.css", href)
 			}
 		})
+		t.Run(name+" page behind a path prefix loads its stylesheet under the prefix", func(t *testing.T) {
+			pr, err := New(WithBasePath("/mcpd"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			links := findAll(allPages(t, pr)[name].doc, match(atom.Link, "rel", "stylesheet"))
+			if len(links) != 1 {
+				t.Fatalf("found %d stylesheets; want 1", len(links))
+			}
+			if href, _ := attr(links[0], "href"); href != "/mcpd/static/style.css" {
+				t.Errorf("stylesheet href = %q; want /mcpd/static/style.css", href)
+			}
+		})
 		t.Run(name+" page declares its language and has a title and one heading", func(t *testing.T) {
 			htm := findOne(t, p.doc, "html", match(atom.Html))
 			if lang, _ := attr(htm, "lang"); lang != "en" {
@@ -631,6 +646,27 @@ func TestErrorPageNeverRedirects(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestErrorPageHintAndCommand(t *testing.T) {
+	r := newTestRenderer(t)
+	t.Run("a hint and a command are shown below the message", func(t *testing.T) {
+		d := sampleError()
+		d.Hint, d.Command = "Switch documents off.", "mcpd serve --client-metadata-documents false"
+		p := render(t, func(w http.ResponseWriter) { r.Error(w, http.StatusBadRequest, d) })
+		if got := text(findOne(t, p.doc, "hint", match(atom.P, "class", "hint"))); got != d.Hint {
+			t.Errorf("hint = %q; want %q", got, d.Hint)
+		}
+		if got := text(findOne(t, p.doc, "command", match(atom.Code))); got != d.Command {
+			t.Errorf("command = %q; want %q", got, d.Command)
+		}
+	})
+	t.Run("without them the page has neither", func(t *testing.T) {
+		p := render(t, func(w http.ResponseWriter) { r.Error(w, http.StatusBadRequest, sampleError()) })
+		if n := len(findAll(p.doc, match(atom.P, "class", "hint"))) + len(findAll(p.doc, match(atom.Pre))); n != 0 {
+			t.Errorf("found %d hint or command elements; want none", n)
+		}
+	})
 }
 
 func TestStaticHandler(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -207,4 +208,65 @@ func TestBrowserLoginAndConsent(t *testing.T) {
 			t.Errorf("exchange after remembered consent: %v", err)
 		}
 	})
+}
+
+// TestBrowserBehindPathProxy signs in and consents in a real browser
+// through a proxy that serves mcpd under /mcpd (SEP-2351): the stylesheet
+// loads and applies, the path-scoped session cookie comes back, and the
+// forms post under the issuer.
+func TestBrowserBehindPathProxy(t *testing.T) {
+	ctx := newChrome(t)
+	proxy := &pathProxy{prefix: "/mcpd", strip: true}
+	front := httptest.NewServer(proxy)
+	defer front.Close()
+	issuer := front.URL + "/mcpd"
+	ts := startServer(t, "--issuer", issuer)
+	proxy.backend, _ = url.Parse(ts.URL)
+	mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--data", ts.Data)
+	clientID, _ := publicClient(t, issuer, "Proxied Browser Client")
+	cb := newCallbackServer(t)
+	cfg := &oauth2.Config{
+		ClientID: clientID, RedirectURL: cb.URL + "/callback", Scopes: []string{"notes:read"},
+		Endpoint: oauth2.Endpoint{AuthURL: issuer + "/authorize", TokenURL: issuer + "/token", AuthStyle: oauth2.AuthStyleInParams},
+	}
+	verifier := oauth2.GenerateVerifier()
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(cfg.AuthCodeURL("state-proxied-1", oauth2.S256ChallengeOption(verifier))),
+		chromedp.WaitVisible(`input[name=username]`),
+	); err != nil {
+		t.Fatalf("login page: %v", err)
+	}
+	radius, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("main")).borderTopLeftRadius`))
+	if err != nil || radius != "12px" {
+		t.Errorf("main's border radius %q (%v); want 12px from the stylesheet: is /mcpd/static/style.css loaded?", radius, err)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(`input[name=username]`, "alice"),
+		chromedp.SendKeys(`input[name=password]`, "alice-pw"),
+		chromedp.Submit(`input[name=password]`),
+		chromedp.WaitVisible(`button[name=action][value=allow]`),
+		chromedp.Click(`button[name=action][value=allow]`),
+		chromedp.WaitVisible(`#done`),
+	); err != nil {
+		t.Fatalf("login and consent through the proxy: %v (proxy saw %q)", err, proxy.requested)
+	}
+	cookie, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie`))
+	if err == nil && strings.Contains(cookie, "mcpd_session") {
+		t.Errorf("the session cookie is visible to scripts on the callback page: %q", cookie)
+	}
+	q := cb.last()
+	if q.Get("code") == "" || q.Get("iss") != issuer {
+		t.Fatalf("callback query %v; want a code and iss %s", q, issuer)
+	}
+	if _, err := cfg.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier)); err != nil {
+		t.Errorf("exchange through the proxy: %v", err)
+	}
+	for _, p := range []string{"/mcpd/static/style.css", "/mcpd/authorize/login", "/mcpd/authorize/consent"} {
+		proxy.mu.Lock()
+		seen := slices.ContainsFunc(proxy.requested, func(r string) bool { return strings.HasSuffix(r, " "+p) })
+		proxy.mu.Unlock()
+		if !seen {
+			t.Errorf("the browser never asked the proxy for %s; it saw %q", p, proxy.requested)
+		}
+	}
 }

@@ -206,7 +206,7 @@ func TestBackupOnlineAndOffline(t *testing.T) {
 func TestDoctor(t *testing.T) {
 	ts := startServer(t)
 	t.Run("healthy server passes", func(t *testing.T) {
-		out, _, err := mcpd(t, "", "doctor", "--issuer", ts.URL)
+		out, _, err := mcpd(t, "", "doctor", "--issuer", ts.URL, "--cimd-probe=")
 		if err != nil {
 			t.Fatalf("doctor: %v\n%s", err, out)
 		}
@@ -215,20 +215,20 @@ func TestDoctor(t *testing.T) {
 		}
 	})
 	t.Run("trailing slash is named", func(t *testing.T) {
-		out, _, err := mcpd(t, "", "doctor", "--issuer", ts.URL+"/")
+		out, _, err := mcpd(t, "", "doctor", "--issuer", ts.URL+"/", "--cimd-probe=")
 		if err == nil || !strings.Contains(out, "FAIL issuer URL has no trailing slash") {
 			t.Errorf("err=%v, output:\n%s", err, out)
 		}
 	})
 	t.Run("wrong host is named", func(t *testing.T) {
 		other := startServer(t, "--issuer", "http://mcpd.invalid:8080")
-		out, _, err := mcpd(t, "", "doctor", "--issuer", other.URL)
+		out, _, err := mcpd(t, "", "doctor", "--issuer", other.URL, "--cimd-probe=")
 		if err == nil || !strings.Contains(out, "FAIL AS issuer equals the URL byte for byte") {
 			t.Errorf("err=%v, output:\n%s", err, out)
 		}
 	})
 	t.Run("json output", func(t *testing.T) {
-		out := mustMcpd(t, "", "doctor", "--issuer", ts.URL, "--json")
+		out := mustMcpd(t, "", "doctor", "--issuer", ts.URL, "--json", "--cimd-probe=")
 		var checks []check
 		if err := json.Unmarshal([]byte(out), &checks); err != nil || len(checks) < 10 {
 			t.Errorf("doctor --json: %v\n%s", err, out)

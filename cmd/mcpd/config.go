@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,6 +52,8 @@ type serveConfig struct {
 	MCPStateless              bool
 	MCPJSONResponse           bool
 	Upstreams                 []mcp.Upstream
+	RequireDPoP               bool
+	DPoPNonce                 bool
 	ReadHeaderTimeout         time.Duration
 	ReadBodyTimeout           time.Duration
 	WriteTimeout              time.Duration
@@ -71,6 +74,9 @@ type setting struct {
 	def   string
 	usage string
 	set   func(c *serveConfig, v string) error
+	// boolean settings may be given as a bare flag (--require-dpop),
+	// which means true; --flag false and --flag=false still work.
+	boolean bool
 }
 
 func durationSetting(name, def, usage string, field func(*serveConfig) *time.Duration) setting {
@@ -92,7 +98,7 @@ func listSetting(name, usage string, field func(*serveConfig) *[]string) setting
 }
 
 func boolSetting(name, def, usage string, field func(*serveConfig) *bool) setting {
-	return setting{name: name, env: envName(name), def: def, usage: usage, set: func(c *serveConfig, v string) error {
+	return setting{name: name, env: envName(name), def: def, usage: usage, boolean: true, set: func(c *serveConfig, v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return fmt.Errorf("want true or false")
@@ -135,7 +141,7 @@ func splitList(v string) []string {
 func serveSettings() []setting {
 	return []setting{
 		stringSetting("listen", "127.0.0.1:8080", "address to listen on", func(c *serveConfig) *string { return &c.Listen }),
-		stringSetting("issuer", "", "public base URL of this server, no trailing slash (default: http://LISTEN)", func(c *serveConfig) *string { return &c.Issuer }),
+		stringSetting("issuer", "", "public base URL of this server, no trailing slash; may have a path behind a reverse proxy, e.g. https://host/mcpd (default: http://LISTEN)", func(c *serveConfig) *string { return &c.Issuer }),
 		stringSetting("data", defaultDataDir(), "data directory (holds mcpd.db and admin.sock)", func(c *serveConfig) *string { return &c.Data }),
 		durationSetting("access-token-ttl", "1h", "access token lifetime", func(c *serveConfig) *time.Duration { return &c.AccessTokenTTL }),
 		durationSetting("refresh-token-ttl", "720h", "refresh token lifetime, renewed at each rotation", func(c *serveConfig) *time.Duration { return &c.RefreshTokenTTL }),
@@ -162,7 +168,7 @@ func serveSettings() []setting {
 			}
 			return nil
 		}},
-		boolSetting("client-metadata-documents", "true", "accept https client_ids that point at client ID metadata documents", func(c *serveConfig) *bool { return &c.ClientMetadataDocuments }),
+		boolSetting("client-metadata-documents", "true", "accept https client_ids that point at client ID metadata documents (turn off where mcpd cannot reach the internet: clients then register themselves)", func(c *serveConfig) *bool { return &c.ClientMetadataDocuments }),
 		boolSetting("allow-private-metadata-hosts", "false", "let client metadata documents live on private or loopback addresses", func(c *serveConfig) *bool { return &c.AllowPrivateMetadataHosts }),
 		intSetting("registrations-per-minute", "20", "dynamic registrations allowed per client address per minute", func(c *serveConfig) *int { return &c.RegistrationsPerMinute }),
 		intSetting("max-clients", "1000", "cap on registered clients", func(c *serveConfig) *int { return &c.MaxClients }),
@@ -188,6 +194,8 @@ func serveSettings() []setting {
 		boolSetting("mcp-stateless", "false", "serve /mcp without sessions (every request stands alone; no server-to-client streams)", func(c *serveConfig) *bool { return &c.MCPStateless }),
 		boolSetting("mcp-json-response", "false", "answer /mcp POSTs with application/json instead of an event stream", func(c *serveConfig) *bool { return &c.MCPJSONResponse }),
 		durationSetting("janitor-interval", "5m", "how often expired codes, tokens and stale registrations are removed", func(c *serveConfig) *time.Duration { return &c.JanitorInterval }),
+		boolSetting("require-dpop", "false", "accept only DPoP-bound tokens (RFC 9449): every /token request needs a DPoP proof and /mcp refuses bearer tokens", func(c *serveConfig) *bool { return &c.RequireDPoP }),
+		boolSetting("dpop-nonce", "false", "require server nonces (DPoP-Nonce, rotated every 5 minutes) in DPoP proofs at /token and /mcp", func(c *serveConfig) *bool { return &c.DPoPNonce }),
 		// Limits on slow and greedy clients (docs/reliability.md); 0 turns one off.
 		durationSetting("read-header-timeout", "10s", "how long a client may take to send a request's headers", func(c *serveConfig) *time.Duration { return &c.ReadHeaderTimeout }),
 		durationSetting("read-body-timeout", "30s", "how long a client may take to send a request body, once its headers are in", func(c *serveConfig) *time.Duration { return &c.ReadBodyTimeout }),
@@ -305,6 +313,37 @@ func readConfigFile(path string, known map[string]bool) (*configFile, error) {
 	return cf, nil
 }
 
+// bareBoolsTrue returns args with "true" after every boolean setting's
+// flag that is not followed by a value (the next argument is missing, a
+// flag, or not a boolean), so that --require-dpop reads as
+// --require-dpop true.
+func bareBoolsTrue(settings []setting, args []string) []string {
+	boolean := map[string]bool{}
+	for _, s := range settings {
+		if s.boolean {
+			boolean[s.name] = true
+		}
+	}
+	out := make([]string, 0, len(args)+2)
+	for i, a := range args {
+		out = append(out, a)
+		if a == "--" {
+			return append(out, args[i+1:]...)
+		}
+		name := strings.TrimLeft(a, "-")
+		if !strings.HasPrefix(a, "-") || strings.Contains(name, "=") || !boolean[name] {
+			continue
+		}
+		if i+1 < len(args) {
+			if _, err := strconv.ParseBool(args[i+1]); err == nil {
+				continue
+			}
+		}
+		out = append(out, "true")
+	}
+	return out
+}
+
 // loadServeConfig applies defaults, then the config file (--config or
 // MCPD_CONFIG), then the environment, then the flags. Every error names the
 // setting and is a usage error (exit code 2).
@@ -320,7 +359,7 @@ func loadServeConfig(fs *flag.FlagSet, args []string, getenv func(string) string
 		fs.StringVar(v, s.name, s.def, usage)
 	}
 	configPath := fs.String("config", "", "JSON config file: any setting by its flag name, plus \"upstreams\" (env MCPD_CONFIG)")
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parseInterleaved(fs, bareBoolsTrue(settings, args))
 	if err != nil {
 		return nil, err
 	}
@@ -445,9 +484,16 @@ func checkIssuer(s string) error {
 		return errors.New("no trailing slash allowed")
 	case u.User != nil:
 		return errors.New("no user info allowed")
+	case !issuerPathRE.MatchString(u.EscapedPath()):
+		// The path is a proxy's prefix, a cookie path and part of route
+		// patterns: plain segments only.
+		return errors.New("a path must be plain segments such as /mcpd (letters, digits, - . _ ~), without empty, . or .. segments")
 	}
 	return nil
 }
+
+// issuerPathRE is the path an issuer may have: none, or plain segments.
+var issuerPathRE = regexp.MustCompile(`^(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*$`)
 
 // loopbackFor maps a wildcard listen host to the loopback address a local
 // client uses.

@@ -75,6 +75,32 @@ func TestServeConfigPrecedence(t *testing.T) {
 	}
 }
 
+func TestServeConfigBareBooleans(t *testing.T) {
+	tests := []struct {
+		name        string
+		args        []string
+		wantRequire bool
+		wantNonce   bool
+	}{
+		{"a bare boolean flag is true", []string{"--require-dpop"}, true, false},
+		{"a bare boolean flag before another flag is true", []string{"--require-dpop", "--dpop-nonce", "--max-clients", "3"}, true, true},
+		{"a boolean flag with a value keeps it", []string{"--require-dpop", "false", "--dpop-nonce", "true"}, false, true},
+		{"a boolean flag with = keeps its value", []string{"--require-dpop=false", "-dpop-nonce"}, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := newFlagSet("serve", new(strings.Builder), "")
+			c, err := loadServeConfig(fs, append(tt.args, "--data", t.TempDir()), testEnv(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.RequireDPoP != tt.wantRequire || c.DPoPNonce != tt.wantNonce {
+				t.Errorf("require-dpop %v, dpop-nonce %v; want %v, %v", c.RequireDPoP, c.DPoPNonce, tt.wantRequire, tt.wantNonce)
+			}
+		})
+	}
+}
+
 func TestServeConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	badFile := filepath.Join(dir, "bad.json")
@@ -89,6 +115,9 @@ func TestServeConfigErrors(t *testing.T) {
 		{"bad duration env names the variable", nil, map[string]string{"MCPD_REFRESH_GRACE": "x"}, "MCPD_REFRESH_GRACE"},
 		{"issuer with a trailing slash is refused", []string{"--issuer", "http://127.0.0.1:8080/"}, nil, "--issuer"},
 		{"issuer with a query is refused", []string{"--issuer", "http://127.0.0.1:8080?x=1"}, nil, "--issuer"},
+		{"issuer path with an encoded character is refused", []string{"--issuer", "https://host.example/my%20mcpd"}, nil, "--issuer"},
+		{"issuer path with a dot segment is refused", []string{"--issuer", "https://host.example/a/../mcpd"}, nil, "--issuer"},
+		{"issuer path with an empty segment is refused", []string{"--issuer", "https://host.example//mcpd"}, nil, "--issuer"},
 		{"listen without a port is refused", []string{"--listen", "localhost"}, nil, "--listen"},
 		{"unknown file key is named", []string{"--config", badFile}, nil, "acces-token-ttl"},
 		{"unknown flag is a usage error", []string{"--no-such-flag"}, nil, "no-such-flag"},

@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/mcpd/mcpd/authz"
+	"github.com/mcpd/mcpd/dpop"
 	"github.com/mcpd/mcpd/internal/wire"
 	"github.com/mcpd/mcpd/mcp"
 	"github.com/mcpd/mcpd/store"
@@ -63,6 +64,7 @@ type server struct {
 	conns           *connLimits
 	initialPassword string     // generated for the banner; empty otherwise
 	firstUser       *firstUser // started by run
+	dpopReplay      *dpop.WriteBehind
 }
 
 // newServer opens the store, decides the first user's password when there
@@ -98,11 +100,16 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	if err != nil {
 		return nil, err
 	}
-	renderer, err := web.New()
+	issuerPath := issuerPath(cfg.Issuer)
+	renderer, err := web.New(web.WithBasePath(issuerPath))
 	if err != nil {
 		return nil, err
 	}
 	s.metrics = newMetrics()
+	proofs, err := s.newDPoP(ctx)
+	if err != nil {
+		return nil, err
+	}
 	az, err := authz.New(authz.Config{
 		Issuer:                    cfg.Issuer,
 		Storage:                   firstUserStorage{Storage: wire.NewAuthzStorage(s.store), first: s.firstUser},
@@ -125,6 +132,8 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		RegistrationsPerMinuteAll: cfg.RegistrationsPerMinuteAll,
 		MaxClients:                cfg.MaxClients,
 		Observer:                  s.metrics,
+		DPoP:                      proofs,
+		RequireDPoP:               cfg.RequireDPoP,
 	})
 	if err != nil {
 		return nil, usageError(err.Error())
@@ -139,6 +148,8 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		Stateless:          cfg.MCPStateless,
 		JSONResponse:       cfg.MCPJSONResponse,
 		Logger:             logger.With("component", "mcp"),
+		DPoP:               wire.ProofChecker{Checker: proofs},
+		RequireDPoP:        cfg.RequireDPoP,
 		MaxBodyBytes:       int64(cfg.MaxRequestBytes),
 		MaxSessionsPerUser: cfg.MCPMaxSessionsPerUser,
 		MaxStreamsPerUser:  cfg.MCPMaxStreamsPerUser,
@@ -153,7 +164,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	r.Use(s.metrics.instrument)
 	s.streams = newEventStreams()
 	limits := requestLimits{BodyTimeout: cfg.ReadBodyTimeout, WriteTimeout: cfg.WriteTimeout, MaxBodyBytes: int64(cfg.MaxRequestBytes)}
-	handler := accessLog(logger.With("component", "http"), limits.middleware(s.streams.middleware(r)))
+	handler := accessLog(logger.With("component", "http"), limits.middleware(s.streams.middleware(acceptIssuerPath(r, issuerPath))))
 	s.conns = newConnLimits(cfg.MaxConnections, cfg.MaxConnectionsPerAddress, cfg.TrustedProxies, logger.With("component", "http"))
 	s.httpSrv = &http.Server{
 		Handler:           handler,
@@ -205,6 +216,12 @@ func (s *server) run(ctx context.Context, banner interface{ Write([]byte) (int, 
 		defer close(janitorDone)
 		s.store.RunJanitor(janitorCtx, s.cfg.JanitorInterval)
 	}()
+	replayCtx, stopReplay := context.WithCancel(context.Background())
+	replayDone := make(chan struct{})
+	go func() {
+		defer close(replayDone)
+		s.dpopReplay.Run(replayCtx) // writes what is left when stopped
+	}()
 	writeBanner(banner, s.cfg, s.ln.Addr().String(), s.initialPassword)
 	s.logger.Info("serving", "listen", s.ln.Addr().String(), "issuer", s.cfg.Issuer, "data", s.cfg.Data)
 
@@ -241,6 +258,9 @@ func (s *server) run(ctx context.Context, banner interface{ Write([]byte) (int, 
 	}
 	stopJanitor()
 	<-janitorDone
+	// After the HTTP server: no request spends a jti any more.
+	stopReplay()
+	<-replayDone
 	<-s.firstUser.done
 	if err := s.firstUser.err; err != nil && runErr == nil {
 		runErr = err

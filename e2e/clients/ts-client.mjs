@@ -27,6 +27,10 @@ import { driveConsent } from './lib/consent.mjs';
 
 const issuer = (process.env.MCPD_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 const mcpUrl = new URL(`${issuer}/mcp`);
+// With an issuer that has a path (run.sh MCPD_E2E_ISSUER_PATH), paths on
+// the wire are compared without it: /mcpd/token is /token.
+const issuerPath = new URL(issuer).pathname.replace(/\/+$/, '');
+const relativePath = (p) => (issuerPath && p.startsWith(`${issuerPath}/`) ? p.slice(issuerPath.length) : p);
 const stateDir = process.env.MCPD_E2E_STATE_DIR || '';
 const user = process.env.MCPD_E2E_USER || 'alice';
 // Nothing listens here: the consent driver reads the Location header instead.
@@ -58,7 +62,7 @@ async function recordingFetch(input, init = {}) {
     at: Date.now(),
     method: (init.method || 'GET').toUpperCase(),
     url,
-    path: new URL(url).pathname,
+    path: relativePath(new URL(url).pathname),
     body: typeof body === 'string' ? body : '',
     status: res.status,
     wwwAuthenticate: res.headers.get('www-authenticate'),
@@ -157,7 +161,7 @@ async function main() {
   const first401 = wire.find((w) => w.path === '/mcp' && w.status === 401);
   check(!!first401 && /resource_metadata=/.test(first401.wwwAuthenticate || ''), 'unauthenticated POST /mcp answers 401 with resource_metadata', first401?.wwwAuthenticate);
   check(wire.some((w) => w.path.startsWith('/.well-known/oauth-protected-resource') && w.status === 200), 'discovery: protected resource metadata fetched');
-  check(wire.some((w) => (w.path === '/.well-known/oauth-authorization-server' || w.path.startsWith('/.well-known/openid-configuration')) && w.status === 200), 'discovery: authorization server metadata fetched');
+  check(wire.some((w) => (w.path.startsWith('/.well-known/oauth-authorization-server') || w.path.startsWith('/.well-known/openid-configuration')) && w.status === 200), 'discovery: authorization server metadata fetched');
   const reg = wire.find((w) => w.method === 'POST' && w.path === '/register');
   if (!check(reg && reg.status === 201 && provider.clientInformation()?.client_id, 'dynamic client registration (201, client_id)', reg ? `status ${reg.status}` : 'no /register call')) return;
   const clientId = provider.clientInformation().client_id;

@@ -673,7 +673,11 @@ func TestVSCodeReplay(t *testing.T) {
 	// Without a challenge URL VS Code tries the path-inserted well-known URL, then the root one.
 	mu, _ := url.Parse(e.mcpURL)
 	withPath := fetchPRM(mu.Scheme + "://" + mu.Host + "/.well-known/oauth-protected-resource" + mu.Path)
-	fetchPRM(mu.Scheme + "://" + mu.Host + "/.well-known/oauth-protected-resource")
+	if mu.Path == "/mcp" {
+		// Under an issuer path (https://host/mcpd) the host's root is not
+		// mcpd's to claim; the path-inserted URL above is found first.
+		fetchPRM(mu.Scheme + "://" + mu.Host + "/.well-known/oauth-protected-resource")
+	}
 	if rmURL == "" {
 		resource = withPath
 	}
@@ -682,7 +686,8 @@ func TestVSCodeReplay(t *testing.T) {
 		if r := do(t, http.MethodGet, mu.Scheme+"://"+mu.Host+"/.well-known/oauth-protected-resource"+mu.Path, h, nil); r.status != http.StatusOK {
 			t.Errorf("PRM with MCP-Protocol-Version %s (an older VS Code): status %d", v, r.status)
 		}
-		if r := do(t, http.MethodGet, mu.Scheme+"://"+mu.Host+"/.well-known/oauth-authorization-server", h, nil); r.status != http.StatusOK {
+		// RFC 8414 §3.1: the issuer's path, if any, after the well-known string.
+		if r := do(t, http.MethodGet, mu.Scheme+"://"+mu.Host+"/.well-known/oauth-authorization-server"+strings.TrimSuffix(mu.Path, "/mcp"), h, nil); r.status != http.StatusOK {
 			t.Errorf("AS metadata with MCP-Protocol-Version %s (an older VS Code): status %d", v, r.status)
 		}
 	}

@@ -586,3 +586,87 @@ func testRotationRollback(t *testing.T, f Fixture, txs storage.Transactional) {
 	_, err = f.Storage.GetAccessTokenSession(context.Background(), "at-2", proto())
 	wantErr(t, "new access token after rollback", err, fosite.ErrNotFound)
 }
+
+// ProofJTIStore is the DPoP proof replay record of mcpd's store.
+type ProofJTIStore interface {
+	// RememberProofJTI records key until exp; errAlreadyExists when it
+	// is recorded and unexpired, changing nothing then.
+	RememberProofJTI(ctx context.Context, key string, exp time.Time) error
+	// ProofJTIKnown reports whether key is recorded and unexpired.
+	ProofJTIKnown(ctx context.Context, key string) (bool, error)
+}
+
+// RunProofJTIs runs the rules of DPoP proof replay records against stores
+// made by newStore; errAlreadyExists is the store's sentinel for a key it
+// holds. Expiry is judged by the store's clock, which the rules take to be
+// close to time.Now.
+func RunProofJTIs(t *testing.T, newStore func(t *testing.T) ProofJTIStore, errAlreadyExists error) {
+	t.Helper()
+	ctx := context.Background()
+	later := time.Now().Add(time.Hour)
+	rules := []struct {
+		name string
+		fn   func(t *testing.T, s ProofJTIStore)
+	}{
+		{"proof jti: a new key is remembered and then known", func(t *testing.T, s ProofJTIStore) {
+			known, err := s.ProofJTIKnown(ctx, "jkt:a")
+			mustNil(t, "ProofJTIKnown of a new key", err)
+			if known {
+				t.Fatal("a key never remembered is known")
+			}
+			mustNil(t, "RememberProofJTI", s.RememberProofJTI(ctx, "jkt:a", later))
+			known, err = s.ProofJTIKnown(ctx, "jkt:a")
+			mustNil(t, "ProofJTIKnown", err)
+			if !known {
+				t.Fatal("a remembered key is not known")
+			}
+		}},
+		{"proof jti: the same key again is refused with ErrAlreadyExists", func(t *testing.T, s ProofJTIStore) {
+			mustNil(t, "RememberProofJTI", s.RememberProofJTI(ctx, "jkt:a", later))
+			wantErr(t, "RememberProofJTI again", s.RememberProofJTI(ctx, "jkt:a", later), errAlreadyExists)
+		}},
+		{"proof jti: keys differing in one byte are independent", func(t *testing.T, s ProofJTIStore) {
+			mustNil(t, "RememberProofJTI a", s.RememberProofJTI(ctx, "jkt1:a", later))
+			mustNil(t, "RememberProofJTI b", s.RememberProofJTI(ctx, "jkt2:a", later))
+			mustNil(t, "RememberProofJTI c", s.RememberProofJTI(ctx, "jkt1:b", later))
+		}},
+		{"proof jti: an expired key is unknown and may be remembered again", func(t *testing.T, s ProofJTIStore) {
+			mustNil(t, "RememberProofJTI expired", s.RememberProofJTI(ctx, "jkt:old", time.Now().Add(-time.Minute)))
+			known, err := s.ProofJTIKnown(ctx, "jkt:old")
+			mustNil(t, "ProofJTIKnown", err)
+			if known {
+				t.Fatal("an expired key is known")
+			}
+			mustNil(t, "RememberProofJTI again", s.RememberProofJTI(ctx, "jkt:old", later))
+		}},
+		{"proof jti: of many goroutines remembering one key, exactly one succeeds", func(t *testing.T, s ProofJTIStore) {
+			const n = 8
+			errs := make(chan error, n)
+			var wg sync.WaitGroup
+			for range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs <- s.RememberProofJTI(ctx, "jkt:race", later)
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			ok := 0
+			for err := range errs {
+				switch {
+				case err == nil:
+					ok++
+				case !errors.Is(err, errAlreadyExists):
+					t.Errorf("RememberProofJTI: %v; want nil or ErrAlreadyExists", err)
+				}
+			}
+			if ok != 1 {
+				t.Errorf("%d of %d succeeded; want exactly 1", ok, n)
+			}
+		}},
+	}
+	for _, r := range rules {
+		t.Run(r.name, func(t *testing.T) { r.fn(t, newStore(t)) })
+	}
+}

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"context"
+
+	"github.com/mcpd/mcpd/dpop"
+	"github.com/mcpd/mcpd/internal/wire"
+)
+
+// newDPoP builds the DPoP proof checker that /token and /mcp share, so a
+// proof's jti is spent once for both and both hand out the same nonces.
+// Proof jtis go to the store behind the answers (dpop.WriteBehind, run and
+// flushed by run); with --dpop-nonce, nonces are keyed by a secret kept in
+// the store, so they stay valid across a restart.
+func (s *server) newDPoP(ctx context.Context) (*dpop.Checker, error) {
+	replay, err := dpop.NewWriteBehind(dpop.WriteBehindConfig{
+		Store:  wire.ProofStore{Store: s.store},
+		Logger: s.logger.With("component", "dpop"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.dpopReplay = replay
+	var nonces *dpop.Nonces
+	if s.cfg.DPoPNonce {
+		key, err := s.store.Secret(ctx, "dpop-nonce", 32)
+		if err != nil {
+			return nil, err
+		}
+		if nonces, err = dpop.NewNonces(key, 0, nil); err != nil {
+			return nil, err
+		}
+	}
+	return dpop.New(dpop.Config{Replay: replay, Nonces: nonces})
+}

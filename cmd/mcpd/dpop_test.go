@@ -1,0 +1,491 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/oauth2"
+
+	"github.com/mcpd/mcpd/dpop"
+)
+
+// dpopKey is a DPoP client key that signs proofs.
+type dpopKey struct {
+	t    *testing.T
+	priv *ecdsa.PrivateKey
+	jtis atomic.Int64
+}
+
+func newDPoPKey(t *testing.T) *dpopKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &dpopKey{t: t, priv: k}
+}
+
+func (k *dpopKey) jkt() string {
+	th, err := (&jose.JSONWebKey{Key: k.priv.Public()}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(th)
+}
+
+func tokenHash(token string) string {
+	s := sha256.Sum256([]byte(token))
+	return base64.RawURLEncoding.EncodeToString(s[:])
+}
+
+// claims are a proof's claims for htm, htu and (when not empty) token.
+func (k *dpopKey) claims(htm, htu, token string) map[string]any {
+	cl := map[string]any{"jti": k.jkt()[:6] + "-" + time.Now().Format("150405.000000") + "-" + string(rune('a'+k.jtis.Add(1)%26)) + strings.Repeat("x", int(k.jtis.Load()%7)), "htm": htm, "htu": htu, "iat": time.Now().Unix()}
+	if token != "" {
+		cl["ath"] = tokenHash(token)
+	}
+	return cl
+}
+
+// sign signs claims as a proof; headers replace or (nil) drop header
+// parameters; signer, when not nil, signs instead of k (k's key stays
+// in the jwk header).
+func (k *dpopKey) sign(cl map[string]any, headers map[jose.HeaderKey]any, signer *dpopKey) string {
+	k.t.Helper()
+	opts := &jose.SignerOptions{}
+	opts.WithType(dpop.ProofType)
+	opts.WithHeader("jwk", jose.JSONWebKey{Key: k.priv.Public()})
+	for h, v := range headers {
+		if v == nil {
+			delete(opts.ExtraHeaders, h)
+		} else {
+			opts.WithHeader(h, v)
+		}
+	}
+	key := k.priv
+	if signer != nil {
+		key = signer.priv
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, opts)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	p, _ := json.Marshal(cl)
+	jws, err := s.Sign(p)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	out, err := jws.CompactSerialize()
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	return out
+}
+
+func (k *dpopKey) proof(htm, htu, token string) string {
+	return k.sign(k.claims(htm, htu, token), nil, nil)
+}
+
+// dpopTransport presents a DPoP-bound token with a fresh proof on every
+// request, and answers a use_dpop_nonce challenge once with the nonce
+// given, as RFC 9449 §9 clients do.
+type dpopTransport struct {
+	key   *dpopKey
+	token string
+	nonce atomic.Value // string
+	sent  atomic.Int64
+}
+
+func (d *dpopTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	send := func() (*http.Response, error) {
+		u := *r.URL
+		u.RawQuery, u.Fragment = "", ""
+		cl := d.key.claims(r.Method, u.String(), d.token)
+		if n, _ := d.nonce.Load().(string); n != "" {
+			cl["nonce"] = n
+		}
+		req := r.Clone(r.Context())
+		if r.GetBody != nil {
+			req.Body, _ = r.GetBody()
+		}
+		req.Header.Set("Authorization", "DPoP "+d.token)
+		req.Header.Set("DPoP", d.key.sign(cl, nil, nil))
+		d.sent.Add(1)
+		return http.DefaultTransport.RoundTrip(req)
+	}
+	resp, err := send()
+	if err != nil {
+		return nil, err
+	}
+	if n := resp.Header.Get("DPoP-Nonce"); n != "" {
+		d.nonce.Store(n)
+		if resp.StatusCode == http.StatusUnauthorized && strings.Contains(resp.Header.Get("WWW-Authenticate"), "use_dpop_nonce") {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return send()
+		}
+	}
+	return resp, nil
+}
+
+// dpopTokenRequest posts form to /token with the given DPoP header values.
+func dpopTokenRequest(t *testing.T, issuer string, form url.Values, proofs ...string) (int, map[string]any, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, issuer+"/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for _, p := range proofs {
+		req.Header.Add("DPoP", p)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, out, resp.Header
+}
+
+// dpopLogin runs the authorization code flow for alice and exchanges the
+// code with a proof of key (none when key is nil); nonce, when not empty,
+// goes into the proof.
+func dpopLogin(t *testing.T, issuer, clientID, redirect string, key *dpopKey, scopes ...string) map[string]any {
+	t.Helper()
+	cfg := &oauth2.Config{
+		ClientID:    clientID,
+		Endpoint:    oauth2.Endpoint{AuthURL: issuer + "/authorize", TokenURL: issuer + "/token"},
+		RedirectURL: strings.Replace(redirect, "127.0.0.1", "127.0.0.1:49152", 1),
+		Scopes:      scopes,
+	}
+	verifier := oauth2.GenerateVerifier()
+	loc := newBrowser(t).authorize(cfg.AuthCodeURL("state-0123456789", oauth2.S256ChallengeOption(verifier)), "alice", "alice-pw", "allow", nil, false)
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")}, "redirect_uri": {cfg.RedirectURL}, "client_id": {clientID}, "code_verifier": {verifier}}
+	var proofs []string
+	if key != nil {
+		proofs = append(proofs, key.proof(http.MethodPost, issuer+"/token", ""))
+	}
+	st, out, h := dpopTokenRequest(t, issuer, form, proofs...)
+	if st == http.StatusBadRequest && out["error"] == "use_dpop_nonce" && key != nil {
+		cl := key.claims(http.MethodPost, issuer+"/token", "")
+		cl["nonce"] = h.Get("DPoP-Nonce")
+		st, out, _ = dpopTokenRequest(t, issuer, form, key.sign(cl, nil, nil))
+	}
+	if st != http.StatusOK {
+		t.Fatalf("code exchange: %d %v", st, out)
+	}
+	return out
+}
+
+// mcpCall posts an initialize request to /mcp with the given
+// Authorization and DPoP header values and returns the status and the
+// WWW-Authenticate challenges.
+func mcpCall(t *testing.T, issuer, authorization string, proofs ...string) (int, []string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, issuer+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", authorization)
+	for _, p := range proofs {
+		req.Header.Add("DPoP", p)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Values("WWW-Authenticate")
+}
+
+func getJSON(t *testing.T, u string) map[string]any {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestDPoPEndToEnd(t *testing.T) {
+	data := t.TempDir()
+	listen := freeAddr(t) // the issuer must survive the restart below
+	ts := startServer(t, "--data", data, "--listen", listen)
+	mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--data", data)
+	clientID, redirect := publicClient(t, ts.URL, "DPoP Client")
+	key := newDPoPKey(t)
+	tok := dpopLogin(t, ts.URL, clientID, redirect, key, "notes:read")
+	at := tok["access_token"].(string)
+	mcpURL := ts.URL + "/mcp"
+
+	t.Run("a default server advertises DPoP in both metadata documents", func(t *testing.T) {
+		as := getJSON(t, ts.URL+"/.well-known/oauth-authorization-server")
+		prm := getJSON(t, ts.URL+"/.well-known/oauth-protected-resource/mcp")
+		for name, md := range map[string]map[string]any{"AS": as, "PRM": prm} {
+			algs, _ := md["dpop_signing_alg_values_supported"].([]any)
+			if len(algs) == 0 || algs[0] != "ES256" {
+				t.Errorf("%s dpop_signing_alg_values_supported = %v; want ES256 first", name, md["dpop_signing_alg_values_supported"])
+			}
+			for _, a := range algs {
+				if a == "none" || strings.HasPrefix(a.(string), "HS") {
+					t.Errorf("%s advertises %v", name, a)
+				}
+			}
+		}
+		if v, ok := prm["dpop_bound_access_tokens_required"]; ok && v != false {
+			t.Errorf("PRM dpop_bound_access_tokens_required = %v; want false (absent)", v)
+		}
+	})
+	t.Run("a proof at /token yields token_type DPoP", func(t *testing.T) {
+		if tok["token_type"] != "DPoP" {
+			t.Fatalf("token_type = %v; want DPoP", tok["token_type"])
+		}
+	})
+	t.Run("a DPoP session calls tools and round-trips a note", func(t *testing.T) {
+		// The token has notes:read only; a second one may write.
+		wtok := dpopLogin(t, ts.URL, clientID, redirect, key, "notes:read", "notes:write")
+		tr := &dpopTransport{key: key, token: wtok["access_token"].(string)}
+		cs, err := mcp.NewClient(&mcp.Implementation{Name: "dpop-test", Version: "1"}, nil).Connect(context.Background(),
+			&mcp.StreamableClientTransport{Endpoint: mcpURL, HTTPClient: &http.Client{Transport: tr}}, nil)
+		if err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		defer cs.Close()
+		if got := whoami(t, cs); got["user"] != "alice" || got["client_id"] != clientID {
+			t.Fatalf("whoami = %v", got)
+		}
+		res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "note_save", Arguments: map[string]any{"title": "bound", "body": "by a key"}})
+		if err != nil || res.IsError {
+			t.Fatalf("note_save: %v %+v", err, res)
+		}
+		id := res.StructuredContent.(map[string]any)["id"]
+		res, err = cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "note_get", Arguments: map[string]any{"id": id}})
+		if err != nil || res.IsError || res.StructuredContent.(map[string]any)["body"] != "by a key" {
+			t.Fatalf("note_get: %v %+v", err, res)
+		}
+	})
+
+	refused := []struct {
+		name      string
+		auth      string
+		proofs    func() []string
+		wantError string
+	}{
+		{"proof missing", "DPoP " + at, func() []string { return nil }, "invalid_dpop_proof"},
+		{"two proofs", "DPoP " + at, func() []string { return []string{key.proof("POST", mcpURL, at), key.proof("POST", mcpURL, at)} }, "invalid_dpop_proof"},
+		{"wrong htm", "DPoP " + at, func() []string { return []string{key.proof("GET", mcpURL, at)} }, "invalid_dpop_proof"},
+		{"wrong htu: another endpoint", "DPoP " + at, func() []string { return []string{key.proof("POST", ts.URL+"/token", at)} }, "invalid_dpop_proof"},
+		{"wrong htu: the path only in the query", "DPoP " + at, func() []string { return []string{key.proof("POST", ts.URL+"/?/mcp", at)} }, "invalid_dpop_proof"},
+		{"wrong htu: the path only in the fragment", "DPoP " + at, func() []string { return []string{key.proof("POST", ts.URL+"/#/mcp", at)} }, "invalid_dpop_proof"},
+		{"stale iat", "DPoP " + at, func() []string {
+			cl := key.claims("POST", mcpURL, at)
+			cl["iat"] = time.Now().Add(-5 * time.Minute).Unix()
+			return []string{key.sign(cl, nil, nil)}
+		}, "invalid_dpop_proof"},
+		{"future iat", "DPoP " + at, func() []string {
+			cl := key.claims("POST", mcpURL, at)
+			cl["iat"] = time.Now().Add(5 * time.Minute).Unix()
+			return []string{key.sign(cl, nil, nil)}
+		}, "invalid_dpop_proof"},
+		{"alg none", "DPoP " + at, func() []string {
+			hdr, _ := json.Marshal(map[string]any{"typ": "dpop+jwt", "alg": "none", "jwk": jose.JSONWebKey{Key: key.priv.Public()}})
+			p, _ := json.Marshal(key.claims("POST", mcpURL, at))
+			return []string{base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(p) + "."}
+		}, "invalid_dpop_proof"},
+		{"HS256", "DPoP " + at, func() []string {
+			s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte(strings.Repeat("s", 32))},
+				(&jose.SignerOptions{}).WithType(dpop.ProofType).WithHeader("jwk", jose.JSONWebKey{Key: key.priv.Public()}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, _ := json.Marshal(key.claims("POST", mcpURL, at))
+			jws, _ := s.Sign(p)
+			out, _ := jws.CompactSerialize()
+			return []string{out}
+		}, "invalid_dpop_proof"},
+		{"jwk with a private part", "DPoP " + at, func() []string {
+			return []string{key.sign(key.claims("POST", mcpURL, at), map[jose.HeaderKey]any{"jwk": privateJWK{key.priv}}, nil)}
+		}, "invalid_dpop_proof"},
+		{"signature by another key than the jwk's", "DPoP " + at, func() []string {
+			return []string{key.sign(key.claims("POST", mcpURL, at), nil, newDPoPKey(t))}
+		}, "invalid_dpop_proof"},
+		{"ath of another token", "DPoP " + at, func() []string { return []string{key.proof("POST", mcpURL, "ory_at_another.token")} }, "invalid_dpop_proof"},
+		{"a valid proof of another key than the token's", "DPoP " + at, func() []string {
+			other := newDPoPKey(t)
+			return []string{other.proof("POST", mcpURL, at)}
+		}, "invalid_token"},
+		{"a DPoP-bound token sent as Bearer", "Bearer " + at, func() []string { return nil }, "invalid_token"},
+		{"a DPoP-bound token sent as Bearer with a proof", "Bearer " + at, func() []string { return []string{key.proof("POST", mcpURL, at)} }, "invalid_token"},
+	}
+	for _, tc := range refused {
+		t.Run("refused: "+tc.name, func(t *testing.T) {
+			st, challenges := mcpCall(t, ts.URL, tc.auth, tc.proofs()...)
+			if st != http.StatusUnauthorized {
+				t.Fatalf("status %d; want 401", st)
+			}
+			scheme := strings.Fields(tc.auth)[0]
+			if len(challenges) == 0 || !strings.HasPrefix(challenges[0], scheme+" ") || !strings.Contains(challenges[0], `error="`+tc.wantError+`"`) {
+				t.Fatalf("challenges %q; want the first in scheme %s with error=%q", challenges, scheme, tc.wantError)
+			}
+			if !strings.Contains(strings.Join(challenges, "\n"), `resource_metadata="`+ts.URL+`/.well-known/oauth-protected-resource/mcp"`) {
+				t.Errorf("challenges %q lack resource_metadata", challenges)
+			}
+			var dpopChallenge string
+			for _, c := range challenges {
+				if strings.HasPrefix(c, "DPoP ") {
+					dpopChallenge = c
+				}
+			}
+			if !strings.Contains(dpopChallenge, `algs="ES256 `) {
+				t.Errorf("challenges %q: no DPoP challenge with algs", challenges)
+			}
+		})
+	}
+	t.Run("refused: a bearer-only token sent as DPoP", func(t *testing.T) {
+		bearer := dpopLogin(t, ts.URL, clientID, redirect, nil, "notes:read")
+		if !strings.EqualFold(bearer["token_type"].(string), "bearer") {
+			t.Fatalf("token_type %v; want bearer", bearer["token_type"])
+		}
+		bt := bearer["access_token"].(string)
+		st, challenges := mcpCall(t, ts.URL, "DPoP "+bt, key.proof("POST", mcpURL, bt))
+		if st != http.StatusUnauthorized || !strings.HasPrefix(challenges[0], `DPoP error="invalid_token"`) {
+			t.Fatalf("%d %q; want 401 DPoP invalid_token", st, challenges)
+		}
+		if st, _ := mcpCall(t, ts.URL, "Bearer "+bt); st != http.StatusOK {
+			t.Fatalf("the same token as Bearer: %d; want 200", st)
+		}
+	})
+	t.Run("accepted: htu with a query, upper-case host and default-less form", func(t *testing.T) {
+		u := strings.Replace(mcpURL, "http://", "HTTP://", 1) + "?x=1#frag"
+		if st, ch := mcpCall(t, ts.URL, "DPoP "+at, key.proof("POST", u, at)); st != http.StatusOK {
+			t.Fatalf("%d %q; want 200", st, ch)
+		}
+	})
+	t.Run("a DPoP token lacking a scope gets a DPoP insufficient_scope challenge", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"note_save","arguments":{"title":"x","body":"y"}}}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "DPoP "+at)
+		req.Header.Set("DPoP", key.proof("POST", mcpURL, at))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		ch := resp.Header.Get("WWW-Authenticate")
+		if resp.StatusCode != http.StatusForbidden || !strings.HasPrefix(ch, `DPoP error="insufficient_scope", scope="notes:write notes:read"`) || !strings.Contains(ch, "resource_metadata=") {
+			t.Fatalf("%d %q; want 403 with a DPoP insufficient_scope challenge", resp.StatusCode, ch)
+		}
+	})
+	t.Run("refused: refresh of the public client's token with another key", func(t *testing.T) {
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}, "client_id": {clientID}}
+		st, out, _ := dpopTokenRequest(t, ts.URL, form, newDPoPKey(t).proof("POST", ts.URL+"/token", ""))
+		if st != http.StatusBadRequest || out["error"] != "invalid_dpop_proof" {
+			t.Fatalf("%d %v; want 400 invalid_dpop_proof", st, out)
+		}
+		st, out, _ = dpopTokenRequest(t, ts.URL, form, key.proof("POST", ts.URL+"/token", ""))
+		if st != http.StatusOK || out["token_type"] != "DPoP" {
+			t.Fatalf("refresh with the bound key: %d %v; want 200 DPoP", st, out)
+		}
+		at = out["access_token"].(string)
+	})
+	t.Run("refused: a replayed proof, also after a restart", func(t *testing.T) {
+		p := key.proof("POST", mcpURL, at)
+		if st, ch := mcpCall(t, ts.URL, "DPoP "+at, p); st != http.StatusOK {
+			t.Fatalf("first use: %d %q", st, ch)
+		}
+		if st, ch := mcpCall(t, ts.URL, "DPoP "+at, p); st != http.StatusUnauthorized || !strings.Contains(ch[0], "invalid_dpop_proof") {
+			t.Fatalf("second use: %d %q; want 401 invalid_dpop_proof", st, ch)
+		}
+		ts.Stop(t)
+		ts2 := startServer(t, "--data", data, "--listen", listen)
+		if st, ch := mcpCall(t, ts2.URL, "DPoP "+at, p); st != http.StatusUnauthorized || !strings.Contains(ch[0], "invalid_dpop_proof") {
+			t.Fatalf("after restart: %d %q; want 401 invalid_dpop_proof", st, ch)
+		}
+		if st, ch := mcpCall(t, ts2.URL, "DPoP "+at, key.proof("POST", mcpURL, at)); st != http.StatusOK {
+			t.Fatalf("a fresh proof after restart: %d %q; want 200", st, ch)
+		}
+	})
+}
+
+// privateJWK marshals an EC private key as a JWK, d included.
+type privateJWK struct{ k *ecdsa.PrivateKey }
+
+func (p privateJWK) MarshalJSON() ([]byte, error) {
+	return json.Marshal(jose.JSONWebKey{Key: p.k})
+}
+
+func TestDPoPRequiredAndNonces(t *testing.T) {
+	t.Run("--require-dpop: no token without a proof, no bearer at /mcp, PRM says so", func(t *testing.T) {
+		ts := startServer(t, "--require-dpop")
+		mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--data", ts.Data)
+		clientID, redirect := publicClient(t, ts.URL, "Client")
+		prm := getJSON(t, ts.URL+"/.well-known/oauth-protected-resource/mcp")
+		if prm["dpop_bound_access_tokens_required"] != true {
+			t.Errorf("PRM dpop_bound_access_tokens_required = %v; want true", prm["dpop_bound_access_tokens_required"])
+		}
+		cfg := &oauth2.Config{ClientID: clientID, Endpoint: oauth2.Endpoint{AuthURL: ts.URL + "/authorize", TokenURL: ts.URL + "/token", AuthStyle: oauth2.AuthStyleInParams}, RedirectURL: strings.Replace(redirect, "127.0.0.1", "127.0.0.1:49152", 1)}
+		v := oauth2.GenerateVerifier()
+		loc := newBrowser(t).authorize(cfg.AuthCodeURL("state-0123456789", oauth2.S256ChallengeOption(v)), "alice", "alice-pw", "allow", nil, false)
+		if _, err := cfg.Exchange(context.Background(), loc.Query().Get("code"), oauth2.VerifierOption(v)); err == nil || !strings.Contains(err.Error(), "invalid_dpop_proof") {
+			t.Fatalf("exchange without a proof: %v; want invalid_dpop_proof", err)
+		}
+		st, challenges := mcpCall(t, ts.URL, "Bearer whatever")
+		if st != http.StatusUnauthorized || len(challenges) != 1 || !strings.HasPrefix(challenges[0], "DPoP ") {
+			t.Fatalf("%d %q; want 401 with only a DPoP challenge", st, challenges)
+		}
+		key := newDPoPKey(t)
+		tok := dpopLogin(t, ts.URL, clientID, redirect, key, "notes:read")
+		tr := &dpopTransport{key: key, token: tok["access_token"].(string)}
+		cs, err := mcp.NewClient(&mcp.Implementation{Name: "dpop-test", Version: "1"}, nil).Connect(context.Background(),
+			&mcp.StreamableClientTransport{Endpoint: ts.URL + "/mcp", HTTPClient: &http.Client{Transport: tr}}, nil)
+		if err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		defer cs.Close()
+		if got := whoami(t, cs); got["user"] != "alice" {
+			t.Fatalf("whoami = %v", got)
+		}
+	})
+	t.Run("--dpop-nonce: use_dpop_nonce at /token and /mcp, and a client that retries gets through", func(t *testing.T) {
+		ts := startServer(t, "--dpop-nonce")
+		mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--data", ts.Data)
+		clientID, redirect := publicClient(t, ts.URL, "Client")
+		key := newDPoPKey(t)
+		tok := dpopLogin(t, ts.URL, clientID, redirect, key, "notes:read") // retries on use_dpop_nonce
+		at := tok["access_token"].(string)
+		st, challenges := mcpCall(t, ts.URL, "DPoP "+at, key.proof("POST", ts.URL+"/mcp", at))
+		if st != http.StatusUnauthorized || !strings.HasPrefix(challenges[0], `DPoP error="use_dpop_nonce"`) {
+			t.Fatalf("%d %q; want 401 DPoP use_dpop_nonce", st, challenges)
+		}
+		tr := &dpopTransport{key: key, token: at}
+		cs, err := mcp.NewClient(&mcp.Implementation{Name: "dpop-test", Version: "1"}, nil).Connect(context.Background(),
+			&mcp.StreamableClientTransport{Endpoint: ts.URL + "/mcp", HTTPClient: &http.Client{Transport: tr}}, nil)
+		if err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		defer cs.Close()
+		if got := whoami(t, cs); got["user"] != "alice" {
+			t.Fatalf("whoami = %v", got)
+		}
+	})
+}

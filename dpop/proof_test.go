@@ -1,0 +1,516 @@
+package dpop_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/mcpd/mcpd/dpop"
+)
+
+// memReplay is a ReplayCache in memory.
+type memReplay struct {
+	mu   sync.Mutex
+	keys map[string]time.Time
+	now  func() time.Time
+}
+
+func newMemReplay(now func() time.Time) *memReplay {
+	return &memReplay{keys: map[string]time.Time{}, now: now}
+}
+
+func (m *memReplay) Remember(_ context.Context, key string, exp time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.keys[key]; ok && m.now().Before(old) {
+		return dpop.ErrReplay
+	}
+	m.keys[key] = exp
+	return nil
+}
+
+var t0 = time.Date(2026, 7, 28, 12, 0, 0, 0, time.UTC)
+
+const (
+	tokenURL = "https://mcpd.example/token"
+	mcpURL   = "https://mcpd.example/mcp"
+	token    = "ory_at_abc.def"
+)
+
+// key is a client's signing key.
+type key struct {
+	alg  jose.SignatureAlgorithm
+	priv crypto.Signer
+}
+
+func newKey(t testing.TB, alg jose.SignatureAlgorithm) key {
+	t.Helper()
+	var priv crypto.Signer
+	var err error
+	switch alg {
+	case jose.ES256:
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case jose.ES384:
+		priv, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case jose.ES512:
+		priv, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	case jose.EdDSA:
+		_, priv, err = ed25519.GenerateKey(rand.Reader)
+	case jose.RS256, jose.PS256:
+		priv, err = rsa.GenerateKey(rand.Reader, 2048)
+	default:
+		t.Fatalf("no key for %s", alg)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key{alg: alg, priv: priv}
+}
+
+func (k key) jkt(t testing.TB) string {
+	t.Helper()
+	pub := jose.JSONWebKey{Key: k.priv.Public()}
+	th, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(th)
+}
+
+// sign makes a compact JWS of claims with extra headers; jwk nil embeds
+// the key's public JWK.
+func (k key) sign(t testing.TB, claims map[string]any, headers map[jose.HeaderKey]any) string {
+	t.Helper()
+	opts := &jose.SignerOptions{}
+	opts.WithType(dpop.ProofType)
+	if _, set := headers["jwk"]; !set {
+		opts.EmbedJWK = true
+	}
+	for h, v := range headers {
+		if v == nil {
+			delete(opts.ExtraHeaders, h)
+			continue
+		}
+		opts.WithHeader(h, v)
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, err := s.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := jws.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func ath(tok string) string {
+	s := sha256.Sum256([]byte(tok))
+	return base64.RawURLEncoding.EncodeToString(s[:])
+}
+
+var jtiN int
+
+func claims(htm, htu string, iat time.Time) map[string]any {
+	jtiN++
+	return map[string]any{"jti": "jti-" + strings.Repeat("x", jtiN%3) + string(rune('a'+jtiN%26)) + time.Now().Format("150405.000000000"), "htm": htm, "htu": htu, "iat": iat.Unix()}
+}
+
+func newChecker(t testing.TB, now func() time.Time, nonces *dpop.Nonces) *dpop.Checker {
+	t.Helper()
+	c, err := dpop.New(dpop.Config{Replay: newMemReplay(now), Now: now, Nonces: nonces})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func TestCheckAccepts(t *testing.T) {
+	now := func() time.Time { return t0 }
+	for _, alg := range []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.ES512, jose.EdDSA, jose.RS256, jose.PS256} {
+		t.Run(string(alg)+" proof at the token endpoint yields the key's thumbprint", func(t *testing.T) {
+			k := newKey(t, alg)
+			c := newChecker(t, now, nil)
+			cl := claims("POST", tokenURL, t0)
+			got, err := c.Check(context.Background(), []string{k.sign(t, cl, nil)}, dpop.Request{Method: "POST", URLs: []string{tokenURL}})
+			if err != nil {
+				t.Fatalf("Check: %v", err)
+			}
+			want := dpop.Proof{JKT: k.jkt(t), JTI: cl["jti"].(string), IssuedAt: t0, Algorithm: string(alg)}
+			if d := cmp.Diff(want, got); d != "" {
+				t.Errorf("proof (-want +got):\n%s", d)
+			}
+		})
+	}
+	k := newKey(t, jose.ES256)
+	accepted := []struct {
+		name string
+		htu  string
+		urls []string
+		iat  time.Time
+	}{
+		{"htu with a query and a fragment matches without them", mcpURL + "?a=1#frag", []string{mcpURL}, t0},
+		{"htu with an upper-case scheme and host matches", "HTTPS://MCPD.Example/mcp", []string{mcpURL}, t0},
+		{"htu with the default port matches", "https://mcpd.example:443/mcp", []string{mcpURL}, t0},
+		{"htu with a dot segment matches", "https://mcpd.example/x/../mcp", []string{mcpURL}, t0},
+		{"htu matches a second name of the endpoint", "http://localhost:8080/mcp", []string{"http://127.0.0.1:8080/mcp", "http://localhost:8080/mcp"}, t0},
+		{"iat at the edge of the age window", mcpURL, []string{mcpURL}, t0.Add(-dpop.DefaultMaxAge)},
+		{"iat a little in the future", mcpURL, []string{mcpURL}, t0.Add(dpop.DefaultLeeway)},
+	}
+	for _, tc := range accepted {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newChecker(t, now, nil)
+			cl := claims("GET", tc.htu, tc.iat)
+			cl["ath"] = ath(token)
+			if _, err := c.Check(context.Background(), []string{k.sign(t, cl, nil)}, dpop.Request{Method: "GET", URLs: tc.urls, AccessToken: token}); err != nil {
+				t.Errorf("Check: %v; want accepted", err)
+			}
+		})
+	}
+}
+
+func TestCheckRefuses(t *testing.T) {
+	now := func() time.Time { return t0 }
+	k := newKey(t, jose.ES256)
+	other := newKey(t, jose.ES256)
+	req := dpop.Request{Method: "POST", URLs: []string{mcpURL}, AccessToken: token}
+	good := func() map[string]any {
+		cl := claims("POST", mcpURL, t0)
+		cl["ath"] = ath(token)
+		return cl
+	}
+	with := func(k string, v any) map[string]any {
+		cl := good()
+		if v == nil {
+			delete(cl, k)
+		} else {
+			cl[k] = v
+		}
+		return cl
+	}
+	privJWK, err := json.Marshal(jose.JSONWebKey{Key: k.priv, Algorithm: "ES256"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPub := jose.JSONWebKey{Key: other.priv.Public()}
+	hmacJWS := func() string {
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte(strings.Repeat("k", 32))},
+			(&jose.SignerOptions{}).WithType(dpop.ProofType).WithHeader("jwk", otherPub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := json.Marshal(good())
+		jws, err := s.Sign(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := jws.CompactSerialize()
+		return out
+	}
+	noneJWS := func() string {
+		pub, _ := json.Marshal(jose.JSONWebKey{Key: k.priv.Public()})
+		p, _ := json.Marshal(good())
+		return b64(`{"typ":"dpop+jwt","alg":"none","jwk":`+string(pub)+`}`) + "." + b64(string(p)) + "."
+	}
+	// A proof signed by k that claims other's key.
+	swapped := func() string {
+		return k.sign(t, good(), map[jose.HeaderKey]any{"jwk": otherPub})
+	}
+	// A proof whose jwk carries the private key: go-jose refuses to
+	// embed one, so the header is written by hand and signed by k.
+	privateJWK := func() string {
+		p, _ := json.Marshal(good())
+		signingInput := b64(`{"typ":"dpop+jwt","alg":"ES256","jwk":`+string(privJWK)+`}`) + "." + b64(string(p))
+		return signingInput + "." + esSign(t, k, signingInput)
+	}
+	cases := []struct {
+		name    string
+		headers func() []string
+		req     dpop.Request
+		want    error
+	}{
+		{"no proof", func() []string { return nil }, req, dpop.ErrInvalidProof},
+		{"two DPoP headers", func() []string { return []string{k.sign(t, good(), nil), k.sign(t, good(), nil)} }, req, dpop.ErrInvalidProof},
+		{"not a JWS", func() []string { return []string{"not-a-jwt"} }, req, dpop.ErrInvalidProof},
+		{"empty proof", func() []string { return []string{""} }, req, dpop.ErrInvalidProof},
+		{"a proof longer than 8 KiB", func() []string { return []string{k.sign(t, with("pad", strings.Repeat("p", 9000)), nil)} }, req, dpop.ErrInvalidProof},
+		{"alg none", func() []string { return []string{noneJWS()} }, req, dpop.ErrInvalidProof},
+		{"HS256", func() []string { return []string{hmacJWS()} }, req, dpop.ErrInvalidProof},
+		{"typ is not dpop+jwt", func() []string { return []string{k.sign(t, good(), map[jose.HeaderKey]any{"typ": "JWT"})} }, req, dpop.ErrInvalidProof},
+		{"no typ", func() []string { return []string{k.sign(t, good(), map[jose.HeaderKey]any{"typ": nil})} }, req, dpop.ErrInvalidProof},
+		{"no jwk", func() []string { return []string{noJWK(t, k, good())} }, req, dpop.ErrInvalidProof},
+		{"jwk with a private part", func() []string { return []string{privateJWK()} }, req, dpop.ErrInvalidProof},
+		{"signature by another key than the jwk's", func() []string { return []string{swapped()} }, req, dpop.ErrInvalidProof},
+		{"tampered payload", func() []string { return []string{tamper(k.sign(t, good(), nil))} }, req, dpop.ErrInvalidProof},
+		{"wrong htm", func() []string { return []string{k.sign(t, with("htm", "GET"), nil)} }, req, dpop.ErrInvalidProof},
+		{"htm in lower case", func() []string { return []string{k.sign(t, with("htm", "post"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: another path", func() []string { return []string{k.sign(t, with("htu", "https://mcpd.example/token"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: another host", func() []string { return []string{k.sign(t, with("htu", "https://evil.example/mcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: another scheme", func() []string { return []string{k.sign(t, with("htu", "http://mcpd.example/mcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: another port", func() []string { return []string{k.sign(t, with("htu", "https://mcpd.example:8443/mcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: a trailing slash", func() []string { return []string{k.sign(t, with("htu", mcpURL+"/"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: the path only in the query", func() []string { return []string{k.sign(t, with("htu", "https://mcpd.example/?/mcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: the path only in the fragment", func() []string { return []string{k.sign(t, with("htu", "https://mcpd.example/#/mcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"htu with user information", func() []string { return []string{k.sign(t, with("htu", "https://u:p@mcpd.example/mcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"htu that is relative", func() []string { return []string{k.sign(t, with("htu", "/mcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"no htu", func() []string { return []string{k.sign(t, with("htu", nil), nil)} }, req, dpop.ErrInvalidProof},
+		{"stale iat", func() []string {
+			return []string{k.sign(t, with("iat", t0.Add(-dpop.DefaultMaxAge-time.Second).Unix()), nil)}
+		}, req, dpop.ErrInvalidProof},
+		{"future iat", func() []string {
+			return []string{k.sign(t, with("iat", t0.Add(dpop.DefaultLeeway+time.Second).Unix()), nil)}
+		}, req, dpop.ErrInvalidProof},
+		{"iat as a string", func() []string { return []string{k.sign(t, with("iat", "1785240000"), nil)} }, req, dpop.ErrInvalidProof},
+		{"no iat", func() []string { return []string{k.sign(t, with("iat", nil), nil)} }, req, dpop.ErrInvalidProof},
+		{"no jti", func() []string { return []string{k.sign(t, with("jti", nil), nil)} }, req, dpop.ErrInvalidProof},
+		{"jti longer than 256 bytes", func() []string { return []string{k.sign(t, with("jti", strings.Repeat("j", 257)), nil)} }, req, dpop.ErrInvalidProof},
+		{"ath of another token", func() []string { return []string{k.sign(t, with("ath", ath("ory_at_other")), nil)} }, req, dpop.ErrInvalidProof},
+		{"no ath with a token", func() []string { return []string{k.sign(t, with("ath", nil), nil)} }, req, dpop.ErrInvalidProof},
+		{"claims that are not an object", func() []string { return []string{signRaw(t, k, []byte(`["jti"]`))} }, req, dpop.ErrInvalidProof},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			replay := newMemReplay(now)
+			c, err := dpop.New(dpop.Config{Replay: replay, Now: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Check(context.Background(), tc.headers(), tc.req)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Check: %v; want %v", err, tc.want)
+			}
+			var de *dpop.Error
+			t.Logf("%v", err)
+			if !errors.As(err, &de) || de.Description == "" || de.Code() != tc.want.Error() {
+				t.Errorf("error %#v is not an *Error with code %s and a description", err, tc.want)
+			}
+			if len(replay.keys) != 0 {
+				t.Errorf("a refused proof left %d replay entries", len(replay.keys))
+			}
+		})
+	}
+}
+
+func TestCheckReplay(t *testing.T) {
+	now := t0
+	clock := func() time.Time { return now }
+	k := newKey(t, jose.ES256)
+	c := newChecker(t, clock, nil)
+	req := dpop.Request{Method: "POST", URLs: []string{tokenURL}}
+	proof := k.sign(t, claims("POST", tokenURL, t0), nil)
+	if _, err := c.Check(context.Background(), []string{proof}, req); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	t.Run("the same proof again is refused", func(t *testing.T) {
+		if _, err := c.Check(context.Background(), []string{proof}, req); !errors.Is(err, dpop.ErrInvalidProof) {
+			t.Fatalf("second use: %v; want invalid_dpop_proof", err)
+		}
+	})
+	t.Run("the same jti from another key is another proof", func(t *testing.T) {
+		cl := claims("POST", tokenURL, t0)
+		p1 := k.sign(t, cl, nil)
+		p2 := newKey(t, jose.ES256).sign(t, cl, nil)
+		for i, p := range []string{p1, p2} {
+			if _, err := c.Check(context.Background(), []string{p}, req); err != nil {
+				t.Fatalf("proof %d: %v", i, err)
+			}
+		}
+	})
+	t.Run("a cache error is a server error, not a refusal", func(t *testing.T) {
+		boom := errors.New("disk on fire")
+		c, err := dpop.New(dpop.Config{Replay: failingReplay{boom}, Now: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Check(context.Background(), []string{k.sign(t, claims("POST", tokenURL, t0), nil)}, req)
+		if !errors.Is(err, boom) || errors.Is(err, dpop.ErrInvalidProof) {
+			t.Fatalf("Check: %v; want the cache's error", err)
+		}
+	})
+	t.Run("the jti is kept until the proof could no longer be accepted", func(t *testing.T) {
+		replay := newMemReplay(clock)
+		c, _ := dpop.New(dpop.Config{Replay: replay, Now: clock})
+		cl := claims("POST", tokenURL, t0.Add(10*time.Second))
+		if _, err := c.Check(context.Background(), []string{k.sign(t, cl, nil)}, req); err != nil {
+			t.Fatal(err)
+		}
+		for key, exp := range replay.keys {
+			if want := t0.Add(10*time.Second + dpop.DefaultMaxAge); !exp.Equal(want) {
+				t.Errorf("%s kept until %v; want %v (iat + max age)", key, exp, want)
+			}
+			if !strings.HasPrefix(key, k.jkt(t)+":") {
+				t.Errorf("replay key %q does not start with the key's thumbprint", key)
+			}
+		}
+	})
+}
+
+type failingReplay struct{ err error }
+
+func (f failingReplay) Remember(context.Context, string, time.Time) error { return f.err }
+
+func TestCheckNonce(t *testing.T) {
+	now := t0
+	clock := func() time.Time { return now }
+	nonces, err := dpop.NewNonces([]byte(strings.Repeat("n", 32)), time.Minute, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newChecker(t, clock, nonces)
+	k := newKey(t, jose.ES256)
+	req := dpop.Request{Method: "POST", URLs: []string{tokenURL}}
+	check := func(nonce any) error {
+		cl := claims("POST", tokenURL, now)
+		if nonce != nil {
+			cl["nonce"] = nonce
+		}
+		_, err := c.Check(context.Background(), []string{k.sign(t, cl, nil)}, req)
+		return err
+	}
+	if !c.NoncesRequired() || c.Nonce() == "" {
+		t.Fatalf("NoncesRequired %v, Nonce %q; want true and a nonce", c.NoncesRequired(), c.Nonce())
+	}
+	current := c.Nonce()
+	t.Run("a proof without a nonce gets use_dpop_nonce", func(t *testing.T) {
+		if err := check(nil); !errors.Is(err, dpop.ErrUseNonce) {
+			t.Fatalf("Check: %v; want use_dpop_nonce", err)
+		}
+	})
+	t.Run("a made-up nonce gets use_dpop_nonce", func(t *testing.T) {
+		if err := check("bm90LWEtbm9uY2Utb2YtdGhpcy1zZXJ2ZXI"); !errors.Is(err, dpop.ErrUseNonce) {
+			t.Fatalf("Check: %v; want use_dpop_nonce", err)
+		}
+	})
+	t.Run("the current nonce is accepted", func(t *testing.T) {
+		if err := check(current); err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+	})
+	t.Run("after one rotation the previous nonce is still accepted", func(t *testing.T) {
+		now = t0.Add(time.Minute)
+		if c.Nonce() == current {
+			t.Fatal("the nonce did not rotate")
+		}
+		if err := check(current); err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+	})
+	t.Run("after two rotations it gets use_dpop_nonce", func(t *testing.T) {
+		now = t0.Add(2 * time.Minute)
+		if err := check(current); !errors.Is(err, dpop.ErrUseNonce) {
+			t.Fatalf("Check: %v; want use_dpop_nonce", err)
+		}
+		if err := check(c.Nonce()); err != nil {
+			t.Fatalf("with the new nonce: %v", err)
+		}
+	})
+	t.Run("another server key's nonce gets use_dpop_nonce", func(t *testing.T) {
+		otherNonces, _ := dpop.NewNonces([]byte(strings.Repeat("m", 32)), time.Minute, clock)
+		if err := check(otherNonces.Current()); !errors.Is(err, dpop.ErrUseNonce) {
+			t.Fatalf("Check: %v; want use_dpop_nonce", err)
+		}
+	})
+}
+
+func TestNewRefusesSymmetricAndNone(t *testing.T) {
+	for _, alg := range []string{"none", "HS256", "HS512", "", "ES257"} {
+		if _, err := dpop.New(dpop.Config{Replay: newMemReplay(time.Now), Algorithms: []string{alg}}); err == nil {
+			t.Errorf("New with algorithm %q: no error", alg)
+		}
+	}
+	if _, err := dpop.New(dpop.Config{}); err == nil {
+		t.Error("New without a ReplayCache: no error")
+	}
+}
+
+func TestValidJKT(t *testing.T) {
+	k := newKey(t, jose.ES256)
+	for s, want := range map[string]bool{
+		k.jkt(t):                      true,
+		k.jkt(t)[:42]:                 false,
+		k.jkt(t) + "A":                false,
+		strings.Repeat("+", 43):       false,
+		"":                            false,
+		strings.Repeat("A", 42) + "B": false, // non-canonical trailing bits
+	} {
+		if got := dpop.ValidJKT(s); got != want {
+			t.Errorf("ValidJKT(%q) = %v; want %v", s, got, want)
+		}
+	}
+}
+
+// noJWK signs claims with k without embedding its key.
+func noJWK(t *testing.T, k key, cl map[string]any) string {
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv}, (&jose.SignerOptions{}).WithType(dpop.ProofType))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := json.Marshal(cl)
+	jws, err := s.Sign(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := jws.CompactSerialize()
+	return out
+}
+
+// signRaw signs an arbitrary payload as a proof of k.
+func signRaw(t *testing.T, k key, payload []byte) string {
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv}, (&jose.SignerOptions{EmbedJWK: true}).WithType(dpop.ProofType))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, err := s.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := jws.CompactSerialize()
+	return out
+}
+
+// esSign signs a JWS signing input with an ES256 key (r || s, RFC 7518 §3.4).
+func esSign(t *testing.T, k key, input string) string {
+	h := sha256.Sum256([]byte(input))
+	r, s, err := ecdsa.Sign(rand.Reader, k.priv.(*ecdsa.PrivateKey), h[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	return base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// tamper changes the payload of a compact JWS after signing.
+func tamper(jws string) string {
+	parts := strings.Split(jws, ".")
+	p, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	p = []byte(strings.Replace(string(p), `"POST"`, `"GET"`, 1))
+	parts[1] = base64.RawURLEncoding.EncodeToString(p)
+	return strings.Join(parts, ".")
+}
