@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -44,6 +45,13 @@ func cmdAbuse(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *dur <= 0 || *dur > 10*time.Minute || *conns < 1 || *conns > 20000 || *addrs < 1 || *addrs > 60000 {
 		return errors.New("want 0 < -d ≤ 10m, 1 ≤ -conns ≤ 20000, 1 ≤ -addrs ≤ 60000")
+	}
+	// The attackers' connections and the server's each need a descriptor.
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < uint64(*conns)+200 {
+		n := max(int(lim.Cur)-200, 1)
+		fmt.Fprintf(stderr, "abuse: the open-file limit is %d, so -conns %d becomes %d\n", lim.Cur, *conns, n)
+		*conns = n
 	}
 	parent := *dir
 	if parent == "" {
