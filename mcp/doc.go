@@ -5,8 +5,10 @@
 //
 // A request to /mcp passes, in order: the Host and Origin checks (403), the
 // bearer middleware (401 with a challenge), the scope check of tools/call,
-// resources/read and prompts/get (403 insufficient_scope), and then the
-// go-sdk, which binds each session to the token's user. Tools are declared
+// resources/read and prompts/get (403 insufficient_scope; it also refuses
+// bodies that are not UTF-8, nest too deeply or batch too many calls), the
+// per-user caps on sessions and open requests (429), and then the go-sdk,
+// which binds each session to the token's user. Tools are declared
 // with their scope in one place, toolRegistry (see docs/extending.md); every
 // tool, resource and prompt acts only on the notes of the token's user.
 //

@@ -42,7 +42,6 @@ type connLimits struct {
 	byAddr   map[netip.Addr]int
 	refused  int       // since the last warning
 	warnedAt time.Time // when the last warning was logged
-	full     bool      // at the total cap, and said so in the log
 }
 
 func newConnLimits(max, perAddr int, trusted []netip.Prefix, log *slog.Logger) *connLimits {
@@ -107,9 +106,6 @@ func (l *connLimits) noteFull() {
 		l.warnedAt = t
 	}
 }
-
-// Open is the number of connections counted against the total cap now.
-func (l *connLimits) Open() int { return len(l.slots) }
 
 // listener wraps ln so that Accept hands out only connections within the
 // caps.
