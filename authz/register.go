@@ -420,13 +420,24 @@ func (s *Server) createClient(ctx context.Context, c *Client) (secret, regToken 
 	}
 	c.CreatedAt = s.now().UTC().Truncate(time.Second)
 	for range 3 {
-		c.ID = randomToken(16)
+		c.ID = newClientID()
 		err = s.store.CreateClient(ctx, c)
 		if !errors.Is(err, ErrAlreadyExists) {
 			break
 		}
 	}
 	return secret, regToken, err
+}
+
+// newClientID returns a random client id that does not begin with "-",
+// which `mcpd client show ID` would read as a flag (one in 64 base64url
+// ids does).
+func newClientID() string {
+	for {
+		if id := randomToken(16); !strings.HasPrefix(id, "-") {
+			return id
+		}
+	}
 }
 
 // handleRegistration is RFC 7592 read (GET) and delete (DELETE) of a

@@ -11,6 +11,14 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
+func TestClientIDsNeverLookLikeFlags(t *testing.T) {
+	for range 2000 { // about 30 would begin with "-" if nothing prevented it
+		if id := newClientID(); strings.HasPrefix(id, "-") || len(id) != len(randomToken(16)) {
+			t.Fatalf("client id %q", id)
+		}
+	}
+}
+
 func TestRegistrationRules(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.RegistrationsPerMinute = 100 })
 	tests := []struct {

@@ -142,7 +142,7 @@ func TestHostileTextInEveryField(t *testing.T) {
 				var out map[string]any
 				json.Unmarshal(body, &out)
 				id, _ := out["client_id"].(string)
-				showOut := mustMcpd(t, "", "client", "show", id, "--json", "--data", ts.Data)
+				showOut := mustMcpd(t, "", "client", "show", "--json", "--data", ts.Data, "--", id)
 				if !utf8.ValidString(showOut) || !json.Valid([]byte(showOut)) {
 					t.Errorf("register %s: mcpd client show prints %q", field, showOut)
 				}
