@@ -34,7 +34,7 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	bin := fs.String("bin", "bin/mcpd", "mcpd binary")
 	kills := fs.Int("kills", 100, "SIGKILLs")
 	dir := fs.String("dir", "", "data directory parent (default a temporary one, removed at the end)")
-	seed := fs.Uint64("seed", 0, "random seed (0: from the clock); printed, so a campaign can be replayed")
+	seed := fs.Uint64("seed", 0, "random seed (0: from the clock); printed, so the kill instants can be had again (the load interleaves as it will)")
 	minUp := fs.Duration("min-up", 200*time.Millisecond, "shortest time under load before a kill")
 	maxUp := fs.Duration("max-up", 2500*time.Millisecond, "longest time under load before a kill")
 	maxTime := fs.Duration("max-time", 10*time.Minute, "stop the campaign (as failed) after this long")
