@@ -34,7 +34,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each
 
 e2e: build ## Real clients against a real server (needs Node 22 via e2e/node), then behind nginx under /mcpd
 	bash e2e/clients/run.sh
-	MCPD_E2E_ISSUER_PATH=/mcpd bash e2e/clients/run.sh ts-client ts-client-dpop mcp-remote conformance-authorization vscode-replay
+	MCPD_E2E_ISSUER_PATH=/mcpd bash e2e/clients/run.sh ts-client ts-client-v2-pinned ts-client-dpop mcp-remote conformance-authorization vscode-replay
 
 bench: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -14,10 +14,7 @@ import (
 	"github.com/mcpd/mcpd/web"
 )
 
-const (
-	loginPath   = "/authorize/login"
-	consentPath = "/authorize/consent"
-)
+const consentPath = "/authorize/consent"
 
 // handleAuthorize is GET /authorize: it validates the request, then shows
 // the login page (no session), skips consent when a remembered decision
@@ -30,7 +27,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	prompt := strings.Fields(form.Get("prompt"))
 	sess := s.currentSession(r)
-	if sess == nil || !s.signedIn(r.Context(), sess) {
+	if !s.signedIn(r.Context(), sess) {
 		if slices.Contains(prompt, "none") {
 			s.redirectError(w, ar, fosite.ErrLoginRequired)
 			return
@@ -39,7 +36,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		// it is sent back (RFC 9700 §4.11.2): anyone can register a
 		// redirect URI, so an error redirect before that would make mcpd
 		// an open redirector.
-		s.showLogin(w, sess, form, ar.GetClient(), http.StatusOK, "", "")
+		s.showLogin(w, r, sess, form, ar.GetClient())
 		return
 	}
 	if rerr != nil {
@@ -217,22 +214,16 @@ func (s *Server) cimdErrorPage(w http.ResponseWriter, clientID string, ce *cimdE
 	s.renderer.Error(w, http.StatusBadRequest, d)
 }
 
-// showLogin renders the login page for a pending authorization request,
-// starting a visitor session if there is none.
-func (s *Server) showLogin(w http.ResponseWriter, sess *session, form url.Values, c fosite.Client, status int, username, msg string) {
-	if sess == nil {
-		sess = s.sessions.create("")
-		s.setSessionCookie(w, sess)
+// showLogin keeps the authorization request and shows the login page,
+// from which sign-in continues to it.
+func (s *Server) showLogin(w http.ResponseWriter, r *http.Request, sess *session, form url.Values, c fosite.Client) {
+	id, err := s.putPending(r.Context(), form, c.GetID())
+	if err != nil {
+		s.log.Error("authorize: storing the pending request failed", "err", err)
+		s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not keep your request. Try again.")
+		return
 	}
-	id := s.pending.put(form, c.GetID())
-	s.renderer.Login(w, status, web.LoginData{
-		Action:     s.issuer + loginPath,
-		CSRFToken:  sess.csrfToken("login", id),
-		RequestID:  id,
-		ClientName: clientName(c),
-		Username:   username,
-		Error:      msg,
-	})
+	s.renderLogin(w, sess, http.StatusOK, loginPrompt{requestID: id, clientName: clientName(c)})
 }
 
 func clientName(fc fosite.Client) string {

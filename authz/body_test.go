@@ -24,8 +24,13 @@ func TestOversizedBodiesAre413(t *testing.T) {
 		{"/introspect", "application/x-www-form-urlencoded", formOf, true},
 		{loginPath, "application/x-www-form-urlencoded", formOf, false},
 		{consentPath, "application/x-www-form-urlencoded", formOf, false},
+		{passkeyLoginPath, "application/x-www-form-urlencoded", formOf, false},
+		{passkeyLoginBeginPath, "application/x-www-form-urlencoded", formOf, true},
 		{"/register", "application/json", jsonOf, true},
 	}
+	// The account page's forms (/account, /account/passkeys/begin) check
+	// the session before they read a body: without one they answer 403
+	// and read nothing, which TestSignedOutFormsReadNoBody covers.
 	for _, ep := range endpoints {
 		for _, chunked := range []bool{false, true} {
 			name := ep.path + " with Content-Length"
@@ -45,6 +50,9 @@ func TestOversizedBodiesAre413(t *testing.T) {
 				b, _ := io.ReadAll(resp.Body)
 				if resp.StatusCode != http.StatusRequestEntityTooLarge {
 					t.Fatalf("status %d; want 413 (%.200s)", resp.StatusCode, b)
+				}
+				if !resp.Close {
+					t.Errorf("413 without Connection: close")
 				}
 				if ep.jsonAnswer {
 					var oerr struct {
@@ -80,4 +88,18 @@ func formOf(n int) string { return "x=" + strings.Repeat("a", n-2) }
 func jsonOf(n int) string {
 	const head, tail = `{"client_name":"`, `"}`
 	return head + strings.Repeat("a", n-len(head)-len(tail)) + tail
+}
+
+func TestSignedOutFormsReadNoBody(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, path := range []string{accountPath, passkeyAddBeginPath} {
+		resp, err := http.Post(e.url(path), "application/x-www-form-urlencoded", strings.NewReader(formOf(maxFormBody+1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden && resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("%s signed out with an oversized body: status %d; want 403 or 413", path, resp.StatusCode)
+		}
+	}
 }

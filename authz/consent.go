@@ -36,14 +36,19 @@ func (s *Server) consentOrIssue(w http.ResponseWriter, r *http.Request, sess *se
 		return
 	}
 
-	id := s.pending.put(form, clientID)
+	id, err := s.putPending(ctx, form, clientID)
+	if err != nil {
+		s.log.Error("consent: storing the pending request failed", "err", err)
+		s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not keep your request. Try again.")
+		return
+	}
 	choices := make([]web.ScopeChoice, 0, len(resource))
 	for _, sc := range resource {
 		choices = append(choices, web.ScopeChoice{Name: sc, Description: s.scopes[sc], Checked: true})
 	}
 	data := web.ConsentData{
 		Action:       s.issuer + consentPath,
-		CSRFToken:    sess.csrfToken("consent", id),
+		CSRFToken:    s.csrfToken(sess, "consent", id),
 		RequestID:    id,
 		User:         sess.user,
 		ClientName:   clientName(ar.GetClient()),
@@ -84,7 +89,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	sess := s.currentSession(r)
 	reqID := r.PostForm.Get("request_id")
-	if sess == nil || !sess.checkCSRF("consent", reqID, r.PostForm.Get("csrf_token")) || !s.signedIn(r.Context(), sess) {
+	if !s.checkCSRF(sess, "consent", reqID, r.PostForm.Get("csrf_token")) || !s.signedIn(r.Context(), sess) {
 		s.errorPage(w, http.StatusForbidden, "Form expired", "This form has expired or did not come from mcpd. Return to your application and connect again.")
 		return
 	}
@@ -93,12 +98,15 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, "Bad request", "Choose Allow or Deny.")
 		return
 	}
-	pr, ok := s.pending.take(reqID)
-	if !ok {
+	ctx := r.Context()
+	pr, err := s.takePending(ctx, reqID)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			s.log.Error("consent: pending request lookup failed", "err", err)
+		}
 		s.errorPage(w, http.StatusBadRequest, "Request expired", "This authorization request has expired. Return to your application and connect again.")
 		return
 	}
-	ctx := r.Context()
 	ar, rerr := s.parseAuthorize(ctx, w, pr.form)
 	if ar == nil {
 		return

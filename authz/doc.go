@@ -2,7 +2,7 @@
 // fosite. It owns /authorize, /token, /register (RFC 7591, with RFC 7592
 // read and delete), /revoke, /introspect, the RFC 8414 metadata document
 // and its OpenID Connect twin (metadata.go), the login and consent flow,
-// client ID metadata documents, and the token verification the MCP
+// the account page, client ID metadata documents, and the token verification the MCP
 // resource server calls on every request.
 //
 // It declares the Storage it needs and never imports the store package;
@@ -24,6 +24,22 @@
 //	if err != nil { … }
 //	az.Register(router)                           // the OAuth endpoints
 //	mw := auth.RequireBearerToken(az.Verify, opts) // the MCP endpoint's guard
+//
+// Sign-in is one login page with several methods, each a small piece:
+// the password form (login_password.go), passkeys (login_passkey.go,
+// WebAuthn through go-webauthn, discoverable) and link buttons of extra
+// methods (loginLink). Every method ends in completeLogin, which starts a
+// session in the Storage and continues to the pending authorization the
+// login page was shown for, or to ISSUER/account: never to an address from
+// the request. Sessions, pending authorizations and passkey ceremonies live
+// in the Storage, so every process serving the issuer sees them; a visitor
+// who has not signed in is known by a random cookie that CSRF tokens are
+// bound to and that nothing stores.
+//
+// ISSUER/account (account.go) is the signed-in user's own page: the
+// applications that can act for them, each revocable (every grant and
+// token of that user for that client, and the remembered consent), their
+// passkeys (passkey.go), a password change, and sign-out.
 //
 // The rules fosite does not give for free live here: S256 PKCE for every
 // client, an optional state, iss on every authorization response, loopback

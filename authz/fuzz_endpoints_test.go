@@ -81,7 +81,7 @@ func FuzzLoginAndConsentForms(f *testing.F) {
 	f.Add(true, "action=deny", "")
 	f.Add(false, "%zz&&=&", "mcpd_session=\x00\xff")
 	f.Fuzz(func(t *testing.T, consent bool, body, cookie string) {
-		path, h := loginPath, e.srv.handleLogin
+		path, h := loginPath, e.srv.handlePasswordLogin
 		if consent {
 			path, h = consentPath, e.srv.handleConsent
 		}

@@ -114,3 +114,25 @@ func FuzzAuthorizeQuery(f *testing.F) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// FuzzPasskeyAssertion feeds arbitrary credential JSON, the one field of
+// the passkey sign-in form an attacker writes freely, to the assertion
+// check against a live ceremony: no input may panic or yield a user. (The
+// HTTP handler around it is driven by TestPasskeys.)
+func FuzzPasskeyAssertion(f *testing.F) {
+	e := newEnvAt(f, "localhost", nil)
+	_, session, err := e.srv.passkeys.rp.BeginDiscoverableLogin()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(`{}`)
+	f.Add(`{"id":"AAAA","rawId":"AAAA","type":"public-key","response":{"clientDataJSON":"e30","authenticatorData":"","signature":"","userHandle":"AA"}}`)
+	f.Add(`{"id":"x","type":"public-key","response":{"clientDataJSON":"eyJ0eXBlIjoid2ViYXV0aG4uZ2V0In0","authenticatorData":"SZYN5YgOjGh0NBcPZHZgW4_krrmihjLHmVzzuoMdl2MFAAAAAQ","signature":"MEUCIQ","userHandle":"YWxpY2U"}}`)
+	f.Add(`[` + strings.Repeat(`{"a":`, 50) + `1` + strings.Repeat(`}`, 50) + `]`)
+	f.Fuzz(func(t *testing.T, credential string) {
+		user, cred, err := e.srv.verifyAssertion(t.Context(), *session, []byte(credential))
+		if err == nil || user != "" || cred != nil {
+			t.Fatalf("credential %q verified: user %q, %v", credential, user, err)
+		}
+	})
+}

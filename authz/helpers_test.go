@@ -47,38 +47,39 @@ var testScopes = []Scope{
 
 // env is one authorization server over httptest with its store and clock.
 type env struct {
-	t     testing.TB
-	srv   *Server
-	ts    *httptest.Server
-	store *memStore
-	clock *clock
+	t      testing.TB
+	srv    *Server
+	ts     *httptest.Server
+	store  *memStore
+	clock  *clock
+	router *mux.Router // tests may add routes before the first request
 }
 
 // newEnv starts a server; mod may change the Config before New.
 func newEnv(t testing.TB, mod func(*Config)) *env {
 	t.Helper()
+	return newEnvAt(t, "", mod)
+}
+
+// newEnvAt starts a server whose issuer, and every URL the test uses,
+// names host ("" for 127.0.0.1) instead of the loopback address, as
+// passkeys need (browsers refuse them on an IP address).
+func newEnvAt(t testing.TB, host string, mod func(*Config)) *env {
+	t.Helper()
 	e := &env{t: t, store: newMemStore(), clock: &clock{t: time.Now()}}
+	e.store.now = e.clock.Now
 	var h http.Handler
 	e.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
 	t.Cleanup(e.ts.Close)
-	rend, err := web.New()
-	if err != nil {
-		t.Fatal(err)
+	if host != "" {
+		e.ts.URL = strings.Replace(e.ts.URL, "127.0.0.1", host, 1)
 	}
-	cfg := Config{
-		Issuer:                  e.ts.URL,
-		Storage:                 e.store,
-		Renderer:                rend,
-		Logger:                  slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:                     e.clock.Now,
-		GlobalSecret:            []byte("0123456789abcdef0123456789abcdef-test"),
-		Scopes:                  testScopes,
-		RefreshGrace:            60 * time.Second,
-		ClientMetadataDocuments: true,
-	}
+	cfg := testConfig(t, e.ts.URL, e.store, e.clock)
+	rend := cfg.Renderer
 	if mod != nil {
 		mod(&cfg)
 	}
+	var err error
 	if u, perr := url.Parse(cfg.Issuer); perr == nil && cfg.Renderer == rend && u.Path != rend.BasePath() {
 		// An issuer with a path: pages load their files under it.
 		if cfg.Renderer, err = web.New(web.WithBasePath(u.Path)); err != nil {
@@ -89,10 +90,30 @@ func newEnv(t testing.TB, mod func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := mux.NewRouter()
-	e.srv.Register(r)
-	h = r
+	e.router = mux.NewRouter()
+	e.srv.Register(e.router)
+	h = e.router
 	return e
+}
+
+// testConfig is the Config of a test server at issuer.
+func testConfig(t testing.TB, issuer string, st Storage, clk *clock) Config {
+	t.Helper()
+	rend, err := web.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Config{
+		Issuer:                  issuer,
+		Storage:                 st,
+		Renderer:                rend,
+		Logger:                  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now:                     clk.Now,
+		GlobalSecret:            []byte("0123456789abcdef0123456789abcdef-test"),
+		Scopes:                  testScopes,
+		RefreshGrace:            60 * time.Second,
+		ClientMetadataDocuments: true,
+	}
 }
 
 func (e *env) url(path string) string { return e.ts.URL + path }

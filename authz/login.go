@@ -3,79 +3,104 @@ package authz
 import (
 	"errors"
 	"net/http"
+
+	"github.com/mcpd/mcpd/web"
 )
 
 const (
-	msgBadLogin    = "Wrong user name or password."
-	msgLoginLocked = "Too many failed sign-in attempts. Wait a few minutes and try again."
+	loginPath   = "/authorize/login"
+	accountPath = "/account"
 )
 
-// handleLogin is the login form's POST. It checks the CSRF token bound to
-// the visitor session and the pending request, rate-limits failures per
-// user and per client address, and on success starts a fresh session and
-// resumes the authorization.
-func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
-	switch parseForm(w, r) {
-	case http.StatusRequestEntityTooLarge:
-		s.errorPage(w, http.StatusRequestEntityTooLarge, "Request too large", "The form is larger than this server accepts.")
-		return
-	case http.StatusBadRequest:
-		s.errorPage(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
-		return
+// Sign-in is one page with several ways in, each a small piece of its own:
+// the password form (login_password.go), passkeys (login_passkey.go), and
+// the links of extra methods such as upstream identity providers. Whichever way a person
+// proves who they are, the method ends by calling completeLogin, which
+// starts the session and continues where sign-in began.
+//
+// Where sign-in continues is never taken from the request: a login page
+// names a pending authorization by its id (request_id), and sign-in goes
+// back to ISSUER/authorize with that stored request, or, without one, to
+// ISSUER/account. No address a visitor supplies is ever redirected to.
+
+// loginLink makes, for the pending authorization requestID ("" when
+// sign-in continues to the account page), the button of a sign-in method
+// that the login page offers as a link. A method it leads to ends with
+// completeLogin(w, r, user, method, requestID).
+type loginLink func(requestID string) web.LoginLink
+
+// loginPrompt is what a login page says about the sign-in it starts.
+type loginPrompt struct {
+	requestID  string // pending authorization to continue to; "" for the account page
+	clientName string // the application asking, for an authorization
+	username   string // prefilled after a failed attempt
+	message    string // why the page is shown again
+	notice     string // what just happened, such as signing out
+}
+
+// renderLogin shows the login page, starting a visitor session when the
+// browser has none, so its forms carry a CSRF token bound to the browser.
+func (s *Server) renderLogin(w http.ResponseWriter, sess *session, status int, p loginPrompt) {
+	sess = s.visitor(w, sess)
+	data := web.LoginData{
+		Action:     s.issuer + loginPath,
+		CSRFToken:  s.csrfToken(sess, "login", p.requestID),
+		RequestID:  p.requestID,
+		ClientName: p.clientName,
+		Username:   p.username,
+		Error:      p.message,
+		Notice:     p.notice,
+		Password:   !s.cfg.DisablePasswordLogin,
 	}
-	sess := s.currentSession(r)
-	reqID := r.PostForm.Get("request_id")
-	if sess == nil || !sess.checkCSRF("login", reqID, r.PostForm.Get("csrf_token")) {
-		s.errorPage(w, http.StatusForbidden, "Form expired", "This form has expired or did not come from mcpd. Return to your application and connect again.")
-		return
+	if s.passkeys.rp != nil {
+		data.Passkey = &web.PasskeyLogin{Action: s.issuer + passkeyLoginPath, BeginURL: s.issuer + passkeyLoginBeginPath}
 	}
-	pr, ok := s.pending.get(reqID)
-	if !ok {
-		s.errorPage(w, http.StatusBadRequest, "Request expired", "This sign-in request has expired. Return to your application and connect again.")
-		return
+	for _, link := range s.loginLinks {
+		data.Links = append(data.Links, link(p.requestID))
 	}
+	s.renderer.Login(w, status, data)
+}
+
+// completeLogin signs user in, after a login method proved who they are:
+// it ends the browser's previous session, starts a new one with a new
+// cookie, and continues where sign-in began: the pending authorization
+// requestID, or the account page when requestID is "". method names the
+// way in (password, passkey, idp:NAME) for the session and the log.
+//
+// Every sign-in method ends here, so none of them handles sessions or
+// redirects itself.
+func (s *Server) completeLogin(w http.ResponseWriter, r *http.Request, user, method, requestID string) {
 	ctx := r.Context()
-	c, err := s.lookupClient(ctx, pr.clientID)
-	if err != nil {
-		s.errorPage(w, http.StatusBadRequest, "Unknown application", "This application is no longer registered. Return to it and connect again.")
-		return
-	}
-	user := r.PostForm.Get("username")
-	password := r.PostForm.Get("password")
-	addr := s.clientAddr(r)
-	addrKey := s.limitKey(r)
-	// Count the attempt before checking the password and give it back
-	// only on success, so parallel guesses cannot all slip past the limit.
-	if !s.loginUser.Reserve(user) {
-		s.pending.take(reqID)
-		s.showLogin(w, sess, pr.form, c, http.StatusTooManyRequests, user, msgLoginLocked)
-		return
-	}
-	if !s.loginAddr.Reserve(addrKey) {
-		s.loginUser.Release(user)
-		s.pending.take(reqID)
-		s.showLogin(w, sess, pr.form, c, http.StatusTooManyRequests, user, msgLoginLocked)
-		return
-	}
-	if err := s.store.Authenticate(ctx, user, password); err != nil {
-		if !errors.Is(err, ErrBadCredentials) {
-			s.loginUser.Release(user)
-			s.loginAddr.Release(addrKey)
-			s.log.Error("login: authenticate failed", "err", err)
-			s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not check the password. Try again.")
+	next := s.issuer + accountPath
+	expired := false
+	if requestID != "" {
+		pr, err := s.takePending(ctx, requestID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			expired = true
+		case err != nil:
+			s.log.Error("login: pending authorization lookup failed", "err", err)
+			s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not continue the sign-in. Try again.")
 			return
+		default:
+			next = s.issuer + "/authorize?" + pr.form.Encode()
 		}
-		s.log.Info("login failed", "addr", addr)
-		s.pending.take(reqID)
-		s.showLogin(w, sess, pr.form, c, http.StatusUnauthorized, user, msgBadLogin)
+	}
+	if c, err := r.Cookie(s.sessionCookie()); err == nil && validSessionID(c.Value) {
+		if err := s.store.DeleteSession(ctx, sessionKey(c.Value)); err != nil && !errors.Is(err, ErrNotFound) {
+			s.log.Error("login: ending the previous session failed", "err", err)
+		}
+	}
+	if err := s.startSession(ctx, w, user, method); err != nil {
+		s.log.Error("login: starting the session failed", "err", err)
+		s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not sign you in. Try again.")
 		return
 	}
-	s.loginUser.Release(user)
-	s.loginAddr.Release(addrKey)
-	s.pending.take(reqID)
-	s.sessions.delete(sess.id)
-	s.setSessionCookie(w, s.sessions.create(user))
-	s.log.Info("login", "user", user, "addr", addr)
+	s.log.Info("login", "user", user, "method", method, "addr", s.clientAddr(r))
+	if expired {
+		s.errorPage(w, http.StatusBadRequest, "Request expired", "You are signed in, but the application's request has expired. Return to it and connect again.")
+		return
+	}
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, s.issuer+"/authorize?"+pr.form.Encode(), http.StatusSeeOther)
+	http.Redirect(w, r, next, http.StatusSeeOther)
 }

@@ -17,12 +17,19 @@ import (
 type memStore struct {
 	*storage.MemoryStore
 
-	mu         sync.Mutex
-	clients    map[string]*Client
-	consents   map[string]Consent
-	users      map[string]string
-	successors map[string]successorRecord
-	fetches    int // successor reads, for tests that count
+	mu          sync.Mutex
+	clients     map[string]*Client
+	consents    map[string]Consent
+	users       map[string]string
+	successors  map[string]successorRecord
+	fetches     int // successor reads, for tests that count
+	sessions    map[string]LoginSession
+	pending     map[string]PendingAuthorization
+	touches     int                   // session touches, for tests that count
+	grantTokens map[string][]tokenRef // request id → the tokens created for it
+	passkeys    map[string]Passkey    // credential id → passkey
+	ceremonies  map[string]memCeremony
+	now         func() time.Time // the server's clock; nil: time.Now
 }
 
 type successorRecord struct {
@@ -39,6 +46,10 @@ func newMemStore() *memStore {
 		consents:    make(map[string]Consent),
 		users:       map[string]string{"alice": "correct horse", "bob": "battery staple"},
 		successors:  make(map[string]successorRecord),
+		sessions:    make(map[string]LoginSession),
+		pending:     make(map[string]PendingAuthorization),
+		passkeys:    make(map[string]Passkey),
+		ceremonies:  make(map[string]memCeremony),
 	}
 }
 
@@ -146,7 +157,7 @@ func (m *memStore) Authenticate(_ context.Context, name, password string) error 
 	if !ok {
 		want = "\x00never matches"
 	}
-	if subtle.ConstantTimeCompare([]byte(want), []byte(password)) != 1 || !ok {
+	if subtle.ConstantTimeCompare([]byte(want), []byte(password)) != 1 || !ok || want == "" {
 		return ErrBadCredentials
 	}
 	return nil

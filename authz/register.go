@@ -429,17 +429,6 @@ func (s *Server) createClient(ctx context.Context, c *Client) (secret, regToken 
 	return secret, regToken, err
 }
 
-// newClientID returns a random client id that does not begin with "-",
-// which `mcpd client show ID` would read as a flag (one in 64 base64url
-// ids does).
-func newClientID() string {
-	for {
-		if id := randomToken(16); !strings.HasPrefix(id, "-") {
-			return id
-		}
-	}
-}
-
 // handleRegistration is RFC 7592 read (GET) and delete (DELETE) of a
 // registration, authorized by its registration access token.
 func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {

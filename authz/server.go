@@ -62,6 +62,9 @@ type Config struct {
 	ConsentLifetime time.Duration
 	// SessionIdleTimeout ends a login session after this much idleness; 0 → 12h.
 	SessionIdleTimeout time.Duration
+	// DisablePasswordLogin hides the password form and refuses local
+	// passwords: people sign in with a passkey or an identity provider.
+	DisablePasswordLogin bool
 
 	// CORSOrigins are extra browser origins allowed on the metadata,
 	// /register, /token and /revoke; loopback origins are always allowed.
@@ -120,8 +123,9 @@ type Server struct {
 	csrfKey     []byte
 	cors        *corsPolicy
 
-	sessions      *sessionStore
-	pending       *pendingStore
+	loginLinks    []loginLink // extra sign-in methods on the login page
+	passkeys      passkeyRP
+	ceremonies    *limiter // passkey ceremonies begun per client address
 	loginUser     *limiter
 	loginAddr     *limiter
 	registrations *limiter
@@ -249,14 +253,20 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.hasher = &secretHasher{key: hashKey}
+	handleKey, err := derive("webauthn user handle")
+	if err != nil {
+		return nil, err
+	}
+	if s.passkeys, err = newPasskeyRP(cfg.Issuer, handleKey); err != nil {
+		return nil, err
+	}
 
 	if s.cors, err = newCORSPolicy(cfg.CORSOrigins); err != nil {
 		return nil, err
 	}
-	s.sessions = newSessionStore(cfg.SessionIdleTimeout, s.now)
-	s.pending = newPendingStore(10*time.Minute, s.now)
 	s.loginUser = newLimiter(5, 15*time.Minute, s.now)
 	s.loginAddr = newLimiter(20, 15*time.Minute, s.now)
+	s.ceremonies = newLimiter(maxCeremoniesPerMinute, time.Minute, s.now)
 	s.registrations = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
 	s.cimdFetches = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
 	if cfg.RegistrationsPerMinuteAll > 0 {
@@ -324,7 +334,11 @@ func (s *Server) Register(r *mux.Router) {
 	}
 	r.Handle(jwksPath, s.cors.wrap(http.HandlerFunc(s.handleJWKS))).Methods(get...)
 	r.Handle("/authorize", s.withLimitKey(s.handleAuthorize)).Methods(http.MethodGet)
-	r.Handle(loginPath, s.withLimitKey(s.handleLogin)).Methods(http.MethodPost)
+	r.Handle(loginPath, s.withLimitKey(s.handlePasswordLogin)).Methods(http.MethodPost)
+	r.Handle(accountPath, s.withLimitKey(s.handleAccount)).Methods(http.MethodGet, http.MethodPost)
+	r.Handle(passkeyAddBeginPath, s.withLimitKey(s.handlePasskeyRegisterBegin)).Methods(http.MethodPost)
+	r.Handle(passkeyLoginBeginPath, s.withLimitKey(s.handlePasskeyLoginBegin)).Methods(http.MethodPost)
+	r.Handle(passkeyLoginPath, s.withLimitKey(s.handlePasskeyLogin)).Methods(http.MethodPost)
 	r.Handle(consentPath, s.withLimitKey(s.handleConsent)).Methods(http.MethodPost)
 	r.Handle("/token", s.cors.wrap(s.withLimitKey(s.handleToken))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/register", s.cors.wrap(http.HandlerFunc(s.handleRegister))).Methods(http.MethodPost, http.MethodOptions)

@@ -6,9 +6,9 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/url"
-	"sync"
 	"time"
 )
 
@@ -37,113 +37,147 @@ func (s *Server) sessionCookiePath() string {
 	return "/"
 }
 
-// visitorIdle ends a session that never logged in sooner than a login.
-const visitorIdle = time.Hour
+// maxSessions caps the signed-in sessions the store keeps; at the cap the
+// least recently seen ones end.
+const maxSessions = 10000
 
-// session is a browser's login state, kept in memory.
+// sessionIDBytes is the entropy of a session cookie.
+const sessionIDBytes = 32
+
+// A session is what a browser's session cookie stands for. Before sign-in
+// it is a visitor, known only by the random cookie value, which nothing
+// stores: CSRF tokens are bound to it, so a login form can be checked
+// without a write per page view. Signing in replaces the cookie with a new
+// random value whose hash keys a LoginSession in the store, so every
+// process serving the issuer sees it and a copy of the store holds no
+// usable cookie.
 type session struct {
-	id       string
-	user     string // empty until login
-	csrfKey  []byte
+	id       string // the cookie value: secret, never stored or logged
+	user     string // "" for a visitor
+	method   string
 	lastSeen time.Time
 }
 
-type sessionStore struct {
-	mu   sync.Mutex
-	idle time.Duration
-	now  func() time.Time
-	m    map[string]*session
+// key is what the store keeps the session under: the SHA-256 of its
+// cookie value.
+func (ss *session) key() string { return sessionKey(ss.id) }
+
+func sessionKey(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
-func newSessionStore(idle time.Duration, now func() time.Time) *sessionStore {
-	return &sessionStore{idle: idle, now: now, m: make(map[string]*session)}
-}
+// binding identifies the browser for records kept between two of its
+// requests (a WebAuthn ceremony, an identity provider's state): it is
+// derived from the cookie, so such a record names no usable cookie, and a
+// request from another browser does not match it.
+func (ss *session) binding() string { return sessionKey("binding\x00" + ss.id) }
 
-// get returns the live session of id and touches it; nil if none.
-func (st *sessionStore) get(id string) *session {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	t := st.now()
-	ss := st.m[id]
-	if ss == nil {
-		return nil
-	}
-	if t.Sub(ss.lastSeen) > st.idle || (ss.user == "" && t.Sub(ss.lastSeen) > visitorIdle) {
-		delete(st.m, id)
-		return nil
-	}
-	ss.lastSeen = t
-	cp := *ss
-	return &cp
-}
-
-// maxSessions bounds memory: every visitor to /authorize gets a session.
-const maxSessions = 10000
-
-// create starts a new session for user ("" for a visitor not yet logged in).
-func (st *sessionStore) create(user string) *session {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	t := st.now()
-	if len(st.m) >= maxSessions/2 {
-		for id, ss := range st.m {
-			if t.Sub(ss.lastSeen) > st.idle || (ss.user == "" && t.Sub(ss.lastSeen) > visitorIdle) {
-				delete(st.m, id)
-			}
-		}
-	}
-	for id, ss := range st.m {
-		if len(st.m) < maxSessions {
-			break
-		}
-		if ss.user == "" { // drop visitors before signed-in users
-			delete(st.m, id)
-		}
-	}
-	for id := range st.m {
-		if len(st.m) < maxSessions {
-			break
-		}
-		delete(st.m, id)
-	}
-	ss := &session{id: randomToken(32), user: user, csrfKey: []byte(randomToken(32)), lastSeen: t}
-	st.m[ss.id] = ss
-	cp := *ss
-	return &cp
-}
-
-func (st *sessionStore) delete(id string) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	delete(st.m, id)
-}
-
-// csrfToken binds a form to the session, the purpose and the pending
-// authorization request.
-func (ss *session) csrfToken(purpose, requestID string) string {
-	m := hmac.New(sha256.New, ss.csrfKey)
-	m.Write([]byte(purpose + "\x00" + requestID))
+// csrfToken binds a form to this browser's cookie, the purpose and what
+// the form acts on (a pending authorization, an account action).
+func (s *Server) csrfToken(ss *session, purpose, bind string) string {
+	m := hmac.New(sha256.New, s.csrfKey)
+	m.Write([]byte(ss.id + "\x00" + purpose + "\x00" + bind))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-func (ss *session) checkCSRF(purpose, requestID, token string) bool {
-	want := ss.csrfToken(purpose, requestID)
-	return token != "" && subtle.ConstantTimeCompare([]byte(want), []byte(token)) == 1
+func (s *Server) checkCSRF(ss *session, purpose, bind, token string) bool {
+	if ss == nil || token == "" {
+		return false
+	}
+	want := s.csrfToken(ss, purpose, bind)
+	return subtle.ConstantTimeCompare([]byte(want), []byte(token)) == 1
 }
 
-// currentSession returns the request's live session, or nil.
+// validSessionID reports whether v looks like a cookie this server set.
+func validSessionID(v string) bool {
+	b, err := base64.RawURLEncoding.DecodeString(v)
+	return err == nil && len(b) == sessionIDBytes
+}
+
+// currentSession returns the request's session: a signed-in one when its
+// cookie names a live session in the store (touched now and then), a
+// visitor otherwise, and nil when the request carries no session cookie.
 func (s *Server) currentSession(r *http.Request) *session {
 	c, err := r.Cookie(s.sessionCookie())
-	if err != nil || c.Value == "" {
+	if err != nil || !validSessionID(c.Value) {
 		return nil
 	}
-	return s.sessions.get(c.Value)
+	ss := &session{id: c.Value}
+	ctx := r.Context()
+	stored, err := s.store.GetSession(ctx, ss.key())
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return ss
+	case err != nil:
+		s.log.Error("session: lookup failed", "err", err)
+		return ss
+	}
+	ss.user, ss.method, ss.lastSeen = stored.User, stored.Method, stored.LastSeen
+	s.touch(ctx, ss)
+	return ss
+}
+
+// touch records that a signed-in session was seen, but writes only when
+// its last record is older than a tenth of the idle timeout (at most five
+// minutes), so viewing pages does not write to disk each time.
+func (s *Server) touch(ctx context.Context, ss *session) {
+	now := s.now()
+	every := min(s.cfg.SessionIdleTimeout/10, 5*time.Minute)
+	if now.Sub(ss.lastSeen) < every {
+		return
+	}
+	err := s.store.TouchSession(ctx, ss.key(), now, now.Add(s.cfg.SessionIdleTimeout))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		s.log.Error("session: touch failed", "err", err)
+		return
+	}
+	ss.lastSeen = now
+}
+
+// visitor returns sess, or a new visitor session with its cookie set when
+// the request had none.
+func (s *Server) visitor(w http.ResponseWriter, sess *session) *session {
+	if sess != nil {
+		return sess
+	}
+	sess = &session{id: randomToken(sessionIDBytes)}
+	s.setSessionCookie(w, sess)
+	return sess
+}
+
+// startSession signs user in: it stores a new session and sets its cookie.
+// The cookie is new, so a value planted in the browser before sign-in
+// (session fixation) is worthless afterwards.
+func (s *Server) startSession(ctx context.Context, w http.ResponseWriter, user, method string) error {
+	now := s.now()
+	ss := &session{id: randomToken(sessionIDBytes), user: user, method: method, lastSeen: now}
+	err := s.store.CreateSession(ctx, LoginSession{
+		ID: ss.key(), User: user, Method: method,
+		CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(s.cfg.SessionIdleTimeout),
+	}, maxSessions)
+	if err != nil {
+		return err
+	}
+	s.setSessionCookie(w, ss)
+	return nil
+}
+
+// endSession signs a session out on the server, whatever the browser does
+// with its cookie, and sends a new visitor cookie in its place.
+func (s *Server) endSession(ctx context.Context, w http.ResponseWriter, sess *session) *session {
+	if sess != nil && sess.user != "" {
+		if err := s.store.DeleteSession(ctx, sess.key()); err != nil && !errors.Is(err, ErrNotFound) {
+			s.log.Error("session: delete failed", "err", err)
+		}
+	}
+	return s.visitor(w, nil)
 }
 
 // signedIn reports whether sess belongs to a user who still exists; a
 // removed user's session ends here.
 func (s *Server) signedIn(ctx context.Context, sess *session) bool {
-	if sess.user == "" {
+	if sess == nil || sess.user == "" {
 		return false
 	}
 	ok, err := s.store.UserExists(ctx, sess.user)
@@ -152,7 +186,9 @@ func (s *Server) signedIn(ctx context.Context, sess *session) bool {
 		return false
 	}
 	if !ok {
-		s.sessions.delete(sess.id)
+		if err := s.store.DeleteSession(ctx, sess.key()); err != nil && !errors.Is(err, ErrNotFound) {
+			s.log.Error("session: delete failed", "err", err)
+		}
 		return false
 	}
 	return true
@@ -172,75 +208,4 @@ func (s *Server) setSessionCookie(w http.ResponseWriter, ss *session) {
 func isHTTPS(issuer string) bool {
 	u, err := url.Parse(issuer)
 	return err == nil && u.Scheme == "https"
-}
-
-// pendingRequest is an authorization request waiting for login or consent.
-type pendingRequest struct {
-	form     url.Values
-	clientID string
-	created  time.Time
-}
-
-// pendingStore keeps pending authorization requests by a random id.
-type pendingStore struct {
-	mu  sync.Mutex
-	ttl time.Duration
-	now func() time.Time
-	m   map[string]pendingRequest
-}
-
-const maxPending = 10000
-
-func newPendingStore(ttl time.Duration, now func() time.Time) *pendingStore {
-	return &pendingStore{ttl: ttl, now: now, m: make(map[string]pendingRequest)}
-}
-
-func (p *pendingStore) put(form url.Values, clientID string) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	t := p.now()
-	if len(p.m) >= maxPending/2 {
-		for id, pr := range p.m {
-			if t.Sub(pr.created) > p.ttl {
-				delete(p.m, id)
-			}
-		}
-	}
-	if len(p.m) >= maxPending {
-		for id := range p.m { // drop an arbitrary one rather than grow without bound
-			delete(p.m, id)
-			break
-		}
-	}
-	id := randomToken(24)
-	p.m[id] = pendingRequest{form: form, clientID: clientID, created: t}
-	return id
-}
-
-// get returns the pending request of id if it has not expired.
-func (p *pendingStore) get(id string) (pendingRequest, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	pr, ok := p.m[id]
-	if !ok {
-		return pendingRequest{}, false
-	}
-	if p.now().Sub(pr.created) > p.ttl {
-		delete(p.m, id)
-		return pendingRequest{}, false
-	}
-	return pr, true
-}
-
-// take removes and returns the pending request of id.
-func (p *pendingStore) take(id string) (pendingRequest, bool) {
-	pr, ok := p.get(id)
-	if ok {
-		p.mu.Lock()
-		_, still := p.m[id]
-		delete(p.m, id)
-		p.mu.Unlock()
-		ok = still
-	}
-	return pr, ok
 }

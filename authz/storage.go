@@ -35,6 +35,9 @@ type Storage interface {
 	UserAuthenticator
 	SuccessorStore
 	AccessTokenReader
+	SessionStore
+	SubjectGrantStore
+	PasskeyStore
 
 	// Ping reports whether the storage answers.
 	Ping(ctx context.Context) error
@@ -55,14 +58,111 @@ type ClientStore interface {
 type ConsentStore interface {
 	PutConsent(ctx context.Context, c Consent) error
 	GetConsent(ctx context.Context, user, clientID string) (*Consent, error) // ErrNotFound
+	// ListConsents returns the unexpired consents of user.
+	ListConsents(ctx context.Context, user string) ([]Consent, error)
+	DeleteConsent(ctx context.Context, user, clientID string) error // ErrNotFound
 }
 
 // UserAuthenticator checks user names and passwords.
 type UserAuthenticator interface {
 	// Authenticate returns nil when the password is right; ErrBadCredentials
-	// otherwise, for an unknown user too, taking the same time either way.
+	// otherwise, for an unknown user and a user without a password too,
+	// taking the same time either way.
 	Authenticate(ctx context.Context, name, password string) error
 	UserExists(ctx context.Context, name string) (bool, error)
+	// HasPassword reports whether the user has a password; one created
+	// through an identity provider may have none. ErrNotFound for an
+	// unknown user.
+	HasPassword(ctx context.Context, name string) (bool, error)
+	SetPassword(ctx context.Context, name, password string) error // ErrNotFound
+}
+
+// SubjectGrantStore is what the account page needs of a user's grants.
+type SubjectGrantStore interface {
+	// ListSubjectGrants returns one request per live grant of subject:
+	// that of its newest live token, its session decoded into what
+	// newSession returns. RequestedAt is when the grant last got a token.
+	ListSubjectGrants(ctx context.Context, subject string, newSession func() fosite.Session) ([]fosite.Requester, error)
+	// RevokeSubjectClientGrants ends every grant of clientID whose subject
+	// is subject, every token of them at once, and no other grant.
+	RevokeSubjectClientGrants(ctx context.Context, subject, clientID string) (int, error)
+}
+
+// SessionStore keeps signed-in browser sessions and pending authorization
+// requests, so that every process serving the issuer sees them. A session
+// is kept under a hash of its cookie, never the cookie. The max arguments
+// cap how many records a flood can leave: at the cap, expired records go
+// first, then those closest to their expiry.
+type SessionStore interface {
+	CreateSession(ctx context.Context, s LoginSession, max int) error // ErrAlreadyExists
+	GetSession(ctx context.Context, id string) (LoginSession, error)  // ErrNotFound, also once expired
+	TouchSession(ctx context.Context, id string, lastSeen, expiresAt time.Time) error
+	DeleteSession(ctx context.Context, id string) error // ErrNotFound
+	// DeleteUserSessions ends every session of user but keep ("" for none).
+	DeleteUserSessions(ctx context.Context, user, keep string) (int, error)
+
+	PutPendingAuthorization(ctx context.Context, p PendingAuthorization, max int) error
+	GetPendingAuthorization(ctx context.Context, id string) (PendingAuthorization, error) // ErrNotFound
+	// TakePendingAuthorization removes and returns it: of two takes, one wins.
+	TakePendingAuthorization(ctx context.Context, id string) (PendingAuthorization, error) // ErrNotFound
+}
+
+// PasskeyStore keeps users' passkeys (public keys only) and the server
+// side of WebAuthn ceremonies between their begin and finish.
+type PasskeyStore interface {
+	// CreatePasskey: ErrNotFound for an unknown user, ErrAlreadyExists for
+	// a credential ID already registered (by anyone).
+	CreatePasskey(ctx context.Context, p Passkey) error
+	GetPasskey(ctx context.Context, id []byte) (Passkey, error) // ErrNotFound
+	ListPasskeys(ctx context.Context, user string) ([]Passkey, error)
+	// UpdatePasskey changes anything of the passkey but its ID and user.
+	UpdatePasskey(ctx context.Context, id []byte, fn func(*Passkey) error) error
+	// DeletePasskey: ErrNotFound unless user has a passkey of that ID.
+	DeletePasskey(ctx context.Context, user string, id []byte) error
+
+	PutWebAuthnSession(ctx context.Context, id string, data []byte, expiresAt time.Time, max int) error
+	// TakeWebAuthnSession removes and returns it: a ceremony finishes once.
+	TakeWebAuthnSession(ctx context.Context, id string) ([]byte, error) // ErrNotFound
+}
+
+// Passkey is a WebAuthn credential of a user: its public key and what
+// sign-in checks of it.
+type Passkey struct {
+	ID                []byte
+	User              string
+	Name              string
+	PublicKey         []byte // COSE_Key
+	SignCount         uint32
+	AAGUID            []byte
+	Transports        []string
+	UserPresent       bool
+	UserVerified      bool
+	BackupEligible    bool
+	BackupState       bool
+	AttestationType   string
+	AttestationFormat string
+	CreatedAt         time.Time
+	LastUsedAt        time.Time
+}
+
+// LoginSession is a signed-in browser session as the store keeps it.
+type LoginSession struct {
+	ID        string // a hash of the session cookie
+	User      string
+	Method    string // how the user signed in: password, passkey, or an identity provider
+	CreatedAt time.Time
+	LastSeen  time.Time
+	ExpiresAt time.Time
+}
+
+// PendingAuthorization is an authorization request waiting for sign-in or
+// consent; Form is its URL-encoded query.
+type PendingAuthorization struct {
+	ID        string
+	ClientID  string
+	Form      string
+	CreatedAt time.Time
+	ExpiresAt time.Time
 }
 
 // SuccessorStore keeps, for a rotated refresh token, the sealed token

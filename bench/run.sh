@@ -112,7 +112,7 @@ for run in $(seq "$RUNS"); do
 				# not mcpd, so they are given by environment here.
 				start_host $variant GOGC=400 GOMEMLIMIT=24MiB --
 			fi
-			for sc in plain whoami-noauth whoami; do
+			for sc in plain whoami-noauth whoami whoami-2026; do
 				load "http://127.0.0.1:$PORT_HOST" "$HOST_PID" "host-$variant" $sc
 			done
 			stop "$HOST_PID"
@@ -122,8 +122,11 @@ for run in $(seq "$RUNS"); do
 		start_serve untuned "${UNTUNED_ENV[@]}" -- "${UNTUNED_ARGS[@]}"
 		load "http://127.0.0.1:$PORT_SERVE" "$SERVE_PID" serve-untuned whoami
 		stop "$SERVE_PID"
+		# The default serve answers both protocol eras: a 2025 session
+		# request and a 2026-07-28 stateless request, side by side.
 		start_serve tuned --
 		load "http://127.0.0.1:$PORT_SERVE" "$SERVE_PID" serve-tuned whoami
+		load "http://127.0.0.1:$PORT_SERVE" "$SERVE_PID" serve-tuned whoami-2026
 		stop "$SERVE_PID"
 		start_serve stateless -- --mcp-stateless true
 		load "http://127.0.0.1:$PORT_SERVE" "$SERVE_PID" serve-tuned-stateless whoami
@@ -177,6 +180,9 @@ echo "settings: RUNS=$RUNS DUR=$DUR WARMUP=$WARMUP WORKERS=$WORKERS"
 	-ratio "tuned / untuned (host)=whoami/host-tuned:whoami/host-untuned" \
 	-ratio "tuned / untuned (mcpd serve)=whoami/serve-tuned:whoami/serve-untuned" \
 	-ratio "stateless / stateful (mcpd serve, tuned)=whoami/serve-tuned-stateless:whoami/serve-tuned" \
+	-ratio "2026-07-28 / 2025 session (mcpd serve, tuned)=whoami-2026/serve-tuned:whoami/serve-tuned" \
+	-ratio "2026-07-28 / 2025 session (host, tuned)=whoami-2026/host-tuned:whoami/host-tuned" \
+	-ratio "2026-07-28 vs plain ceiling (host, tuned)=whoami-2026/host-tuned:plain/host-tuned" \
 	-ratio "JSON / SSE answers (mcpd serve, tuned)=whoami/serve-tuned-json:whoami/serve-tuned" \
 	-ratio "refresh / raw bbolt commit=refresh/serve:bolt-commit/" \
 	-ratio "client_credentials / raw bbolt commit=client-credentials/serve:bolt-commit/" \

@@ -1,14 +1,18 @@
 package mcp
 
 import (
+	"bytes"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // BenchmarkWhoami measures tools/call whoami through the real go-sdk client
+// (held to a 2025-11-25 session; BenchmarkWhoamiEra compares the eras)
 // against the /mcp handler with the bearer middleware and scope check, and
 // against the same handler with authentication switched off. ns/op is the
 // latency of one call; the parallel variants show throughput over several
@@ -40,7 +44,7 @@ func BenchmarkWhoami(b *testing.B) {
 					Endpoint:             ts.URL,
 					HTTPClient:           &http.Client{Transport: bearerTransport{token: "alice-all"}},
 					DisableStandaloneSSE: true,
-				}, nil)
+				}, &sdk.ClientSessionOptions{ProtocolVersion: v2025})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -75,6 +79,76 @@ func BenchmarkWhoami(b *testing.B) {
 						}
 					}
 				})
+			})
+		})
+	}
+}
+
+// BenchmarkWhoamiEra measures tools/call whoami through the authenticated
+// /mcp handler as the load generator sends it (raw JSON-RPC over HTTP, no
+// SDK client): as a request of a 2025-era session and as a 2026-07-28
+// stateless request with its _meta and Mcp-Method/Mcp-Name headers.
+func BenchmarkWhoamiEra(b *testing.B) {
+	ts := httptest.NewUnstartedServer(nil)
+	srv, err := New(Config{Issuer: "http://" + ts.Listener.Addr().String(), Verifier: fakeVerifier, Notes: newMemNotes()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts.Config.Handler = srv.Handler()
+	ts.Start()
+	b.Cleanup(ts.Close)
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	post := func(b *testing.B, body string, h map[string]string) (*http.Response, []byte) {
+		req, err := http.NewRequest(http.MethodPost, ts.URL, strings.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer alice-all")
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if resp.StatusCode/100 != 2 {
+			b.Fatalf("status %d: %s", resp.StatusCode, data)
+		}
+		return resp, data
+	}
+	const meta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"bench","version":"1"}}`
+	for _, bc := range []struct {
+		name string
+		// open returns the headers of every call.
+		open func(b *testing.B) map[string]string
+		body string
+	}{
+		{"2025-session", func(b *testing.B) map[string]string {
+			resp, _ := post(b, initializeBody, nil)
+			h := map[string]string{"Mcp-Session-Id": resp.Header.Get("Mcp-Session-Id"), "Mcp-Protocol-Version": "2025-06-18"}
+			post(b, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, h)
+			return h
+		}, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`},
+		{"2026-07-28", func(*testing.B) map[string]string {
+			return map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "whoami"}
+		}, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{},` + meta + `}}`},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.RunParallel(func(pb *testing.PB) {
+				h := bc.open(b)
+				for pb.Next() {
+					if _, data := post(b, bc.body, h); !bytes.Contains(data, []byte(`"result"`)) || bytes.Contains(data, []byte(`"isError":true`)) {
+						b.Errorf("whoami: %s", data)
+						return
+					}
+				}
 			})
 		})
 	}

@@ -4,13 +4,19 @@
 // checks against DNS rebinding.
 //
 // A request to /mcp passes, in order: the Host and Origin checks (403), the
-// bearer middleware (401 with a challenge), the scope check of tools/call,
-// resources/read and prompts/get (403 insufficient_scope; it also refuses
-// bodies that are not UTF-8, nest too deeply or batch too many calls), the
-// per-user caps on sessions and open requests (429), and then the go-sdk,
-// which binds each session to the token's user. Tools are declared
-// with their scope in one place, toolRegistry (see docs/extending.md); every
-// tool, resource and prompt acts only on the notes of the token's user.
+// bearer middleware (401 with a challenge), one reading of its JSON-RPC
+// body (readInbound), the scope check of tools/call, resources/read and
+// prompts/get (403 insufficient_scope; bodies that are not UTF-8, nest
+// too deeply or batch too many calls are refused before anything decodes
+// them), the per-user caps on sessions and open requests (429), and the
+// dispatcher, which hands a
+// 2026-07-28 request to the go-sdk's stateless handler and every other to
+// its session handler, both over the same sdk.Server (docs/protocol.md
+// says why); the session handler binds each session to the token's user.
+// Tools are declared with their scope in one place, toolRegistry (see
+// docs/extending.md); every tool, resource and prompt acts only on the
+// notes of the token's user. Config.Extension adds features behind the
+// same checks; only the conformance fixture server under e2e/ uses it.
 //
 // It declares the interfaces it needs (a token verifier, a NotesStore) and
 // imports no other package of mcpd. It never issues tokens, never reads a

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -94,4 +95,14 @@ func (m *memNotes) DeleteNote(_ context.Context, owner, id string) error {
 	}
 	delete(m.notes[owner], id)
 	return nil
+}
+
+// add saves a note for owner and returns its id.
+func (m *memNotes) add(t testing.TB, owner, title, body string) string {
+	t.Helper()
+	n, err := m.SaveNote(t.Context(), owner, Note{Title: title, Body: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.ID
 }

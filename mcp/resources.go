@@ -32,19 +32,32 @@ func (s *Server) addResources() {
 	s.mcp.AddReceivingMiddleware(s.listNotesAsResources)
 }
 
-// listNotesAsResources answers resources/list with the caller's notes; a
-// token without resourceScope sees none.
+// listNotesAsResources answers resources/list with the SDK's static
+// resources (mcpd has none; an Extension may add some) followed, on the
+// last page, by the caller's notes; a token without resourceScope sees no
+// notes. The result holds the caller's notes, so it is private.
 func (s *Server) listNotesAsResources(next sdk.MethodHandler) sdk.MethodHandler {
 	return func(ctx context.Context, method string, req sdk.Request) (sdk.Result, error) {
 		if method != "resources/list" {
 			return next(ctx, method, req)
 		}
-		res := &sdk.ListResourcesResult{Resources: []*sdk.Resource{}}
-		var ti = req.GetExtra()
-		if ti == nil || ti.TokenInfo == nil || ti.TokenInfo.UserID == "" || !slices.Contains(ti.TokenInfo.Scopes, resourceScope) {
+		r, err := next(ctx, method, req)
+		if err != nil {
+			return nil, err
+		}
+		res, ok := r.(*sdk.ListResourcesResult)
+		if !ok {
+			return r, nil
+		}
+		res.Cacheable = notesListHints()
+		if res.Resources == nil {
+			res.Resources = []*sdk.Resource{}
+		}
+		extra := req.GetExtra()
+		if res.NextCursor != "" || extra == nil || extra.TokenInfo == nil || extra.TokenInfo.UserID == "" || !slices.Contains(extra.TokenInfo.Scopes, resourceScope) {
 			return res, nil
 		}
-		notes, err := s.cfg.Notes.ListNotes(ctx, ti.TokenInfo.UserID)
+		notes, err := s.cfg.Notes.ListNotes(ctx, extra.TokenInfo.UserID)
 		if err != nil {
 			s.log.ErrorContext(ctx, "notes store failed", "method", method, "err", err)
 			return nil, errors.New("listing notes failed")

@@ -50,7 +50,10 @@ type Config struct {
 	// HTTPClient makes upstream calls and upstream token requests; nil
 	// means a client with no default timeout (each upstream has its own).
 	HTTPClient *http.Client
-	// Stateless is the go-sdk's StreamableHTTPOptions.Stateless.
+	// Stateless serves every request without a session, 2025-era clients
+	// included (the go-sdk's StreamableHTTPOptions.Stateless). By default
+	// 2025-era clients get sessions and 2026-07-28 requests, which have
+	// none, are served statelessly side by side (see dispatch).
 	Stateless bool
 	// JSONResponse is the go-sdk's StreamableHTTPOptions.JSONResponse.
 	JSONResponse bool
@@ -71,6 +74,30 @@ type Config struct {
 	DPoP ProofChecker
 	// RequireDPoP refuses bearer tokens; it needs DPoP.
 	RequireDPoP bool
+	// Extension adds tools, resources and prompts beyond mcpd's own; nil
+	// for mcpd serve.
+	Extension *Extension
+}
+
+// Extension adds features to the MCP server beyond mcpd's own tools,
+// resources and prompt. `mcpd serve` sets none; the conformance fixture
+// server under e2e/conformance registers the suite's fixtures through it,
+// so that they are served by mcpd's real /mcp handler.
+//
+// Whatever an Extension adds sits behind the same Origin and Host checks,
+// bearer middleware and dispatcher as mcpd's own features, and its
+// handlers see the verified token in req.Extra.TokenInfo. The scope check
+// knows only toolRegistry's tools, so a tool added here needs nothing but
+// a valid token; a handler that wants a scope checks it itself.
+type Extension struct {
+	// Options, if set, edits the go-sdk server options after mcpd has set
+	// its own and before the server is made: a completion or subscribe
+	// handler, say.
+	Options func(*sdk.ServerOptions)
+	// Register, if set, adds tools, resources and prompts after mcpd's
+	// own. A resource it adds is listed by resources/list ahead of the
+	// caller's notes.
+	Register func(*sdk.Server)
 }
 
 // Server is the MCP endpoint with its protected-resource metadata. Create
@@ -144,10 +171,15 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 		return nil, err
 	}
 
-	s.mcp = sdk.NewServer(&sdk.Implementation{Name: "mcpd", Title: "mcpd notes", Version: "1.0.0"}, &sdk.ServerOptions{
+	opts := &sdk.ServerOptions{
 		Instructions: "Personal notes (note_* tools, note:// resources, summarize_notes prompt) and operator-configured upstream APIs (api_call). Each tool names the OAuth scope it needs.",
 		Logger:       s.log,
-	})
+		SetCacheable: cacheHints,
+	}
+	if ext := cfg.Extension; ext != nil && ext.Options != nil {
+		ext.Options(opts)
+	}
+	s.mcp = sdk.NewServer(&sdk.Implementation{Name: "mcpd", Title: "mcpd notes", Version: "1.0.0"}, opts)
 	s.tools = make(map[string]tool)
 	for _, t := range s.toolRegistry() {
 		if _, dup := s.tools[t.name]; dup {
@@ -158,29 +190,38 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 	}
 	s.addResources()
 	s.addPrompts()
+	if ext := cfg.Extension; ext != nil && ext.Register != nil {
+		ext.Register(s.mcp)
+	}
 
-	streamable := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s.mcp }, &sdk.StreamableHTTPOptions{
-		Stateless:    cfg.Stateless,
-		JSONResponse: cfg.JSONResponse,
-		Logger:       s.log,
-		// Host and Origin are checked by s.checkOrigin against the issuer
-		// and the configured extras; the SDK's loopback-only rule would
-		// refuse an issuer served behind a reverse proxy.
-		DisableLocalhostProtection: true,
-		MaxRequestBodyBytes:        cfg.MaxBodyBytes,
-	})
-	// The SDK binds sessions to auth.TokenInfo.UserID, which it reads from a
-	// context key only auth.RequireBearerToken can set. Our bearer
-	// middleware has verified the token already; this hands the same
-	// TokenInfo over.
-	bind := auth.RequireBearerToken(func(_ context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
-		return verifiedTokenInfo(r.Context())
-	}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})
-	var h http.Handler = bind(streamable)
+	newHandler := func(stateless, jsonResponse bool) http.Handler {
+		h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s.mcp }, &sdk.StreamableHTTPOptions{
+			Stateless:    stateless,
+			JSONResponse: jsonResponse,
+			Logger:       s.log,
+			// Host and Origin are checked by s.checkOrigin against the
+			// issuer and the configured extras; the SDK's loopback-only
+			// rule would refuse an issuer served behind a reverse proxy.
+			DisableLocalhostProtection: true,
+			MaxRequestBodyBytes:        cfg.MaxBodyBytes,
+		})
+		// The SDK binds sessions to auth.TokenInfo.UserID, which it reads
+		// from a context key only auth.RequireBearerToken can set. Our
+		// bearer middleware has verified the token already; this hands the
+		// same TokenInfo over.
+		bind := auth.RequireBearerToken(func(_ context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
+			return verifiedTokenInfo(r.Context())
+		}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})
+		return bind(h)
+	}
+	eras := eraHandlers{stateless: newHandler(true, cfg.JSONResponse), statelessJSON: newHandler(true, true)}
+	if !cfg.Stateless {
+		eras.sessions = newHandler(false, cfg.JSONResponse)
+	}
 	s.users = newUserLimits(cfg.MaxSessionsPerUser, cfg.MaxStreamsPerUser, s.mcp, s.now)
-	h = s.users.middleware(cfg.Stateless, h)
+	h := s.readInbound(s.requireScopes(s.users.middleware(cfg.Stateless, dispatch(eras))))
 	if authenticate {
-		h = s.requireBearer(s.requireScopes(h))
+		h = s.requireBearer(h)
 	} else {
 		h = withFixedToken(h, &auth.TokenInfo{UserID: "bench", Scopes: Scopes(), Expiration: time.Now().Add(24 * time.Hour), Extra: map[string]any{"client_id": "bench"}})
 	}

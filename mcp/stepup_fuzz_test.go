@@ -24,13 +24,16 @@ func FuzzMissingScopes(f *testing.F) {
 		`[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"api_call"}}]`,
 		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"note_save"}} trailing`,
 		`{"jsonrpc":"2.0","method":"tools/call","id":1,"params":{"name":"note\u005fsave"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"note_save","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"note_save","_meta":"not an object"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":[1,{"x":null}],"name":"api_call"}}`,
 	} {
 		f.Add([]byte(seed))
 	}
 	env := newTestEnv(f, nil)
 	none := &auth.TokenInfo{UserID: "alice"}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		missing := env.srv.missingScopes(body, none) // must not panic on anything
+		missing := env.srv.missingScopes(decodeCalls(body), none) // must not panic on anything
 		msg, err := jsonrpc.DecodeMessage(body)
 		if err != nil {
 			return
@@ -48,7 +51,9 @@ func FuzzMissingScopes(f *testing.F) {
 		if len(req.Params) == 0 || dec.Decode(&params) != nil {
 			return
 		}
-		need := env.srv.scopesFor(rpcCall{Method: req.Method, Params: params})
+		c := rpcCall{Method: req.Method}
+		c.Params.Name, c.Params.URI = params.Name, params.URI
+		need := env.srv.scopesFor(c)
 		for _, sc := range need {
 			if !slices.Contains(missing, sc) {
 				t.Fatalf("the SDK reads %q calling %q (needs %s) but the scope check asks for %v", body, params.Name, sc, missing)

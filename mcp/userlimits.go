@@ -1,8 +1,6 @@
 package mcp
 
 import (
-	"bytes"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -52,8 +50,7 @@ func newUserLimits(maxSessions, maxStreams int, server *sdk.Server, now func() t
 const sessionIDHeader = "Mcp-Session-Id"
 
 // middleware enforces the caps. It runs after requireBearer (it needs the
-// principal) and after requireScopes (which has read the body into memory,
-// so peeking at it here costs a copy, not a read from the network).
+// principal) and after readInbound (it reads the calls decoded there).
 func (l *userLimits) middleware(stateless bool, next http.Handler) http.Handler {
 	if l.maxSessions <= 0 && l.maxStreams <= 0 {
 		return next
@@ -65,7 +62,8 @@ func (l *userLimits) middleware(stateless bool, next http.Handler) http.Handler 
 			return
 		}
 		sid := r.Header.Get(sessionIDHeader)
-		creates := !stateless && sid == "" && r.Method == http.MethodPost && isInitialize(r)
+		in := inboundFrom(r.Context())
+		creates := !stateless && !in.stateless && sid == "" && r.Method == http.MethodPost && isInitialize(in.calls)
 		held, evicted, refusal := l.enter(ti.UserID, sid, creates)
 		for _, ss := range evicted {
 			ss.Close()
@@ -86,26 +84,10 @@ func (l *userLimits) middleware(stateless bool, next http.Handler) http.Handler 
 	})
 }
 
-// isInitialize reports whether r's body is a single initialize request,
-// the only request that opens a session. It puts the body back.
-func isInitialize(r *http.Request) bool {
-	if r.Body == nil {
-		return false
-	}
-	body, err := io.ReadAll(r.Body)
-	r.Body.Close()
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	if err != nil {
-		return false
-	}
-	var msg struct {
-		Method string `json:"method"`
-	}
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' || decodeLikeSDK(trimmed, &msg) != nil {
-		return false
-	}
-	return msg.Method == "initialize"
+// isInitialize reports whether calls are a single initialize request, the
+// only request that opens a session (in the 2025 era).
+func isInitialize(calls []rpcCall) bool {
+	return len(calls) == 1 && calls[0].Method == "initialize"
 }
 
 // enter counts a request of user (on session sid, if any) and returns the

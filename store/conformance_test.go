@@ -3,6 +3,7 @@ package store_test
 import (
 	"testing"
 
+	"github.com/mcpd/mcpd/store"
 	"github.com/mcpd/mcpd/store/storetest"
 )
 
@@ -21,4 +22,18 @@ func boltFixture(t *testing.T) storetest.Fixture {
 func TestConformanceBolt(t *testing.T) {
 	storetest.Run(t, boltFixture)
 	storetest.RunTransactional(t, boltFixture)
+	storetest.RunSubjectGrants(t, boltFixture)
+}
+
+// TestConformanceBoltLogin runs the suite's rules of sessions and pending
+// authorizations against the bbolt store.
+func TestConformanceBoltLogin(t *testing.T) {
+	storetest.RunLogin(t, func(t *testing.T) storetest.LoginFixture {
+		clk := newClock()
+		return storetest.LoginFixture{
+			Storage: openTest(t, &store.Options{Now: clk.Now}),
+			Now:     clk.Now,
+			Advance: clk.Advance,
+		}
+	})
 }

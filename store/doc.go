@@ -2,7 +2,9 @@
 // DATA/mcpd.db: OAuth clients, users, remembered consents, notes, and every
 // record fosite needs (authorization codes, access and refresh tokens, PKCE
 // sessions, client-assertion JTIs), plus the sealed refresh successors of the
-// grace window and the server's own random keys.
+// grace window, the server's own random keys, and the records of sign-in:
+// browser sessions (under a hash of the cookie, which the store never sees)
+// and pending authorization requests, both expiring and capped.
 //
 // A *Store satisfies fosite.ClientManager, oauth2.CoreStorage,
 // oauth2.TokenRevocationStorage, pkce.PKCERequestStorage and

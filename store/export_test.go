@@ -1,5 +1,10 @@
 package store
 
+import (
+	"context"
+	"encoding/json"
+)
+
 // GroupCommitState reports the commits the group commit has made and the
 // writers waiting for the writer slot.
 func (s *Store) GroupCommitState() (commits, queued int) {
@@ -18,3 +23,14 @@ func (s *Store) CachedTokens() int {
 // SetTokenLookupHook makes every LookupAccessToken that missed the cache
 // call fn after reading the database and before caching what it read.
 func (s *Store) SetTokenLookupHook(fn func()) { s.tokens.afterRead = fn }
+
+// CreatePasswordlessUser adds a user without a password, as a sign-up
+// through an identity provider makes one.
+func (s *Store) CreatePasswordlessUser(ctx context.Context, name string) error {
+	now := s.now().UTC()
+	v, err := json.Marshal(userRecord{Name: name, CreatedAt: now, UpdatedAt: now})
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *wtx) error { return tx.bucket(bucketUsers).Put([]byte(name), v) })
+}

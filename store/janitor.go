@@ -18,6 +18,9 @@ type SweepStats struct {
 	Consents   int // consents
 	Successors int // refresh successors
 	Clients    int // dynamic clients never activated
+	Sessions   int // login sessions
+	Pending    int // pending authorizations
+	Ceremonies int // WebAuthn ceremonies never finished
 	Index      int // dangling index entries
 }
 
@@ -27,10 +30,11 @@ type SweepStats struct {
 // small.
 const sweepBatch = 512
 
-// Sweep removes every expired code, token, PKCE session, JTI, consent and
-// refresh successor, dynamic clients that never completed an authorization
-// within Options.UnactivatedClientTTL, and index entries that point at
-// nothing. Each kind is swept in writes of at most sweepBatch entries.
+// Sweep removes every expired code, token, PKCE session, JTI, consent,
+// refresh successor, login session, pending authorization and WebAuthn
+// ceremony, dynamic clients that never completed an authorization within
+// Options.UnactivatedClientTTL, and index entries that point at nothing.
+// Each kind is swept in writes of at most sweepBatch entries.
 func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 	now := s.now()
 	var st SweepStats
@@ -51,6 +55,15 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 			return sweepExpiring(tx.bucket(bucketSuccessors), now, from)
 		}},
 		{&st.Consents, func(tx *wtx, from []byte) (int, []byte, error) { return sweepConsents(tx, now, from) }},
+		{&st.Sessions, func(tx *wtx, from []byte) (int, []byte, error) {
+			return sweepExpiring(tx.bucket(bucketSessions), now, from)
+		}},
+		{&st.Pending, func(tx *wtx, from []byte) (int, []byte, error) {
+			return sweepExpiring(tx.bucket(bucketPending), now, from)
+		}},
+		{&st.Ceremonies, func(tx *wtx, from []byte) (int, []byte, error) {
+			return sweepExpiring(tx.bucket(bucketWebAuthnSessions), now, from)
+		}},
 		{&st.Clients, func(tx *wtx, from []byte) (int, []byte, error) { return sweepClients(tx, now.Add(-s.clientTT), from) }},
 		{&st.Index, sweepGrantIndex},
 		{&st.Index, func(tx *wtx, from []byte) (int, []byte, error) { return sweepOwnerIndex(tx, bucketClientGrants, from) }},
@@ -103,7 +116,8 @@ func (s *Store) RunJanitor(ctx context.Context, interval time.Duration) {
 		if st != (SweepStats{}) {
 			s.log.Info("store: janitor swept", "codes", st.Codes, "access", st.Access,
 				"refresh", st.Refresh, "pkce", st.PKCE, "jtis", st.JTIs, "consents", st.Consents,
-				"successors", st.Successors, "clients", st.Clients, "index", st.Index)
+				"successors", st.Successors, "clients", st.Clients, "sessions", st.Sessions,
+				"pending", st.Pending, "ceremonies", st.Ceremonies, "index", st.Index)
 		}
 	}
 }

@@ -62,6 +62,20 @@ func TestSweep(t *testing.T) {
 	if err := s.PutRefreshSuccessor(ctx, "rt-old", []byte("x"), now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
+	for _, sess := range []store.LoginSession{
+		{ID: "sid-old", User: "alice", ExpiresAt: now.Add(12 * time.Hour)},
+		{ID: "sid-long", User: "bob", ExpiresAt: now.Add(100 * time.Hour)},
+	} {
+		if err := s.CreateSession(ctx, sess, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.PutPendingAuthorization(ctx, store.PendingAuthorization{ID: "req-old", ClientID: "used", ExpiresAt: now.Add(10 * time.Minute)}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutWebAuthnSession(ctx, "ceremony-old", []byte("x"), now.Add(5*time.Minute), 0); err != nil {
+		t.Fatal(err)
+	}
 
 	t.Run("nothing live is swept", func(t *testing.T) {
 		got, err := s.Sweep(ctx)
@@ -82,7 +96,7 @@ func TestSweep(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := store.SweepStats{Codes: 1, Access: 1, Refresh: 1, PKCE: 1, JTIs: 1, Consents: 1, Successors: 1, Clients: 1}
+		want := store.SweepStats{Codes: 1, Access: 1, Refresh: 1, PKCE: 1, JTIs: 1, Consents: 1, Successors: 1, Clients: 1, Sessions: 1, Pending: 1, Ceremonies: 1}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("Sweep (-want +got):\n%s", diff)
 		}
@@ -91,6 +105,9 @@ func TestSweep(t *testing.T) {
 		}
 		if !accessAlive(s, "at-fresh") || !refreshAlive(s, "rt-fresh") {
 			t.Errorf("a live grant was swept")
+		}
+		if _, err := s.GetSession(ctx, "sid-long"); err != nil {
+			t.Errorf("a live session was swept: %v", err)
 		}
 		var left []string
 		cs, _ := s.ListClients(ctx)

@@ -24,6 +24,12 @@ const (
 	bucketSubjectGrants = "subject_grants" // subject sep request id → nil
 	bucketJTIs          = "jtis"           // sha256(jti) → expiry
 	bucketSuccessors    = "successors"     // sighash → expiry + sealed bytes
+	bucketSessions      = "sessions"       // session id (a hash of the cookie) → expiry + sessionRecord JSON
+	bucketPending       = "pending"        // pending authorization id → expiry + pendingRecord JSON
+
+	bucketPasskeys         = "passkeys"          // credential id → passkeyRecord JSON
+	bucketUserPasskeys     = "user_passkeys"     // user sep credential id → nil
+	bucketWebAuthnSessions = "webauthn_sessions" // ceremony id → expiry + opaque ceremony data
 )
 
 const sep = "\x00"
@@ -42,6 +48,26 @@ func migrations() []func(tx *bolt.Tx) error {
 				bucketGrants, bucketClientGrants, bucketSubjectGrants,
 				bucketJTIs, bucketSuccessors,
 			} {
+				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+					return fmt.Errorf("create bucket %s: %w", b, err)
+				}
+			}
+			return nil
+		},
+		// Login sessions and pending authorizations move from memory into
+		// the file, so every process serving the issuer sees them.
+		func(tx *bolt.Tx) error {
+			for _, b := range []string{bucketSessions, bucketPending} {
+				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+					return fmt.Errorf("create bucket %s: %w", b, err)
+				}
+			}
+			return nil
+		},
+		// Passkeys (WebAuthn credentials: public keys only) and the
+		// server side of WebAuthn ceremonies.
+		func(tx *bolt.Tx) error {
+			for _, b := range []string{bucketPasskeys, bucketUserPasskeys, bucketWebAuthnSessions} {
 				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 					return fmt.Errorf("create bucket %s: %w", b, err)
 				}

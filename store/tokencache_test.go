@@ -25,6 +25,10 @@ func TestTokenCacheFollowsEveryRevocation(t *testing.T) {
 		{"RotateRefreshToken", func(s *store.Store, _ *clock) error { return s.RotateRefreshToken(ctx, "g1", "rt-g1") }},
 		{"RevokeClientGrants", func(s *store.Store, _ *clock) error { _, err := s.RevokeClientGrants(ctx, "c1"); return err }},
 		{"RevokeSubjectGrants", func(s *store.Store, _ *clock) error { _, err := s.RevokeSubjectGrants(ctx, "alice"); return err }},
+		{"RevokeSubjectClientGrants", func(s *store.Store, _ *clock) error {
+			_, err := s.RevokeSubjectClientGrants(ctx, "alice", "c1")
+			return err
+		}},
 		{"DeleteClient", func(s *store.Store, _ *clock) error { return s.DeleteClient(ctx, "c1") }},
 		{"DeleteUser", func(s *store.Store, _ *clock) error { return s.DeleteUser(ctx, "alice") }},
 		{"Sweep after expiry", func(s *store.Store, clk *clock) error {

@@ -103,8 +103,9 @@ func (s *Store) SetPassword(ctx context.Context, name, password string) error {
 	})
 }
 
-// DeleteUser removes a user, ends every grant whose subject is that user,
-// and deletes the user's consents and notes. ErrNotFound for an unknown
+// DeleteUser removes a user, ends every grant whose subject is that user
+// and every login session of theirs, and deletes the user's passkeys,
+// consents and notes. ErrNotFound for an unknown
 // user.
 func (s *Store) DeleteUser(ctx context.Context, name string) error {
 	return s.update(ctx, func(tx *wtx) error {
@@ -115,6 +116,12 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 			return err
 		}
 		if _, err := revokeIndexed(tx, bucketSubjectGrants, name); err != nil {
+			return err
+		}
+		if _, err := deleteUserSessions(tx, name, ""); err != nil {
+			return err
+		}
+		if err := deleteUserPasskeys(tx, name); err != nil {
 			return err
 		}
 		if err := deletePrefix(tx.bucket(bucketConsents), []byte(name+sep)); err != nil {
@@ -162,8 +169,9 @@ func (s *Store) UserExists(ctx context.Context, name string) (bool, error) {
 }
 
 // Authenticate returns nil when password is the user's, and
-// ErrBadCredentials otherwise. An unknown user costs one argon2id run too,
-// so the answer takes the same time either way.
+// ErrBadCredentials otherwise. An unknown user, and a user without a
+// password, cost one argon2id run too, so the answer takes the same time
+// either way.
 func (s *Store) Authenticate(ctx context.Context, name, password string) error {
 	var hash string
 	err := s.view(ctx, func(tx *bolt.Tx) error {
@@ -174,7 +182,9 @@ func (s *Store) Authenticate(ctx context.Context, name, password string) error {
 		hash = rec.PasswordHash
 		return nil
 	})
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrNotFound) || (err == nil && hash == "") {
+		// An unknown user, or one without a password (signed up through
+		// an identity provider), costs what a wrong password costs.
 		burnPassword(password)
 		return ErrBadCredentials
 	}
@@ -189,6 +199,22 @@ func (s *Store) Authenticate(ctx context.Context, name, password string) error {
 		return ErrBadCredentials
 	}
 	return nil
+}
+
+// HasPassword reports whether the user has a password; a user created
+// through an identity provider may have none. ErrNotFound for an unknown
+// user.
+func (s *Store) HasPassword(ctx context.Context, name string) (bool, error) {
+	var ok bool
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		rec, err := findUser(tx, name)
+		if err != nil {
+			return err
+		}
+		ok = rec.PasswordHash != ""
+		return nil
+	})
+	return ok, err
 }
 
 func findUser(tx *bolt.Tx, name string) (*userRecord, error) {

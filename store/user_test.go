@@ -166,3 +166,58 @@ func TestUsers(t *testing.T) {
 		}
 	})
 }
+
+func TestUserWithoutPassword(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, nil)
+	if err := s.CreateUser(ctx, "alice", "correct horse"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreatePasswordlessUser(ctx, "dana"); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("no password ever authenticates, the empty one included", func(t *testing.T) {
+		for _, pw := range []string{"", "x", "correct horse"} {
+			if err := s.Authenticate(ctx, "dana", pw); !errors.Is(err, store.ErrBadCredentials) {
+				t.Errorf("Authenticate(dana, %q): got %v; want ErrBadCredentials", pw, err)
+			}
+		}
+	})
+
+	t.Run("refusing costs an argon2id run like a wrong password", func(t *testing.T) {
+		fastest := func(name string) time.Duration {
+			best := time.Duration(1<<63 - 1)
+			for range 2 {
+				start := time.Now()
+				_ = s.Authenticate(ctx, name, "wrong")
+				best = min(best, time.Since(start))
+			}
+			return best
+		}
+		known, none := fastest("alice"), fastest("dana")
+		if none < known/4 {
+			t.Errorf("a user without a password answered in %v, a wrong password in %v; want comparable times", none, known)
+		}
+	})
+
+	t.Run("HasPassword tells them apart", func(t *testing.T) {
+		for name, want := range map[string]bool{"alice": true, "dana": false} {
+			if got, err := s.HasPassword(ctx, name); err != nil || got != want {
+				t.Errorf("HasPassword(%s): got %v, %v; want %v", name, got, err, want)
+			}
+		}
+		if _, err := s.HasPassword(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("HasPassword(nobody): got %v; want ErrNotFound", err)
+		}
+	})
+
+	t.Run("setting a password gives them one", func(t *testing.T) {
+		if err := s.SetPassword(ctx, "dana", "now one"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Authenticate(ctx, "dana", "now one"); err != nil {
+			t.Errorf("Authenticate after SetPassword: %v", err)
+		}
+	})
+}

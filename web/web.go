@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -18,23 +19,103 @@ var templateFS embed.FS
 //go:embed static
 var staticFS embed.FS
 
-// Renderer renders the login, consent and error pages. Templates are parsed
-// once by New; a broken or missing template makes New fail.
+// Renderer renders the login, consent, account and error pages. Templates
+// are parsed once by New; a broken or missing template makes New fail.
 type Renderer struct {
 	basePath string
 	login    *template.Template
 	consent  *template.Template
+	account  *template.Template
 	errPage  *template.Template
 }
 
 // LoginData is what the login page shows.
 type LoginData struct {
-	Action     string // form action URL
+	Action     string // password form action URL
 	CSRFToken  string // hidden field csrf_token
-	RequestID  string // hidden field request_id: the pending authorization
-	ClientName string
+	RequestID  string // hidden field request_id: the pending authorization, "" for the account page
+	ClientName string // the application asking; "" when signing in to the account page
 	Username   string // prefilled after a failed attempt
 	Error      string // shown above the form
+	Notice     string // what just happened, such as signing out
+	Password   bool   // offer the user name and password form
+	Passkey    *PasskeyLogin
+	Links      []LoginLink
+}
+
+// PasskeyLogin is the "Sign in with a passkey" form of the login page; nil
+// hides it. Its script (static/passkey.js) asks BeginURL for the options,
+// lets the browser's authenticator sign, and posts the form to Action.
+type PasskeyLogin struct {
+	Action   string
+	BeginURL string
+}
+
+// LoginLink is a way to sign in that the login page offers as a link
+// button, such as an upstream identity provider.
+type LoginLink struct {
+	Label string // e.g. "Sign in with GitHub"
+	Href  string // absolute URL on this server
+}
+
+// AccountData is what the account page shows to the signed-in user.
+type AccountData struct {
+	User   string
+	Action string // URL every account form posts to
+	Notice string // what the last action did, shown at the top
+	Error  string // why the last action failed
+
+	Apps   []AccountApp
+	Revoke Form // the revoke form of every app row
+
+	Passkeys AccountPasskeys
+
+	// Password is the password change form; nil hides it (password login
+	// off, or a user without a password).
+	Password *Form
+
+	SignOut Form
+}
+
+// AccountPasskeys is the passkeys section of the account page.
+type AccountPasskeys struct {
+	// Unavailable says why this server cannot offer passkeys (its address
+	// is not a secure context); "" when it can.
+	Unavailable string
+	List        []AccountPasskey
+	Add         Form   // the form that adds one (its script begins at BeginURL)
+	BeginURL    string // where the add form's script gets its options
+	Rename      Form
+	Remove      Form
+	Full        bool // the user has as many passkeys as an account may
+}
+
+// AccountPasskey is one passkey of the user.
+type AccountPasskey struct {
+	ID         string // base64url credential ID
+	Name       string
+	CreatedAt  time.Time
+	LastUsedAt time.Time // zero: never used
+	Synced     bool      // backed up: a synced passkey
+}
+
+// AccountApp is one row of connected apps: an application that holds a
+// live grant of the user or a remembered consent.
+type AccountApp struct {
+	ClientID     string
+	Name         string
+	Registration string // metadata, dynamic or static
+	MetadataHost string // host of the client metadata document, for metadata
+	Scopes       []string
+	AllowedAt    time.Time
+	LastUsedAt   time.Time // zero: no token yet
+	Remembered   bool      // a remembered consent skips the consent page
+}
+
+// Form is one state-changing form of a page: its CSRF token, bound to the
+// browser and to what the form does.
+type Form struct {
+	CSRFToken string
 }
 
 // ScopeChoice is one requested scope on the consent page.
@@ -115,10 +196,9 @@ func New(opts ...Option) (*Renderer, error) {
 // newRenderer parses the templates in fsys, which holds templates/*.html.
 // Tests pass a broken file system to prove that New fails loudly.
 func newRenderer(fsys fs.FS, o options) (*Renderer, error) {
-	funcs := template.FuncMap{
-		// static is the URL path of an embedded static file.
-		"static": func(name string) string { return o.basePath + "/static/" + name },
-	}
+	funcs := templateFuncs()
+	// static is the URL path of an embedded static file.
+	funcs["static"] = func(name string) string { return o.basePath + "/static/" + name }
 	parse := func(name string) (*template.Template, error) {
 		t, err := template.New(name).Option("missingkey=error").Funcs(funcs).ParseFS(fsys, "templates/layout.html", "templates/"+name)
 		if err != nil {
@@ -134,6 +214,9 @@ func newRenderer(fsys fs.FS, o options) (*Renderer, error) {
 	if r.consent, err = parse("consent.html"); err != nil {
 		return nil, err
 	}
+	if r.account, err = parse("account.html"); err != nil {
+		return nil, err
+	}
 	if r.errPage, err = parse("error.html"); err != nil {
 		return nil, err
 	}
@@ -143,12 +226,29 @@ func newRenderer(fsys fs.FS, o options) (*Renderer, error) {
 	for _, dry := range []struct {
 		t    *template.Template
 		data any
-	}{{r.login, LoginData{}}, {r.consent, ConsentData{}}, {r.errPage, ErrorData{}}} {
+	}{{r.login, LoginData{}}, {r.consent, ConsentData{}}, {r.account, AccountData{}}, {r.errPage, ErrorData{}}} {
 		if err := dry.t.ExecuteTemplate(io.Discard, "layout", dry.data); err != nil {
 			return nil, fmt.Errorf("web: execute %s: %w", dry.t.Name(), err)
 		}
 	}
 	return &r, nil
+}
+
+// templateFuncs are the functions the templates may call.
+func templateFuncs() template.FuncMap {
+	return template.FuncMap{
+		"date":     formatDate,
+		"datetime": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	}
+}
+
+// formatDate is how a page shows a time: in UTC, to the minute, or
+// "never" for the zero time.
+func formatDate(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format("2 Jan 2006, 15:04 UTC")
 }
 
 // BasePath is the path WithBasePath set, "" for the root.
@@ -168,11 +268,20 @@ func (r *Renderer) BasePath() string { return r.basePath }
 // forms' targets come from the server, never from the request.
 const ContentSecurityPolicy = "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
 
+// ScriptContentSecurityPolicy is the policy of the pages that run the
+// passkey script (login, account): ContentSecurityPolicy plus scripts and
+// requests to this origin only, still no inline code.
+const ScriptContentSecurityPolicy = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+
 // SecurityHeaders sets the headers every page carries: no framing, no
 // script, no referrer, no caching.
 func SecurityHeaders(h http.Header) {
+	securityHeaders(h, ContentSecurityPolicy)
+}
+
+func securityHeaders(h http.Header, csp string) {
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", ContentSecurityPolicy)
+	h.Set("Content-Security-Policy", csp)
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -180,21 +289,26 @@ func SecurityHeaders(h http.Header) {
 
 // Login renders the login page with the given status.
 func (r *Renderer) Login(w http.ResponseWriter, status int, d LoginData) {
-	r.render(w, status, r.login, d)
+	r.render(w, status, r.login, ScriptContentSecurityPolicy, d)
 }
 
 // Consent renders the consent page.
 func (r *Renderer) Consent(w http.ResponseWriter, d ConsentData) {
-	r.render(w, http.StatusOK, r.consent, d)
+	r.render(w, http.StatusOK, r.consent, ContentSecurityPolicy, d)
+}
+
+// Account renders the account page with the given status.
+func (r *Renderer) Account(w http.ResponseWriter, status int, d AccountData) {
+	r.render(w, status, r.account, ScriptContentSecurityPolicy, d)
 }
 
 // Error renders an error page with the given status. It never redirects.
 func (r *Renderer) Error(w http.ResponseWriter, status int, d ErrorData) {
-	r.render(w, status, r.errPage, d)
+	r.render(w, status, r.errPage, ContentSecurityPolicy, d)
 }
 
-// StaticHandler serves the embedded CSS under /static/ (the path mcpd
-// receives, whatever WithBasePath says).
+// StaticHandler serves the embedded CSS and the passkey script under
+// /static/ (the path mcpd receives, whatever WithBasePath says).
 func (r *Renderer) StaticHandler() http.Handler {
 	sub, _ := fs.Sub(staticFS, "static")
 	files := http.StripPrefix("/static/", http.FileServer(http.FS(sub)))
@@ -209,14 +323,14 @@ func (r *Renderer) StaticHandler() http.Handler {
 	})
 }
 
-func (r *Renderer) render(w http.ResponseWriter, status int, t *template.Template, data any) {
+func (r *Renderer) render(w http.ResponseWriter, status int, t *template.Template, csp string, data any) {
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", data); err != nil {
 		SecurityHeaders(w.Header())
 		http.Error(w, "internal error rendering page", http.StatusInternalServerError)
 		return
 	}
-	SecurityHeaders(w.Header())
+	securityHeaders(w.Header(), csp)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	page := buf.Bytes()

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
@@ -50,6 +51,33 @@ func sampleLogin() LoginData {
 		ClientName: "Claude Code",
 		Username:   "bob",
 		Error:      "Wrong user name or password.",
+		Password:   true,
+		Links:      []LoginLink{{Label: "Sign in with Example", Href: "https://mcpd.example/login/idp/example?request_id=req-456"}},
+	}
+}
+
+func sampleAccount() AccountData {
+	allowed := time.Date(2026, 7, 1, 9, 30, 0, 0, time.UTC)
+	return AccountData{
+		User:   "alice",
+		Action: "/account",
+		Notice: "The application is disconnected.",
+		Apps: []AccountApp{
+			{ClientID: "c-vscode", Name: "Visual Studio Code", Registration: "metadata", MetadataHost: "vscode.dev",
+				Scopes: []string{"Read your notes", "Create, change and delete your notes"}, AllowedAt: allowed, LastUsedAt: allowed.Add(time.Hour)},
+			{ClientID: "c-inspector", Name: "", Registration: "dynamic", AllowedAt: allowed, Remembered: true},
+		},
+		Revoke: Form{CSRFToken: "csrf-revoke-1"},
+		Passkeys: AccountPasskeys{
+			List: []AccountPasskey{
+				{ID: "cred-laptop", Name: "Laptop", CreatedAt: allowed, LastUsedAt: allowed.Add(2 * time.Hour)},
+				{ID: "cred-phone", Name: "Phone", CreatedAt: allowed, Synced: true},
+			},
+			Add: Form{CSRFToken: "csrf-passkey-add"}, BeginURL: "/account/passkeys/begin",
+			Rename: Form{CSRFToken: "csrf-passkey-rename"}, Remove: Form{CSRFToken: "csrf-passkey-remove"},
+		},
+		Password: &Form{CSRFToken: "csrf-password-1"},
+		SignOut:  Form{CSRFToken: "csrf-signout-1"},
 	}
 }
 
@@ -79,6 +107,7 @@ func allPages(t *testing.T, r *Renderer) map[string]page {
 	return map[string]page{
 		"login":   render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, sampleLogin()) }),
 		"consent": render(t, func(w http.ResponseWriter) { r.Consent(w, sampleConsent()) }),
+		"account": render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, sampleAccount()) }),
 		"error":   render(t, func(w http.ResponseWriter) { r.Error(w, http.StatusBadRequest, sampleError()) }),
 	}
 }
@@ -261,7 +290,7 @@ func TestLoginPage(t *testing.T) {
 		}
 	})
 	t.Run("the user name field has focus on a fresh form", func(t *testing.T) {
-		p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, LoginData{Action: "/login"}) })
+		p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, LoginData{Action: "/login", Password: true}) })
 		in := findOne(t, p.doc, "input username", match(atom.Input, "name", "username"))
 		if _, ok := attr(in, "autofocus"); !ok {
 			t.Error("username input has no autofocus")
@@ -270,6 +299,233 @@ func TestLoginPage(t *testing.T) {
 			t.Errorf("a fresh form shows %d alerts; want none", len(got))
 		}
 	})
+}
+
+func TestLoginPageMethods(t *testing.T) {
+	r := newTestRenderer(t)
+	t.Run("each extra method is a link button with its address", func(t *testing.T) {
+		p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, sampleLogin()) })
+		a := findOne(t, p.doc, "link", match(atom.A, "class", "button"))
+		href, _ := attr(a, "href")
+		if got := [2]string{text(a), href}; got != [2]string{"Sign in with Example", "https://mcpd.example/login/idp/example?request_id=req-456"} {
+			t.Errorf("link = %q; want the label and the address given", got)
+		}
+	})
+	t.Run("without password login there is no password form", func(t *testing.T) {
+		d := sampleLogin()
+		d.Password = false
+		p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, d) })
+		if got := findAll(p.doc, match(atom.Input, "name", "password")); len(got) != 0 {
+			t.Errorf("found %d password inputs; want none", len(got))
+		}
+		if got := findAll(p.doc, match(atom.Input, "name", "username")); len(got) != 0 {
+			t.Errorf("found %d user name inputs; want none", len(got))
+		}
+	})
+	t.Run("a page with no way to sign in says so", func(t *testing.T) {
+		p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, LoginData{}) })
+		if got := text(findOne(t, p.doc, "alert", match(0, "role", "alert"))); !strings.Contains(got, "no way to sign in") {
+			t.Errorf("alert %q; want it to say there is no way to sign in", got)
+		}
+	})
+}
+
+// formOf returns the form element n is in.
+func formOf(t *testing.T, n *html.Node) *html.Node {
+	t.Helper()
+	for f := n.Parent; f != nil; f = f.Parent {
+		if f.DataAtom == atom.Form {
+			return f
+		}
+	}
+	t.Fatal("element is in no form")
+	return nil
+}
+
+func TestAccountPageApps(t *testing.T) {
+	r := newTestRenderer(t)
+	p := render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, sampleAccount()) })
+	buttons := findAll(p.doc, match(atom.Button, "name", "action", "value", "revoke"))
+	if len(buttons) != 2 {
+		t.Fatalf("found %d revoke buttons; want one per app (2)", len(buttons))
+	}
+	for i, want := range []string{"c-vscode", "c-inspector"} {
+		t.Run("the revoke form of row "+want+" carries its client_id and the CSRF token", func(t *testing.T) {
+			form := formOf(t, buttons[i])
+			got := map[string]string{}
+			got["method"], _ = attr(form, "method")
+			got["action"], _ = attr(form, "action")
+			got["client_id"], _ = attr(findOne(t, form, "client_id", match(atom.Input, "name", "client_id")), "value")
+			got["csrf_token"], _ = attr(findOne(t, form, "csrf_token", match(atom.Input, "name", "csrf_token")), "value")
+			wantForm := map[string]string{"method": "post", "action": "/account", "client_id": want, "csrf_token": "csrf-revoke-1"}
+			if diff := cmp.Diff(wantForm, got); diff != "" {
+				t.Errorf("revoke form (-want +got):\n%s", diff)
+			}
+		})
+	}
+	rows := findAll(p.doc, match(atom.Li, "class", "app"))
+	t.Run("a row names the client, how it is known, its scopes and its times", func(t *testing.T) {
+		got := text(rows[0])
+		for _, want := range []string{"Visual Studio Code", "client metadata document at vscode.dev", "Read your notes; Create, change and delete your notes", "1 Jul 2026, 09:30 UTC", "1 Jul 2026, 10:30 UTC"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("row %q lacks %q", got, want)
+			}
+		}
+	})
+	t.Run("an unnamed dynamic client is called so, never used, and marked remembered", func(t *testing.T) {
+		got := text(rows[1])
+		for _, want := range []string{"An unnamed application", "Registered itself", "not verified", "remembered", "Last used never"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("row %q lacks %q", got, want)
+			}
+		}
+	})
+	t.Run("no apps says so", func(t *testing.T) {
+		d := sampleAccount()
+		d.Apps = nil
+		p := render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, d) })
+		if !strings.Contains(text(p.doc), "No application can act for you") {
+			t.Errorf("empty list not explained: %q", text(p.doc))
+		}
+	})
+}
+
+// fields returns the name=value pairs of the inputs of form.
+func fields(form *html.Node) map[string]string {
+	out := map[string]string{}
+	for _, in := range findAll(form, match(atom.Input)) {
+		n, _ := attr(in, "name")
+		v, _ := attr(in, "value")
+		out[n] = v
+	}
+	return out
+}
+
+func TestAccountPagePasskeys(t *testing.T) {
+	r := newTestRenderer(t)
+	p := render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, sampleAccount()) })
+	t.Run("each passkey has a rename and a remove form naming it", func(t *testing.T) {
+		renames := findAll(p.doc, match(atom.Button, "name", "action", "value", "passkey-rename"))
+		removes := findAll(p.doc, match(atom.Button, "name", "action", "value", "passkey-remove"))
+		if len(renames) != 2 || len(removes) != 2 {
+			t.Fatalf("found %d rename and %d remove buttons; want 2 each", len(renames), len(removes))
+		}
+		got := []map[string]string{fields(formOf(t, renames[0])), fields(formOf(t, removes[1]))}
+		want := []map[string]string{
+			{"csrf_token": "csrf-passkey-rename", "passkey_id": "cred-laptop", "name": "Laptop"},
+			{"csrf_token": "csrf-passkey-remove", "passkey_id": "cred-phone"},
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("passkey forms (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("a passkey shows when it was added and last used", func(t *testing.T) {
+		got := text(findAll(p.doc, match(atom.Li, "class", "passkey"))[0])
+		for _, want := range []string{"Laptop", "Added 1 Jul 2026, 09:30 UTC", "Last used 1 Jul 2026, 11:30 UTC"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("passkey row %q lacks %q", got, want)
+			}
+		}
+	})
+	t.Run("the add form is run by the script and posts the ceremony", func(t *testing.T) {
+		form := findOne(t, p.doc, "add form", match(atom.Form, "data-passkey", "register"))
+		begin, _ := attr(form, "data-begin")
+		got := fields(form)
+		want := map[string]string{"csrf_token": "csrf-passkey-add", "action": "passkey-add", "ceremony": "", "credential": "", "name": "Passkey"}
+		if diff := cmp.Diff(want, got); diff != "" || begin != "/account/passkeys/begin" {
+			t.Errorf("add form begins at %q (-want +got):\n%s", begin, diff)
+		}
+	})
+	t.Run("where passkeys cannot work the page says why and offers no add form", func(t *testing.T) {
+		d := sampleAccount()
+		d.Passkeys.Unavailable = "Passkeys need a secure connection."
+		p := render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, d) })
+		if got := findAll(p.doc, match(atom.Form, "data-passkey", "*")); len(got) != 0 {
+			t.Errorf("found %d passkey script forms; want none", len(got))
+		}
+		if !strings.Contains(text(p.doc), "Passkeys need a secure connection.") {
+			t.Error("the reason is not shown")
+		}
+	})
+}
+
+func TestLoginPagePasskey(t *testing.T) {
+	r := newTestRenderer(t)
+	d := sampleLogin()
+	d.Passkey = &PasskeyLogin{Action: "/login/passkey", BeginURL: "/login/passkey/begin"}
+	p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, d) })
+	form := findOne(t, p.doc, "passkey form", match(atom.Form, "data-passkey", "login"))
+	action, _ := attr(form, "action")
+	begin, _ := attr(form, "data-begin")
+	got := fields(form)
+	got["action attribute"], got["begin"] = action, begin
+	want := map[string]string{"csrf_token": "csrf-login-123", "request_id": "req-456", "ceremony": "", "credential": "", "action attribute": "/login/passkey", "begin": "/login/passkey/begin"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("passkey form (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(text(form), "Sign in with a passkey") {
+		t.Errorf("button text %q", text(form))
+	}
+	t.Run("the password form stays the first form, so clients that post the first form keep working", func(t *testing.T) {
+		forms := findAll(p.doc, match(atom.Form))
+		if len(findAll(forms[0], match(atom.Input, "name", "password"))) != 1 {
+			t.Error("the first form is not the password form")
+		}
+	})
+	t.Run("passkey sign-in alone is a way in", func(t *testing.T) {
+		d := LoginData{Passkey: &PasskeyLogin{Action: "/login/passkey", BeginURL: "/b"}}
+		p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, d) })
+		if got := findAll(p.doc, match(0, "role", "alert")); len(got) != 0 {
+			t.Errorf("found %d alerts; want none", len(got))
+		}
+	})
+}
+
+func TestAccountPagePassword(t *testing.T) {
+	r := newTestRenderer(t)
+	p := render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, sampleAccount()) })
+	form := formOf(t, findOne(t, p.doc, "change button", match(atom.Button, "name", "action", "value", "password")))
+	for _, name := range []string{"current_password", "new_password", "new_password_again"} {
+		in := findOne(t, form, name, match(atom.Input, "name", name))
+		if typ, _ := attr(in, "type"); typ != "password" {
+			t.Errorf("%s type %q; want password", name, typ)
+		}
+	}
+	if got, _ := attr(findOne(t, form, "csrf_token", match(atom.Input, "name", "csrf_token")), "value"); got != "csrf-password-1" {
+		t.Errorf("csrf_token %q; want csrf-password-1", got)
+	}
+	t.Run("no password form when there is none to change", func(t *testing.T) {
+		d := sampleAccount()
+		d.Password = nil
+		p := render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, d) })
+		if got := findAll(p.doc, match(atom.Input, "type", "password")); len(got) != 0 {
+			t.Errorf("found %d password inputs; want none", len(got))
+		}
+	})
+}
+
+func TestAccountPageSignOut(t *testing.T) {
+	r := newTestRenderer(t)
+	p := render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, sampleAccount()) })
+	btn := findOne(t, p.doc, "sign-out button", match(atom.Button, "name", "action", "value", "signout"))
+	form := btn.Parent
+	for form != nil && form.DataAtom != atom.Form {
+		form = form.Parent
+	}
+	if form == nil {
+		t.Fatal("the sign-out button is in no form")
+	}
+	got := map[string]string{}
+	got["method"], _ = attr(form, "method")
+	got["action"], _ = attr(form, "action")
+	got["csrf_token"], _ = attr(findOne(t, form, "csrf_token", match(atom.Input, "name", "csrf_token")), "value")
+	want := map[string]string{"method": "post", "action": "/account", "csrf_token": "csrf-signout-1"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("sign-out form (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(text(p.doc), "Signed in as alice") {
+		t.Errorf("page does not name the user: %q", text(p.doc))
+	}
 }
 
 func TestConsentPage(t *testing.T) {
@@ -434,6 +690,24 @@ func TestConsentPageSubmitsTheScopesThatStayChecked(t *testing.T) {
 	}
 }
 
+func TestHostileLoginLinkIsEscaped(t *testing.T) {
+	r := newTestRenderer(t)
+	const evil = `"><script>alert(1)</script>`
+	l := sampleLogin()
+	l.Links = []LoginLink{{Label: evil, Href: "javascript:alert(1)"}}
+	p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, l) })
+	if got := findAll(p.doc, match(atom.Script)); len(got) != 0 {
+		t.Errorf("found %d <script> elements; want none", len(got))
+	}
+	a := findOne(t, p.doc, "link", match(atom.A))
+	if href, _ := attr(a, "href"); strings.HasPrefix(strings.ToLower(href), "javascript:") {
+		t.Errorf("link href %q runs script", href)
+	}
+	if text(a) != evil {
+		t.Errorf("link label %q; want the hostile text shown as text", text(a))
+	}
+}
+
 func TestHostileValuesAreEscaped(t *testing.T) {
 	r := newTestRenderer(t)
 	const evil = `"><script>alert(1)</script><img src=x onerror=alert(1)><a href="https://evil.example">x</a>`
@@ -442,10 +716,16 @@ func TestHostileValuesAreEscaped(t *testing.T) {
 	d.ClientSource, d.RedirectLoopback = "metadata", true
 	d.Scopes = append(d.Scopes, ScopeChoice{Name: evil, Description: evil})
 	l := sampleLogin()
-	l.ClientName, l.Username, l.Error, l.Action = evil, evil, evil, "javascript:alert(1)"
+	l.ClientName, l.Username, l.Error, l.Notice, l.Action = evil, evil, evil, evil, "javascript:alert(1)"
+	l.Links = nil
+	a := sampleAccount()
+	a.User, a.Notice, a.Error, a.Action = evil, evil, evil, "javascript:alert(1)"
+	a.Apps = []AccountApp{{ClientID: evil, Name: evil, Registration: "metadata", MetadataHost: evil, Scopes: []string{evil}}}
+	a.Passkeys = AccountPasskeys{Unavailable: evil, List: []AccountPasskey{{ID: evil, Name: evil}}}
 	pages := map[string]page{
 		"consent": render(t, func(w http.ResponseWriter) { r.Consent(w, d) }),
 		"login":   render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, l) }),
+		"account": render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, a) }),
 		"error": render(t, func(w http.ResponseWriter) {
 			r.Error(w, http.StatusBadRequest, ErrorData{Title: evil, Message: evil, Hint: evil, Command: evil})
 		}),
@@ -502,15 +782,21 @@ func TestPagesAreValidUTF8WhateverTheValues(t *testing.T) {
 
 func TestSecurityHeaders(t *testing.T) {
 	r := newTestRenderer(t)
-	want := map[string]string{
-		"X-Frame-Options":         "DENY",
-		"Content-Security-Policy": ContentSecurityPolicy,
-		"Referrer-Policy":         "no-referrer",
-		"Cache-Control":           "no-store",
-		"X-Content-Type-Options":  "nosniff",
+	policies := map[string]string{
+		"consent": ContentSecurityPolicy,
+		"error":   ContentSecurityPolicy,
+		"login":   ScriptContentSecurityPolicy, // the passkey script
+		"account": ScriptContentSecurityPolicy,
 	}
 	for name, p := range allPages(t, r) {
 		t.Run(name+" page carries every security header", func(t *testing.T) {
+			want := map[string]string{
+				"X-Frame-Options":         "DENY",
+				"Content-Security-Policy": policies[name],
+				"Referrer-Policy":         "no-referrer",
+				"Cache-Control":           "no-store",
+				"X-Content-Type-Options":  "nosniff",
+			}
 			got := map[string]string{}
 			for k := range want {
 				got[k] = p.resp.Header().Get(k)
@@ -521,38 +807,88 @@ func TestSecurityHeaders(t *testing.T) {
 		})
 	}
 
-	directives := map[string]string{}
-	for _, d := range strings.Split(ContentSecurityPolicy, ";") {
-		f := strings.Fields(d)
-		if len(f) > 0 {
-			directives[f[0]] = strings.Join(f[1:], " ")
+	directivesOf := func(policy string) map[string]string {
+		directives := map[string]string{}
+		for _, d := range strings.Split(policy, ";") {
+			f := strings.Fields(d)
+			if len(f) > 0 {
+				directives[f[0]] = strings.Join(f[1:], " ")
+			}
 		}
+		return directives
 	}
-	rules := []struct {
+	common := []struct {
 		name, directive, want string
 	}{
 		{"framing is refused", "frame-ancestors", "'none'"},
-		{"nothing loads by default, so no script runs", "default-src", "'none'"},
+		{"nothing loads by default", "default-src", "'none'"},
 		{"only the stylesheet from this origin is allowed", "style-src", "'self'"},
 		{"no base element can redirect relative URLs", "base-uri", "'none'"},
 		// After Allow the form POST is answered with a redirect to the
 		// client's loopback, https or custom-scheme redirect URI, and
 		// browsers check form-action on every hop of it.
 		{"form-action is absent so the redirect to any client scheme is not blocked", "form-action", ""},
-		{"no script source is allowed", "script-src", ""},
 	}
-	for _, rule := range rules {
-		t.Run(rule.name, func(t *testing.T) {
-			if got := directives[rule.directive]; got != rule.want {
-				t.Errorf("%s = %q; want %q", rule.directive, got, rule.want)
+	for _, pol := range []struct {
+		name, policy string
+		extra        []struct{ name, directive, want string }
+	}{
+		{"page without script", ContentSecurityPolicy, []struct{ name, directive, want string }{
+			{"no script source is allowed", "script-src", ""},
+			{"no request from script is allowed", "connect-src", ""},
+		}},
+		{"page with the passkey script", ScriptContentSecurityPolicy, []struct{ name, directive, want string }{
+			{"scripts come from this origin only", "script-src", "'self'"},
+			{"script requests go to this origin only", "connect-src", "'self'"},
+		}},
+	} {
+		directives := directivesOf(pol.policy)
+		for _, rule := range append(common, pol.extra...) {
+			t.Run(pol.name+": "+rule.name, func(t *testing.T) {
+				if got := directives[rule.directive]; got != rule.want {
+					t.Errorf("%s = %q; want %q", rule.directive, got, rule.want)
+				}
+			})
+		}
+		t.Run(pol.name+": the CSP never allows inline code", func(t *testing.T) {
+			if strings.Contains(pol.policy, "unsafe-") || strings.Contains(pol.policy, "data:;") && strings.Contains(directives["script-src"], "data:") {
+				t.Errorf("CSP %q allows inline or data: code", pol.policy)
 			}
 		})
 	}
-	t.Run("the CSP never allows inline code", func(t *testing.T) {
-		if strings.Contains(ContentSecurityPolicy, "unsafe-") {
-			t.Errorf("CSP %q contains an unsafe- source", ContentSecurityPolicy)
+}
+
+func TestPasskeyScriptOnlyWithPasskeyForms(t *testing.T) {
+	r := newTestRenderer(t)
+	scripts := func(p page) []string {
+		var out []string
+		for _, n := range findAll(p.doc, match(atom.Script)) {
+			src, _ := attr(n, "src")
+			out = append(out, src)
 		}
-	})
+		return out
+	}
+	withPasskey := sampleLogin()
+	withPasskey.Passkey = &PasskeyLogin{Action: "/login/passkey", BeginURL: "/login/passkey/begin"}
+	noPasskeys := sampleAccount()
+	noPasskeys.Passkeys.Unavailable = "Passkeys need a secure connection."
+	for _, tc := range []struct {
+		name string
+		page page
+		want []string
+	}{
+		{"a login page with passkey sign-in loads the script", render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, withPasskey) }), []string{"/static/passkey.js"}},
+		{"a login page without it loads none", render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, sampleLogin()) }), nil},
+		{"an account page where passkeys work loads the script", render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, sampleAccount()) }), []string{"/static/passkey.js"}},
+		{"an account page where they cannot loads none", render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, noPasskeys) }), nil},
+		{"the consent page loads none", render(t, func(w http.ResponseWriter) { r.Consent(w, sampleConsent()) }), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, scripts(tc.page)); diff != "" {
+				t.Errorf("scripts (-want +got):\n%s", diff)
+			}
+		})
+	}
 }
 
 // TestPagesFitTheCSPAndAreAccessible checks what the CSP and accessibility
@@ -561,9 +897,19 @@ func TestPagesFitTheCSPAndAreAccessible(t *testing.T) {
 	r := newTestRenderer(t)
 	for name, p := range allPages(t, r) {
 		t.Run(name+" page has no inline script or style", func(t *testing.T) {
-			for _, tag := range []atom.Atom{atom.Script, atom.Style} {
-				if got := findAll(p.doc, match(tag)); len(got) != 0 {
-					t.Errorf("found %d <%s>; the CSP forbids them", len(got), tag)
+			if got := findAll(p.doc, match(atom.Style)); len(got) != 0 {
+				t.Errorf("found %d <style>; the CSP forbids them", len(got))
+			}
+			for _, sc := range findAll(p.doc, match(atom.Script)) {
+				if src, _ := attr(sc, "src"); src != "/static/passkey.js" || sc.FirstChild != nil {
+					t.Errorf("found a <script> other than the passkey script from this origin (src %q)", src)
+				}
+			}
+			for n := range p.doc.Descendants() {
+				for _, a := range n.Attr {
+					if strings.HasPrefix(a.Key, "on") {
+						t.Errorf("<%s> has an inline event handler %s", n.Data, a.Key)
+					}
 				}
 			}
 			if got := findAll(p.doc, match(0, "style", "*")); len(got) != 0 {
@@ -606,6 +952,9 @@ func TestPagesFitTheCSPAndAreAccessible(t *testing.T) {
 			for _, in := range findAll(p.doc, match(atom.Input)) {
 				if typ, _ := attr(in, "type"); typ == "hidden" {
 					continue
+				}
+				if _, hidden := attr(in, "hidden"); hidden {
+					continue // e.g. the user name a password manager files a new password under
 				}
 				id, _ := attr(in, "id")
 				if id == "" || len(findAll(p.doc, match(atom.Label, "for", id))) != 1 {

@@ -15,17 +15,30 @@ import (
 // load generator spends as little CPU per call as a client can and leaves
 // the two cores to the server.
 
-const protocolVersion = "2025-06-18"
+// The protocol versions the scenarios speak: a 2025-era session
+// (initialize, Mcp-Session-Id) and a 2026-07-28 stateless client
+// (server/discover, per-request _meta, Mcp-Method and Mcp-Name headers).
+const (
+	protocolVersion = "2025-06-18"
+	modernVersion   = "2026-07-28"
+)
+
+// modernMeta is the per-request _meta of every 2026-07-28 request.
+const modernMeta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"` + modernVersion + `","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"loadgen","version":"1.0.0"}}`
 
 // mcpSession is one client's MCP session (or none, against a stateless
-// server) with a reusable response buffer.
+// server or for a 2026-07-28 client) with a reusable response buffer.
 type mcpSession struct {
-	env   *runEnv
-	url   string
-	token string
-	sid   string
-	id    int
-	buf   bytes.Buffer
+	env    *runEnv
+	url    string
+	token  string
+	modern bool // a 2026-07-28 client
+	sid    string
+	id     int
+	buf    bytes.Buffer
+	// method and name are the Mcp-Method and Mcp-Name headers of the next
+	// 2026-07-28 request.
+	method, name string
 }
 
 // call posts one JSON-RPC message and returns the response body, which
@@ -41,6 +54,13 @@ func (s *mcpSession) call(ctx context.Context, body []byte, notification bool) (
 	if s.sid != "" {
 		req.Header.Set("Mcp-Session-Id", s.sid)
 		req.Header.Set("MCP-Protocol-Version", protocolVersion)
+	}
+	if s.modern {
+		req.Header.Set("MCP-Protocol-Version", modernVersion)
+		req.Header.Set("Mcp-Method", s.method)
+		if s.name != "" {
+			req.Header.Set("Mcp-Name", s.name)
+		}
 	}
 	resp, err := s.env.hc.Do(req)
 	if err != nil {
@@ -62,8 +82,20 @@ func (s *mcpSession) call(ctx context.Context, body []byte, notification bool) (
 }
 
 // open initializes the session; a stateless server answers without a
-// session id and the calls then go without one.
+// session id and the calls then go without one. A 2026-07-28 client has no
+// session: it asks server/discover once, as clients do when they connect.
 func (s *mcpSession) open(ctx context.Context) error {
+	if s.modern {
+		s.method, s.name = "server/discover", ""
+		body, _, err := s.call(ctx, []byte(`{"jsonrpc":"2.0","id":0,"method":"server/discover","params":{`+modernMeta+`}}`), false)
+		if err != nil {
+			return err
+		}
+		if !bytes.Contains(body, []byte(`"`+modernVersion+`"`)) {
+			return fmt.Errorf("server/discover: no %s in %.200s", modernVersion, body)
+		}
+		return nil
+	}
 	body, resp, err := s.call(ctx, []byte(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"`+protocolVersion+`","capabilities":{},"clientInfo":{"name":"loadgen","version":"1.0.0"}}}`), false)
 	if err != nil {
 		return err
@@ -85,6 +117,10 @@ var (
 func (s *mcpSession) whoami(ctx context.Context) error {
 	s.id++
 	msg := append(append([]byte(`{"jsonrpc":"2.0","id":`), strconv.Itoa(s.id)...), `,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`...)
+	if s.modern {
+		s.method, s.name = "tools/call", "whoami"
+		msg = append(append([]byte(`{"jsonrpc":"2.0","id":`), strconv.Itoa(s.id)...), `,"method":"tools/call","params":{"name":"whoami","arguments":{},`+modernMeta+`}}`...)
+	}
 	body, _, err := s.call(ctx, msg, false)
 	if err != nil {
 		return err
@@ -95,12 +131,13 @@ func (s *mcpSession) whoami(ctx context.Context) error {
 	return nil
 }
 
-// whoamiScenario opens one MCP session per worker and repeats tools/call
-// whoami. Both variants first get a real access token through
+// whoamiScenario opens one MCP session per worker (a 2025-era session, or
+// with modern a 2026-07-28 client, which has none) and repeats tools/call
+// whoami. Every variant first gets a real access token through
 // registration, login, consent and the token endpoint, so the server has
 // done the same work (an argon2id login among it) before the measured
 // window; without authenticate the target's /noauth/mcp ignores the token.
-func whoamiScenario(authenticate bool) scenario {
+func whoamiScenario(authenticate, modern bool) scenario {
 	return func(ctx context.Context, env *runEnv, _ int) (op, error) {
 		if err := env.prepareShared(ctx, true, false); err != nil {
 			return nil, err
@@ -109,7 +146,7 @@ func whoamiScenario(authenticate bool) scenario {
 		if !authenticate {
 			token = "loadgen-no-auth"
 		}
-		s := &mcpSession{env: env, url: env.target + env.mcpPath, token: token}
+		s := &mcpSession{env: env, url: env.target + env.mcpPath, token: token, modern: modern}
 		if err := s.open(ctx); err != nil {
 			return nil, err
 		}

@@ -52,8 +52,10 @@ type scenario func(ctx context.Context, env *runEnv, i int) (op, error)
 
 var scenarios = map[string]scenario{
 	"plain":              plainScenario,
-	"whoami":             whoamiScenario(true),
-	"whoami-noauth":      whoamiScenario(false),
+	"whoami":             whoamiScenario(true, false),
+	"whoami-noauth":      whoamiScenario(false, false),
+	"whoami-2026":        whoamiScenario(true, true),
+	"whoami-2026-noauth": whoamiScenario(false, true),
 	"refresh":            refreshScenario,
 	"client-credentials": clientCredentialsScenario,
 	"introspect":         introspectScenario,
@@ -80,7 +82,7 @@ type runEnv struct {
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	name := fs.String("scenario", "whoami", "plain, whoami, whoami-noauth, refresh, client-credentials, introspect or register")
+	name := fs.String("scenario", "whoami", "plain, whoami, whoami-noauth, whoami-2026, whoami-2026-noauth, refresh, client-credentials, introspect or register")
 	target := fs.String("target", "http://127.0.0.1:18080", "base URL of the server (loopback only)")
 	mcpPath := fs.String("mcp-path", "", "path of the MCP endpoint (default /mcp, /noauth/mcp for whoami-noauth)")
 	workers := fs.Int("c", 16, "concurrent workers")
@@ -106,7 +108,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *mcpPath == "" {
 		*mcpPath = "/mcp"
-		if *name == "whoami-noauth" {
+		if *name == "whoami-noauth" || *name == "whoami-2026-noauth" {
 			*mcpPath = "/noauth/mcp"
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,8 @@ type admin interface {
 	ListUsers(ctx context.Context) ([]userView, error)
 	SetPassword(ctx context.Context, name, password string) error
 	RemoveUser(ctx context.Context, name string) (revokeResult, error)
+	ListPasskeys(ctx context.Context, user string) ([]passkeyView, error)
+	RemovePasskey(ctx context.Context, user, id string) error
 	ListClients(ctx context.Context) ([]clientView, error)
 	ShowClient(ctx context.Context, id string) (clientView, error)
 	RevokeClient(ctx context.Context, id string) (revokeResult, error)
@@ -35,6 +38,17 @@ type userView struct {
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	Passkeys  int       `json:"passkeys"`
+}
+
+// passkeyView is a passkey as the CLI prints it; id is the credential ID
+// in base64url, as `user passkeys --remove` takes it.
+type passkeyView struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	CreatedAt  time.Time `json:"created_at"`
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+	Synced     bool      `json:"synced"`
 }
 
 // clientView is a client as the CLI prints it.
@@ -101,11 +115,43 @@ func (a localAdmin) ListUsers(ctx context.Context) ([]userView, error) {
 	if err != nil {
 		return nil, err
 	}
+	passkeys, err := a.s.CountPasskeys(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]userView, 0, len(users))
 	for _, u := range users {
-		out = append(out, userView{Name: u.Name, CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC()})
+		out = append(out, userView{Name: u.Name, CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(), Passkeys: passkeys[u.Name]})
 	}
 	return out, nil
+}
+
+func (a localAdmin) ListPasskeys(ctx context.Context, user string) ([]passkeyView, error) {
+	if ok, err := a.s.UserExists(ctx, user); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, fmt.Errorf("user %s: %w", user, errNotFound)
+	}
+	keys, err := a.s.ListPasskeys(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]passkeyView, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, passkeyView{
+			ID: base64.RawURLEncoding.EncodeToString(k.ID), Name: k.Name,
+			CreatedAt: k.CreatedAt.UTC(), LastUsedAt: k.LastUsedAt.UTC(), Synced: k.BackupState,
+		})
+	}
+	return out, nil
+}
+
+func (a localAdmin) RemovePasskey(ctx context.Context, user, id string) error {
+	raw, err := base64.RawURLEncoding.DecodeString(id)
+	if err != nil || len(raw) == 0 {
+		return fmt.Errorf("passkey %s of %s: %w", id, user, errNotFound)
+	}
+	return adminErr(a.s.DeletePasskey(ctx, user, raw), "passkey "+id+" of "+user)
 }
 
 func (a localAdmin) SetPassword(ctx context.Context, name, password string) error {

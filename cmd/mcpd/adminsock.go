@@ -85,6 +85,10 @@ func adminHandler(a admin, logger *slog.Logger) http.Handler {
 		return struct{}{}, a.SetPassword(ctx, req.Name, req.Password)
 	})
 	handle("user-remove", func(ctx context.Context, req adminRequest) (any, error) { return a.RemoveUser(ctx, req.Name) })
+	handle("user-passkeys", func(ctx context.Context, req adminRequest) (any, error) { return a.ListPasskeys(ctx, req.Name) })
+	handle("user-passkey-remove", func(ctx context.Context, req adminRequest) (any, error) {
+		return struct{}{}, a.RemovePasskey(ctx, req.Name, req.ID)
+	})
 	handle("client-list", func(ctx context.Context, _ adminRequest) (any, error) { return a.ListClients(ctx) })
 	handle("client-show", func(ctx context.Context, req adminRequest) (any, error) { return a.ShowClient(ctx, req.ID) })
 	handle("client-revoke", func(ctx context.Context, req adminRequest) (any, error) { return a.RevokeClient(ctx, req.ID) })
@@ -204,6 +208,15 @@ func (s *socketAdmin) SetPassword(ctx context.Context, name, password string) er
 func (s *socketAdmin) RemoveUser(ctx context.Context, name string) (revokeResult, error) {
 	var out revokeResult
 	return out, s.call(ctx, "user-remove", adminRequest{Name: name}, &out)
+}
+
+func (s *socketAdmin) ListPasskeys(ctx context.Context, user string) ([]passkeyView, error) {
+	var out []passkeyView
+	return out, s.call(ctx, "user-passkeys", adminRequest{Name: user}, &out)
+}
+
+func (s *socketAdmin) RemovePasskey(ctx context.Context, user, id string) error {
+	return s.call(ctx, "user-passkey-remove", adminRequest{Name: user, ID: id}, nil)
 }
 
 func (s *socketAdmin) ListClients(ctx context.Context) ([]clientView, error) {

@@ -202,15 +202,20 @@ func benchGrant(b *testing.B, issuer string) (string, benchTokens) {
 
 // BenchmarkMCPWhoami is tools/call whoami through the whole server: the
 // bearer token is looked up in bbolt and checked on every call. The
-// parallel variant runs one MCP session per goroutine.
+// parallel variant runs one MCP session per goroutine. The go-sdk client
+// is held to 2025-11-25 (initialize, a session) but in the 2026-07-28
+// variant, whose requests are stateless.
 func BenchmarkMCPWhoami(b *testing.B) {
+	const legacy = "2025-11-25"
 	for _, mode := range []struct {
-		name string
-		args []string
+		name    string
+		args    []string
+		version string
 	}{
-		{"sse", nil},
-		{"json", []string{"--mcp-json-response", "true"}},
-		{"stateless-json", []string{"--mcp-stateless", "true", "--mcp-json-response", "true"}},
+		{"sse", nil, legacy},
+		{"json", []string{"--mcp-json-response", "true"}, legacy},
+		{"stateless-json", []string{"--mcp-stateless", "true", "--mcp-json-response", "true"}, legacy},
+		{"2026-07-28", nil, "2026-07-28"},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			issuer := benchServer(b, mode.args...)
@@ -223,7 +228,7 @@ func BenchmarkMCPWhoami(b *testing.B) {
 				cs, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{
 					Endpoint: issuer + "/mcp", HTTPClient: &http.Client{Transport: bearerTransport{token: tok.AccessToken}},
 					DisableStandaloneSSE: true,
-				}, nil)
+				}, &mcp.ClientSessionOptions{ProtocolVersion: mode.version})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -23,6 +23,8 @@ func adminScript(t *testing.T, data, clientID string) map[string]string {
 	for _, args := range [][]string{
 		{"user", "list"},
 		{"user", "list", "--json"},
+		{"user", "passkeys", "alice"},
+		{"user", "passkeys", "alice", "--json"},
 		{"client", "list"},
 		{"client", "list", "--json"},
 		{"client", "show", clientID},

@@ -91,6 +91,7 @@ type adminCmd struct {
 	json     bool     // takes --json
 	password bool     // needs --password-stdin
 	userFlag bool     // takes --user NAME
+	remove   bool     // takes --remove ID
 	run      func(e cliEnv, a admin, in adminInput) error
 }
 
@@ -100,6 +101,7 @@ type adminInput struct {
 	json     bool
 	password string
 	user     string
+	remove   string
 }
 
 // dispatch runs the subcommand args[0] of group (user, client, consent).
@@ -120,9 +122,12 @@ func (e cliEnv) dispatch(group, usage string, cmds map[string]adminCmd, args []s
 	}
 	name := group + " " + sub
 	fs, f := e.adminFlagSet(name, usage, cmd.json, cmd.password)
-	var user *string
+	var user, remove *string
 	if cmd.userFlag {
 		user = fs.String("user", "", "only this user's entries")
+	}
+	if cmd.remove {
+		remove = fs.String("remove", "", "remove the passkey of this ID (as listed)")
 	}
 	pos, err := parseInterleaved(fs, args[1:])
 	if err != nil {
@@ -152,6 +157,9 @@ func (e cliEnv) dispatch(group, usage string, cmds map[string]adminCmd, args []s
 	if user != nil {
 		in.user = *user
 	}
+	if remove != nil {
+		in.remove = *remove
+	}
 	if cmd.password {
 		if !*f.passwordStdin {
 			return usageError(name + ": pass the password on standard input with --password-stdin")
@@ -173,6 +181,7 @@ func (e cliEnv) user(args []string) error {
   mcpd user add NAME --password-stdin
   mcpd user list [--json]
   mcpd user passwd NAME --password-stdin
+  mcpd user passkeys NAME [--json] [--remove ID]
   mcpd user remove NAME`
 	return e.dispatch("user", usage, map[string]adminCmd{
 		"add": {args: []string{"NAME"}, password: true, run: func(e cliEnv, a admin, in adminInput) error {
@@ -196,9 +205,28 @@ func (e cliEnv) user(args []string) error {
 			}
 			var rows [][]string
 			for _, u := range users {
-				rows = append(rows, []string{u.Name, when(u.CreatedAt)})
+				rows = append(rows, []string{u.Name, when(u.CreatedAt), fmt.Sprint(u.Passkeys)})
 			}
-			e.table("NAME\tCREATED", rows)
+			e.table("NAME\tCREATED\tPASSKEYS", rows)
+			return nil
+		}},
+		"passkeys": {args: []string{"NAME"}, json: true, remove: true, run: func(e cliEnv, a admin, in adminInput) error {
+			if in.remove != "" {
+				if err := a.RemovePasskey(e.ctx, in.pos[0], in.remove); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "removed passkey %s of %s\n", in.remove, in.pos[0])
+				return nil
+			}
+			keys, err := a.ListPasskeys(e.ctx, in.pos[0])
+			if err != nil || in.json {
+				return e.jsonOr(keys, err, in.json)
+			}
+			var rows [][]string
+			for _, k := range keys {
+				rows = append(rows, []string{k.ID, k.Name, when(k.CreatedAt), when(k.LastUsedAt)})
+			}
+			e.table("ID\tNAME\tCREATED\tLAST USED", rows)
 			return nil
 		}},
 		"remove": {args: []string{"NAME"}, run: func(e cliEnv, a admin, in adminInput) error {

@@ -35,6 +35,7 @@ type serveConfig struct {
 	RefreshGrace              time.Duration
 	ConsentTTL                time.Duration
 	SessionIdle               time.Duration
+	PasswordLogin             bool
 	CORSOrigins               []string
 	AllowedOrigins            []string
 	AllowedHosts              []string
@@ -150,6 +151,7 @@ func serveSettings() []setting {
 		durationSetting("refresh-grace", "60s", "window in which a rotated refresh token returns the same successor; 0s disables", func(c *serveConfig) *time.Duration { return &c.RefreshGrace }),
 		durationSetting("consent-ttl", "720h", "how long a remembered consent lasts", func(c *serveConfig) *time.Duration { return &c.ConsentTTL }),
 		durationSetting("session-idle", "12h", "idle expiry of the login session cookie", func(c *serveConfig) *time.Duration { return &c.SessionIdle }),
+		boolSetting("password-login", "true", "let people sign in with a local password; false hides the password form and refuses passwords (passkeys and identity providers only)", func(c *serveConfig) *bool { return &c.PasswordLogin }),
 		listSetting("cors-origins", "extra browser origins allowed by CORS on metadata, /register, /token, /revoke (loopback origins always are)", func(c *serveConfig) *[]string { return &c.CORSOrigins }),
 		listSetting("allowed-origins", "extra Origin values accepted on /mcp (the issuer's and loopback origins always are)", func(c *serveConfig) *[]string { return &c.AllowedOrigins }),
 		listSetting("allowed-hosts", "extra Host values accepted on /mcp (the issuer's host and loopback always are)", func(c *serveConfig) *[]string { return &c.AllowedHosts }),
@@ -191,7 +193,7 @@ func serveSettings() []setting {
 			return fmt.Errorf("want debug, info, warn or error")
 		}},
 		durationSetting("shutdown-timeout", "15s", "how long in-flight requests may take to finish on SIGTERM", func(c *serveConfig) *time.Duration { return &c.ShutdownTimeout }),
-		boolSetting("mcp-stateless", "false", "serve /mcp without sessions (every request stands alone; no server-to-client streams)", func(c *serveConfig) *bool { return &c.MCPStateless }),
+		boolSetting("mcp-stateless", "false", "give 2025-era MCP clients no session either (each request stands alone; 2026-07-28 requests never have one)", func(c *serveConfig) *bool { return &c.MCPStateless }),
 		boolSetting("mcp-json-response", "false", "answer /mcp POSTs with application/json instead of an event stream", func(c *serveConfig) *bool { return &c.MCPJSONResponse }),
 		durationSetting("janitor-interval", "5m", "how often expired codes, tokens and stale registrations are removed", func(c *serveConfig) *time.Duration { return &c.JanitorInterval }),
 		boolSetting("require-dpop", "false", "accept only DPoP-bound tokens (RFC 9449): every /token request needs a DPoP proof and /mcp refuses bearer tokens", func(c *serveConfig) *bool { return &c.RequireDPoP }),

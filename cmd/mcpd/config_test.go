@@ -53,25 +53,56 @@ func TestServeConfigPrecedence(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string]any{
-		"file beats default":          c.AccessTokenTTL,
-		"env beats file":              c.RefreshGrace,
-		"flag beats env":              c.MaxClients,
-		"lists read from file arrays": c.CORSOrigins,
-		"booleans read from file":     c.ClientMetadataDocuments,
-		"defaults fill the rest":      c.AuthCodeTTL,
-		"issuer derived from listen":  c.Issuer,
+		"file beats default":           c.AccessTokenTTL,
+		"env beats file":               c.RefreshGrace,
+		"flag beats env":               c.MaxClients,
+		"lists read from file arrays":  c.CORSOrigins,
+		"booleans read from file":      c.ClientMetadataDocuments,
+		"defaults fill the rest":       c.AuthCodeTTL,
+		"issuer derived from listen":   c.Issuer,
+		"password login on by default": c.PasswordLogin,
 	}
 	want := map[string]any{
-		"file beats default":          10 * time.Minute,
-		"env beats file":              9 * time.Second,
-		"flag beats env":              9,
-		"lists read from file arrays": []string{"https://a.example", "https://b.example"},
-		"booleans read from file":     false,
-		"defaults fill the rest":      60 * time.Second,
-		"issuer derived from listen":  "http://127.0.0.1:8080",
+		"file beats default":           10 * time.Minute,
+		"env beats file":               9 * time.Second,
+		"flag beats env":               9,
+		"lists read from file arrays":  []string{"https://a.example", "https://b.example"},
+		"booleans read from file":      false,
+		"defaults fill the rest":       60 * time.Second,
+		"issuer derived from listen":   "http://127.0.0.1:8080",
+		"password login on by default": true,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
+	}
+}
+
+func TestPasswordLoginSetting(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "mcpd.json")
+	os.WriteFile(file, []byte(`{"password-login": false}`), 0o600)
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{"on by default", nil, nil, true},
+		{"off by flag", []string{"--password-login=false"}, nil, false},
+		{"off by environment", nil, map[string]string{"MCPD_PASSWORD_LOGIN": "false"}, false},
+		{"off by config file", nil, map[string]string{"MCPD_CONFIG": file}, false},
+		{"a flag beats the file", []string{"--password-login=true"}, map[string]string{"MCPD_CONFIG": file}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFlagSet("serve", new(strings.Builder), "")
+			c, err := loadServeConfig(fs, append(tc.args, "--data", dir), testEnv(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.PasswordLogin != tc.want {
+				t.Errorf("PasswordLogin = %v; want %v", c.PasswordLogin, tc.want)
+			}
+		})
 	}
 }
 

@@ -13,18 +13,23 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// connectMCP opens an MCP session with a fixed bearer token.
+// connectMCP opens an MCP session with a fixed bearer token, over
+// connections of its own (see refresh for why not http.DefaultTransport).
 func connectMCP(t *testing.T, issuer, token string) *mcp.ClientSession {
 	t.Helper()
+	base := &http.Transport{}
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpd-test", Version: "1"}, nil)
 	cs, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{
 		Endpoint:   issuer + "/mcp",
-		HTTPClient: &http.Client{Transport: bearerTransport{token: token}},
+		HTTPClient: &http.Client{Transport: bearerTransport{token: token, base: base}},
 	}, nil)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
-	t.Cleanup(func() { cs.Close() })
+	t.Cleanup(func() {
+		cs.Close()
+		base.CloseIdleConnections()
+	})
 	return cs
 }
 
@@ -114,6 +119,14 @@ func TestGoSDKClientFullFlow(t *testing.T) {
 		t.Fatalf("connect through discovery, registration and authorization: %v", err)
 	}
 	defer cs.Close()
+	// The go-sdk client asks for 2026-07-28 first (server/discover); the
+	// default server answers it statelessly.
+	if got := cs.InitializeResult().ProtocolVersion; got != "2026-07-28" {
+		t.Errorf("negotiated protocol version = %q; want 2026-07-28", got)
+	}
+	if cs.ID() != "" {
+		t.Errorf("session id %q; a 2026-07-28 client has none", cs.ID())
+	}
 	if got := whoami(t, cs); got["user"] != "alice" {
 		t.Fatalf("whoami = %v", got)
 	}
@@ -162,6 +175,52 @@ func TestGoSDKClientFullFlow(t *testing.T) {
 	}
 }
 
+func TestGoSDKClientEachProtocolEra(t *testing.T) {
+	tests := []struct {
+		name        string
+		serveArgs   []string
+		ask         string // ClientSessionOptions.ProtocolVersion
+		wantVersion string
+		wantSession bool
+	}{
+		{"the default server serves 2026-07-28 without a session", nil, "2026-07-28", "2026-07-28", false},
+		{"the default server gives a 2025-11-25 client a session", nil, "2025-11-25", "2025-11-25", true},
+		{"the default server gives a 2025-03-26 client a session", nil, "2025-03-26", "2025-03-26", true},
+		{"--mcp-stateless true serves 2026-07-28 as the default does", []string{"--mcp-stateless", "true"}, "2026-07-28", "2026-07-28", false},
+		{"--mcp-stateless true gives a 2025-11-25 client no session", []string{"--mcp-stateless", "true"}, "2025-11-25", "2025-11-25", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, tt.serveArgs...)
+			mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--data", ts.Data)
+			clientID, redirect := publicClient(t, ts.URL, "Era Client")
+			tok := login(t, ts.URL, clientID, redirect, "alice", "alice-pw", "notes:read", "notes:write")
+			client := mcp.NewClient(&mcp.Implementation{Name: "mcpd-test", Version: "1"}, nil)
+			cs, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{
+				Endpoint:   ts.URL + "/mcp",
+				HTTPClient: &http.Client{Transport: bearerTransport{token: tok.AccessToken}},
+			}, &mcp.ClientSessionOptions{ProtocolVersion: tt.ask})
+			if err != nil {
+				t.Fatalf("connect: %v", err)
+			}
+			defer cs.Close()
+			if got := cs.InitializeResult().ProtocolVersion; got != tt.wantVersion {
+				t.Errorf("negotiated protocol version = %q; want %q", got, tt.wantVersion)
+			}
+			if got := cs.ID() != ""; got != tt.wantSession {
+				t.Errorf("has a session = %v (id %q); want %v", got, cs.ID(), tt.wantSession)
+			}
+			if got := whoami(t, cs); got["user"] != "alice" || got["client_id"] != clientID {
+				t.Fatalf("whoami = %v; want alice via %s", got, clientID)
+			}
+			res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "note_save", Arguments: map[string]any{"title": tt.ask, "body": "era"}})
+			if err != nil || res.IsError {
+				t.Fatalf("note_save: %v %+v", err, res)
+			}
+		})
+	}
+}
+
 func TestNotesAcrossRestart(t *testing.T) {
 	data := t.TempDir()
 	listen := freeAddr(t) // the issuer, and so the token audience, must stay the same
@@ -192,10 +251,18 @@ func TestNotesAcrossRestart(t *testing.T) {
 }
 
 // refresh redeems a refresh token at issuer.
+//
+// It uses a client of its own: a POST is never retried on a reused
+// connection, and http.DefaultTransport may still hold one to an earlier
+// server on the same address (TestNotesAcrossRestart restarts mcpd there),
+// which then fails with EOF.
 func refresh(t *testing.T, issuer, clientID, refreshToken string) *oauth2.Token {
 	t.Helper()
 	cfg := &oauth2.Config{ClientID: clientID, Endpoint: oauth2.Endpoint{TokenURL: issuer + "/token", AuthStyle: oauth2.AuthStyleInParams}}
-	tok, err := cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Now().Add(-time.Hour)}).Token()
+	hc := &http.Client{Transport: &http.Transport{}}
+	defer hc.CloseIdleConnections()
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, hc)
+	tok, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Now().Add(-time.Hour)}).Token()
 	if err != nil {
 		t.Fatalf("refresh: %v", err)
 	}

@@ -394,6 +394,8 @@ func TestOversizedBodiesGet413OnEveryPOSTEndpoint(t *testing.T) {
 		{"/register", 64 << 10},
 		{"/authorize/login", 64 << 10},
 		{"/authorize/consent", 64 << 10},
+		{"/login/passkey", 64 << 10},
+		{"/login/passkey/begin", 64 << 10},
 		{"/mcp", 200000},
 	}
 	for _, c := range cases {

@@ -124,6 +124,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		RefreshGrace:              cfg.RefreshGrace,
 		ConsentLifetime:           cfg.ConsentTTL,
 		SessionIdleTimeout:        cfg.SessionIdle,
+		DisablePasswordLogin:      !cfg.PasswordLogin,
 		CORSOrigins:               cfg.CORSOrigins,
 		TrustedProxies:            cfg.TrustedProxies,
 		ClientMetadataDocuments:   cfg.ClientMetadataDocuments,

@@ -4,7 +4,8 @@
 #
 #   bash e2e/clients/run.sh            # every client
 #   bash e2e/clients/run.sh ts-client  # only the named ones:
-#       ts-client ts-client-dpop ts-client-dpop-nonce mcp-remote
+#       ts-client ts-client-v2 ts-client-v2-pinned ts-client-dpop
+#       ts-client-dpop-nonce mcp-remote
 #       conformance-authorization vscode-replay
 #
 # The server runs with a 3-second access-token lifetime (--access-token-ttl 3s)
@@ -23,7 +24,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 export PATH="/usr/local/go/bin:$PATH"
 
-all_clients=(ts-client ts-client-dpop ts-client-dpop-nonce mcp-remote conformance-authorization vscode-replay)
+all_clients=(ts-client ts-client-v2 ts-client-v2-pinned ts-client-dpop ts-client-dpop-nonce mcp-remote conformance-authorization vscode-replay)
 if [[ $# -gt 0 ]]; then clients=("$@"); else clients=("${all_clients[@]}"); fi
 
 log() { echo "e2e: $*" >&2; }
@@ -167,6 +168,12 @@ run_ts_client() {
   return $rc
 }
 
+# The TypeScript client 2.x, once in its default negotiation and once pinned
+# to 2026-07-28 (--pin).
+run_ts_client_v2() {
+  "$NODE" e2e/clients/ts-client-v2.mjs "$@"
+}
+
 # start_extra_server NAME FLAGS...: another mcpd with the same serve flags
 # plus FLAGS, its own data directory and port, and the user alice; sets
 # extra_url. Stopped at exit.
@@ -225,6 +232,8 @@ for c in "${clients[@]}"; do
   echo "=== $c"
   case "$c" in
     ts-client) run_ts_client; rc=$? ;;
+    ts-client-v2) run_ts_client_v2; rc=$? ;;
+    ts-client-v2-pinned) run_ts_client_v2 --pin; rc=$? ;;
     ts-client-dpop) run_ts_client_dpop; rc=$? ;;
     ts-client-dpop-nonce) run_ts_client_dpop_nonce; rc=$? ;;
     mcp-remote) run_mcp_remote; rc=$? ;;

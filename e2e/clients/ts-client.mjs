@@ -23,131 +23,31 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { driveConsent } from './lib/consent.mjs';
+import { DrivenProvider, Tap, recordingFetch, sleep, structured } from './lib/oauth-client.mjs';
 
 const issuer = (process.env.MCPD_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 const mcpUrl = new URL(`${issuer}/mcp`);
 // With an issuer that has a path (run.sh MCPD_E2E_ISSUER_PATH), paths on
-// the wire are compared without it: /mcpd/token is /token.
-const issuerPath = new URL(issuer).pathname.replace(/\/+$/, '');
-const relativePath = (p) => (issuerPath && p.startsWith(`${issuerPath}/`) ? p.slice(issuerPath.length) : p);
+// the wire are compared without it: /mcpd/token is /token (recordingFetch).
 const stateDir = process.env.MCPD_E2E_STATE_DIR || '';
 const user = process.env.MCPD_E2E_USER || 'alice';
-// Nothing listens here: the consent driver reads the Location header instead.
-const redirectUrl = 'http://127.0.0.1:47613/callback';
 
-let failures = 0;
-function ok(step) {
-  console.log(`ok - ${step}`);
-}
-function notOk(step, why) {
-  failures++;
-  console.log(`not ok - ${step}${why ? ` # ${String(why).replace(/\s+/g, ' ')}` : ''}`);
-}
-function check(cond, step, why) {
-  if (cond) ok(step);
-  else notOk(step, why);
-  return cond;
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const tap = new Tap();
+const ok = (step) => tap.ok(step);
+const notOk = (step, why) => tap.notOk(step, why);
+const check = (cond, step, why) => tap.check(cond, step, why);
 
 // Every HTTP exchange the SDK makes, for assertions on what really went over the wire.
 const wire = [];
-async function recordingFetch(input, init = {}) {
-  const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-  let body = init.body;
-  if (body instanceof URLSearchParams) body = body.toString();
-  const res = await fetch(input, init);
-  wire.push({
-    at: Date.now(),
-    method: (init.method || 'GET').toUpperCase(),
-    url,
-    path: relativePath(new URL(url).pathname),
-    body: typeof body === 'string' ? body : '',
-    status: res.status,
-    wwwAuthenticate: res.headers.get('www-authenticate'),
-  });
-  return res;
-}
-
-class DrivenProvider {
-  constructor() {
-    this._client = undefined;
-    this._tokens = undefined;
-    this._verifier = undefined;
-    this._discovery = undefined;
-    this.savedTokens = []; // every saveTokens call, in order
-    this.authUrls = []; // every redirectToAuthorization URL
-    this.interactive = true; // false: a person would have to log in again; record only
-    this.code = undefined;
-    this.lastLocation = undefined;
-  }
-  get redirectUrl() {
-    return redirectUrl;
-  }
-  get clientMetadata() {
-    return {
-      client_name: 'mcpd e2e TypeScript SDK client',
-      redirect_uris: [redirectUrl],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'none',
-    };
-  }
-  clientInformation() {
-    return this._client;
-  }
-  saveClientInformation(info) {
-    this._client = info;
-  }
-  tokens() {
-    return this._tokens;
-  }
-  saveTokens(tokens) {
-    this._tokens = tokens;
-    this.savedTokens.push({ at: Date.now(), tokens });
-  }
-  saveCodeVerifier(v) {
-    this._verifier = v;
-  }
-  codeVerifier() {
-    if (!this._verifier) throw new Error('no code verifier saved');
-    return this._verifier;
-  }
-  saveDiscoveryState(s) {
-    this._discovery = s;
-  }
-  discoveryState() {
-    return this._discovery;
-  }
-  invalidateCredentials(scope) {
-    if (scope === 'all' || scope === 'client') this._client = undefined;
-    if (scope === 'all' || scope === 'tokens') this._tokens = undefined;
-    if (scope === 'all' || scope === 'verifier') this._verifier = undefined;
-    if (scope === 'all' || scope === 'discovery') this._discovery = undefined;
-  }
-  async redirectToAuthorization(url) {
-    this.authUrls.push(url.toString());
-    if (!this.interactive) return;
-    const r = await driveConsent(url.toString(), { username: user });
-    this.lastLocation = new URL(r.location);
-    this.code = this.lastLocation.searchParams.get('code') ?? undefined;
-  }
-}
-
-function structured(result) {
-  if (result?.structuredContent) return result.structuredContent;
-  const text = result?.content?.find((c) => c.type === 'text')?.text;
-  try {
-    return text ? JSON.parse(text) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 async function main() {
-  const provider = new DrivenProvider();
-  const newTransport = () => new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider, fetch: recordingFetch });
+  const provider = new DrivenProvider({
+    // Nothing listens here: the consent driver reads the Location header instead.
+    redirectUrl: 'http://127.0.0.1:47613/callback',
+    user,
+    clientName: 'mcpd e2e TypeScript SDK client',
+  });
+  const newTransport = () => new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider, fetch: recordingFetch(wire, issuer) });
 
   // 1. First connect: 401 -> discovery -> DCR -> authorization (driven) -> UnauthorizedError.
   let transport = newTransport();
@@ -172,8 +72,8 @@ async function main() {
     'authorization request carries PKCE S256 and resource',
     authUrl?.search,
   );
-  if (!check(!!provider.code, 'login + consent pages driven, code received at redirect_uri', provider.lastLocation?.href)) return;
-  check(provider.lastLocation.searchParams.get('iss') === issuer, 'authorization response carries iss = issuer (RFC 9207)', provider.lastLocation.searchParams.get('iss'));
+  if (!check(!!provider.code, 'login + consent pages driven, code received at redirect_uri', provider.lastCallback?.href)) return;
+  check(provider.lastCallback.searchParams.get('iss') === issuer, 'authorization response carries iss = issuer (RFC 9207)', provider.lastCallback.searchParams.get('iss'));
 
   // 2. Exchange the code and reconnect with a fresh transport.
   try {
@@ -308,9 +208,4 @@ try {
 } catch (e) {
   notOk('unexpected exception', e.stack || e.message);
 }
-if (failures > 0) {
-  console.log(`# ts-client: ${failures} failed step(s)`);
-  process.exit(1);
-}
-console.log('# ts-client: all steps passed');
-process.exit(0);
+tap.finish('ts-client');

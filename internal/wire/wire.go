@@ -102,8 +102,33 @@ func (a AuthzStorage) GetConsent(ctx context.Context, user, clientID string) (*a
 	return &ac, nil
 }
 
+func (a AuthzStorage) ListConsents(ctx context.Context, user string) ([]authz.Consent, error) {
+	cs, err := a.Store.ListConsents(ctx, user)
+	if err != nil {
+		return nil, authzErr(err)
+	}
+	out := make([]authz.Consent, len(cs))
+	for i, c := range cs {
+		out[i] = authz.Consent(c)
+	}
+	return out, nil
+}
+
+func (a AuthzStorage) DeleteConsent(ctx context.Context, user, clientID string) error {
+	return authzErr(a.Store.DeleteConsent(ctx, user, clientID))
+}
+
 func (a AuthzStorage) Authenticate(ctx context.Context, name, password string) error {
 	return authzErr(a.Store.Authenticate(ctx, name, password))
+}
+
+func (a AuthzStorage) HasPassword(ctx context.Context, name string) (bool, error) {
+	ok, err := a.Store.HasPassword(ctx, name)
+	return ok, authzErr(err)
+}
+
+func (a AuthzStorage) SetPassword(ctx context.Context, name, password string) error {
+	return authzErr(a.Store.SetPassword(ctx, name, password))
 }
 
 func (a AuthzStorage) GetRefreshSuccessor(ctx context.Context, oldSignature string) ([]byte, error) {
@@ -120,6 +145,87 @@ func (a AuthzStorage) PutRefreshSuccessor(ctx context.Context, oldSignature stri
 func (a AuthzStorage) LookupAccessToken(ctx context.Context, signature string) (authz.AccessTokenInfo, error) {
 	info, err := a.Store.LookupAccessToken(ctx, signature)
 	return authz.AccessTokenInfo(info), authzErr(err)
+}
+
+func (a AuthzStorage) CreateSession(ctx context.Context, s authz.LoginSession, max int) error {
+	return authzErr(a.Store.CreateSession(ctx, store.LoginSession(s), max))
+}
+
+func (a AuthzStorage) GetSession(ctx context.Context, id string) (authz.LoginSession, error) {
+	s, err := a.Store.GetSession(ctx, id)
+	return authz.LoginSession(s), authzErr(err)
+}
+
+func (a AuthzStorage) TouchSession(ctx context.Context, id string, lastSeen, expiresAt time.Time) error {
+	return authzErr(a.Store.TouchSession(ctx, id, lastSeen, expiresAt))
+}
+
+func (a AuthzStorage) DeleteSession(ctx context.Context, id string) error {
+	return authzErr(a.Store.DeleteSession(ctx, id))
+}
+
+func (a AuthzStorage) DeleteUserSessions(ctx context.Context, user, keep string) (int, error) {
+	n, err := a.Store.DeleteUserSessions(ctx, user, keep)
+	return n, authzErr(err)
+}
+
+func (a AuthzStorage) PutPendingAuthorization(ctx context.Context, p authz.PendingAuthorization, max int) error {
+	return authzErr(a.Store.PutPendingAuthorization(ctx, store.PendingAuthorization(p), max))
+}
+
+func (a AuthzStorage) GetPendingAuthorization(ctx context.Context, id string) (authz.PendingAuthorization, error) {
+	p, err := a.Store.GetPendingAuthorization(ctx, id)
+	return authz.PendingAuthorization(p), authzErr(err)
+}
+
+func (a AuthzStorage) TakePendingAuthorization(ctx context.Context, id string) (authz.PendingAuthorization, error) {
+	p, err := a.Store.TakePendingAuthorization(ctx, id)
+	return authz.PendingAuthorization(p), authzErr(err)
+}
+
+func (a AuthzStorage) CreatePasskey(ctx context.Context, p authz.Passkey) error {
+	return authzErr(a.Store.CreatePasskey(ctx, store.Passkey(p)))
+}
+
+func (a AuthzStorage) GetPasskey(ctx context.Context, id []byte) (authz.Passkey, error) {
+	p, err := a.Store.GetPasskey(ctx, id)
+	return authz.Passkey(p), authzErr(err)
+}
+
+func (a AuthzStorage) ListPasskeys(ctx context.Context, user string) ([]authz.Passkey, error) {
+	ps, err := a.Store.ListPasskeys(ctx, user)
+	if err != nil {
+		return nil, authzErr(err)
+	}
+	out := make([]authz.Passkey, len(ps))
+	for i, p := range ps {
+		out[i] = authz.Passkey(p)
+	}
+	return out, nil
+}
+
+func (a AuthzStorage) UpdatePasskey(ctx context.Context, id []byte, fn func(*authz.Passkey) error) error {
+	return authzErr(a.Store.UpdatePasskey(ctx, id, func(p *store.Passkey) error {
+		ap := authz.Passkey(*p)
+		if err := fn(&ap); err != nil {
+			return err
+		}
+		*p = store.Passkey(ap)
+		return nil
+	}))
+}
+
+func (a AuthzStorage) DeletePasskey(ctx context.Context, user string, id []byte) error {
+	return authzErr(a.Store.DeletePasskey(ctx, user, id))
+}
+
+func (a AuthzStorage) PutWebAuthnSession(ctx context.Context, id string, data []byte, expiresAt time.Time, max int) error {
+	return authzErr(a.Store.PutWebAuthnSession(ctx, id, data, expiresAt, max))
+}
+
+func (a AuthzStorage) TakeWebAuthnSession(ctx context.Context, id string) ([]byte, error) {
+	b, err := a.Store.TakeWebAuthnSession(ctx, id)
+	return b, authzErr(err)
 }
 
 // NotesStore adapts the bbolt store to mcp.NotesStore.

@@ -11,7 +11,10 @@
 // kept out of the form, the session decoded into the caller's prototype,
 // clients, users, notes) are tested in package store itself.
 //
-// The package imports no other mcpd package.
+// RunLogin checks mcpd's own records of the sign-in flow, which every
+// backend keeps: signed-in browser sessions and pending authorization
+// requests (expiry, single use, caps against floods). Its records are the
+// store package's types, the only mcpd package the suite imports.
 //
 //	func TestConformanceBolt(t *testing.T) {
 //		newFixture := func(t *testing.T) storetest.Fixture {
