@@ -26,10 +26,18 @@ lint: ## gofmt check, go vet, staticcheck
 run: build ## Build and serve on 127.0.0.1:8080 with data in ./data
 	./bin/mcpd serve --data $(DATA)
 
+# A run that fails with "context deadline exceeded" and writes no failing
+# input is Go's fuzzing coordinator missing its own -fuzztime deadline on a
+# busy machine (go.dev/issue/75804, fixed in Go 1.27), not a finding.
 fuzz: ## Run every fuzz target for FUZZTIME each
 	@set -e; for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	    echo "fuzz $$pkg $$f"; \
+	    if ! out=$$($(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg 2>&1); then \
+	      echo "$$out"; \
+	      if echo "$$out" | grep -q 'Failing input written' || ! echo "$$out" | grep -q 'context deadline exceeded'; then exit 1; fi; \
+	      echo "  (no failing input: the coordinator's deadline race, go.dev/issue/75804)"; \
+	    fi; \
 	  done; done
 
 e2e: build ## Real clients against a real server (needs Node 22 via e2e/node), then behind nginx under /mcpd, and a real OpenID provider
