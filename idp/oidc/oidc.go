@@ -31,7 +31,7 @@ import (
 var DefaultScopes = []string{gooidc.ScopeOpenID, "email", "profile"}
 
 // defaultTimeout bounds each call to the provider when Config.HTTPClient
-// is nil.
+// has no timeout.
 const defaultTimeout = 10 * time.Second
 
 // Google's issuer: it refuses the offline_access scope and hands out
@@ -49,8 +49,9 @@ type Config struct {
 	// Empty means DefaultScopes. Add offline_access (most providers) for
 	// a refresh token, and the scopes the upstream APIs need.
 	Scopes []string
-	// HTTPClient makes every call to the provider; nil means a client
-	// with a 10 s timeout.
+	// HTTPClient makes every call to the provider, through
+	// idp.BoundedClient (answers cut at idp.MaxResponseBytes); nil, or
+	// one without a timeout, gets a 10 s timeout.
 	HTTPClient *http.Client
 	// Now is the clock for ID token expiry; nil means time.Now.
 	Now func() time.Time
@@ -78,10 +79,8 @@ func New(cfg Config) (*Connector, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Connector{cfg: cfg, hc: cfg.HTTPClient}
-	if c.hc == nil {
-		c.hc = &http.Client{Timeout: defaultTimeout}
-	}
+	c := &Connector{cfg: cfg}
+	c.hc = idp.BoundedClient(cfg.HTTPClient, defaultTimeout)
 	c.scopes = cfg.Scopes
 	if len(c.scopes) == 0 {
 		c.scopes = DefaultScopes

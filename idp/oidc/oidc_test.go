@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -247,6 +248,45 @@ func TestRefresh(t *testing.T) {
 		p.SetFaults(idptest.Faults{TokenStatus: http.StatusBadGateway})
 		if _, err := c.Refresh(context.Background(), &oauth2.Token{RefreshToken: "whatever"}); !errors.Is(err, idp.ErrUnavailable) {
 			t.Errorf("Refresh with the provider failing: got %v; want ErrUnavailable", err)
+		}
+	})
+}
+
+func TestHostileProvider(t *testing.T) {
+	t.Run("a discovery document past the size limit is refused, not read whole", func(t *testing.T) {
+		p := idptest.NewOIDC(t, ada)
+		p.SetFaults(idptest.Faults{Oversized: "discovery"})
+		if _, err := newConnector(t, p, nil).AuthCodeURL(context.Background(), callback, newRequest()); !errors.Is(err, idp.ErrUnavailable) {
+			t.Errorf("AuthCodeURL: got %v; want ErrUnavailable", err)
+		}
+	})
+
+	for _, answer := range []string{"keys", "userinfo"} {
+		t.Run("a "+answer+" answer past the size limit fails the sign-in", func(t *testing.T) {
+			p := idptest.NewOIDC(t, ada)
+			c := newConnector(t, p, nil)
+			r := newRequest()
+			code := signIn(t, c, r).Get("code")
+			p.SetFaults(idptest.Faults{Oversized: answer, EmailOnlyInfo: true})
+			id, tok, err := c.Exchange(context.Background(), callback, code, r)
+			if err == nil || tok != nil || id.Subject != "" {
+				t.Errorf("Exchange = %+v, %v, %v; want a failure", id, tok, err)
+			}
+		})
+	}
+
+	t.Run("the body of a failed userinfo answer, echoing the access token, stays out of the error", func(t *testing.T) {
+		p := idptest.NewOIDC(t, ada)
+		c := newConnector(t, p, nil)
+		r := newRequest()
+		code := signIn(t, c, r).Get("code")
+		p.SetFaults(idptest.Faults{EmailOnlyInfo: true, UserinfoEcho: true})
+		_, _, err := c.Exchange(context.Background(), callback, code, r)
+		if !errors.Is(err, idp.ErrUnavailable) {
+			t.Fatalf("Exchange: got %v; want ErrUnavailable", err)
+		}
+		if strings.Contains(err.Error(), "Bearer") || strings.Contains(err.Error(), "Authorization") {
+			t.Errorf("the error holds the provider's body with the token: %v", err)
 		}
 	})
 }

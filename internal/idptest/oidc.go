@@ -74,7 +74,17 @@ type Faults struct {
 	StringVerified   bool          // email_verified sent as the string "true"/"false"
 	NoEmailVerified  bool          // no email_verified claim at all
 	EmailDomainOwner bool          // Entra's xms_edov claim, true
+	// Oversized pads one answer ("discovery", "keys" or "userinfo") with
+	// OversizedBytes of white space: still valid JSON, only too long.
+	Oversized string
+	// UserinfoEcho makes userinfo fail with 500 and a body that echoes
+	// the request's Authorization header, as a debugging proxy might.
+	UserinfoEcho bool
 }
+
+// OversizedBytes is the padding of Faults.Oversized: twice the 1 MiB
+// mcpd reads of any answer.
+const OversizedBytes = 2 << 20
 
 // Stats counts what the provider was asked.
 type Stats struct {
@@ -109,7 +119,10 @@ func NewOIDC(t testing.TB, user User) *OIDC {
 	p.keys = &oidctest.Server{PublicKeys: []oidctest.PublicKey{{PublicKey: key.Public(), KeyID: "k1", Algorithm: "RS256"}}}
 	mux := http.NewServeMux()
 	mux.Handle("/.well-known/openid-configuration", http.HandlerFunc(p.discovery))
-	mux.Handle("/keys", p.keys)
+	mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) {
+		p.pad(w, "keys")
+		p.keys.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("/auth", p.authorize)
 	mux.HandleFunc("/token", p.token)
 	mux.HandleFunc("/userinfo", p.userinfo)
@@ -162,8 +175,20 @@ func (p *OIDC) RevokeRefreshTokens() {
 	clear(p.rtoks)
 }
 
+// pad writes the padding of Faults.Oversized when it names answer.
+func (p *OIDC) pad(w http.ResponseWriter, answer string) {
+	p.mu.Lock()
+	on := p.faults.Oversized == answer
+	p.mu.Unlock()
+	if on {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(strings.Repeat(" ", OversizedBytes)))
+	}
+}
+
 func (p *OIDC) discovery(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
+	p.pad(w, "discovery")
 	json.NewEncoder(w).Encode(map[string]any{
 		"issuer":                                p.URL,
 		"authorization_endpoint":                p.URL + "/auth",
@@ -328,6 +353,13 @@ func (p *OIDC) userClaims(c map[string]any) {
 }
 
 func (p *OIDC) userinfo(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	echo := p.faults.UserinfoEcho
+	p.mu.Unlock()
+	if echo {
+		http.Error(w, "upstream failed for request with Authorization: "+r.Header.Get("Authorization"), http.StatusInternalServerError)
+		return
+	}
 	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	sub, ok := p.ActiveSubject(tok)
 	if !ok {
@@ -340,6 +372,7 @@ func (p *OIDC) userinfo(w http.ResponseWriter, r *http.Request) {
 	p.userClaims(claims)
 	p.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
+	p.pad(w, "userinfo")
 	json.NewEncoder(w).Encode(claims)
 }
 
