@@ -26,6 +26,13 @@ type Connector interface {
 	// ErrProviderUnavailable, ErrProviderRejected or
 	// ErrProviderUnverifiable (and context.DeadlineExceeded on a timeout).
 	Exchange(ctx context.Context, callbackURL, code string, r UpstreamRequest) (UpstreamIdentity, *oauth2.Token, error)
+	// ResponseIssuer returns the issuer identifier the provider names in
+	// the iss parameter of its authorization responses (RFC 9207), and
+	// whether it promises to send it always (its metadata's
+	// authorization_response_iss_parameter_supported). An issuer of ""
+	// means the provider has no such identifier (GitHub): its callback
+	// URL of its own is what keeps its answers apart from others'.
+	ResponseIssuer(ctx context.Context) (issuer string, required bool, err error)
 }
 
 // UpstreamRequest is what the server keeps of a sign-in at a provider,

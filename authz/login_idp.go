@@ -165,6 +165,16 @@ func (s *Server) handleIDPCallback(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusForbidden, "Sign-in failed", "This sign-in was started in another browser, or your session here ended meanwhile. Start again from your application.")
 		return
 	}
+	// RFC 9207: an answer naming another issuer is not this provider's
+	// (a mix-up attack), error answers included.
+	if ok, err := s.responseFromProvider(ctx, p, q); err != nil {
+		s.providerErrorPage(w, p, err)
+		return
+	} else if !ok {
+		s.log.Warn("idp: the answer names another issuer, or none although the provider promises one", "provider", name, "addr", s.clientAddr(r))
+		s.errorPage(w, http.StatusBadRequest, "Sign-in failed", "The answer did not come from "+p.DisplayName+", so mcpd did not sign you in. Start again from your application.")
+		return
+	}
 	if e := q.Get("error"); e != "" {
 		s.log.Info("idp: provider answered an error", "provider", name, "error", oauthErrorCode(e))
 		if e == "access_denied" {
@@ -202,6 +212,22 @@ func (s *Server) handleIDPCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.completeLogin(w, r, user, "idp:"+name, rec.RequestID)
+}
+
+// responseFromProvider reports whether the authorization response q is
+// p's by its iss parameter (RFC 9207 §2.4): when present it must be p's
+// issuer identifier, compared as a string; when p promises to send it, it
+// must be present. A provider without an issuer identifier is not
+// checked.
+func (s *Server) responseFromProvider(ctx context.Context, p *IdentityProvider, q url.Values) (bool, error) {
+	want, required, err := p.Connector.ResponseIssuer(ctx)
+	if err != nil || want == "" {
+		return err == nil, err
+	}
+	if !q.Has("iss") {
+		return !required, nil
+	}
+	return q.Get("iss") == want && len(q["iss"]) == 1, nil
 }
 
 // refusal is a sign-in refused for a reason the person can act on; its

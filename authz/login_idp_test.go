@@ -27,6 +27,8 @@ type fakeConnector struct {
 	nonces     map[string]string
 	used       map[string]bool
 	gotNonce   []string
+	issuer     string // ResponseIssuer's; "" like GitHub
+	issAlways  bool   // the provider promises iss in every answer
 }
 
 func newFakeConnector(id UpstreamIdentity) *fakeConnector {
@@ -57,6 +59,12 @@ func (f *fakeConnector) Exchange(_ context.Context, callbackURL, code string, r 
 	f.used[r.State] = true
 	f.gotNonce = append(f.gotNonce, r.Nonce)
 	return f.identity, &oauth2.Token{AccessToken: "upstream-at-" + f.identity.Subject, RefreshToken: "upstream-rt"}, nil
+}
+
+func (f *fakeConnector) ResponseIssuer(context.Context) (string, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.issuer, f.issAlways, nil
 }
 
 func (f *fakeConnector) set(id UpstreamIdentity, exchangeErr error) {
@@ -614,6 +622,63 @@ func TestIDPConfig(t *testing.T) {
 			tt.mod(&cfg)
 			if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("New: got %v; want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestIDPResponseIssuer is RFC 9207 on the client side: the iss of a
+// provider's answer must be the provider's, so an answer another provider
+// produced (a mix-up attack) is not taken as this one's.
+func TestIDPResponseIssuer(t *testing.T) {
+	tests := []struct {
+		name      string
+		issuer    string // the provider's; "" has none
+		issAlways bool
+		params    func(state string) url.Values
+		status    int
+		want      string
+	}{
+		{"the provider's own iss passes", fakeIssuer, true,
+			func(s string) url.Values { return url.Values{"state": {s}, "code": {"good"}, "iss": {fakeIssuer}} }, http.StatusSeeOther, ""},
+		{"no iss passes when the provider does not promise one", fakeIssuer, false,
+			func(s string) url.Values { return url.Values{"state": {s}, "code": {"good"}} }, http.StatusSeeOther, ""},
+		{"an iss naming another provider is refused", fakeIssuer, false,
+			func(s string) url.Values {
+				return url.Values{"state": {s}, "code": {"good"}, "iss": {"https://evil.example"}}
+			}, http.StatusBadRequest, "did not come from Corp SSO"},
+		{"an iss that differs only by a trailing slash is refused (simple string comparison)", fakeIssuer, true,
+			func(s string) url.Values {
+				return url.Values{"state": {s}, "code": {"good"}, "iss": {fakeIssuer + "/"}}
+			}, http.StatusBadRequest, "did not come from Corp SSO"},
+		{"no iss is refused when the provider promises one", fakeIssuer, true,
+			func(s string) url.Values { return url.Values{"state": {s}, "code": {"good"}} }, http.StatusBadRequest, "did not come from Corp SSO"},
+		{"two iss parameters are refused", fakeIssuer, true,
+			func(s string) url.Values {
+				return url.Values{"state": {s}, "code": {"good"}, "iss": {fakeIssuer, "https://evil.example"}}
+			}, http.StatusBadRequest, "did not come from Corp SSO"},
+		{"an error answer of another issuer is not shown as the provider's", fakeIssuer, false,
+			func(s string) url.Values {
+				return url.Values{"state": {s}, "error": {"access_denied"}, "iss": {"https://evil.example"}}
+			}, http.StatusBadRequest, "did not come from Corp SSO"},
+		{"a provider without an issuer identifier is not checked", "", false,
+			func(s string) url.Values {
+				return url.Values{"state": {s}, "code": {"good"}, "iss": {"https://anything.example"}}
+			}, http.StatusSeeOther, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newIDPEnv(t, nil)
+			e.conn.issuer, e.conn.issAlways = tt.issuer, tt.issAlways
+			c := e.registerPublic("http://127.0.0.1/cb")
+			b := e.browser()
+			at := e.startAtProvider(b, authRequest{clientID: c.ClientID, redirect: "http://127.0.0.1/cb", verifier: oauth2.GenerateVerifier()})
+			p := e.callback(b, tt.params(at.Query().Get("state")))
+			if p.status != tt.status || !strings.Contains(p.body, tt.want) {
+				t.Fatalf("callback: status %d; want %d with %q: %.500s", p.status, tt.status, tt.want, p.body)
+			}
+			if d := e.ids.snapshot(); tt.status != http.StatusSeeOther && (len(d.ext) != 0 || len(d.ids) != 0) {
+				t.Errorf("a refused answer left users %v, identities %v", d.ext, d.ids)
 			}
 		})
 	}

@@ -191,6 +191,7 @@ func oidcServer(t *testing.T, p *idptest.OIDC, api *protectedAPI, clock *testClo
 
 func TestIdentityProviderSignInAndAPICallAsTheUser(t *testing.T) {
 	p := idptest.NewOIDC(t, idptest.User{Subject: "ada-1", Email: "Ada@Example.com", EmailVerified: true, Name: "Ada"})
+	p.SetFaults(idptest.Faults{IssParameter: true}) // answers carry iss (RFC 9207), as Keycloak's do
 	api := newProtectedAPI(t, p.ActiveSubject)
 	clock := &testClock{}
 	ts := oidcServer(t, p, api, clock, nil)
@@ -378,6 +379,7 @@ func TestIdentityProviderFaults(t *testing.T) {
 		{"an ID token with a wrong nonce is a 502", idptest.Faults{Nonce: "not-this-one"}, nil, http.StatusBadGateway, "could not be verified"},
 		{"the provider's error answer is a page with its code", idptest.Faults{AuthError: "access_denied"}, nil, http.StatusForbidden, "You did not let Corp SSO sign you in"},
 		{"an unverified email creates no user", idptest.Faults{}, &idptest.User{Subject: "x", Email: "eve@example.com"}, http.StatusForbidden, "did not confirm an email address"},
+		{"an answer naming another issuer (RFC 9207 iss) is a 400", idptest.Faults{IssParameter: true, ResponseIss: "https://evil.example"}, nil, http.StatusBadRequest, "did not come from Corp SSO"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -121,6 +121,13 @@ func (c *Connector) AuthCodeURL(_ context.Context, callbackURL string, r idp.Req
 	return c.config(callbackURL).AuthCodeURL(r.State, oauth2.S256ChallengeOption(r.CodeVerifier)), nil
 }
 
+// ResponseIssuer returns "": GitHub names no issuer in its authorization
+// responses (RFC 9207) and publishes no metadata; the callback URL of its
+// own keeps its answers apart from other providers'.
+func (c *Connector) ResponseIssuer(context.Context) (string, bool, error) {
+	return "", false, nil
+}
+
 // Exchange redeems code with r's verifier and reads who signed in from the
 // API with the new token.
 func (c *Connector) Exchange(ctx context.Context, callbackURL, code string, r idp.Request) (idp.Identity, *oauth2.Token, error) {

@@ -146,6 +146,24 @@ func (c *Connector) AuthCodeURL(ctx context.Context, callbackURL string, r idp.R
 	return c.oauth2Config(p, callbackURL).AuthCodeURL(r.State, opts...), nil
 }
 
+// ResponseIssuer returns the issuer identifier the provider puts in the
+// iss parameter of its authorization responses (RFC 9207), which is its
+// issuer, and whether its discovery document promises to send it
+// (authorization_response_iss_parameter_supported).
+func (c *Connector) ResponseIssuer(ctx context.Context) (string, bool, error) {
+	p, err := c.discover(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	var meta struct {
+		IssParameter bool `json:"authorization_response_iss_parameter_supported"`
+	}
+	if err := p.Claims(&meta); err != nil {
+		return "", false, fmt.Errorf("%w: reading the discovery document: %v", idp.ErrUnverifiable, err)
+	}
+	return c.cfg.Issuer, meta.IssParameter, nil
+}
+
 // claims are the ID token and userinfo claims the connector reads.
 type claims struct {
 	Subject           string          `json:"sub"`

@@ -3,6 +3,7 @@ package oidc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -287,6 +288,33 @@ func TestHostileProvider(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), "Bearer") || strings.Contains(err.Error(), "Authorization") {
 			t.Errorf("the error holds the provider's body with the token: %v", err)
+		}
+	})
+}
+
+func TestResponseIssuer(t *testing.T) {
+	for _, promised := range []bool{false, true} {
+		t.Run(fmt.Sprintf("the issuer, and whether discovery promises iss (%v)", promised), func(t *testing.T) {
+			p := idptest.NewOIDC(t, ada)
+			p.SetFaults(idptest.Faults{IssParameter: promised})
+			c := newConnector(t, p, nil)
+			iss, required, err := c.ResponseIssuer(context.Background())
+			if err != nil || iss != p.URL || required != promised {
+				t.Errorf("ResponseIssuer = %q, %v, %v; want %q, %v", iss, required, err, p.URL, promised)
+			}
+			if promised {
+				if got := signIn(t, c, newRequest()).Get("iss"); got != p.URL {
+					t.Errorf("the provider's answer carries iss %q; want %q", got, p.URL)
+				}
+			}
+		})
+	}
+
+	t.Run("a provider that is down is unavailable", func(t *testing.T) {
+		p := idptest.NewOIDC(t, ada)
+		p.Close()
+		if _, _, err := newConnector(t, p, nil).ResponseIssuer(context.Background()); !errors.Is(err, idp.ErrUnavailable) {
+			t.Errorf("got %v; want ErrUnavailable", err)
 		}
 	})
 }

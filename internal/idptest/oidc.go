@@ -74,6 +74,11 @@ type Faults struct {
 	StringVerified   bool          // email_verified sent as the string "true"/"false"
 	NoEmailVerified  bool          // no email_verified claim at all
 	EmailDomainOwner bool          // Entra's xms_edov claim, true
+	// IssParameter advertises authorization_response_iss_parameter_supported
+	// and sends iss in every authorization response (RFC 9207);
+	// ResponseIss sends that iss instead of the provider's.
+	IssParameter bool
+	ResponseIss  string
 	// Oversized pads one answer ("discovery", "keys" or "userinfo") with
 	// OversizedBytes of white space: still valid JSON, only too long.
 	Oversized string
@@ -189,7 +194,11 @@ func (p *OIDC) pad(w http.ResponseWriter, answer string) {
 func (p *OIDC) discovery(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	p.pad(w, "discovery")
+	p.mu.Lock()
+	iss := p.faults.IssParameter
+	p.mu.Unlock()
 	json.NewEncoder(w).Encode(map[string]any{
+		"authorization_response_iss_parameter_supported": iss,
 		"issuer":                                p.URL,
 		"authorization_endpoint":                p.URL + "/auth",
 		"token_endpoint":                        p.URL + "/token",
@@ -220,6 +229,12 @@ func (p *OIDC) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	params := url.Values{"state": {q.Get("state")}}
+	if p.faults.IssParameter {
+		params.Set("iss", p.URL)
+	}
+	if p.faults.ResponseIss != "" {
+		params.Set("iss", p.faults.ResponseIss)
+	}
 	if p.faults.AuthError != "" {
 		params.Set("error", p.faults.AuthError)
 		params.Set("error_description", "the stand-in provider was told to refuse")
