@@ -248,7 +248,7 @@ func (s *Server) linkAccount(ctx context.Context, p *IdentityProvider, id Upstre
 			s.store.Rollback(tctx)
 		}
 	}()
-	email := strings.ToLower(strings.TrimSpace(id.Email))
+	email := foldEmail(id.Email)
 	linked, err := s.identities.LookupIdentity(tctx, id.Issuer, id.Subject)
 	switch {
 	case err == nil:

@@ -168,7 +168,7 @@ func (m *memIdentities) LinkIdentity(ctx context.Context, id Identity) error {
 func (m *memIdentities) LookupUserByEmail(ctx context.Context, email string) (string, error) {
 	var name string
 	err := m.with(ctx, func(d *identityData) error {
-		v, ok := d.emails[strings.ToLower(email)]
+		v, ok := d.emails[foldEmail(email)]
 		if !ok {
 			return ErrNotFound
 		}
@@ -434,6 +434,18 @@ func TestIDPAccounts(t *testing.T) {
 			UpstreamIdentity{Issuer: fakeIssuer, Subject: "7", Email: "o@example.com", EmailVerified: true, Orgs: []string{"other", "acme"}}, nil, http.StatusSeeOther, "", "o@example.com"},
 		{"allowed_orgs refuses a non-member with a 403 naming the organisations", func(p *IdentityProvider) { p.AllowedOrgs = []string{"acme"} },
 			UpstreamIdentity{Issuer: fakeIssuer, Subject: "7", Email: "o@example.com", EmailVerified: true, Orgs: []string{"other"}}, nil, http.StatusForbidden, "not a member of an organisation this server admits (acme)", ""},
+		{"an address with the Kelvin sign does not pass for the listed ASCII address", func(p *IdentityProvider) { p.AllowedEmails = []string{"kate@example.com"} },
+			UpstreamIdentity{Issuer: fakeIssuer, Subject: "k", Email: "\u212Aate@example.com", EmailVerified: true}, nil, http.StatusForbidden, "is not one this server admits", ""},
+		{"a domain with the long s does not pass for the listed ASCII domain", func(p *IdentityProvider) { p.AllowedEmailDomains = []string{"sales.example"} },
+			UpstreamIdentity{Issuer: fakeIssuer, Subject: "s", Email: "eve@\u017Fales.example", EmailVerified: true}, nil, http.StatusForbidden, "is not one this server admits", ""},
+		{"an address with the Kelvin sign does not link to the user of the ASCII address", func(p *IdentityProvider) { p.CreateUsers = false },
+			UpstreamIdentity{Issuer: fakeIssuer, Subject: "k", Email: "\u212Aate@example.com", EmailVerified: true}, map[string]string{"kate@example.com": "kate"}, http.StatusForbidden, "There is no mcpd account for", ""},
+		{"allowed_email_domains admits a subdomain only when listed", func(p *IdentityProvider) { p.AllowedEmailDomains = []string{"example.com"} },
+			UpstreamIdentity{Issuer: fakeIssuer, Subject: "d", Email: "eve@evil.example.com", EmailVerified: true}, nil, http.StatusForbidden, "is not one this server admits", ""},
+		{"allowed_email_domains is not a suffix match", func(p *IdentityProvider) { p.AllowedEmailDomains = []string{"example.com"} },
+			UpstreamIdentity{Issuer: fakeIssuer, Subject: "d", Email: "eve@evil-example.com", EmailVerified: true}, nil, http.StatusForbidden, "is not one this server admits", ""},
+		{"an address with a second @ is judged by what follows the first", func(p *IdentityProvider) { p.AllowedEmailDomains = []string{"example.com"} },
+			UpstreamIdentity{Issuer: fakeIssuer, Subject: "d", Email: "eve@evil.test@example.com", EmailVerified: true}, nil, http.StatusForbidden, "is not one this server admits", ""},
 		{"a user named by the email but without it is not taken over", nil,
 			UpstreamIdentity{Issuer: fakeIssuer, Subject: "z", Email: "alice", EmailVerified: true}, nil, http.StatusForbidden, "exists without that email address", ""},
 	}

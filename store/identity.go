@@ -62,10 +62,16 @@ type identityRecord struct {
 var ErrInvalidEmail = errors.New("invalid email address")
 
 // NormalizeEmail returns the address in the form the store compares and
-// keeps it: trimmed and lower-case. ErrInvalidEmail when it is not an
-// address.
+// keeps it: trimmed, with the ASCII letters A-Z in lower case.
+// ErrInvalidEmail when it is not an address.
+//
+// Only ASCII is folded: Unicode lower-casing maps other characters onto
+// ASCII ones (the Kelvin sign K onto k), so an address a provider vouches
+// for, "\u212Aate@corp.example", would otherwise match kate@corp.example
+// and sign its holder in as kate. Every backend compares the result byte
+// for byte.
 func NormalizeEmail(email string) (string, error) {
-	e := strings.ToLower(strings.TrimSpace(email))
+	e := asciiLower(strings.TrimSpace(email))
 	local, domain, ok := strings.Cut(e, "@")
 	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") || len(e) > 254 {
 		return "", ErrInvalidEmail
@@ -373,4 +379,14 @@ func deleteUserIdentities(tx *wtx, rec *userRecord) error {
 		}
 	}
 	return deletePrefix(tx.bucket(bucketUpstreamTokens), prefix)
+}
+
+// asciiLower maps A-Z to a-z and leaves every other character alone.
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + ('a' - 'A')
+		}
+		return r
+	}, s)
 }

@@ -638,3 +638,37 @@ func TestProvidersOnlyWithPasswordLoginOff(t *testing.T) {
 		t.Errorf("whoami user = %v", got)
 	}
 }
+
+// TestIdentityProviderLinkingByEmail runs account linking by email against
+// the real store: an address that only Unicode case folding would equate
+// with a user's does not reach that user, while ASCII case does not matter.
+func TestIdentityProviderLinkingByEmail(t *testing.T) {
+	p := idptest.NewOIDC(t, idptest.User{Subject: "kelvin-1", Email: "\u212Aate@example.com", EmailVerified: true})
+	ts := oidcServer(t, p, newProtectedAPI(t, p.ActiveSubject), &testClock{}, map[string]any{"create_users": false})
+	mustMcpd(t, "kate-pw\n", "user", "add", "kate", "--password-stdin", "--email", "kate@example.com", "--data", ts.Data)
+	clientID, redirect := publicClient(t, ts.URL, "linking")
+	authURL := func() string {
+		return ts.URL + "/authorize?" + url.Values{
+			"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirect},
+			"code_challenge": {oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())}, "code_challenge_method": {"S256"},
+		}.Encode()
+	}
+
+	t.Run("an address with the Kelvin sign is not kate's", func(t *testing.T) {
+		loc, resp, body := newBrowser(t).idpAuthorize(authURL())
+		if loc != nil || resp.StatusCode != http.StatusForbidden || !bytes.Contains(body, []byte("There is no mcpd account for")) {
+			t.Fatalf("got %v %v:\n%s", loc, resp, body)
+		}
+		if out := mustMcpd(t, "", "user", "list", "--data", ts.Data); !regexp.MustCompile(`(?m)^kate\s+kate@example\.com\s+-\s`).MatchString(out) {
+			t.Errorf("kate gained a linked provider:\n%s", out)
+		}
+	})
+
+	t.Run("the same address in ASCII upper case is kate's", func(t *testing.T) {
+		p.SetUser(idptest.User{Subject: "kate-1", Email: "KATE@Example.COM", EmailVerified: true})
+		tok := idpLogin(t, newBrowser(t), ts.URL, clientID, redirect, "notes:read")
+		if got := whoami(t, connectMCP(t, ts.URL, tok.AccessToken))["user"]; got != "kate" {
+			t.Errorf("whoami user = %v; want kate", got)
+		}
+	})
+}

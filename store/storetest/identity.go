@@ -37,6 +37,7 @@ func RunIdentities(t *testing.T, newStore func(t *testing.T) IdentityStorage) {
 		{"an external user is found by email in any case and has no password", testExternalUser},
 		{"user list carries each user's lower-case email", testListUsersEmail},
 		{"an email address belongs to at most one user", testEmailUnique},
+		{"only ASCII letters fold: an address with a character that lower-cases to ASCII is another", testEmailASCIIFold},
 		{"changing or clearing a user's email frees the old address", testEmailChange},
 		{"a linked identity is found by issuer and subject and listed under its user", testLinkIdentity},
 		{"an identity links once, and only to a user that exists", testLinkOnce},
@@ -292,4 +293,27 @@ func testHalfCreatedUser(t *testing.T, s IdentityStorage) {
 		t.Errorf("upstream token after rollback: got %v; want store.ErrNotFound", err)
 	}
 	mustNil(t, "CreateExternalUser after rollback", s.CreateExternalUser(ctx, "ada@example.com", "ada@example.com"))
+}
+
+// testEmailASCIIFold: the Kelvin sign (U+212A) lower-cases to k and
+// folds with K, the long s (U+017F) folds with s. An address a provider
+// vouches for with one of them must not reach the user of the ASCII
+// address.
+func testEmailASCIIFold(t *testing.T, s IdentityStorage) {
+	ctx := context.Background()
+	mustNil(t, "CreateExternalUser", s.CreateExternalUser(ctx, "kate", "Kate@Sales.example"))
+	for _, email := range []string{"\u212Aate@sales.example", "kate@\u017Fales.example", "KATE@SALE\u017F.EXAMPLE"} {
+		if name, err := s.LookupUserByEmail(ctx, email); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("LookupUserByEmail(%q) = %q, %v; want store.ErrNotFound", email, name, err)
+		}
+	}
+	if err := s.CreateExternalUser(ctx, "\u212Aate", "\u212Aate@sales.example"); err != nil {
+		t.Errorf("CreateExternalUser of the Kelvin-sign address: %v; want it to be another address", err)
+	}
+	if name, err := s.LookupUserByEmail(ctx, "KATE@sales.EXAMPLE"); err != nil || name != "kate" {
+		t.Errorf("LookupUserByEmail in ASCII upper case = %q, %v; want kate", name, err)
+	}
+	if e, err := store.NormalizeEmail(" \u212Aate@Sales.Example "); err != nil || e != "\u212Aate@sales.example" {
+		t.Errorf("NormalizeEmail = %q, %v; want the Kelvin sign kept and ASCII folded", e, err)
+	}
 }
