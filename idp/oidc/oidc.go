@@ -2,7 +2,7 @@
 // Microsoft Entra ID, Keycloak, Okta, …): discovery, the authorization-code
 // flow with PKCE, state and nonce, and an ID token verified by
 // github.com/coreos/go-oidc (signature against the provider's JWKS, iss,
-// aud, exp) plus the nonce and at_hash, with email_verified honoured.
+// aud, exp) plus azp, the nonce and at_hash, with email_verified honoured.
 //
 // It discovers the provider lazily, on the first sign-in, and again after
 // a failure, so mcpd starts while the provider is down. It keeps no state
@@ -167,6 +167,7 @@ func (c *Connector) ResponseIssuer(ctx context.Context) (string, bool, error) {
 // claims are the ID token and userinfo claims the connector reads.
 type claims struct {
 	Subject           string          `json:"sub"`
+	AuthorizedParty   string          `json:"azp"`
 	Email             string          `json:"email"`
 	EmailVerified     json.RawMessage `json:"email_verified"`
 	EmailDomainOwner  json.RawMessage `json:"xms_edov"` // Microsoft Entra ID
@@ -195,7 +196,7 @@ func (cl claims) verified() bool {
 }
 
 // Exchange redeems code at the token endpoint with r's verifier, verifies
-// the ID token (signature, iss, aud, exp, nonce, at_hash) and returns the
+// the ID token (signature, iss, aud, azp, exp, nonce, at_hash) and returns the
 // identity it vouches for, with the upstream token. Claims missing from
 // the ID token are read from the userinfo endpoint, whose subject must be
 // the ID token's.
@@ -234,6 +235,15 @@ func (c *Connector) Exchange(ctx context.Context, callbackURL, code string, r id
 	var cl claims
 	if err := idt.Claims(&cl); err != nil {
 		return idp.Identity{}, nil, fmt.Errorf("%w: reading the ID token's claims: %v", idp.ErrUnverifiable, err)
+	}
+	// OpenID Connect Core §3.1.3.7 steps 4 and 5 (go-oidc checks only that
+	// aud holds the client): a token for several audiences names the one
+	// it was issued to in azp, and an azp must be this client.
+	if cl.AuthorizedParty != "" && cl.AuthorizedParty != c.cfg.ClientID {
+		return idp.Identity{}, nil, fmt.Errorf("%w: the ID token was issued to another client (azp)", idp.ErrUnverifiable)
+	}
+	if len(idt.Audience) > 1 && cl.AuthorizedParty == "" {
+		return idp.Identity{}, nil, fmt.Errorf("%w: the ID token has several audiences and no azp", idp.ErrUnverifiable)
 	}
 	if cl.Email == "" && p.UserInfoEndpoint() != "" {
 		ui, err := p.UserInfo(ctx, oauth2.StaticTokenSource(tok))

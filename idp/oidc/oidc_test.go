@@ -103,6 +103,8 @@ func TestExchange(t *testing.T) {
 			idp.Identity{Subject: "ada-1", Email: "Ada@Example.com", Name: "Ada Lovelace"}},
 		{"Entra's xms_edov stands for email_verified when that is absent", idptest.Faults{NoEmailVerified: true, EmailDomainOwner: true}, ada,
 			idp.Identity{Subject: "ada-1", Email: "Ada@Example.com", EmailVerified: true, Name: "Ada Lovelace"}},
+		{"several audiences with azp naming this client pass", idptest.Faults{ExtraAudience: "https://api.example", AuthorizedParty: "mcpd"}, ada,
+			idp.Identity{Subject: "ada-1", Email: "Ada@Example.com", EmailVerified: true, Name: "Ada Lovelace"}},
 		{"claims missing from the ID token are read from userinfo", idptest.Faults{EmailOnlyInfo: true}, ada,
 			idp.Identity{Subject: "ada-1", Email: "Ada@Example.com", EmailVerified: true, Name: "Ada Lovelace"}},
 	}
@@ -141,6 +143,9 @@ func TestExchangeFailures(t *testing.T) {
 	}{
 		{"an ID token of another issuer is unverifiable", idptest.Faults{Issuer: "https://evil.example"}, nil, idp.ErrUnverifiable, false},
 		{"an ID token for another audience is unverifiable", idptest.Faults{Audience: "someone-else"}, nil, idp.ErrUnverifiable, false},
+		{"an ID token issued to another client (azp) is unverifiable", idptest.Faults{AuthorizedParty: "someone-else"}, nil, idp.ErrUnverifiable, false},
+		{"an ID token for several audiences without azp is unverifiable", idptest.Faults{ExtraAudience: "someone-else"}, nil, idp.ErrUnverifiable, false},
+		{"an ID token for several audiences issued to another client is unverifiable", idptest.Faults{ExtraAudience: "someone-else", AuthorizedParty: "someone-else"}, nil, idp.ErrUnverifiable, false},
 		{"an ID token with another nonce is unverifiable", idptest.Faults{Nonce: "replayed-nonce"}, nil, idp.ErrUnverifiable, false},
 		{"an expired ID token is unverifiable", idptest.Faults{ExpiredIDToken: true}, nil, idp.ErrUnverifiable, false},
 		{"a wrong PKCE verifier is rejected", idptest.Faults{}, func(r *idp.Request, _ *string) { r.CodeVerifier = oauth2.GenerateVerifier() }, idp.ErrRejected, false},

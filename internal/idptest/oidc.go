@@ -66,6 +66,8 @@ type Faults struct {
 	Issuer           string        // the ID token's iss, if set
 	Audience         string        // the ID token's aud, if set
 	Nonce            string        // the ID token's nonce, if set
+	ExtraAudience    string        // a second aud next to the client's, if set
+	AuthorizedParty  string        // the ID token's azp, if set
 	EmailOnlyInfo    bool          // email claims only at /userinfo
 	NoRefreshToken   bool          // token responses carry no refresh token
 	RefuseRefresh    bool          // every refresh is invalid_grant
@@ -331,6 +333,12 @@ func (p *OIDC) issue(w http.ResponseWriter, sub, nonce string, withID bool) {
 		}
 		if p.faults.Audience != "" {
 			claims["aud"] = p.faults.Audience
+		}
+		if p.faults.ExtraAudience != "" {
+			claims["aud"] = []string{p.ClientID, p.faults.ExtraAudience}
+		}
+		if p.faults.AuthorizedParty != "" {
+			claims["azp"] = p.faults.AuthorizedParty
 		}
 		if p.faults.Nonce != "" {
 			claims["nonce"] = p.faults.Nonce
