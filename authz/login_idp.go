@@ -295,7 +295,7 @@ func (s *Server) providerErrorPage(w http.ResponseWriter, p *IdentityProvider, e
 	case errors.Is(err, context.DeadlineExceeded):
 		s.errorPage(w, http.StatusGatewayTimeout, "Sign-in failed", p.DisplayName+" did not answer in time. Try again in a moment.")
 	case errors.Is(err, ErrProviderUnavailable):
-		s.errorPage(w, http.StatusBadGateway, "Sign-in failed", p.DisplayName+" could not be reached. Try again in a moment.")
+		s.errorPage(w, http.StatusBadGateway, "Sign-in failed", p.DisplayName+" could not be reached, or refused mcpd's request. Try again in a moment; if it keeps failing, ask whoever runs this server.")
 	case errors.Is(err, ErrProviderRejected):
 		s.errorPage(w, http.StatusBadRequest, "Sign-in failed", p.DisplayName+" did not accept this sign-in; its code may have been used already. Start again from your application.")
 	case errors.Is(err, ErrProviderUnverifiable):

@@ -304,6 +304,25 @@ func TestIdentityProviderSignInAndAPICallAsTheUser(t *testing.T) {
 		}
 	})
 
+	for _, fault := range []idptest.Faults{
+		{TokenStatus: http.StatusTooManyRequests, TokenErrorCode: "slow_down"},
+		{TokenStatus: http.StatusUnauthorized, TokenErrorCode: "invalid_client"},
+	} {
+		t.Run(fmt.Sprintf("a refresh answered %d %s keeps the grant for the next call", fault.TokenStatus, fault.TokenErrorCode), func(t *testing.T) {
+			p.ExpireAccessTokens()
+			clock.Advance(2 * time.Hour)
+			fault.IssParameter = true
+			p.SetFaults(fault)
+			if _, msg := apiCall(t, cs, "corp-api", "/v1/me"); !strings.Contains(msg, "could not be renewed just now") {
+				t.Errorf("tool error = %q; want a passing failure", msg)
+			}
+			p.SetFaults(idptest.Faults{IssParameter: true})
+			if out, msg := apiCall(t, cs, "corp-api", "/v1/me"); msg != "" || out["status"] != float64(200) {
+				t.Errorf("once the provider answers again: %v, %q; want the call to succeed", out, msg)
+			}
+		})
+	}
+
 	t.Run("a revoked upstream grant ends in a tool error that says to sign in again", func(t *testing.T) {
 		p.RevokeRefreshTokens()
 		p.ExpireAccessTokens()

@@ -62,7 +62,8 @@ type OIDC struct {
 type Faults struct {
 	AuthError        string        // /authorize answers with this error
 	Delay            time.Duration // every token request waits this long first
-	TokenStatus      int           // /token answers this status with a server error
+	TokenStatus      int           // /token answers this status with TokenErrorCode
+	TokenErrorCode   string        // the error code of TokenStatus; "" → server_error
 	Issuer           string        // the ID token's iss, if set
 	Audience         string        // the ID token's aud, if set
 	Nonce            string        // the ID token's nonce, if set
@@ -275,7 +276,11 @@ func (p *OIDC) token(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.faults.TokenStatus != 0 {
-		oauthError(w, p.faults.TokenStatus, "server_error")
+		code := p.faults.TokenErrorCode
+		if code == "" {
+			code = "server_error"
+		}
+		oauthError(w, p.faults.TokenStatus, code)
 		return
 	}
 	if id != p.ClientID || secret != p.ClientSecret {
