@@ -691,3 +691,26 @@ func TestIdentityProviderLinkingByEmail(t *testing.T) {
 		}
 	})
 }
+
+func TestClientSecretFileOpenToOthersIsWarnedAbout(t *testing.T) {
+	p := idptest.NewOIDC(t, idptest.User{Subject: "ada-1", Email: "ada@example.com", EmailVerified: true})
+	for _, tt := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o600, false}, {0o640, false}, {0o644, true}, {0o666, true}} {
+		t.Run(fmt.Sprintf("mode %04o", tt.mode), func(t *testing.T) {
+			file := secretFile(t, p.ClientSecret)
+			if err := os.Chmod(file, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			ts := oidcServer(t, p, newProtectedAPI(t, p.ActiveSubject), &testClock{}, map[string]any{"client_secret_file": file})
+			log := ts.Stderr.String()
+			if got := strings.Contains(log, "open to every user of this machine"); got != tt.warn {
+				t.Errorf("warned = %v; want %v:\n%s", got, tt.warn, log)
+			}
+			if strings.Contains(log, p.ClientSecret) {
+				t.Error("the log holds the client secret")
+			}
+		})
+	}
+}
