@@ -714,3 +714,62 @@ func TestClientSecretFileOpenToOthersIsWarnedAbout(t *testing.T) {
 		})
 	}
 }
+
+// TestIdentityProviderSecretsStayOutOfLogs runs sign-in, api_call, a
+// refresh, a refused refresh and a second sign-in with the log at debug
+// level, then looks for every code, token and ID token the provider handed
+// out, the client secret and mcpd's own tokens in the log and the
+// database file.
+func TestIdentityProviderSecretsStayOutOfLogs(t *testing.T) {
+	p := idptest.NewOIDC(t, idptest.User{Subject: "ada-1", Email: "ada@example.com", EmailVerified: true})
+	p.SetFaults(idptest.Faults{EmailOnlyInfo: true})
+	api := newProtectedAPI(t, p.ActiveSubject)
+	clock := &testClock{}
+	ts := oidcServer(t, p, api, clock, nil, "--log-level", "debug")
+	clientID, redirect := publicClient(t, ts.URL, "secrets")
+	b := newBrowser(t)
+	tok := idpLogin(t, b, ts.URL, clientID, redirect, "notes:read", "api:call")
+	cs := connectMCP(t, ts.URL, tok.AccessToken)
+	if _, msg := apiCall(t, cs, "corp-api", "/v1/me"); msg != "" {
+		t.Fatalf("api_call: %s", msg)
+	}
+	p.ExpireAccessTokens()
+	clock.Advance(2 * time.Hour)
+	if _, msg := apiCall(t, cs, "corp-api", "/v1/me"); msg != "" {
+		t.Fatalf("api_call after expiry: %s", msg)
+	}
+	p.RevokeRefreshTokens()
+	p.ExpireAccessTokens()
+	clock.Advance(2 * time.Hour)
+	if _, msg := apiCall(t, cs, "corp-api", "/v1/me"); !strings.Contains(msg, "Sign in with") {
+		t.Fatalf("api_call after revocation: %s", msg)
+	}
+	idpLogin(t, b, ts.URL, clientID, redirect, "notes:read", "api:call")
+	p.SetFaults(idptest.Faults{AuthError: "access_denied"})
+	newBrowser(t).idpAuthorize(ts.URL + "/authorize?" + url.Values{
+		"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirect},
+		"code_challenge": {oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())}, "code_challenge_method": {"S256"},
+	}.Encode())
+	ts.Stop(t)
+
+	log := ts.Stderr.String()
+	if !strings.Contains(log, `"level":"DEBUG"`) && !strings.Contains(log, `"level":"INFO"`) {
+		t.Fatalf("the log is not at debug level:\n%.2000s", log)
+	}
+	db, err := os.ReadFile(filepath.Join(ts.Data, "mcpd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := append(p.Issued(), tok.AccessToken, tok.RefreshToken)
+	if len(secrets) < 8 {
+		t.Fatalf("only %d secrets issued: the run did not do what it says", len(secrets))
+	}
+	for _, s := range secrets {
+		if strings.Contains(log, s) {
+			t.Errorf("the log holds %.12s…", s)
+		}
+		if bytes.Contains(db, []byte(s)) {
+			t.Errorf("the database holds %.12s… in plain text", s)
+		}
+	}
+}

@@ -56,6 +56,7 @@ type OIDC struct {
 	access map[string]tokenInfo // access token → who and until when
 	rtoks  map[string]string    // refresh token → subject
 	stats  Stats
+	issued []string // every code, token and ID token handed out
 }
 
 // Faults make the provider misbehave; the zero value behaves.
@@ -149,6 +150,15 @@ func (p *OIDC) SetFaults(f Faults) { p.mu.Lock(); p.faults = f; p.mu.Unlock() }
 
 // Stats returns the counts so far.
 func (p *OIDC) Stats() Stats { p.mu.Lock(); defer p.mu.Unlock(); return p.stats }
+
+// Issued returns every secret the provider handed out so far: codes,
+// access and refresh tokens, ID tokens; a test looks for them where they
+// must not be (logs, the database, pages).
+func (p *OIDC) Issued() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string{p.ClientSecret}, p.issued...)
+}
 
 // Close stops the provider: from then on it does not answer.
 func (p *OIDC) Close() { p.srv.Close() }
@@ -249,6 +259,7 @@ func (p *OIDC) authorize(w http.ResponseWriter, r *http.Request) {
 		code := randomString()
 		p.codes[code] = codeGrant{subject: p.user.Subject, redirect: redirect, challenge: q.Get("code_challenge"), nonce: q.Get("nonce")}
 		params.Set("code", code)
+		p.issued = append(p.issued, code)
 	}
 	back.RawQuery = params.Encode()
 	http.Redirect(w, r, back.String(), http.StatusFound)
@@ -321,10 +332,12 @@ func (p *OIDC) issue(w http.ResponseWriter, sub, nonce string, withID bool) {
 	}
 	access := randomString()
 	p.access[access] = tokenInfo{subject: sub, expires: time.Now().Add(ttl)}
+	p.issued = append(p.issued, access)
 	resp := map[string]any{"access_token": access, "token_type": "Bearer", "expires_in": int(ttl / time.Second)}
 	if !p.faults.NoRefreshToken {
 		rt := randomString()
 		p.rtoks[rt] = sub
+		p.issued = append(p.issued, rt)
 		resp["refresh_token"] = rt
 	}
 	if withID {
@@ -356,6 +369,7 @@ func (p *OIDC) issue(w http.ResponseWriter, sub, nonce string, withID bool) {
 		}
 		raw, _ := json.Marshal(claims)
 		resp["id_token"] = oidctest.SignIDToken(p.key, "k1", "RS256", string(raw))
+		p.issued = append(p.issued, resp["id_token"].(string))
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
