@@ -199,7 +199,13 @@ func (s *Server) handleIDPCallback(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusForbidden, "Sign-in refused", why)
 		return
 	}
-	user, err := s.linkAccount(ctx, p, id, tok)
+	user, err := s.linkAccount(ctx, p, id, tok, false)
+	if errors.Is(err, errLinkRace) {
+		// Another sign-in of the same person (a second tab, a second
+		// replica) created the user or linked the identity between this
+		// one's reads and writes. Its work is committed: look again.
+		user, err = s.linkAccount(ctx, p, id, tok, true)
+	}
 	var refused refusal
 	if errors.As(err, &refused) {
 		s.log.Info("idp: no account for the identity", "provider", name, "subject", id.Subject, "reason", string(refused))
@@ -236,9 +242,18 @@ type refusal string
 
 func (r refusal) Error() string { return string(r) }
 
+// errLinkRace is linkAccount finding, at its writes, a user or link that
+// its reads did not see: another sign-in committed it meanwhile.
+var errLinkRace = errors.New("authz: another sign-in linked the account meanwhile")
+
 // linkAccount finds or creates the user of id and keeps the upstream
 // token, all in one transaction: a failure leaves no half-created user.
-func (s *Server) linkAccount(ctx context.Context, p *IdentityProvider, id UpstreamIdentity, tok *oauth2.Token) (user string, err error) {
+// A name, email or identity taken between its reads and its writes is
+// errLinkRace, to be tried again, unless final: then a taken name is a
+// refusal. (A store whose transactions run one at a time, like bbolt's,
+// never races; one that isolates less, like PostgreSQL's read committed,
+// may.)
+func (s *Server) linkAccount(ctx context.Context, p *IdentityProvider, id UpstreamIdentity, tok *oauth2.Token, final bool) (user string, err error) {
 	tctx, err := s.store.BeginTX(ctx)
 	if err != nil {
 		return "", err
@@ -262,6 +277,9 @@ func (s *Server) linkAccount(ctx context.Context, p *IdentityProvider, id Upstre
 		case errors.Is(err, ErrNotFound) && p.CreateUsers:
 			user = email
 			if err := s.identities.CreateExternalUser(tctx, user, email); errors.Is(err, ErrAlreadyExists) {
+				if !final {
+					return "", errLinkRace
+				}
 				return "", refusal("An mcpd user named " + email + " exists without that email address, so mcpd will not sign you in as it. Ask whoever runs this server to give it the address (mcpd user email " + email + " " + email + "), then sign in again.")
 			} else if err != nil {
 				return "", err
@@ -273,6 +291,9 @@ func (s *Server) linkAccount(ctx context.Context, p *IdentityProvider, id Upstre
 			return "", err
 		}
 		err = s.identities.LinkIdentity(tctx, Identity{Issuer: id.Issuer, Subject: id.Subject, Provider: p.Name, User: user, Email: email, CreatedAt: s.now().UTC()})
+		if errors.Is(err, ErrAlreadyExists) && !final {
+			return "", errLinkRace
+		}
 		if err != nil {
 			return "", err
 		}

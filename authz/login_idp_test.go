@@ -79,6 +79,23 @@ type memIdentities struct {
 	mu    sync.Mutex
 	data  identityData
 	users *memStore // password users, for LookupUserByEmail of them
+	// race, when set, runs once at the first write of a transaction
+	// (CreateExternalUser or LinkIdentity), as another sign-in
+	// committing in between; writes then see committed rows, as a
+	// unique index of a less isolated store does.
+	race func(committed *identityData)
+}
+
+// raced runs the race hook once and reports whether committed data (not
+// this transaction's copy) has key in the map of pick.
+func (m *memIdentities) raced(pick func(d *identityData) bool) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.race != nil {
+		m.race(&m.data)
+		m.race = nil
+	}
+	return pick(&m.data)
 }
 
 type identityData struct {
@@ -153,6 +170,9 @@ func (m *memIdentities) LookupIdentity(ctx context.Context, issuer, subject stri
 }
 
 func (m *memIdentities) LinkIdentity(ctx context.Context, id Identity) error {
+	if m.raced(func(d *identityData) bool { _, ok := d.ids[id.Issuer+"/"+id.Subject]; return ok }) {
+		return ErrAlreadyExists
+	}
 	return m.with(ctx, func(d *identityData) error {
 		if _, ok := d.ids[id.Issuer+"/"+id.Subject]; ok {
 			return ErrAlreadyExists
@@ -179,6 +199,9 @@ func (m *memIdentities) LookupUserByEmail(ctx context.Context, email string) (st
 }
 
 func (m *memIdentities) CreateExternalUser(ctx context.Context, name, email string) error {
+	if m.raced(func(d *identityData) bool { return d.ext[name] || d.emails[email] != "" }) {
+		return ErrAlreadyExists
+	}
 	return m.with(ctx, func(d *identityData) error {
 		if m.userExists(d, name) || d.emails[email] != "" {
 			return ErrAlreadyExists
@@ -691,6 +714,53 @@ func TestIDPResponseIssuer(t *testing.T) {
 			}
 			if d := e.ids.snapshot(); tt.status != http.StatusSeeOther && (len(d.ext) != 0 || len(d.ids) != 0) {
 				t.Errorf("a refused answer left users %v, identities %v", d.ext, d.ids)
+			}
+		})
+	}
+}
+
+// TestIDPFirstSignInRace: two first sign-ins of one person at once (two
+// tabs, two replicas) end as the same user. With a store that isolates
+// less than bbolt, the second finds the user or link the first committed
+// only at its writes.
+func TestIDPFirstSignInRace(t *testing.T) {
+	tests := []struct {
+		name     string
+		provider func(p *IdentityProvider)
+		other    func(d *identityData) // what the other sign-in committed
+	}{
+		{"the other sign-in created the user and linked the identity", nil, func(d *identityData) {
+			d.ext["ada@example.com"], d.emails["ada@example.com"] = true, "ada@example.com"
+			d.ids[fakeIssuer+"/ada-1"] = Identity{Issuer: fakeIssuer, Subject: "ada-1", Provider: "corp", User: "ada@example.com"}
+		}},
+		{"the other sign-in linked the identity to the existing user", func(p *IdentityProvider) { p.CreateUsers = false }, func(d *identityData) {
+			d.ids[fakeIssuer+"/ada-1"] = Identity{Issuer: fakeIssuer, Subject: "ada-1", Provider: "corp", User: "alice"}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newIDPEnv(t, tt.provider)
+			e.ids.data.emails["ada@example.com"] = "alice"
+			if tt.provider == nil {
+				delete(e.ids.data.emails, "ada@example.com")
+			}
+			e.ids.race = tt.other
+			c := e.registerPublic("http://127.0.0.1/cb")
+			b := e.browser()
+			at := e.startAtProvider(b, authRequest{clientID: c.ClientID, redirect: "http://127.0.0.1/cb", verifier: oauth2.GenerateVerifier()})
+			p := e.callback(b, url.Values{"state": {at.Query().Get("state")}, "code": {"good"}})
+			if p.status != http.StatusSeeOther {
+				t.Fatalf("callback: status %d: %.400s", p.status, p.body)
+			}
+			want := "ada@example.com"
+			if tt.provider != nil {
+				want = "alice"
+			}
+			if p := b.get(p.location(t).String()); !strings.Contains(p.body, want) {
+				t.Errorf("not signed in as %s: %.300s", want, p.body)
+			}
+			if d := e.ids.snapshot(); d.tokens[want+"/corp"] != "upstream-at-ada-1" {
+				t.Errorf("the upstream token was not kept for %s: %v", want, d.tokens)
 			}
 		})
 	}

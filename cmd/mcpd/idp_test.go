@@ -773,3 +773,58 @@ func TestIdentityProviderSecretsStayOutOfLogs(t *testing.T) {
 		}
 	}
 }
+
+// TestIdentityProviderConcurrentFirstSignIns: one person's first sign-ins
+// in four tabs at once all end as one user with one link.
+func TestIdentityProviderConcurrentFirstSignIns(t *testing.T) {
+	p := idptest.NewOIDC(t, idptest.User{Subject: "ada-1", Email: "ada@example.com", EmailVerified: true})
+	ts := oidcServer(t, p, newProtectedAPI(t, p.ActiveSubject), &testClock{}, nil)
+	const tabs = 4
+	browsers := make([]*browser, tabs)
+	callbacks := make([]string, tabs)
+	for i := range tabs {
+		browsers[i] = newBrowser(t)
+		start, _ := browsers[i].get(ts.URL + "/login/idp/corp")
+		loc, err := start.Location()
+		if err != nil {
+			t.Fatalf("start: %s", start.Status)
+		}
+		resp, _ := browsers[i].get(loc.String()) // the provider
+		cb, err := resp.Location()
+		if err != nil {
+			t.Fatalf("provider: %s", resp.Status)
+		}
+		callbacks[i] = cb.String()
+	}
+	var wg sync.WaitGroup
+	statuses := make([]int, tabs)
+	for i := range tabs {
+		wg.Go(func() {
+			resp, _ := browsers[i].get(callbacks[i])
+			statuses[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	for i, st := range statuses {
+		if st != http.StatusSeeOther {
+			t.Errorf("tab %d: status %d; want 303", i, st)
+		}
+	}
+	ts.Stop(t)
+	st := mustOpenStore(t, ts.Data)
+	defer st.Close()
+	users, err := st.ListUsers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, u := range users {
+		if u.Name != "admin" {
+			names = append(names, u.Name)
+		}
+	}
+	ids, err := st.ListIdentities(context.Background(), "ada@example.com")
+	if err != nil || len(ids) != 1 || len(names) != 1 || names[0] != "ada@example.com" {
+		t.Errorf("users %v, identities %+v, %v; want one user ada@example.com with one identity", names, ids, err)
+	}
+}
