@@ -765,3 +765,17 @@ func TestIDPFirstSignInRace(t *testing.T) {
 		})
 	}
 }
+
+// TestIDPRefusalPageEscapesProviderText: the refusal page names the
+// address the provider vouched for, which the person chose; it is text,
+// never markup.
+func TestIDPRefusalPageEscapesProviderText(t *testing.T) {
+	e := newIDPEnv(t, func(p *IdentityProvider) { p.AllowedEmailDomains = []string{"corp.example"} })
+	e.conn.set(UpstreamIdentity{Issuer: fakeIssuer, Subject: "x", Email: `"<img src=x onerror=alert(1)>"@evil.example`, EmailVerified: true}, nil)
+	b := e.browser()
+	start := b.get(e.url("/login/idp/corp"))
+	p := e.callback(b, url.Values{"state": {start.location(t).Query().Get("state")}, "code": {"good"}})
+	if p.status != http.StatusForbidden || strings.Contains(p.body, "<img") || !strings.Contains(p.body, "&lt;img src=x") {
+		t.Errorf("status %d: %.800s", p.status, p.body)
+	}
+}
