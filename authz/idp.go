@@ -98,6 +98,9 @@ type IdentityStore interface {
 	// LinkIdentity: ErrAlreadyExists when linked already, ErrNotFound for
 	// an unknown user.
 	LinkIdentity(ctx context.Context, id Identity) error
+	// ListIdentities returns the identities linked to user (none for an
+	// unknown user).
+	ListIdentities(ctx context.Context, user string) ([]Identity, error)
 	LookupUserByEmail(ctx context.Context, email string) (string, error) // ErrNotFound
 	// CreateExternalUser adds a user without a password: ErrAlreadyExists
 	// when the name or email is taken.

@@ -289,6 +289,13 @@ func (s *Server) linkAccount(ctx context.Context, p *IdentityProvider, id Upstre
 			return "", refusal("There is no mcpd account for " + email + ". Ask whoever runs this server to add one (mcpd user add NAME --email " + email + "), then sign in again.")
 		case err != nil:
 			return "", err
+		default:
+			if why, err := s.secondSubject(tctx, p, id, user, email); err != nil || why != "" {
+				if err == nil {
+					err = refusal(why)
+				}
+				return "", err
+			}
 		}
 		err = s.identities.LinkIdentity(tctx, Identity{Issuer: id.Issuer, Subject: id.Subject, Provider: p.Name, User: user, Email: email, CreatedAt: s.now().UTC()})
 		if errors.Is(err, ErrAlreadyExists) && !final {
@@ -306,6 +313,28 @@ func (s *Server) linkAccount(ctx context.Context, p *IdentityProvider, id Upstre
 		}
 	}
 	return user, s.store.Commit(tctx)
+}
+
+// secondSubject returns the refusal for linking id, by its address, to
+// user when user already has an identity at id's issuer: another subject
+// of one provider is another account there (OpenID Connect Core §5.7: only
+// iss and sub identify a person), and when its address matches the
+// user's, the provider has most likely passed the address on — a departed
+// colleague's address given to a newcomer — and linking would hand the
+// newcomer the old holder's mcpd account. "" when there is none.
+func (s *Server) secondSubject(ctx context.Context, p *IdentityProvider, id UpstreamIdentity, user, email string) (string, error) {
+	ids, err := s.identities.ListIdentities(ctx, user)
+	if err != nil {
+		return "", err
+	}
+	for _, have := range ids {
+		if have.Issuer == id.Issuer && have.Subject != id.Subject {
+			s.log.Warn("idp: an address of a user linked to another account of the same provider", "provider", p.Name, "user", user, "subject", id.Subject)
+			return "The address " + email + " belongs to an mcpd account that signs in with another " + p.DisplayName + " account, so mcpd will not sign you in to it: the address may have passed from one person to another. " +
+				"If both accounts are yours, ask whoever runs this server to remove the old link (mcpd user unlink " + user + " " + p.Name + "), then sign in again.", nil
+		}
+	}
+	return "", nil
 }
 
 // providerErrorPage answers a Connector failure with a page saying what

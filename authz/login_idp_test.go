@@ -185,6 +185,19 @@ func (m *memIdentities) LinkIdentity(ctx context.Context, id Identity) error {
 	})
 }
 
+func (m *memIdentities) ListIdentities(ctx context.Context, user string) ([]Identity, error) {
+	var out []Identity
+	err := m.with(ctx, func(d *identityData) error {
+		for _, id := range d.ids {
+			if id.User == user {
+				out = append(out, id)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 func (m *memIdentities) LookupUserByEmail(ctx context.Context, email string) (string, error) {
 	var name string
 	err := m.with(ctx, func(d *identityData) error {
@@ -469,6 +482,8 @@ func TestIDPAccounts(t *testing.T) {
 			UpstreamIdentity{Issuer: fakeIssuer, Subject: "d", Email: "eve@evil-example.com", EmailVerified: true}, nil, http.StatusForbidden, "is not one this server admits", ""},
 		{"an address with a second @ is judged by what follows the first", func(p *IdentityProvider) { p.AllowedEmailDomains = []string{"example.com"} },
 			UpstreamIdentity{Issuer: fakeIssuer, Subject: "d", Email: "eve@evil.test@example.com", EmailVerified: true}, nil, http.StatusForbidden, "is not one this server admits", ""},
+		{"a second account at the same provider with a linked user's address is refused (a passed-on address)", func(p *IdentityProvider) { p.CreateUsers = false },
+			UpstreamIdentity{Issuer: fakeIssuer, Subject: "newcomer", Email: "old@example.com", EmailVerified: true}, map[string]string{"old@example.com": "old"}, http.StatusForbidden, "mcpd user unlink old corp", ""},
 		{"a user named by the email but without it is not taken over", nil,
 			UpstreamIdentity{Issuer: fakeIssuer, Subject: "z", Email: "alice", EmailVerified: true}, nil, http.StatusForbidden, "exists without that email address", ""},
 	}
@@ -479,6 +494,10 @@ func TestIDPAccounts(t *testing.T) {
 			for email, user := range tt.emails {
 				e.ids.data.emails[email] = user
 			}
+			if tt.emails["old@example.com"] != "" { // old's own account at the provider, linked before
+				e.ids.data.ids[fakeIssuer+"/old-1"] = Identity{Issuer: fakeIssuer, Subject: "old-1", Provider: "corp", User: "old"}
+			}
+			seeded := len(e.ids.data.ids)
 			c := e.registerPublic("http://127.0.0.1/cb")
 			b := e.browser()
 			at := e.startAtProvider(b, authRequest{clientID: c.ClientID, redirect: "http://127.0.0.1/cb", verifier: oauth2.GenerateVerifier()})
@@ -488,7 +507,7 @@ func TestIDPAccounts(t *testing.T) {
 			}
 			d := e.ids.snapshot()
 			if tt.user == "" {
-				if len(d.ids) != 0 || len(d.ext) != 0 || len(d.tokens) != 0 {
+				if len(d.ids) != seeded || len(d.ext) != 0 || len(d.tokens) != 0 {
 					t.Errorf("a refused sign-in left identities %v, users %v, tokens %v", d.ids, d.ext, d.tokens)
 				}
 				if p := b.get(e.authorizeURL(authRequest{clientID: c.ClientID, redirect: "http://127.0.0.1/cb", verifier: oauth2.GenerateVerifier()})); !isLoginPage(p) {

@@ -828,3 +828,58 @@ func TestIdentityProviderConcurrentFirstSignIns(t *testing.T) {
 		t.Errorf("users %v, identities %+v, %v; want one user ada@example.com with one identity", names, ids, err)
 	}
 }
+
+// TestIdentityProviderPassedOnAddress: an address the provider passes from
+// one account to another (a departed colleague's, given to a newcomer)
+// does not hand the newcomer the old holder's mcpd account; the operator
+// can unlink the old account when both are the same person's.
+func TestIdentityProviderPassedOnAddress(t *testing.T) {
+	p := idptest.NewOIDC(t, idptest.User{Subject: "old-1", Email: "sam@example.com", EmailVerified: true})
+	ts := oidcServer(t, p, newProtectedAPI(t, p.ActiveSubject), &testClock{}, nil)
+	clientID, redirect := publicClient(t, ts.URL, "passed on")
+	tok := idpLogin(t, newBrowser(t), ts.URL, clientID, redirect, "notes:read")
+	if got := whoami(t, connectMCP(t, ts.URL, tok.AccessToken))["user"]; got != "sam@example.com" {
+		t.Fatalf("whoami user = %v", got)
+	}
+	authURL := ts.URL + "/authorize?" + url.Values{
+		"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirect},
+		"code_challenge": {oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())}, "code_challenge_method": {"S256"},
+	}.Encode()
+
+	t.Run("another account at the provider with the address is refused with a 403 saying what to do", func(t *testing.T) {
+		p.SetUser(idptest.User{Subject: "new-1", Email: "sam@example.com", EmailVerified: true})
+		loc, resp, body := newBrowser(t).idpAuthorize(authURL)
+		if loc != nil || resp.StatusCode != http.StatusForbidden || !bytes.Contains(body, []byte("mcpd user unlink sam@example.com corp")) {
+			t.Fatalf("got %v %v:\n%s", loc, resp, body)
+		}
+	})
+
+	t.Run("user unlink forgets the old account, through the socket", func(t *testing.T) {
+		if out := mustMcpd(t, "", "user", "unlink", "sam@example.com", "corp", "--data", ts.Data); out != "unlinked 1 identity of sam@example.com at corp\n" {
+			t.Errorf("user unlink printed %q", out)
+		}
+		if out := mustMcpd(t, "", "user", "list", "--data", ts.Data); !regexp.MustCompile(`(?m)^sam@example\.com\s+sam@example\.com\s+-\s`).MatchString(out) {
+			t.Errorf("user list after unlink:\n%s", out)
+		}
+	})
+
+	t.Run("then the new account signs in to the user", func(t *testing.T) {
+		tok := idpLogin(t, newBrowser(t), ts.URL, clientID, redirect, "notes:read")
+		if got := whoami(t, connectMCP(t, ts.URL, tok.AccessToken))["user"]; got != "sam@example.com" {
+			t.Errorf("whoami user = %v", got)
+		}
+	})
+
+	t.Run("user unlink works with the server stopped, and names an unknown user", func(t *testing.T) {
+		ts.Stop(t)
+		if out := mustMcpd(t, "", "user", "unlink", "sam@example.com", "corp", "--data", ts.Data); out != "unlinked 1 identity of sam@example.com at corp\n" {
+			t.Errorf("user unlink printed %q", out)
+		}
+		if out := mustMcpd(t, "", "user", "unlink", "sam@example.com", "corp", "--data", ts.Data); out != "unlinked 0 identities of sam@example.com at corp\n" {
+			t.Errorf("user unlink again printed %q", out)
+		}
+		if _, _, err := mcpd(t, "", "user", "unlink", "nobody", "corp", "--data", ts.Data); !errors.Is(err, errNotFound) {
+			t.Errorf("unlinking an unknown user: %v; want errNotFound", err)
+		}
+	})
+}

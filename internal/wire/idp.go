@@ -28,6 +28,17 @@ func (a AuthzStorage) LinkIdentity(ctx context.Context, id authz.Identity) error
 	return authzErr(a.Store.LinkIdentity(ctx, store.Identity(id)))
 }
 
+// ListIdentities shadows the store's method, whose result is the store's
+// type.
+func (a AuthzStorage) ListIdentities(ctx context.Context, user string) ([]authz.Identity, error) {
+	ids, err := a.Store.ListIdentities(ctx, user)
+	out := make([]authz.Identity, len(ids))
+	for i, id := range ids {
+		out[i] = authz.Identity(id)
+	}
+	return out, authzErr(err)
+}
+
 func (a AuthzStorage) LookupUserByEmail(ctx context.Context, email string) (string, error) {
 	name, err := a.Store.LookupUserByEmail(ctx, email)
 	return name, authzErr(err)
