@@ -117,9 +117,39 @@ func (c *Connector) discover(ctx context.Context) (*gooidc.Provider, error) {
 		}
 		return nil, idp.HTTPError("discovery", err)
 	}
+	if err := checkEndpoints(c.cfg.Issuer, p); err != nil {
+		return nil, err
+	}
 	c.provider = p
 	c.verifier = p.Verifier(&gooidc.Config{ClientID: c.cfg.ClientID, Now: c.cfg.Now})
 	return p, nil
+}
+
+// checkEndpoints refuses a discovery document of an https issuer that
+// sends mcpd to a plain http endpoint: the client secret, codes and tokens
+// would cross the network in the clear (OpenID Connect Core §16.17 wants
+// TLS for every one of them). An http issuer (a provider on loopback, as
+// in tests; cmd/mcpd allows no other) is not checked.
+func checkEndpoints(issuer string, p *gooidc.Provider) error {
+	if !strings.HasPrefix(issuer, "https://") {
+		return nil
+	}
+	var meta struct {
+		JWKS     string `json:"jwks_uri"`
+		UserInfo string `json:"userinfo_endpoint"`
+	}
+	if err := p.Claims(&meta); err != nil {
+		return fmt.Errorf("%w: reading the discovery document: %v", idp.ErrUnverifiable, err)
+	}
+	for name, u := range map[string]string{
+		"authorization_endpoint": p.Endpoint().AuthURL, "token_endpoint": p.Endpoint().TokenURL,
+		"jwks_uri": meta.JWKS, "userinfo_endpoint": meta.UserInfo,
+	} {
+		if u != "" && !strings.HasPrefix(u, "https://") {
+			return fmt.Errorf("%w: the discovery document's %s is not https", idp.ErrUnverifiable, name)
+		}
+	}
+	return nil
 }
 
 func (c *Connector) oauth2Config(p *gooidc.Provider, callbackURL string) *oauth2.Config {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -322,4 +323,37 @@ func TestResponseIssuer(t *testing.T) {
 			t.Errorf("got %v; want ErrUnavailable", err)
 		}
 	})
+}
+
+func TestDiscoveryOverTLS(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		endpoint string // a path on the TLS server, or an absolute http URL
+		want     error
+	}{
+		{"https endpoints are used", "/token", nil},
+		{"an https issuer naming a plain http token endpoint is refused", "http://provider.example/token", idp.ErrUnverifiable},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var srv *httptest.Server
+			srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				token := tt.endpoint
+				if strings.HasPrefix(token, "/") {
+					token = srv.URL + token
+				}
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprintf(w, `{"issuer":%q,"authorization_endpoint":%q,"token_endpoint":%q,"jwks_uri":%q,"userinfo_endpoint":%q,`+
+					`"response_types_supported":["code"],"subject_types_supported":["public"],"id_token_signing_alg_values_supported":["RS256"]}`,
+					srv.URL, srv.URL+"/auth", token, srv.URL+"/keys", srv.URL+"/userinfo")
+			}))
+			t.Cleanup(srv.Close)
+			c, err := oidc.New(oidc.Config{Issuer: srv.URL, ClientID: "mcpd", HTTPClient: srv.Client()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.AuthCodeURL(context.Background(), callback, newRequest()); !errors.Is(err, tt.want) {
+				t.Errorf("AuthCodeURL: got %v; want %v", err, tt.want)
+			}
+		})
+	}
 }
