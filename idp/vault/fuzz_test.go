@@ -10,8 +10,10 @@ import (
 )
 
 // FuzzOpen feeds arbitrary bytes to the unsealing of a stored token: it
-// never panics, and whatever opens was sealed by this vault for this user
-// and provider.
+// never panics, and whatever opens was sealed under this key for this user
+// and provider, so it holds the one token ever sealed here. (Each fuzz
+// worker runs this setup again and seals with a fresh nonce, so a seed
+// from another worker is authentic without being byte-equal to good.)
 func FuzzOpen(f *testing.F) {
 	v, err := New(Config{Key: bytes.Repeat([]byte{7}, 32), Store: nopStore{}})
 	if err != nil {
@@ -30,7 +32,7 @@ func FuzzOpen(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !bytes.Equal(sealed, good) || tok.AccessToken != "at" || tok.RefreshToken != "rt" {
+		if tok.AccessToken != "at" || tok.RefreshToken != "rt" {
 			t.Errorf("bytes %x that this vault never sealed opened to %+v", sealed, tok)
 		}
 		if _, err := v.open("bob", "corp", sealed); err == nil {
