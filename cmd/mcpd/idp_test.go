@@ -23,6 +23,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mcpd/mcpd/internal/idptest"
+	"github.com/mcpd/mcpd/store/postgres/pgtest"
 )
 
 // testClock is a clock that tests move forward.
@@ -775,57 +776,67 @@ func TestIdentityProviderSecretsStayOutOfLogs(t *testing.T) {
 }
 
 // TestIdentityProviderConcurrentFirstSignIns: one person's first sign-ins
-// in four tabs at once all end as one user with one link.
+// in four tabs at once all end as one user with one link, on bbolt (whose
+// writes run one at a time) and on PostgreSQL (read committed: the losers
+// meet the winner's user at their insert).
 func TestIdentityProviderConcurrentFirstSignIns(t *testing.T) {
-	p := idptest.NewOIDC(t, idptest.User{Subject: "ada-1", Email: "ada@example.com", EmailVerified: true})
-	ts := oidcServer(t, p, newProtectedAPI(t, p.ActiveSubject), &testClock{}, nil)
-	const tabs = 4
-	browsers := make([]*browser, tabs)
-	callbacks := make([]string, tabs)
-	for i := range tabs {
-		browsers[i] = newBrowser(t)
-		start, _ := browsers[i].get(ts.URL + "/login/idp/corp")
-		loc, err := start.Location()
-		if err != nil {
-			t.Fatalf("start: %s", start.Status)
-		}
-		resp, _ := browsers[i].get(loc.String()) // the provider
-		cb, err := resp.Location()
-		if err != nil {
-			t.Fatalf("provider: %s", resp.Status)
-		}
-		callbacks[i] = cb.String()
-	}
-	var wg sync.WaitGroup
-	statuses := make([]int, tabs)
-	for i := range tabs {
-		wg.Go(func() {
-			resp, _ := browsers[i].get(callbacks[i])
-			statuses[i] = resp.StatusCode
+	for _, backend := range []string{"bbolt", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			p := idptest.NewOIDC(t, idptest.User{Subject: "ada-1", Email: "ada@example.com", EmailVerified: true})
+			var args, where []string
+			if backend == "postgres" {
+				db := pgtest.URL(t)
+				args, where = []string{"--database", db}, []string{"--database", db}
+			}
+			ts := oidcServer(t, p, newProtectedAPI(t, p.ActiveSubject), &testClock{}, nil, args...)
+			if where == nil {
+				where = []string{"--data", ts.Data}
+			}
+			const tabs = 4
+			browsers := make([]*browser, tabs)
+			callbacks := make([]string, tabs)
+			for i := range tabs {
+				browsers[i] = newBrowser(t)
+				start, _ := browsers[i].get(ts.URL + "/login/idp/corp")
+				loc, err := start.Location()
+				if err != nil {
+					t.Fatalf("start: %s", start.Status)
+				}
+				resp, _ := browsers[i].get(loc.String()) // the provider
+				cb, err := resp.Location()
+				if err != nil {
+					t.Fatalf("provider: %s", resp.Status)
+				}
+				callbacks[i] = cb.String()
+			}
+			var wg sync.WaitGroup
+			statuses := make([]string, tabs)
+			for i := range tabs {
+				wg.Go(func() {
+					resp, body := browsers[i].get(callbacks[i])
+					statuses[i] = fmt.Sprintf("%d %.200s", resp.StatusCode, body)
+				})
+			}
+			wg.Wait()
+			for i, st := range statuses {
+				if !strings.HasPrefix(st, "303 ") {
+					t.Errorf("tab %d: %s; want 303", i, st)
+				}
+			}
+			var users []userView
+			if err := json.Unmarshal([]byte(mustMcpd(t, "", append([]string{"user", "list", "--json"}, where...)...)), &users); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, u := range users {
+				if u.Name != "admin" {
+					got = append(got, fmt.Sprintf("%s %d", u.Name, len(u.Identities)))
+				}
+			}
+			if len(got) != 1 || got[0] != "ada@example.com 1" {
+				t.Errorf("users %q; want one user ada@example.com with one identity", got)
+			}
 		})
-	}
-	wg.Wait()
-	for i, st := range statuses {
-		if st != http.StatusSeeOther {
-			t.Errorf("tab %d: status %d; want 303", i, st)
-		}
-	}
-	ts.Stop(t)
-	st := mustOpenStore(t, ts.Data)
-	defer st.Close()
-	users, err := st.ListUsers(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, u := range users {
-		if u.Name != "admin" {
-			names = append(names, u.Name)
-		}
-	}
-	ids, err := st.ListIdentities(context.Background(), "ada@example.com")
-	if err != nil || len(ids) != 1 || len(names) != 1 || names[0] != "ada@example.com" {
-		t.Errorf("users %v, identities %+v, %v; want one user ada@example.com with one identity", names, ids, err)
 	}
 }
 
