@@ -894,3 +894,31 @@ func TestIdentityProviderPassedOnAddress(t *testing.T) {
 		}
 	})
 }
+
+// TestIdentityProviderUnderIssuerPath: behind a proxy serving mcpd under
+// /mcpd, the provider is sent the callback under /mcpd (the redirect URI
+// registered there), and the browser's session cookie, scoped to /mcpd,
+// reaches the callback, so the sign-in completes.
+func TestIdentityProviderUnderIssuerPath(t *testing.T) {
+	p := idptest.NewOIDC(t, idptest.User{Subject: "ada-1", Email: "ada@example.com", EmailVerified: true})
+	proxy := &pathProxy{prefix: "/mcpd", strip: true}
+	front := httptest.NewServer(proxy)
+	defer front.Close()
+	issuer := front.URL + "/mcpd"
+	ts := oidcServer(t, p, newProtectedAPI(t, p.ActiveSubject), &testClock{}, nil, "--issuer", issuer)
+	proxy.backend, _ = url.Parse(ts.URL)
+	clientID, redirect := publicClient(t, issuer, "under a path")
+	b := newBrowser(t)
+	start, _ := b.get(issuer + "/login/idp/corp")
+	loc, err := start.Location()
+	if err != nil {
+		t.Fatalf("start: %s", start.Status)
+	}
+	if got := loc.Query().Get("redirect_uri"); got != issuer+"/login/idp/corp/callback" {
+		t.Errorf("redirect_uri sent to the provider = %q; want %q", got, issuer+"/login/idp/corp/callback")
+	}
+	tok := idpLogin(t, b, issuer, clientID, redirect, "notes:read")
+	if got := whoami(t, connectMCP(t, issuer, tok.AccessToken))["user"]; got != "ada@example.com" {
+		t.Errorf("whoami user = %v", got)
+	}
+}
