@@ -202,6 +202,7 @@ func (e cliEnv) user(args []string) error {
   mcpd user add NAME --password-stdin [--email ADDR]
   mcpd user add NAME --email ADDR       (no password: signs in with an identity provider)
   mcpd user email NAME ADDR
+  mcpd user unlink NAME PROVIDER        (forget the user's accounts at that identity provider)
   mcpd user list [--json]
   mcpd user passwd NAME --password-stdin
   mcpd user passkeys NAME [--json] [--remove ID]
@@ -228,6 +229,18 @@ func (e cliEnv) user(args []string) error {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "set the email of %s to %s\n", in.pos[0], in.pos[1])
+			return nil
+		}},
+		"unlink": {args: []string{"NAME", "PROVIDER"}, run: func(e cliEnv, a admin, in adminInput) error {
+			n, err := a.UnlinkUser(e.ctx, in.pos[0], in.pos[1])
+			if err != nil {
+				return err
+			}
+			word := "identities"
+			if n == 1 {
+				word = "identity"
+			}
+			fmt.Fprintf(e.stdout, "unlinked %d %s of %s at %s\n", n, word, in.pos[0], in.pos[1])
 			return nil
 		}},
 		"passwd": {args: []string{"NAME"}, password: true, run: func(e cliEnv, a admin, in adminInput) error {
