@@ -61,6 +61,9 @@ type Config struct {
 	ConsentLifetime time.Duration
 	// SessionIdleTimeout ends a login session after this much idleness; 0 → 12h.
 	SessionIdleTimeout time.Duration
+	// SessionMaxAge ends a login session this long after sign-in, however
+	// often it is used; 0 → 7 days.
+	SessionMaxAge time.Duration
 	// DisablePasswordLogin hides the password form and refuses local
 	// passwords: people sign in with a passkey or an identity provider.
 	DisablePasswordLogin bool
@@ -82,6 +85,11 @@ type Config struct {
 	// RegistrationsPerMinute per client address, for registrations and,
 	// separately, for fetches of client metadata documents; 0 → 20.
 	RegistrationsPerMinute int
+	// RegistrationsPerMinuteAll caps registrations, and separately fetches
+	// of client metadata documents, per minute from all addresses
+	// together, so that a flood from many addresses stays bounded; 0 → no
+	// cap beyond the per-address one.
+	RegistrationsPerMinuteAll int
 	// MaxClients caps the number of registered clients; 0 → 1000.
 	MaxClients int
 
@@ -136,10 +144,14 @@ type Server struct {
 	loginAddr     *limiter
 	registrations *limiter
 	cimdFetches   *limiter
-	refreshLocks  *keyedMutex
-	codeLocks     *keyedMutex
-	cimd          *cimdFetcher
-	dpop          *dpop.Checker
+	// registrationsAll and cimdFetchesAll count every address under one
+	// key; nil when RegistrationsPerMinuteAll is 0.
+	registrationsAll *limiter
+	cimdFetchesAll   *limiter
+	refreshLocks     *keyedMutex
+	codeLocks        *keyedMutex
+	cimd             *cimdFetcher
+	dpop             *dpop.Checker
 
 	idps           map[string]*IdentityProvider
 	identities     IdentityStore
@@ -147,6 +159,9 @@ type Server struct {
 	idpKey         []byte
 	idpTimeout     time.Duration
 	idpStarts      *limiter
+
+	pendingStarts *limiter    // authorization requests left for sign-in per client address
+	passkeyLocks  *keyedMutex // passkey additions, per user
 }
 
 const (
@@ -156,6 +171,7 @@ const (
 	defaultAuthorizeCodeLifespan   = 60 * time.Second
 	defaultConsentLifetime         = 30 * 24 * time.Hour
 	defaultSessionIdleTimeout      = 12 * time.Hour
+	defaultSessionMaxAge           = 7 * 24 * time.Hour
 	defaultRegistrationsPerMinute  = 20
 	defaultMaxClients              = 1000
 
@@ -207,6 +223,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.SessionIdleTimeout == 0 {
 		cfg.SessionIdleTimeout = defaultSessionIdleTimeout
+	}
+	if cfg.SessionMaxAge == 0 {
+		cfg.SessionMaxAge = defaultSessionMaxAge
+	}
+	if cfg.SessionIdleTimeout < 0 || cfg.SessionMaxAge < 0 {
+		return nil, errors.New("authz: SessionIdleTimeout and SessionMaxAge must not be negative")
 	}
 	if cfg.RegistrationsPerMinute == 0 {
 		cfg.RegistrationsPerMinute = defaultRegistrationsPerMinute
@@ -286,10 +308,16 @@ func New(cfg Config) (*Server, error) {
 	s.loginUser = newLimiter(5, 15*time.Minute, s.now)
 	s.loginAddr = newLimiter(20, 15*time.Minute, s.now)
 	s.ceremonies = newLimiter(maxCeremoniesPerMinute, time.Minute, s.now)
+	s.pendingStarts = newLimiter(maxVisitorRequestsPerMinute, time.Minute, s.now)
 	s.registrations = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
 	s.cimdFetches = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
+	if cfg.RegistrationsPerMinuteAll > 0 {
+		s.registrationsAll = newLimiter(cfg.RegistrationsPerMinuteAll, time.Minute, s.now)
+		s.cimdFetchesAll = newLimiter(cfg.RegistrationsPerMinuteAll, time.Minute, s.now)
+	}
 	s.refreshLocks = newKeyedMutex()
 	s.codeLocks = newKeyedMutex()
+	s.passkeyLocks = newKeyedMutex()
 	s.cimd = newCIMDFetcher(s, cfg.HTTPClient, cfg.AllowPrivateMetadataHosts)
 
 	s.fcfg = &fosite.Config{
@@ -349,12 +377,12 @@ func (s *Server) Register(r *mux.Router) {
 	}
 	r.Handle(jwksPath, s.cors.wrap(http.HandlerFunc(s.handleJWKS))).Methods(get...)
 	r.Handle("/authorize", s.withLimitKey(s.handleAuthorize)).Methods(http.MethodGet)
-	r.Handle(loginPath, s.withLimitKey(s.handlePasswordLogin)).Methods(http.MethodPost)
-	r.Handle(accountPath, s.withLimitKey(s.handleAccount)).Methods(http.MethodGet, http.MethodPost)
-	r.Handle(passkeyAddBeginPath, s.withLimitKey(s.handlePasskeyRegisterBegin)).Methods(http.MethodPost)
-	r.Handle(passkeyLoginBeginPath, s.withLimitKey(s.handlePasskeyLoginBegin)).Methods(http.MethodPost)
-	r.Handle(passkeyLoginPath, s.withLimitKey(s.handlePasskeyLogin)).Methods(http.MethodPost)
-	r.Handle(consentPath, s.withLimitKey(s.handleConsent)).Methods(http.MethodPost)
+	r.Handle(loginPath, s.ownPagesOnly(s.withLimitKey(s.handlePasswordLogin))).Methods(http.MethodPost)
+	r.Handle(accountPath, s.ownPagesOnly(s.withLimitKey(s.handleAccount))).Methods(http.MethodGet, http.MethodPost)
+	r.Handle(passkeyAddBeginPath, s.ownPagesOnly(s.withLimitKey(s.handlePasskeyRegisterBegin))).Methods(http.MethodPost)
+	r.Handle(passkeyLoginBeginPath, s.ownPagesOnly(s.withLimitKey(s.handlePasskeyLoginBegin))).Methods(http.MethodPost)
+	r.Handle(passkeyLoginPath, s.ownPagesOnly(s.withLimitKey(s.handlePasskeyLogin))).Methods(http.MethodPost)
+	r.Handle(consentPath, s.ownPagesOnly(s.withLimitKey(s.handleConsent))).Methods(http.MethodPost)
 	r.Handle("/token", s.cors.wrap(s.withLimitKey(s.handleToken))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/register", s.cors.wrap(http.HandlerFunc(s.handleRegister))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/register/{id}", s.cors.wrap(http.HandlerFunc(s.handleRegistration))).Methods(http.MethodGet, http.MethodDelete, http.MethodOptions)

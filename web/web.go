@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 //go:embed templates/*.html
@@ -39,6 +40,9 @@ type LoginData struct {
 	Notice     string // what just happened, such as signing out
 	Password   bool   // offer the user name and password form
 	Passkey    *PasskeyLogin
+	// PasskeyOff says, when Passkey is nil, why this server offers no
+	// passkey sign-in (its address is not one browsers allow them on).
+	PasskeyOff string
 	Links      []LoginLink
 }
 
@@ -74,6 +78,9 @@ type AccountData struct {
 	Password *Form
 
 	SignOut Form
+	// SignOutEverywhere ends every session of the user (action
+	// signout-all), for a user with no password to change.
+	SignOutEverywhere Form
 }
 
 // AccountPasskeys is the passkeys section of the account page.
@@ -87,6 +94,10 @@ type AccountPasskeys struct {
 	Rename      Form
 	Remove      Form
 	Full        bool // the user has as many passkeys as an account may
+	// SignInAgain replaces the add form when the session signed in too
+	// long ago to add a passkey: a button (action reauth) that signs out
+	// so the user signs in afresh. nil offers the add form.
+	SignInAgain *Form
 }
 
 // AccountPasskey is one passkey of the user.
@@ -332,5 +343,12 @@ func (r *Renderer) render(w http.ResponseWriter, status int, t *template.Templat
 	securityHeaders(w.Header(), csp)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	w.Write(buf.Bytes())
+	page := buf.Bytes()
+	if !utf8.Valid(page) {
+		// A value from the request (a user name typed into the login
+		// form) may hold bytes that are not UTF-8; html/template escapes
+		// markup, not encodings. The page says it is UTF-8, so it is.
+		page = bytes.ToValidUTF8(page, []byte("\uFFFD"))
+	}
+	w.Write(page)
 }

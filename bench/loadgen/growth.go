@@ -157,7 +157,7 @@ func floodOnce(ctx context.Context, label, bin, tool, data, name string, sc scen
 	}
 	defer stop()
 	target := "http://" + addr
-	if err := waitHealthy(ctx, target); err != nil {
+	if err := waitHealthy(ctx, target, nil, time.Now().Add(20*time.Second)); err != nil {
 		return nil, err
 	}
 	env := &runEnv{
@@ -201,20 +201,6 @@ func floodOnce(ctx context.Context, label, bin, tool, data, name string, sc scen
 		return nil, err
 	}
 	return g, nil
-}
-
-func waitHealthy(ctx context.Context, target string) error {
-	hc := &http.Client{Timeout: time.Second}
-	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(50 * time.Millisecond) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, target+"/healthz", nil)
-		if resp, err := hc.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-	}
-	return fmt.Errorf("%s/healthz never answered 200", target)
 }
 
 func fileSize(path string) (int64, error) {

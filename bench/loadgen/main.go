@@ -11,6 +11,8 @@
 //	loadgen summarize < results.jsonl
 //	loadgen fixture -bin /tmp/mcpd-v1 -data DIR > secrets.json
 //	loadgen growth -bin /tmp/mcpd -c 100 -d 10m [-base /tmp/mcpd-v1]
+//	loadgen chaos -bin bin/mcpd -kills 100          (crash campaign)
+//	loadgen abuse -bin bin/mcpd -d 15s              (abuse scenarios)
 //
 // Every run prints one JSON line (a result) on stdout; summarize turns many
 // of them into a table of medians. Only loopback targets are accepted.
@@ -25,13 +27,17 @@ import (
 	"syscall"
 )
 
-const usage = `usage: loadgen run|host|coldstart|bolt|summarize [flags]
+const usage = `usage: loadgen run|host|coldstart|bolt|summarize|chaos|abuse|growth|fixture [flags]
   run        drive one scenario against a target and print a JSON result
   host       serve the side-by-side handlers (plain, /noauth/mcp, /mcp)
   coldstart  exec mcpd serve repeatedly and time exec -> first 200 /healthz
              (-first N first starts on fresh directories, then -n restarts)
   bolt       raw bbolt durable commits per second in a directory
   summarize  read JSON results on stdin, print medians per scenario
+  chaos      SIGKILL mcpd serve under mixed load, restart it, check that
+             nothing acknowledged was lost (docs/reliability.md)
+  abuse      slow, idle, oversized and hostile clients against mcpd serve;
+             /healthz latency and memory while each runs
   growth     flood fresh servers with token writes and report how the file,
              its live data and the server's memory grew (bench/growth.sh)
   fixture    drive one of every record into a release's mcpd serve and print
@@ -65,6 +71,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdFixture(ctx, args[1:], stdout, stderr)
 	case "growth":
 		return cmdGrowth(ctx, args[1:], stdout, stderr)
+	case "chaos":
+		return cmdChaos(ctx, args[1:], stdout, stderr)
+	case "abuse":
+		return cmdAbuse(ctx, args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
 }

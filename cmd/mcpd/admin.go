@@ -24,6 +24,10 @@ type admin interface {
 	// password the user has none and signs in only that way.
 	AddUserWithEmail(ctx context.Context, name, password, email string) error
 	SetUserEmail(ctx context.Context, name, email string) error
+	// UnlinkUser deletes the identities linked to user through the
+	// identity provider named provider, and the user's token there, and
+	// returns how many identities went.
+	UnlinkUser(ctx context.Context, name, provider string) (int, error)
 	ListUsers(ctx context.Context) ([]userView, error)
 	SetPassword(ctx context.Context, name, password string) error
 	RemoveUser(ctx context.Context, name string) (revokeResult, error)
@@ -173,6 +177,11 @@ func (a localAdmin) SetUserEmail(ctx context.Context, name, email string) error 
 	return adminErr(err, "user "+name)
 }
 
+func (a localAdmin) UnlinkUser(ctx context.Context, name, provider string) (int, error) {
+	n, err := a.s.UnlinkIdentities(ctx, name, provider)
+	return n, adminErr(err, "user "+name)
+}
+
 func (a localAdmin) ListUsers(ctx context.Context) ([]userView, error) {
 	users, err := a.s.ListUsers(ctx)
 	if err != nil {
@@ -225,8 +234,17 @@ func (a localAdmin) RemovePasskey(ctx context.Context, user, id string) error {
 	return adminErr(a.s.DeletePasskey(ctx, user, raw), "passkey "+id+" of "+user)
 }
 
+// SetPassword sets a user's password and signs the user out of every
+// browser: an operator resets a password when the account may be in other
+// hands, and those hands must not stay signed in with the old one.
 func (a localAdmin) SetPassword(ctx context.Context, name, password string) error {
-	return adminErr(a.s.SetPassword(ctx, name, password), "user "+name)
+	if err := a.s.SetPassword(ctx, name, password); err != nil {
+		return adminErr(err, "user "+name)
+	}
+	if _, err := a.s.DeleteUserSessions(ctx, name, ""); err != nil {
+		return fmt.Errorf("the password of %s is changed, but signing out its sessions failed: %w", name, err)
+	}
+	return nil
 }
 
 func (a localAdmin) RemoveUser(ctx context.Context, name string) (revokeResult, error) {
