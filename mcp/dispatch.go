@@ -27,6 +27,10 @@ type eraHandlers struct {
 	// result alone, so it is sent as application/json, which costs less
 	// than an event stream.
 	statelessJSON http.Handler
+	// direct, if set, serves the quiet 2026-07-28 requests it can on a
+	// shared session (see directCall) and hands the others to
+	// statelessJSON.
+	direct http.Handler
 }
 
 // dispatch routes a request that passed every check to the go-sdk handler
@@ -37,6 +41,10 @@ func dispatch(h eraHandlers) http.Handler {
 		in := inboundFrom(r.Context())
 		switch {
 		case in.stateless && in.quiet && r.Method == http.MethodPost:
+			if h.direct != nil {
+				h.direct.ServeHTTP(w, r)
+				return
+			}
 			h.statelessJSON.ServeHTTP(w, r)
 		case in.stateless || h.sessions == nil:
 			h.stateless.ServeHTTP(w, r)
