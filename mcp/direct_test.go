@@ -336,3 +336,28 @@ func TestDirectPathKeepsCallersApart(t *testing.T) {
 		t.Errorf("%d calls went the direct way; want all %d", n, len(callers)*rounds*2)
 	}
 }
+
+// TestOwnToolsBindNoParamHeaders: the direct path serves tools/call of
+// mcpd's own tools without the go-sdk's Mcp-Param-* header check, which
+// applies only to input-schema properties marked x-mcp-header. A tool
+// that marks one must be kept off the direct path (directCall).
+func TestOwnToolsBindNoParamHeaders(t *testing.T) {
+	env := newTestEnv(t, nil)
+	a := env.do(t, "alice-all", rawCall{method: "tools/list"})
+	var list struct {
+		Result struct {
+			Tools []struct {
+				Name        string          `json:"name"`
+				InputSchema json.RawMessage `json:"inputSchema"`
+			} `json:"tools"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(a.Body), &list); err != nil || len(list.Result.Tools) != len(env.srv.tools) {
+		t.Fatalf("tools/list: %v, %s", err, a.Body)
+	}
+	for _, tool := range list.Result.Tools {
+		if strings.Contains(string(tool.InputSchema), "x-mcp-header") {
+			t.Errorf("tool %s binds a header (x-mcp-header): %s", tool.Name, tool.InputSchema)
+		}
+	}
+}

@@ -35,7 +35,10 @@ type eraHandlers struct {
 
 // dispatch routes a request that passed every check to the go-sdk handler
 // of its era: a stateless one for a 2026-07-28 request (see
-// inbound.stateless), the session one for every other.
+// inbound.stateless), the session one for every other. A quiet
+// 2026-07-28 POST goes to the direct path first, which serves it on a
+// shared session when it can (directCall) and otherwise hands it to
+// statelessJSON.
 func dispatch(h eraHandlers) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in := inboundFrom(r.Context())
