@@ -30,14 +30,15 @@ fuzz: ## Run every fuzz target for FUZZTIME each
 	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
 
-e2e: build ## Real clients against a real server (needs Node 22 via e2e/node), then behind nginx under /mcpd
+e2e: build ## Real clients against a real server (needs Node 22 via e2e/node), then behind nginx under /mcpd, and a real OpenID provider
 	bash e2e/clients/run.sh
 	MCPD_E2E_ISSUER_PATH=/mcpd bash e2e/clients/run.sh ts-client ts-client-v2-pinned ts-client-dpop mcp-remote conformance-authorization vscode-replay
+	bash e2e/idp/run.sh
 
 bench: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-bench-load: ## Loopback load figures of docs/benchmarks.md (about 12 minutes)
+bench-load: ## Loopback load figures of docs/benchmarks.md (about 17 minutes)
 	bash bench/run.sh
 
 image-test: ## Build the Docker image with buildah and drive a round trip against it

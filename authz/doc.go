@@ -5,6 +5,15 @@
 // the account page, client ID metadata documents, and the token verification the MCP
 // resource server calls on every request.
 //
+// Besides passwords, people may sign in with upstream identity providers
+// (login_idp.go): GET /login/idp/{name} starts an authorization-code flow
+// with PKCE, state and nonce at the provider, bound to the browser session
+// and kept server-side; /login/idp/{name}/callback verifies the answer
+// through the provider's Connector, applies the allow-lists, links the
+// identity to a user (creating one with create_users) in one transaction
+// with the upstream token, and resumes the pending authorization. The
+// flow knows the Connector interface, never a provider.
+//
 // It declares the Storage it needs and never imports the store package;
 // cmd/mcpd adapts the bbolt store to it. It renders pages only through web.
 // It does not serve the protected-resource metadata (the mcp package does)

@@ -37,20 +37,42 @@ var (
 	}
 )
 
-// tokenProof checks the DPoP proof of a token request and returns the
-// thumbprint of its key: "" when the request carries no DPoP header or the
+// tokenProof checks the DPoP proof of a token request, all but its jti:
+// the zero Proof (JKT "") when the request carries no DPoP header or the
 // server does not do DPoP. Whether a proof was required is decided later,
-// by bindDPoP, once the client and the grant are known.
-func (s *Server) tokenProof(r *http.Request) (string, error) {
+// by bindDPoP, once the client and the grant are known; the jti is spent
+// by spendProof in the transaction that issues the tokens, so its record
+// is as durable as they are (a crash right after the answer cannot lose
+// it) and a request that gets nothing, e.g. one with a made-up client or
+// code, writes nothing.
+func (s *Server) tokenProof(r *http.Request) (dpop.Proof, error) {
 	headers := r.Header.Values("DPoP")
 	if s.dpop == nil || len(headers) == 0 {
-		return "", nil
+		return dpop.Proof{}, nil
 	}
-	p, err := s.dpop.Check(r.Context(), headers, dpop.Request{Method: r.Method, URLs: []string{s.issuer + "/token"}})
+	p, err := s.dpop.Verify(r.Context(), headers, dpop.Request{Method: r.Method, URLs: []string{s.issuer + "/token"}})
 	if err != nil {
-		return "", dpopTokenError(err)
+		return dpop.Proof{}, dpopTokenError(err)
 	}
-	return p.JKT, nil
+	return p, nil
+}
+
+// spendProof records the jti of a token request's proof (none: nothing to
+// do) through ctx, which carries the transaction that issues the tokens,
+// or on its own when nothing else is written; a proof spent before fails
+// the request with invalid_dpop_proof.
+func (s *Server) spendProof(ctx context.Context, p dpop.Proof) error {
+	if p.JKT == "" {
+		return nil
+	}
+	err := s.store.RememberProofJTI(ctx, p.ReplayKey, p.Expires)
+	switch {
+	case errors.Is(err, ErrAlreadyExists):
+		return errInvalidDPoPProof.WithHint("The DPoP proof was used before (jti).")
+	case err != nil:
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	return nil
 }
 
 // dpopTokenError maps a Checker error onto the token endpoint's answer.
@@ -99,6 +121,14 @@ func (s *Server) bindDPoP(ar fosite.AccessRequester, jkt string) error {
 	if !ok {
 		return fosite.ErrServerError.WithHint("Unexpected session type.")
 	}
+	// The session came out of the store with the code or refresh token; a
+	// store that keeps objects rather than copies (fosite's memory store)
+	// would otherwise see the code lose its dpop_jkt below.
+	ds, ok = ds.Clone().(*fosite.DefaultSession)
+	if !ok {
+		return fosite.ErrServerError.WithHint("Unexpected session type.")
+	}
+	ar.SetSession(ds)
 	if ds.Extra == nil {
 		ds.Extra = map[string]interface{}{}
 	}
@@ -151,6 +181,26 @@ func (s *Server) preCheckRefresh(ctx context.Context, sig, jkt string) error {
 	}
 	ds, _ := req.GetSession().(*fosite.DefaultSession)
 	return checkRefreshBinding(sessionJKT(ds), jkt, req.GetClient().IsPublic())
+}
+
+// preCheckCode refuses, before fosite sees it, an authorization code bound
+// by dpop_jkt that comes without a proof of that key: fosite revokes every
+// token a code was exchanged for when the code comes again, and someone
+// holding a used code but not the key must not be able to do that either.
+// bindDPoP makes the same check for a code not used yet.
+func (s *Server) preCheckCode(ctx context.Context, sig, jkt string) error {
+	req, err := s.store.GetAuthorizeCodeSession(ctx, sig, &fosite.DefaultSession{})
+	if req == nil || (err != nil && !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode)) {
+		return nil // unknown or unreadable: fosite gives the proper answer
+	}
+	ds, _ := req.GetSession().(*fosite.DefaultSession)
+	if ds == nil {
+		return nil
+	}
+	if want, _ := ds.Extra[dpopJKTKey].(string); want != "" && want != jkt {
+		return errInvalidDPoPProof.WithHint("The authorization code is bound to another DPoP key (dpop_jkt).")
+	}
+	return nil
 }
 
 // sessionJKT returns the cnf.jkt of a session; "" for a bearer grant.

@@ -259,6 +259,30 @@ func TestDPoPCodeBinding(t *testing.T) {
 			t.Fatalf("status %d, %v; want a token bound to the key", st, out)
 		}
 	})
+	t.Run("a used code bound by dpop_jkt replayed without the key leaves the tokens alive", func(t *testing.T) {
+		// fosite revokes what a code was exchanged for when the code comes
+		// again; one bound to a key is refused before that, so whoever
+		// lacks the key cannot revoke the holder's tokens with it.
+		form := e.codeForm(e.browser(), reg.ClientID, redirect, bound)
+		st, out, _ := e.dpopToken(form, "", "", e.tokenProof(key))
+		if st != http.StatusOK {
+			t.Fatalf("exchange: %d %v", st, out)
+		}
+		at := out["access_token"].(string)
+		st, again, _ := e.dpopToken(form, "", "", e.tokenProof(other))
+		wantTokenError(t, st, again, http.StatusBadRequest, "invalid_dpop_proof")
+		st, again, _ = e.dpopToken(form, "", "")
+		wantTokenError(t, st, again, http.StatusBadRequest, "invalid_dpop_proof")
+		if err := e.verify(at); err != nil {
+			t.Fatalf("the tokens died after a replay without the key: %v", err)
+		}
+		// The key's holder using the code twice is reuse, as without DPoP.
+		st, again, _ = e.dpopToken(form, "", "", e.tokenProof(key))
+		wantTokenError(t, st, again, http.StatusBadRequest, "invalid_grant")
+		if err := e.verify(at); err == nil {
+			t.Fatal("the tokens survived the reuse of their code by the key's holder")
+		}
+	})
 	t.Run("a malformed dpop_jkt is an invalid_request error sent back to the client", func(t *testing.T) {
 		v := oauth2.GenerateVerifier()
 		loc := e.authorize(e.browser(), authRequest{clientID: reg.ClientID, redirect: redirect, scope: "notes:read", verifier: v, extra: url.Values{"dpop_jkt": {"not-a-thumbprint"}}})
@@ -491,5 +515,57 @@ func TestDPoPConfidentialRefresh(t *testing.T) {
 		if st != http.StatusOK || again["access_token"] != first["access_token"] {
 			t.Fatalf("replay with the same key: %d %v; want the first answer", st, again)
 		}
+	})
+}
+
+// brokenReplay is a ReplayCache that always fails: the token endpoint must
+// not need one.
+type brokenReplay struct{}
+
+func (brokenReplay) Remember(context.Context, string, time.Time) error {
+	return io.ErrUnexpectedEOF
+}
+
+// TestDPoPTokenProofRecord: the token endpoint spends a proof's jti in the
+// store, in the transaction that issues the tokens (so the record is as
+// durable as they are), and only when it issues them: a request refused
+// for its client or grant writes nothing.
+func TestDPoPTokenProofRecord(t *testing.T) {
+	e := newEnv(t, func(cfg *Config) {
+		c, err := dpop.New(dpop.Config{Replay: brokenReplay{}, Now: cfg.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DPoP = c
+	})
+	reg := e.registerConfidential("notes:read")
+	key := newDPoPKey(t)
+	cc := url.Values{"grant_type": {"client_credentials"}}
+	records := func() int {
+		e.store.mu.Lock()
+		defer e.store.mu.Unlock()
+		return len(e.store.proofJTIs)
+	}
+	proof := e.tokenProof(key)
+
+	t.Run("a request refused for its client records nothing", func(t *testing.T) {
+		st, out, _ := e.dpopToken(cc, reg.ClientID, "wrong-secret", proof)
+		wantTokenError(t, st, out, http.StatusUnauthorized, "invalid_client")
+		if n := records(); n != 0 {
+			t.Fatalf("%d proof records after a refused request; want 0", n)
+		}
+	})
+	t.Run("the request that gets tokens records the proof in the store", func(t *testing.T) {
+		st, out, _ := e.dpopToken(cc, reg.ClientID, reg.ClientSecret, proof)
+		if st != http.StatusOK || out["token_type"] != "DPoP" {
+			t.Fatalf("%d %v; want a DPoP token", st, out)
+		}
+		if n := records(); n != 1 {
+			t.Fatalf("%d proof records; want 1", n)
+		}
+	})
+	t.Run("the same proof again is refused", func(t *testing.T) {
+		st, out, _ := e.dpopToken(cc, reg.ClientID, reg.ClientSecret, proof)
+		wantTokenError(t, st, out, http.StatusBadRequest, "invalid_dpop_proof")
 	})
 }

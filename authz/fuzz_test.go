@@ -115,6 +115,30 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
+// FuzzIDPCallback sends arbitrary queries to an identity provider's
+// callback: it never panics, never signs anyone in without a state this
+// server issued, and always answers with an error page (4xx or 5xx).
+func FuzzIDPCallback(f *testing.F) {
+	f.Add("state=abc&code=good")
+	f.Add("state=&error=access_denied&error_description=%3Cscript%3E")
+	f.Add("code=good")
+	f.Add("state=%00%ff&code=%zz")
+	f.Add("error=" + strings.Repeat("a", 100))
+	e := newIDPEnv(f, nil)
+	f.Fuzz(func(t *testing.T, query string) {
+		req := httptest.NewRequest(http.MethodGet, "/login/idp/corp/callback", nil)
+		req.URL.RawQuery = query
+		w := httptest.NewRecorder()
+		e.ts.Config.Handler.ServeHTTP(w, req)
+		if w.Code < 400 || w.Code > 599 {
+			t.Errorf("query %q answered %d; want an error page", query, w.Code)
+		}
+		if w.Header().Get("Set-Cookie") != "" {
+			t.Errorf("query %q set a cookie", query)
+		}
+	})
+}
+
 // FuzzPasskeyAssertion feeds arbitrary credential JSON, the one field of
 // the passkey sign-in form an attacker writes freely, to the assertion
 // check against a live ceremony: no input may panic or yield a user. (The

@@ -30,6 +30,7 @@ type memStore struct {
 	passkeys    map[string]Passkey    // credential id → passkey
 	ceremonies  map[string]memCeremony
 	now         func() time.Time // the server's clock; nil: time.Now
+	proofJTIs   map[string]time.Time
 }
 
 type successorRecord struct {
@@ -46,6 +47,7 @@ func newMemStore() *memStore {
 		consents:    make(map[string]Consent),
 		users:       map[string]string{"alice": "correct horse", "bob": "battery staple"},
 		successors:  make(map[string]successorRecord),
+		proofJTIs:   make(map[string]time.Time),
 		sessions:    make(map[string]LoginSession),
 		pending:     make(map[string]PendingAuthorization),
 		passkeys:    make(map[string]Passkey),
@@ -186,6 +188,18 @@ func (m *memStore) GetRefreshSuccessor(_ context.Context, sig string) ([]byte, e
 		return nil, ErrNotFound
 	}
 	return append([]byte(nil), r.sealed...), nil
+}
+
+// RememberProofJTI keeps every key for good: the tests' proofs never
+// outlive their clock.
+func (m *memStore) RememberProofJTI(_ context.Context, key string, exp time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.proofJTIs[key]; ok {
+		return ErrAlreadyExists
+	}
+	m.proofJTIs[key] = exp
+	return nil
 }
 
 func (m *memStore) BeginTX(ctx context.Context) (context.Context, error) { return ctx, nil }

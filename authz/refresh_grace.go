@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/ory/fosite"
+
+	"github.com/mcpd/mcpd/dpop"
 )
 
 // successor is what a rotation leaves behind for a second use of the same
@@ -32,7 +34,8 @@ type successor struct {
 // none: a DPoP-bound refresh token is refused, before fosite sees it,
 // without a proof or (public clients) with another key, and a successor
 // bound to a key is replayed only to a proof of that key.
-func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request, jkt string) {
+func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request, proof dpop.Proof) {
+	jkt := proof.JKT
 	ctx := r.Context()
 	token := r.PostForm.Get("refresh_token")
 	if token == "" {
@@ -59,6 +62,11 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request, jkt strin
 			return
 		}
 		if ok {
+			// The same answer again spends this proof all the same.
+			if err := s.spendProof(ctx, proof); err != nil {
+				s.writeTokenError(w, r, nil, err)
+				return
+			}
 			s.obs.TokenIssued("refresh_token")
 			s.writeTokenBody(w, body)
 			return
@@ -84,7 +92,7 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request, jkt strin
 			return s.store.PutRefreshSuccessor(txCtx, sig, sealed, exp)
 		}
 	}
-	ar, body, err := s.exchange(ctx, r, jkt, finish)
+	ar, body, err := s.exchange(ctx, r, proof, finish)
 	if err != nil {
 		s.writeTokenError(w, r, ar, err)
 		return

@@ -94,6 +94,18 @@ type Config struct {
 	DPoP *dpop.Checker
 	// RequireDPoP refuses every token request without a DPoP proof.
 	RequireDPoP bool
+
+	// IdentityProviders are the upstream identity providers people may
+	// sign in with, besides a password; each needs Identities.
+	IdentityProviders []IdentityProvider
+	// Identities keeps linked identities and sign-ins in progress.
+	Identities IdentityStore
+	// UpstreamTokens keeps the token a provider gave at sign-in, for
+	// api_call; nil keeps none.
+	UpstreamTokens UpstreamTokenSaver
+	// IdentityProviderTimeout bounds the provider calls of one sign-in
+	// step; 0 → 15 s.
+	IdentityProviderTimeout time.Duration
 }
 
 // Server is the authorization server. Create it with New.
@@ -129,6 +141,13 @@ type Server struct {
 	codeLocks     *keyedMutex
 	cimd          *cimdFetcher
 	dpop          *dpop.Checker
+
+	idps           map[string]*IdentityProvider
+	identities     IdentityStore
+	upstreamTokens UpstreamTokenSaver
+	idpKey         []byte
+	idpTimeout     time.Duration
+	idpStarts      *limiter
 }
 
 const (
@@ -244,6 +263,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.hasher = &secretHasher{key: hashKey}
+	if s.idpKey, err = derive("idp sign-in"); err != nil {
+		return nil, err
+	}
+	if err := s.setIdentityProviders(cfg); err != nil {
+		return nil, err
+	}
 	handleKey, err := derive("webauthn user handle")
 	if err != nil {
 		return nil, err
@@ -332,6 +357,8 @@ func (s *Server) Register(r *mux.Router) {
 	r.Handle("/register/{id}", s.cors.wrap(http.HandlerFunc(s.handleRegistration))).Methods(http.MethodGet, http.MethodDelete, http.MethodOptions)
 	r.Handle("/revoke", s.cors.wrap(s.withLimitKey(s.handleRevoke))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/introspect", s.withLimitKey(s.handleIntrospect)).Methods(http.MethodPost)
+	r.Handle(idpLoginPrefix+"{name}", s.withLimitKey(s.handleIDPStart)).Methods(http.MethodGet)
+	r.Handle(idpLoginPrefix+"{name}/callback", s.withLimitKey(s.handleIDPCallback)).Methods(http.MethodGet)
 	r.PathPrefix("/static/").Handler(s.renderer.StaticHandler())
 }
 

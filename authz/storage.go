@@ -35,6 +35,7 @@ type Storage interface {
 	UserAuthenticator
 	SuccessorStore
 	AccessTokenReader
+	ProofJTIStore
 	SessionStore
 	SubjectGrantStore
 	PasskeyStore
@@ -171,6 +172,15 @@ type PendingAuthorization struct {
 type SuccessorStore interface {
 	PutRefreshSuccessor(ctx context.Context, oldSignature string, sealed []byte, expiresAt time.Time) error
 	GetRefreshSuccessor(ctx context.Context, oldSignature string) ([]byte, error) // ErrNotFound
+}
+
+// ProofJTIStore remembers the DPoP proofs the token endpoint accepted
+// (RFC 9449 §11.1), in the transaction that issues the tokens when ctx
+// carries one.
+type ProofJTIStore interface {
+	// RememberProofJTI records key until exp; ErrAlreadyExists, and no
+	// change, when key is recorded and has not expired.
+	RememberProofJTI(ctx context.Context, key string, exp time.Time) error
 }
 
 // AccessTokenReader reads what Verify needs of an access token's record

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/ory/fosite"
+
+	"github.com/mcpd/mcpd/dpop"
 )
 
 // grantStartKey is the session Extra key holding when the grant began, in
@@ -38,14 +40,14 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	// A DPoP proof is checked (and its jti spent) before anything else;
 	// whether the request needed one is decided with the grant.
-	jkt, err := s.tokenProof(r)
+	proof, err := s.tokenProof(r)
 	if err != nil {
 		s.writeTokenError(w, r, nil, err)
 		return
 	}
 	switch r.PostForm.Get("grant_type") {
 	case "refresh_token":
-		s.handleRefresh(w, r, jkt)
+		s.handleRefresh(w, r, proof)
 		return
 	case "authorization_code":
 		// fosite reads a code, checks PKCE and only then invalidates it;
@@ -54,6 +56,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		sig := s.strategy.AuthorizeCodeSignature(r.Context(), r.PostForm.Get("code"))
 		unlock := s.codeLocks.Lock(sig)
 		defer unlock()
+		if err := s.preCheckCode(r.Context(), sig, proof.JKT); err != nil {
+			s.writeTokenError(w, r, nil, err)
+			return
+		}
 	case "client_credentials", "":
 		// fosite answers a missing grant_type with invalid_request.
 	default:
@@ -61,7 +67,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.writeTokenError(w, r, nil, fosite.ErrUnsupportedGrantType.WithHint("This server supports authorization_code, refresh_token and client_credentials."))
 		return
 	}
-	ar, body, err := s.exchange(r.Context(), r, jkt, nil)
+	ar, body, err := s.exchange(r.Context(), r, proof, nil)
 	if err != nil {
 		s.writeTokenError(w, r, ar, err)
 		return
@@ -70,12 +76,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 }
 
 // exchange runs one token request through fosite and returns the JSON body
-// of its successful response; jkt is the thumbprint of the request's DPoP
-// proof ("" without one), to which the tokens are bound (bindDPoP). When
-// finish is not nil, the tokens fosite
+// of its successful response; proof is the request's DPoP proof (JKT ""
+// without one), to whose key the tokens are bound (bindDPoP) and whose jti
+// is spent with them. When finish is not nil, the tokens fosite
 // stores and whatever finish stores (with the context it is given) commit
 // in one transaction, or not at all: finish's error fails the request.
-func (s *Server) exchange(ctx context.Context, r *http.Request, jkt string, finish func(ctx context.Context, ar fosite.AccessRequester, body []byte) error) (fosite.AccessRequester, []byte, error) {
+func (s *Server) exchange(ctx context.Context, r *http.Request, proof dpop.Proof, finish func(ctx context.Context, ar fosite.AccessRequester, body []byte) error) (fosite.AccessRequester, []byte, error) {
 	if err := s.checkResources(r.PostForm); err != nil {
 		return nil, nil, err
 	}
@@ -108,10 +114,10 @@ func (s *Server) exchange(ctx context.Context, r *http.Request, jkt string, fini
 	case grant.ExactOne("authorization_code"):
 		s.capRefreshLifetime(ar)
 	}
-	if err := s.bindDPoP(ar, jkt); err != nil {
+	if err := s.bindDPoP(ar, proof.JKT); err != nil {
 		return ar, nil, err
 	}
-	body, err := s.respond(ctx, ar, finish)
+	body, err := s.respond(ctx, ar, proof, finish)
 	if err != nil {
 		return ar, nil, err
 	}
@@ -122,14 +128,16 @@ func (s *Server) exchange(ctx context.Context, r *http.Request, jkt string, fini
 }
 
 // respond issues the tokens of a validated request and returns the JSON
-// body. With finish it opens the transaction first, so fosite's writes
-// (its own BeginTX joins this one) and finish's share one commit. The
+// body. With finish or a DPoP proof it opens the transaction first, so
+// the proof's jti record, fosite's writes (its own BeginTX joins this one)
+// and finish's share one commit. The
 // transaction opens only after NewAccessRequest: fosite's refresh-reuse
 // revocation runs there and must commit on its own even though the
 // request fails.
-func (s *Server) respond(ctx context.Context, ar fosite.AccessRequester, finish func(context.Context, fosite.AccessRequester, []byte) error) ([]byte, error) {
+func (s *Server) respond(ctx context.Context, ar fosite.AccessRequester, proof dpop.Proof, finish func(context.Context, fosite.AccessRequester, []byte) error) ([]byte, error) {
 	txCtx := ctx
-	if finish != nil {
+	inTx := finish != nil || proof.JKT != ""
+	if inTx {
 		var err error
 		if txCtx, err = s.store.BeginTX(ctx); err != nil {
 			return nil, fosite.ErrServerError.WithWrap(err)
@@ -143,7 +151,11 @@ func (s *Server) respond(ctx context.Context, ar fosite.AccessRequester, finish 
 			}
 		}()
 	}
-	resp, err := s.oauth.NewAccessResponse(txCtx, ar)
+	err := s.spendProof(txCtx, proof)
+	var resp fosite.AccessResponder
+	if err == nil {
+		resp, err = s.oauth.NewAccessResponse(txCtx, ar)
+	}
 	var body []byte
 	if err == nil {
 		if ds, ok := ar.GetSession().(*fosite.DefaultSession); ok && sessionJKT(ds) != "" {
@@ -158,7 +170,7 @@ func (s *Server) respond(ctx context.Context, ar fosite.AccessRequester, finish 
 			err = fosite.ErrServerError.WithWrap(err)
 		}
 	}
-	if finish != nil {
+	if inTx {
 		if err != nil {
 			s.store.Rollback(txCtx)
 		} else if cerr := s.store.Commit(txCtx); cerr != nil {

@@ -8,10 +8,13 @@
 #
 #   bash bench/run.sh                 # everything, RUNS=3, DUR=10s
 #   RUNS=5 DUR=20s bash bench/run.sh
-#   ONLY=mcp bash bench/run.sh        # mcp | token | system
+#   ONLY=mcp bash bench/run.sh        # mcp | token | dpop | system
 #
 # Every server listens on 127.0.0.1 with a fresh data directory under $OUT;
-# every load loop is bounded by DUR and by MAXREQ requests.
+# every load loop is bounded by DUR and by MAXREQ requests. The DPoP
+# scenarios sign DPOP_PROOFS proofs ahead (good for a minute): keep
+# WARMUP + DUR under 45 s, and DPOP_PROOFS above the requests a run makes
+# (a result's live_proofs counts those signed inside the run instead).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +23,7 @@ DUR=${DUR:-10s}
 WARMUP=${WARMUP:-2s}
 WORKERS=${WORKERS:-16}
 MAXREQ=${MAXREQ:-1000000}
+DPOP_PROOFS=${DPOP_PROOFS:-80000}
 ONLY=${ONLY:-all}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/mcpd-bench.XXXXXX")}
 PORT_SERVE=${PORT_SERVE:-18181}
@@ -91,7 +95,7 @@ load() { # TARGET PID LABEL SCENARIO [extra loadgen flags]
 	local target=$1 pid=$2 label=$3 scenario=$4
 	shift 4
 	"$LOADGEN" run -scenario "$scenario" -target "$target" -c "$WORKERS" -d "$DUR" -warmup "$WARMUP" \
-		-n "$MAXREQ" -pid "$pid" -label "$label" "$@" | tee -a "$RESULTS" | cut -c1-160 >&2
+		-n "$MAXREQ" -dpop-proofs "$DPOP_PROOFS" -pid "$pid" -label "$label" "$@" | tee -a "$RESULTS" | cut -c1-160 >&2
 }
 
 # The untuned default is mcpd as it was before the tuning: Go's default
@@ -144,6 +148,28 @@ for run in $(seq "$RUNS"); do
 			stop "$SERVE_PID"
 		done
 	fi
+	if [ "$ONLY" = all ] || [ "$ONLY" = dpop ]; then
+		# 4. DPoP (issue 13), each pair side by side in this run, the
+		#    order alternating between runs so drift hits both alike:
+		#    tools/call whoami with a DPoP-bound token and a proof per
+		#    call vs a bearer token, on one mcpd serve; client_credentials
+		#    and refresh with and without a proof, each on a fresh server.
+		if [ $((run % 2)) -eq 1 ]; then pair=(plain dpop); else pair=(dpop plain); fi
+		start_serve dpop --
+		for v in "${pair[@]}"; do
+			if [ "$v" = dpop ]; then sc=whoami-dpop; else sc=whoami; fi
+			load "http://127.0.0.1:$PORT_SERVE" "$SERVE_PID" serve-dpop $sc
+		done
+		stop "$SERVE_PID"
+		for base in client-credentials refresh; do
+			for v in "${pair[@]}"; do
+				if [ "$v" = dpop ]; then sc=$base-dpop; else sc=$base; fi
+				start_serve $sc --
+				load "http://127.0.0.1:$PORT_SERVE" "$SERVE_PID" serve-dpop $sc
+				stop "$SERVE_PID"
+			done
+		done
+	fi
 done
 
 if [ "$ONLY" = all ] || [ "$ONLY" = system ]; then
@@ -186,4 +212,7 @@ echo "settings: RUNS=$RUNS DUR=$DUR WARMUP=$WARMUP WORKERS=$WORKERS"
 	-ratio "JSON / SSE answers (mcpd serve, tuned)=whoami/serve-tuned-json:whoami/serve-tuned" \
 	-ratio "refresh / raw bbolt commit=refresh/serve:bolt-commit/" \
 	-ratio "client_credentials / raw bbolt commit=client-credentials/serve:bolt-commit/" \
+	-ratio "DPoP / bearer, tools/call whoami (goal ≥ 0.85)=whoami-dpop/serve-dpop:whoami/serve-dpop" \
+	-ratio "DPoP / bearer, client_credentials (goal ≥ 0.8)=client-credentials-dpop/serve-dpop:client-credentials/serve-dpop" \
+	-ratio "DPoP / bearer, refresh (goal ≥ 0.8)=refresh-dpop/serve-dpop:refresh/serve-dpop" \
 	<"$RESULTS"

@@ -13,7 +13,9 @@
 // default ports dropped), iat inside a small window, ath equal to the hash
 // of the access token when one is presented, a server nonce when nonces are
 // on, and a jti not seen before. The jti is remembered through a
-// ReplayCache for as long as the proof could be accepted. The result is
+// ReplayCache for as long as the proof could be accepted (Check), or by
+// the caller (Verify, then Spend or a record of Proof.ReplayKey of its
+// own, such as one in the transaction that issues tokens). The result is
 // the key's RFC 7638 SHA-256 thumbprint, the value of a token's cnf.jkt.
 //
 // The package imports nothing of mcpd. It owns the proof rules and the

@@ -1,22 +1,25 @@
 package dpop
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	// go-jose's JSON: member names match case-sensitively and a member
+	// given twice is an error, as in the proof's header, so "HTM" is no
+	// htm and no two parsers can read different claims out of one proof.
+	"github.com/go-jose/go-jose/v4/json"
 )
 
 // ProofType is the typ header every DPoP proof carries.
@@ -157,6 +160,14 @@ type Proof struct {
 	JTI       string
 	IssuedAt  time.Time
 	Algorithm string
+	// ReplayKey is what a replay cache records the proof under: the
+	// base64url SHA-256 of its key's thumbprint and its jti, so equal jtis
+	// of two keys never meet, and a record takes 43 bytes however long
+	// the jti (a write-behind cache holds many in memory).
+	ReplayKey string
+	// Expires is how long its ReplayKey must be remembered: past the
+	// last instant the proof can be accepted (iat + MaxAge).
+	Expires time.Time
 }
 
 // claims are the payload members a proof is checked on.
@@ -183,6 +194,34 @@ type parsed struct {
 // ErrUseNonce, or an error of the ReplayCache, which the caller answers as
 // a server error.
 func (c *Checker) Check(ctx context.Context, headers []string, req Request) (Proof, error) {
+	p, err := c.Verify(ctx, headers, req)
+	if err != nil {
+		return Proof{}, err
+	}
+	if err := c.Spend(ctx, p); err != nil {
+		return Proof{}, err
+	}
+	return p, nil
+}
+
+// Spend remembers p's jti through the ReplayCache: an *Error wrapping
+// ErrInvalidProof when it was spent before, the cache's error otherwise.
+func (c *Checker) Spend(ctx context.Context, p Proof) error {
+	if err := c.replay.Remember(ctx, p.ReplayKey, p.Expires); err != nil {
+		if errors.Is(err, ErrReplay) {
+			return invalid("the DPoP proof was used before (jti)")
+		}
+		return fmt.Errorf("dpop: remembering the proof: %w", err)
+	}
+	return nil
+}
+
+// Verify is Check without spending the jti: every rule but the replay
+// check. The caller must spend the proof before it acts on it, with Spend
+// or by recording its ReplayKey until Expires itself (as the token
+// endpoint does, in the transaction that issues the tokens, so the record
+// is as durable as they are and a refused request records nothing).
+func (c *Checker) Verify(_ context.Context, headers []string, req Request) (Proof, error) {
 	switch len(headers) {
 	case 0:
 		return Proof{}, invalid("a DPoP proof is required")
@@ -198,11 +237,7 @@ func (c *Checker) Check(ctx context.Context, headers []string, req Request) (Pro
 	if cl.HTM != req.Method {
 		return Proof{}, invalid("the DPoP proof's htm is not the method of this request")
 	}
-	htu, ok := normalizeURL(cl.HTU)
-	if !ok || !slices.ContainsFunc(req.URLs, func(u string) bool {
-		n, ok := normalizeURL(u)
-		return ok && n == htu
-	}) {
+	if !htuMatches(cl.HTU, req.URLs) {
 		return Proof{}, invalid("the DPoP proof's htu is not the URL of this endpoint")
 	}
 	now := c.now()
@@ -212,12 +247,8 @@ func (c *Checker) Check(ctx context.Context, headers []string, req Request) (Pro
 	if p.iat.After(now.Add(c.leeway)) {
 		return Proof{}, invalid("the DPoP proof is issued in the future (iat)")
 	}
-	if req.AccessToken != "" {
-		sum := sha256.Sum256([]byte(req.AccessToken))
-		want := base64.RawURLEncoding.EncodeToString(sum[:])
-		if subtle.ConstantTimeCompare([]byte(cl.ATH), []byte(want)) != 1 {
-			return Proof{}, invalid("the DPoP proof's ath is not the hash of the access token")
-		}
+	if req.AccessToken != "" && !athMatches(cl.ATH, req.AccessToken) {
+		return Proof{}, invalid("the DPoP proof's ath is not the hash of the access token")
 	}
 	if c.nonces != nil {
 		if cl.Nonce == nil {
@@ -227,14 +258,17 @@ func (c *Checker) Check(ctx context.Context, headers []string, req Request) (Pro
 			return Proof{}, useNonce("the DPoP nonce is not current")
 		}
 	}
-	// Last, so that refused proofs leave nothing behind.
-	if err := c.replay.Remember(ctx, p.jkt+":"+cl.JTI, p.iat.Add(c.maxAge)); err != nil {
-		if errors.Is(err, ErrReplay) {
-			return Proof{}, invalid("the DPoP proof was used before (jti)")
-		}
-		return Proof{}, fmt.Errorf("dpop: remembering the proof: %w", err)
-	}
-	return Proof{JKT: p.jkt, JTI: cl.JTI, IssuedAt: p.iat, Algorithm: p.alg}, nil
+	return Proof{
+		JKT:       p.jkt,
+		JTI:       cl.JTI,
+		IssuedAt:  p.iat,
+		Algorithm: p.alg,
+		ReplayKey: ReplayKey(p.jkt, cl.JTI),
+		// A second past the last instant the proof is accepted (iat +
+		// MaxAge itself is): a record is gone at its expiry, and a
+		// clock that reads that instant twice must still find it.
+		Expires: p.iat.Add(c.maxAge + time.Second),
+	}, nil
 }
 
 // parse verifies a proof's form and signature and decodes its claims. It
@@ -277,8 +311,7 @@ func (c *Checker) parse(proof string) (*parsed, error) {
 		return nil, invalid("the DPoP proof's signature does not verify with its jwk")
 	}
 	var cl claims
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	if err := dec.Decode(&cl); err != nil || dec.More() {
+	if err := json.Unmarshal(payload, &cl); err != nil {
 		return nil, invalid("the DPoP proof's claims are not a JSON object")
 	}
 	if cl.JTI == "" || len(cl.JTI) > maxJTIBytes {
@@ -304,10 +337,14 @@ func (c *Checker) parse(proof string) (*parsed, error) {
 }
 
 // numericDate reads a JWT NumericDate (RFC 7519 §2): seconds since the
-// epoch, possibly with a fraction.
+// epoch, possibly with a fraction. raw is one JSON value; a JSON number
+// is a subset of what strconv.ParseFloat reads.
 func numericDate(raw json.RawMessage) (time.Time, bool) {
-	var f float64
-	if len(raw) == 0 || raw[0] == '"' || json.Unmarshal(raw, &f) != nil {
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		return time.Time{}, false
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil {
 		return time.Time{}, false
 	}
 	if math.IsNaN(f) || f < 0 || f > 1<<40 {
@@ -315,6 +352,27 @@ func numericDate(raw json.RawMessage) (time.Time, bool) {
 	}
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(frac*1e9)), true
+}
+
+// ReplayKey is the Proof.ReplayKey of a proof by the key with thumbprint
+// jkt with this jti.
+func ReplayKey(jkt, jti string) string {
+	sum := sha256.Sum256([]byte(jkt + ":" + jti))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// athMatches reports whether ath is the base64url SHA-256 hash of token
+// (RFC 9449 §4.2), compared in constant time.
+func athMatches(ath, token string) bool {
+	var got [sha256.Size]byte
+	if base64.RawURLEncoding.EncodedLen(sha256.Size) != len(ath) {
+		return false
+	}
+	if n, err := base64.RawURLEncoding.Strict().Decode(got[:], []byte(ath)); err != nil || n != sha256.Size {
+		return false
+	}
+	want := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
 // Thumbprint returns the RFC 7638 SHA-256 thumbprint of a JWK given as

@@ -161,7 +161,8 @@ func TestCheckAccepts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Check: %v", err)
 			}
-			want := dpop.Proof{JKT: k.jkt(t), JTI: cl["jti"].(string), IssuedAt: t0, Algorithm: string(alg)}
+			want := dpop.Proof{JKT: k.jkt(t), JTI: cl["jti"].(string), IssuedAt: t0, Algorithm: string(alg),
+				ReplayKey: dpop.ReplayKey(k.jkt(t), cl["jti"].(string)), Expires: t0.Add(dpop.DefaultMaxAge + time.Second)}
 			if d := cmp.Diff(want, got); d != "" {
 				t.Errorf("proof (-want +got):\n%s", d)
 			}
@@ -178,6 +179,10 @@ func TestCheckAccepts(t *testing.T) {
 		{"htu with an upper-case scheme and host matches", "HTTPS://MCPD.Example/mcp", []string{mcpURL}, t0},
 		{"htu with the default port matches", "https://mcpd.example:443/mcp", []string{mcpURL}, t0},
 		{"htu with a dot segment matches", "https://mcpd.example/x/../mcp", []string{mcpURL}, t0},
+		{"htu with percent-encoded unreserved characters matches", "https://mcpd.example/%6Dc%70", []string{mcpURL}, t0},
+		{"htu with a percent-encoded dot segment matches", "https://mcpd.example/x/%2E%2e/mcp", []string{mcpURL}, t0},
+		{"htu with an empty port matches", "https://mcpd.example:/mcp", []string{mcpURL}, t0},
+		{"htu of an IPv6 literal with the default port matches", "https://[::1]:443/mcp", []string{"https://[::1]/mcp"}, t0},
 		{"htu matches a second name of the endpoint", "http://localhost:8080/mcp", []string{"http://127.0.0.1:8080/mcp", "http://localhost:8080/mcp"}, t0},
 		{"iat at the edge of the age window", mcpURL, []string{mcpURL}, t0.Add(-dpop.DefaultMaxAge)},
 		{"iat a little in the future", mcpURL, []string{mcpURL}, t0.Add(dpop.DefaultLeeway)},
@@ -276,6 +281,9 @@ func TestCheckRefuses(t *testing.T) {
 		{"wrong htu: a trailing slash", func() []string { return []string{k.sign(t, with("htu", mcpURL+"/"), nil)} }, req, dpop.ErrInvalidProof},
 		{"wrong htu: the path only in the query", func() []string { return []string{k.sign(t, with("htu", "https://mcpd.example/?/mcp"), nil)} }, req, dpop.ErrInvalidProof},
 		{"wrong htu: the path only in the fragment", func() []string { return []string{k.sign(t, with("htu", "https://mcpd.example/#/mcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: an encoded slash is no path separator", func() []string { return []string{k.sign(t, with("htu", "https://mcpd.example/x%2F..%2Fmcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: a KELVIN SIGN in the host is not k", func() []string { return []string{k.sign(t, with("htu", "https://\u212Aelvin.example/mcp"), nil)} }, dpop.Request{Method: "POST", URLs: []string{"https://kelvin.example/mcp"}, AccessToken: token}, dpop.ErrInvalidProof},
+		{"wrong htu: a malformed percent-encoding", func() []string { return []string{k.sign(t, with("htu", "https://mcpd.example/mc%p"), nil)} }, req, dpop.ErrInvalidProof},
 		{"htu with user information", func() []string { return []string{k.sign(t, with("htu", "https://u:p@mcpd.example/mcp"), nil)} }, req, dpop.ErrInvalidProof},
 		{"htu that is relative", func() []string { return []string{k.sign(t, with("htu", "/mcp"), nil)} }, req, dpop.ErrInvalidProof},
 		{"no htu", func() []string { return []string{k.sign(t, with("htu", nil), nil)} }, req, dpop.ErrInvalidProof},
@@ -291,6 +299,17 @@ func TestCheckRefuses(t *testing.T) {
 		{"jti longer than 256 bytes", func() []string { return []string{k.sign(t, with("jti", strings.Repeat("j", 257)), nil)} }, req, dpop.ErrInvalidProof},
 		{"ath of another token", func() []string { return []string{k.sign(t, with("ath", ath("ory_at_other")), nil)} }, req, dpop.ErrInvalidProof},
 		{"no ath with a token", func() []string { return []string{k.sign(t, with("ath", nil), nil)} }, req, dpop.ErrInvalidProof},
+		{"claim names are case-sensitive: HTM is no htm", func() []string {
+			cl := good()
+			delete(cl, "htm")
+			cl["HTM"] = "POST"
+			return []string{k.sign(t, cl, nil)}
+		}, req, dpop.ErrInvalidProof},
+		{"a claim given twice", func() []string {
+			p, _ := json.Marshal(good())
+			dup := strings.Replace(string(p), `"htm":"POST"`, `"htm":"GET","htm":"POST"`, 1)
+			return []string{signRaw(t, k, []byte(dup))}
+		}, req, dpop.ErrInvalidProof},
 		{"claims that are not an object", func() []string { return []string{signRaw(t, k, []byte(`["jti"]`))} }, req, dpop.ErrInvalidProof},
 	}
 	for _, tc := range cases {
@@ -341,6 +360,58 @@ func TestCheckReplay(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a proof accepted at the last instant of its window is still refused as a replay then", func(t *testing.T) {
+		// iat exactly MaxAge ago is accepted, so its record must outlive
+		// that instant: a clock that reads the same twice (a coarse one)
+		// must not let the replay through.
+		c := newChecker(t, clock, nil)
+		edge := k.sign(t, claims("POST", tokenURL, t0.Add(-dpop.DefaultMaxAge)), nil)
+		if _, err := c.Check(context.Background(), []string{edge}, req); err != nil {
+			t.Fatalf("first use at the edge: %v", err)
+		}
+		if _, err := c.Check(context.Background(), []string{edge}, req); !errors.Is(err, dpop.ErrInvalidProof) {
+			t.Fatalf("replay at the same instant: %v; want invalid_dpop_proof", err)
+		}
+	})
+	t.Run("a replay key has one size whatever the jti's", func(t *testing.T) {
+		// A write-behind cache keeps up to MaxPending of them in memory.
+		c := newChecker(t, clock, nil)
+		for _, jti := range []string{"j", strings.Repeat("j", 256)} {
+			cl := claims("POST", tokenURL, t0)
+			cl["jti"] = jti
+			p, err := c.Verify(context.Background(), []string{k.sign(t, cl, nil)}, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.ReplayKey) != 43 {
+				t.Errorf("jti of %d bytes: replay key of %d bytes; want 43", len(jti), len(p.ReplayKey))
+			}
+		}
+	})
+	t.Run("Verify spends nothing; Spend spends once", func(t *testing.T) {
+		replay := newMemReplay(clock)
+		c, _ := dpop.New(dpop.Config{Replay: replay, Now: clock})
+		proof := k.sign(t, claims("POST", tokenURL, t0), nil)
+		var p dpop.Proof
+		for i := range 2 {
+			var err error
+			if p, err = c.Verify(context.Background(), []string{proof}, req); err != nil {
+				t.Fatalf("Verify %d: %v", i, err)
+			}
+		}
+		if len(replay.keys) != 0 {
+			t.Fatalf("Verify left %d replay entries", len(replay.keys))
+		}
+		if err := c.Spend(context.Background(), p); err != nil {
+			t.Fatalf("Spend: %v", err)
+		}
+		if err := c.Spend(context.Background(), p); !errors.Is(err, dpop.ErrInvalidProof) {
+			t.Fatalf("second Spend: %v; want invalid_dpop_proof", err)
+		}
+		if _, err := c.Check(context.Background(), []string{proof}, req); !errors.Is(err, dpop.ErrInvalidProof) {
+			t.Fatalf("Check of the spent proof: %v; want invalid_dpop_proof", err)
+		}
+	})
 	t.Run("a cache error is a server error, not a refusal", func(t *testing.T) {
 		boom := errors.New("disk on fire")
 		c, err := dpop.New(dpop.Config{Replay: failingReplay{boom}, Now: clock})
@@ -360,11 +431,11 @@ func TestCheckReplay(t *testing.T) {
 			t.Fatal(err)
 		}
 		for key, exp := range replay.keys {
-			if want := t0.Add(10*time.Second + dpop.DefaultMaxAge); !exp.Equal(want) {
-				t.Errorf("%s kept until %v; want %v (iat + max age)", key, exp, want)
+			if want := t0.Add(10*time.Second + dpop.DefaultMaxAge + time.Second); !exp.Equal(want) {
+				t.Errorf("%s kept until %v; want %v (iat + max age + 1 s)", key, exp, want)
 			}
-			if !strings.HasPrefix(key, k.jkt(t)+":") {
-				t.Errorf("replay key %q does not start with the key's thumbprint", key)
+			if want := dpop.ReplayKey(k.jkt(t), cl["jti"].(string)); key != want {
+				t.Errorf("replay key %q; want %q (of the key's thumbprint and the jti)", key, want)
 			}
 		}
 	})
@@ -513,4 +584,86 @@ func tamper(jws string) string {
 	p = []byte(strings.Replace(string(p), `"POST"`, `"GET"`, 1))
 	parts[1] = base64.RawURLEncoding.EncodeToString(p)
 	return strings.Join(parts, ".")
+}
+
+// TestCheckKeyAndAlgorithm pins what go-jose decides for us: the header's
+// alg must fit the jwk's key type and curve, and only the jwk picks the
+// key (kid, jku, x5u never do).
+func TestCheckKeyAndAlgorithm(t *testing.T) {
+	now := func() time.Time { return t0 }
+	req := dpop.Request{Method: "POST", URLs: []string{tokenURL}}
+	ec := newKey(t, jose.ES256)
+	rs := newKey(t, jose.RS256)
+	jwkOf := func(k key) map[string]any {
+		var m map[string]any
+		b, _ := json.Marshal(jose.JSONWebKey{Key: k.priv.Public()})
+		json.Unmarshal(b, &m)
+		return m
+	}
+	// raw signs a header and the claims with sign, which returns the
+	// signature's bytes for the signing input.
+	raw := func(header map[string]any, sign func(input []byte) []byte) string {
+		h, _ := json.Marshal(header)
+		p, _ := json.Marshal(claims("POST", tokenURL, t0))
+		in := b64(string(h)) + "." + b64(string(p))
+		return in + "." + base64.RawURLEncoding.EncodeToString(sign([]byte(in)))
+	}
+	// es signs with an EC key and hash h, r || s each size bytes long.
+	es := func(k key, h crypto.Hash, size int) func([]byte) []byte {
+		return func(in []byte) []byte {
+			d := h.New()
+			d.Write(in)
+			r, s, err := ecdsa.Sign(rand.Reader, k.priv.(*ecdsa.PrivateKey), d.Sum(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig := make([]byte, 2*size)
+			r.FillBytes(sig[:size])
+			s.FillBytes(sig[size:])
+			return sig
+		}
+	}
+	rsa256 := func(in []byte) []byte {
+		d := sha256.Sum256(in)
+		sig, err := rsa.SignPKCS1v15(rand.Reader, rs.priv.(*rsa.PrivateKey), crypto.SHA256, d[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	refused := []struct {
+		name  string
+		proof string
+	}{
+		{"a P-256 key under ES384 (a SHA-384 signature by the P-256 key)", raw(map[string]any{"typ": dpop.ProofType, "alg": "ES384", "jwk": jwkOf(ec)}, es(ec, crypto.SHA384, 48))},
+		{"a P-256 key under ES512", raw(map[string]any{"typ": dpop.ProofType, "alg": "ES512", "jwk": jwkOf(ec)}, es(ec, crypto.SHA512, 66))},
+		{"an RSA key under ES256", raw(map[string]any{"typ": dpop.ProofType, "alg": "ES256", "jwk": jwkOf(rs)}, rsa256)},
+		{"an EC key under RS256", raw(map[string]any{"typ": dpop.ProofType, "alg": "RS256", "jwk": jwkOf(ec)}, es(ec, crypto.SHA256, 32))},
+		{"an EC key under EdDSA", raw(map[string]any{"typ": dpop.ProofType, "alg": "EdDSA", "jwk": jwkOf(ec)}, es(ec, crypto.SHA256, 32))},
+		{"a symmetric jwk under ES256", raw(map[string]any{"typ": dpop.ProofType, "alg": "ES256", "jwk": map[string]any{"kty": "oct", "k": b64(strings.Repeat("k", 32))}}, es(ec, crypto.SHA256, 32))},
+		{"an X25519 jwk under EdDSA", raw(map[string]any{"typ": dpop.ProofType, "alg": "EdDSA", "jwk": map[string]any{"kty": "OKP", "crv": "X25519", "x": b64(strings.Repeat("x", 32))}}, es(ec, crypto.SHA256, 32))},
+		{"a jwk point off its curve", raw(map[string]any{"typ": dpop.ProofType, "alg": "ES256", "jwk": map[string]any{"kty": "EC", "crv": "P-256", "x": b64(strings.Repeat("x", 32)), "y": b64(strings.Repeat("y", 32))}}, es(ec, crypto.SHA256, 32))},
+		{"an RSA key of 1024 bits", func() string {
+			small, err := rsa.GenerateKey(rand.Reader, 1024)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return key{alg: jose.RS256, priv: small}.sign(t, claims("POST", tokenURL, t0), nil)
+		}()},
+		{"kid naming a key while the jwk is another's", raw(map[string]any{"typ": dpop.ProofType, "alg": "RS256", "kid": "ec", "jku": "https://attacker.example/jwks", "jwk": jwkOf(ec)}, rsa256)},
+	}
+	for _, tc := range refused {
+		t.Run("refused: "+tc.name, func(t *testing.T) {
+			if _, err := newChecker(t, now, nil).Check(context.Background(), []string{tc.proof}, req); !errors.Is(err, dpop.ErrInvalidProof) {
+				t.Fatalf("Check: %v; want invalid_dpop_proof", err)
+			}
+		})
+	}
+	t.Run("kid, jku and x5u are ignored: the jwk is the key", func(t *testing.T) {
+		proof := raw(map[string]any{"typ": dpop.ProofType, "alg": "ES256", "kid": "rs", "jku": "https://attacker.example/jwks", "x5u": "https://attacker.example/cert", "jwk": jwkOf(ec)}, es(ec, crypto.SHA256, 32))
+		p, err := newChecker(t, now, nil).Check(context.Background(), []string{proof}, req)
+		if err != nil || p.JKT != ec.jkt(t) {
+			t.Fatalf("Check: %+v, %v; want accepted with the jwk's thumbprint", p, err)
+		}
+	})
 }

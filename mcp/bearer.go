@@ -74,6 +74,12 @@ func credentials(r *http.Request) (scheme, token string, ok bool) {
 // (§7.2): a stolen bound token is worth nothing as a bearer token.
 func (s *Server) requireBearer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.Header.Values("Authorization")) > 1 {
+			// Which one would count is up to whoever reads the request
+			// next; RFC 6750 §3.1 calls this invalid_request.
+			s.badRequest(w, "more than one Authorization header")
+			return
+		}
 		scheme, token, ok := credentials(r)
 		if !ok || (scheme == schemeDPoP && s.cfg.DPoP == nil) {
 			s.unauthorized(w, "", "", "bearer token required")
@@ -129,7 +135,14 @@ func (s *Server) requireBearer(next http.Handler) http.Handler {
 // checkProof checks the DPoP proof of a request presenting token, bound
 // to the key bound, and answers 401 (false) when it does not hold.
 func (s *Server) checkProof(w http.ResponseWriter, r *http.Request, token, bound string) bool {
-	urls := []string{s.resource, s.issuerScheme + "://" + r.Host + Path}
+	urls := s.proofURLs
+	if s.origins.sameEndpoint(r.Host) {
+		// The same endpoint under another name: the host changes, the
+		// path (an issuer behind a proxy may have one) does not.
+		if alias := s.issuerScheme + "://" + r.Host + s.issuerPath + Path; alias != s.resource {
+			urls = []string{s.resource, alias}
+		}
+	}
 	jkt, err := s.cfg.DPoP.CheckProof(r.Context(), r.Header.Values("DPoP"), r.Method, urls, token)
 	switch {
 	case errors.Is(err, ErrUseDPoPNonce):

@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,21 +18,32 @@ import (
 // against the same handler with authentication switched off. ns/op is the
 // latency of one call; the parallel variants show throughput over several
 // sessions; the -json variants answer application/json instead of an SSE
-// stream (Config.JSONResponse).
+// stream (Config.JSONResponse). The -dpop variant presents a DPoP-bound
+// token with a proof that a checker accepting it at once vouches for: the
+// MCP side of DPoP (scheme, URLs, binding, the request handed on) without
+// the proof's cryptography, which dpop.BenchmarkCheck measures.
 func BenchmarkWhoami(b *testing.B) {
 	for _, bc := range []struct {
 		name         string
 		authenticate bool
 		jsonResponse bool
+		dpop         bool
 	}{
-		{"authenticated", true, false},
-		{"auth-off", false, false},
-		{"authenticated-json", true, true},
-		{"auth-off-json", false, true},
+		{"authenticated", true, false, false},
+		{"authenticated-dpop", true, false, true},
+		{"auth-off", false, false, false},
+		{"authenticated-json", true, true, false},
+		{"auth-off-json", false, true, false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ts := httptest.NewUnstartedServer(nil)
-			srv, err := newServer(Config{Issuer: "http://" + ts.Listener.Addr().String(), Verifier: fakeVerifier, Notes: newMemNotes(), JSONResponse: bc.jsonResponse}, bc.authenticate)
+			cfg := Config{Issuer: "http://" + ts.Listener.Addr().String(), Verifier: fakeVerifier, Notes: newMemNotes(), JSONResponse: bc.jsonResponse}
+			var rt http.RoundTripper = bearerTransport{token: "alice-all"}
+			if bc.dpop {
+				cfg.DPoP = acceptingProofs{jkt: "jkt-1"}
+				rt = dpopBenchTransport{token: "alice-bound"}
+			}
+			srv, err := newServer(cfg, bc.authenticate)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -42,7 +54,7 @@ func BenchmarkWhoami(b *testing.B) {
 				client := sdk.NewClient(&sdk.Implementation{Name: "bench", Version: "1.0.0"}, nil)
 				cs, err := client.Connect(b.Context(), &sdk.StreamableClientTransport{
 					Endpoint:             ts.URL,
-					HTTPClient:           &http.Client{Transport: bearerTransport{token: "alice-all"}},
+					HTTPClient:           &http.Client{Transport: rt},
 					DisableStandaloneSSE: true,
 				}, &sdk.ClientSessionOptions{ProtocolVersion: v2025})
 				if err != nil {
@@ -82,6 +94,25 @@ func BenchmarkWhoami(b *testing.B) {
 			})
 		})
 	}
+}
+
+// acceptingProofs is a ProofChecker that takes every proof for one of jkt.
+type acceptingProofs struct{ jkt string }
+
+func (a acceptingProofs) CheckProof(context.Context, []string, string, []string, string) (string, error) {
+	return a.jkt, nil
+}
+func (acceptingProofs) Algorithms() []string { return []string{"ES256"} }
+func (acceptingProofs) Nonce() string        { return "" }
+
+// dpopBenchTransport presents token with the DPoP scheme and a proof.
+type dpopBenchTransport struct{ token string }
+
+func (d dpopBenchTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "DPoP "+d.token)
+	r.Header.Set("DPoP", "proof")
+	return http.DefaultTransport.RoundTrip(r)
 }
 
 // BenchmarkWhoamiEra measures tools/call whoami through the authenticated

@@ -67,6 +67,19 @@ func (s *Server) unauthorized(w http.ResponseWriter, used, errCode, desc string)
 	http.Error(w, desc, http.StatusUnauthorized)
 }
 
+// badRequest answers 400 invalid_request (RFC 6750 §3.1) with the
+// challenges of every accepted scheme, the first carrying the error.
+func (s *Server) badRequest(w http.ResponseWriter, desc string) {
+	s.challenge(w, s.challengeSchemes(""), func(first bool) []string {
+		var ps []string
+		if first {
+			ps = append(ps, authParam("error", "invalid_request"), authParam("error_description", desc))
+		}
+		return append(ps, authParam("resource_metadata", s.prmURL))
+	})
+	http.Error(w, desc, http.StatusBadRequest)
+}
+
 // insufficientScope answers 403 with error="insufficient_scope" and scope
 // naming every scope the request needs plus those the token already has,
 // so a client that re-authorizes with it loses nothing (MCP authorization,

@@ -20,10 +20,12 @@
 // notes of the token's user. Config.Extension adds features behind the
 // same checks; only the conformance fixture server under e2e/ uses it.
 //
-// It declares the interfaces it needs (a token verifier, a NotesStore) and
-// imports no other package of mcpd. It never issues tokens, never reads a
-// token from anywhere but the Authorization header, never forwards a
-// caller's token upstream, and never logs one.
+// It declares the interfaces it needs (a token verifier, a NotesStore, and
+// UserTokens for upstreams called as the signed-in user with the user's
+// own token at an identity provider) and imports no other package of mcpd.
+// It never issues tokens, never reads a token from anywhere but the
+// Authorization header, never forwards a caller's token upstream, never
+// hands an upstream token to the client, and never logs one.
 //
 // Use:
 //

@@ -99,12 +99,12 @@ func TestDPoPChallenges(t *testing.T) {
 			}
 		})
 	}
-	t.Run("the proof is checked for this request: method, the endpoint's URLs, the token", func(t *testing.T) {
+	t.Run("the proof is checked for this request: method, the endpoint's URL, the token", func(t *testing.T) {
 		proofs.mu.Lock()
 		proofs.calls = nil
 		proofs.mu.Unlock()
-		env.post(t, initializeBody, map[string]string{"Authorization": "DPoP alice-bound", "DPoP": "key:jkt-1", "Host": "localhost:1234"})
-		want := []proofCall{{Proofs: []string{"key:jkt-1"}, Method: "POST", URLs: []string{env.ts.URL + "/mcp", "http://localhost:1234/mcp"}, Token: "alice-bound"}}
+		env.post(t, initializeBody, map[string]string{"Authorization": "DPoP alice-bound", "DPoP": "key:jkt-1"})
+		want := []proofCall{{Proofs: []string{"key:jkt-1"}, Method: "POST", URLs: []string{env.ts.URL + "/mcp"}, Token: "alice-bound"}}
 		if d := cmp.Diff(want, proofs.calls); d != "" {
 			t.Errorf("CheckProof calls (-want +got):\n%s", d)
 		}
@@ -123,6 +123,76 @@ func TestDPoPChallenges(t *testing.T) {
 			t.Fatalf("%d %q; want 403 %q", resp.StatusCode, resp.Header.Values("WWW-Authenticate"), want)
 		}
 	})
+}
+
+// TestDPoPProofURLs: a proof's htu may name the endpoint by the Host the
+// request came with only when that Host is another name of this endpoint.
+// Any loopback Host passes the Host check, but a proof made for a loopback
+// service on another port was made for another server.
+func TestDPoPProofURLs(t *testing.T) {
+	proofs := &fakeProofs{}
+	env := newTestEnv(t, func(c *Config) {
+		withProofs(proofs, false)(c)
+		c.AllowedHosts = []string{"mcp.internal:8443"}
+	})
+	resource := env.ts.URL + "/mcp"
+	port := env.ts.URL[strings.LastIndex(env.ts.URL, ":")+1:]
+	tests := []struct {
+		name string
+		host string
+		want []string
+	}{
+		{"the issuer's host", strings.TrimPrefix(env.ts.URL, "http://"), []string{resource}},
+		{"localhost on the issuer's port names the issuer's endpoint", "localhost:" + port, []string{resource, "http://localhost:" + port + "/mcp"}},
+		{"IPv6 loopback on the issuer's port names the issuer's endpoint", "[::1]:" + port, []string{resource, "http://[::1]:" + port + "/mcp"}},
+		{"a configured host names the issuer's endpoint", "mcp.internal:8443", []string{resource, "http://mcp.internal:8443/mcp"}},
+		{"localhost on another port is another server: only the resource", "localhost:1234", []string{resource}},
+		{"loopback without a port is another server: only the resource", "127.0.0.1", []string{resource}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			proofs.mu.Lock()
+			proofs.calls = nil
+			proofs.mu.Unlock()
+			resp := env.post(t, initializeBody, map[string]string{"Authorization": "DPoP alice-bound", "DPoP": "key:jkt-1", "Host": tt.host})
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d; want 200", resp.StatusCode)
+			}
+			proofs.mu.Lock()
+			defer proofs.mu.Unlock()
+			if len(proofs.calls) != 1 {
+				t.Fatalf("%d CheckProof calls; want 1", len(proofs.calls))
+			}
+			if d := cmp.Diff(tt.want, proofs.calls[0].URLs); d != "" {
+				t.Errorf("URLs the htu may name (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+// TestDPoPProofURLsPathIssuer: behind a proxy the issuer may have a path
+// (https://example.com/prefix); another name of the endpoint keeps it, so
+// a proof for https://example.com/mcp, another application on the same
+// host, is never taken for one of this endpoint.
+func TestDPoPProofURLsPathIssuer(t *testing.T) {
+	proofs := &fakeProofs{}
+	var issuer string
+	env := newTestEnv(t, func(c *Config) {
+		withProofs(proofs, false)(c)
+		issuer = c.Issuer + "/prefix"
+		c.Issuer = issuer
+	})
+	port := env.ts.URL[strings.LastIndex(env.ts.URL, ":")+1:]
+	resp := env.post(t, initializeBody, map[string]string{"Authorization": "DPoP alice-bound", "DPoP": "key:jkt-1", "Host": "localhost:" + port})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d; want 200", resp.StatusCode)
+	}
+	proofs.mu.Lock()
+	defer proofs.mu.Unlock()
+	want := []string{issuer + "/mcp", "http://localhost:" + port + "/prefix/mcp"}
+	if len(proofs.calls) != 1 || cmp.Diff(want, proofs.calls[0].URLs) != "" {
+		t.Fatalf("CheckProof calls %+v; want one with URLs %q", proofs.calls, want)
+	}
 }
 
 func TestDPoPRequiredAndNonce(t *testing.T) {
@@ -224,6 +294,41 @@ func TestPRMDPoP(t *testing.T) {
 			algs, _ := md["dpop_signing_alg_values_supported"].([]any)
 			if !slices.Equal(algs, tt.wantAlgs) || md["dpop_bound_access_tokens_required"] != tt.wantReq {
 				t.Errorf("dpop_signing_alg_values_supported %v, dpop_bound_access_tokens_required %v; want %v, %v", algs, md["dpop_bound_access_tokens_required"], tt.wantAlgs, tt.wantReq)
+			}
+		})
+	}
+}
+
+// TestTwoAuthorizationHeaders: a request with two Authorization headers
+// is refused whatever they hold, rather than one of them counting (RFC
+// 6750 §3.1: invalid_request), so what the check read and what the SDK
+// reads after it can never differ.
+func TestTwoAuthorizationHeaders(t *testing.T) {
+	env := newTestEnv(t, withProofs(&fakeProofs{}, false))
+	for _, tc := range []struct {
+		name  string
+		auths []string
+	}{
+		{"a DPoP and a Bearer header", []string{"DPoP alice-bound", "Bearer alice-all"}},
+		{"a Bearer and a DPoP header", []string{"Bearer alice-all", "DPoP alice-bound"}},
+		{"the same bearer token twice", []string{"Bearer alice-all", "Bearer alice-all"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, env.ts.URL+Path, strings.NewReader(initializeBody))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			req.Header.Set("DPoP", "key:jkt-1")
+			for _, a := range tc.auths {
+				req.Header.Add("Authorization", a)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			ch := resp.Header.Values("WWW-Authenticate")
+			if resp.StatusCode != http.StatusBadRequest || len(ch) == 0 || !strings.Contains(ch[0], `error="invalid_request"`) {
+				t.Fatalf("%d %q; want 400 with error=\"invalid_request\"", resp.StatusCode, ch)
 			}
 		})
 	}

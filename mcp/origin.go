@@ -15,12 +15,21 @@ import (
 type originPolicy struct {
 	origins []string // normalized "scheme://host[:port]"
 	hosts   []string // normalized "host[:port]"
+	// issuerScheme and issuerPort (the scheme's default when the issuer
+	// names none) and whether the issuer's host is a loopback one: which
+	// other Host values name the issuer's endpoint (sameEndpoint).
+	issuerScheme   string
+	issuerPort     string
+	issuerLoopback bool
 }
 
 func newOriginPolicy(issuer *url.URL, extraOrigins, extraHosts []string) (originPolicy, error) {
 	p := originPolicy{
-		origins: []string{normalizeOrigin(issuer.Scheme, issuer.Host)},
-		hosts:   []string{normalizeHost(issuer.Scheme, issuer.Host)},
+		origins:        []string{normalizeOrigin(issuer.Scheme, issuer.Host)},
+		hosts:          []string{normalizeHost(issuer.Scheme, issuer.Host)},
+		issuerScheme:   strings.ToLower(issuer.Scheme),
+		issuerPort:     portOrDefault(issuer.Scheme, issuer.Host),
+		issuerLoopback: isLoopbackHost(issuer.Host),
 	}
 	for _, o := range extraOrigins {
 		u, err := url.Parse(strings.TrimSuffix(o, "/"))
@@ -81,6 +90,33 @@ func (p originPolicy) hostAllowed(host string) bool {
 	}
 	host = strings.ToLower(host)
 	return slices.Contains(p.hosts, host) || slices.Contains(p.hosts, normalizeHost("http", host)) || slices.Contains(p.hosts, normalizeHost("https", host))
+}
+
+// sameEndpoint reports whether a request that came with this (allowed)
+// Host header reached the issuer's own endpoint under another name, so a
+// DPoP proof's htu may carry that name: the issuer's host, a configured
+// extra host, or, for an issuer on a loopback host, another loopback name
+// on the issuer's port (127.0.0.1:8080 and localhost:8080). hostAllowed
+// lets loopback hosts on any port through, but a proof whose htu names a
+// loopback service on another port was made for another server.
+func (p originPolicy) sameEndpoint(host string) bool {
+	host = strings.ToLower(host)
+	if slices.Contains(p.hosts, host) || slices.Contains(p.hosts, normalizeHost(p.issuerScheme, host)) {
+		return true
+	}
+	return p.issuerLoopback && isLoopbackHost(host) && portOrDefault(p.issuerScheme, host) == p.issuerPort
+}
+
+// portOrDefault is the port of hostport, or the scheme's default port when
+// it names none.
+func portOrDefault(scheme, hostport string) string {
+	if _, port, err := net.SplitHostPort(hostport); err == nil && port != "" {
+		return port
+	}
+	if strings.EqualFold(scheme, "https") {
+		return "443"
+	}
+	return "80"
 }
 
 // originAllowed reports whether an Origin header value is the issuer's

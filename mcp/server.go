@@ -37,6 +37,9 @@ type Config struct {
 	Notes NotesStore
 	// Upstreams are the APIs the api_call tool may reach.
 	Upstreams []Upstream
+	// UserTokens hands out users' tokens at identity providers for the
+	// upstreams of auth type "user"; required only when there are such.
+	UserTokens UserTokens
 	// AllowedOrigins are Origin values accepted besides the issuer's origin
 	// and loopback origins, e.g. "https://inspector.example.com".
 	AllowedOrigins []string
@@ -98,14 +101,19 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	resource string // Issuer + Path
-	// issuerScheme is the issuer's scheme: the scheme of the htu of a
-	// proof sent to another accepted host name of the endpoint.
+	// issuerScheme and issuerPath are the issuer's scheme and path: with
+	// another host name of the endpoint they make the other URL a DPoP
+	// proof's htu may name (checkProof).
 	issuerScheme string
-	prmURL       string // Issuer + "/.well-known/oauth-protected-resource/mcp"
-	tools        map[string]tool
-	upstreams    map[string]*upstream
-	origins      originPolicy
-	mcp          *sdk.Server
+	issuerPath   string
+	// proofURLs is the URL a proof's htu names when the request came
+	// under the issuer's own host: the resource.
+	proofURLs []string
+	prmURL    string // Issuer + "/.well-known/oauth-protected-resource/mcp"
+	tools     map[string]tool
+	upstreams map[string]*upstream
+	origins   originPolicy
+	mcp       *sdk.Server
 	// shared are the sessions of the direct path; nil without it.
 	shared  *sharedSessions
 	handler http.Handler // the /mcp handler with every check
@@ -144,6 +152,8 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 		resource:     issuer + Path,
 		prmURL:       issuer + prmPath + Path,
 		issuerScheme: iu.Scheme,
+		issuerPath:   iu.EscapedPath(),
+		proofURLs:    []string{issuer + Path},
 	}
 	if cfg.RequireDPoP && cfg.DPoP == nil {
 		return nil, errors.New("mcp: Config.RequireDPoP needs Config.DPoP")
@@ -158,7 +168,7 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.upstreams, err = newUpstreams(cfg.Upstreams, cfg.HTTPClient)
+	s.upstreams, err = newUpstreams(cfg.Upstreams, cfg.HTTPClient, cfg.UserTokens)
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ var fakeTokens = map[string]auth.TokenInfo{
 	"alice-none":  {UserID: "alice", Scopes: []string{}, Extra: map[string]any{"client_id": "vscode"}},
 	"bob-all":     {UserID: "bob", Scopes: []string{ScopeNotesRead, ScopeNotesWrite, ScopeAPICall}, Extra: map[string]any{"client_id": "cursor"}},
 	"machine-all": {UserID: "client:robot", Scopes: []string{ScopeNotesRead, ScopeNotesWrite}, Extra: map[string]any{"client_id": "robot"}},
+	"machine-api": {UserID: "client:robot", Scopes: []string{ScopeAPICall}, Extra: map[string]any{"client_id": "robot"}},
 	// DPoP-bound to the key whose thumbprint is "jkt-1".
 	"alice-bound":      {UserID: "alice", Scopes: []string{ScopeNotesRead, ScopeNotesWrite, ScopeAPICall}, Extra: map[string]any{"client_id": "ts2", ExtraJKT: "jkt-1"}},
 	"alice-bound-read": {UserID: "alice", Scopes: []string{ScopeNotesRead}, Extra: map[string]any{"client_id": "ts2", ExtraJKT: "jkt-1"}},

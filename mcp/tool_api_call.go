@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -28,7 +29,7 @@ type apiCallOut struct {
 	Body    string            `json:"body" jsonschema:"the upstream's response body"`
 }
 
-func (s *Server) apiCall(ctx context.Context, _ *sdk.CallToolRequest, in apiCallIn) (*sdk.CallToolResult, apiCallOut, error) {
+func (s *Server) apiCall(ctx context.Context, req *sdk.CallToolRequest, in apiCallIn) (*sdk.CallToolResult, apiCallOut, error) {
 	u, ok := s.upstreams[in.Upstream]
 	if !ok {
 		return nil, apiCallOut{}, fmt.Errorf("api_call: no upstream named %q. %s", in.Upstream, s.upstreamSummary())
@@ -49,19 +50,26 @@ func (s *Server) apiCall(ctx context.Context, _ *sdk.CallToolRequest, in apiCall
 	}
 	// A fresh request: nothing of the caller's (its token above all)
 	// reaches the upstream.
-	req, err := http.NewRequestWithContext(ctx, method, target.String(), body)
+	hreq, err := http.NewRequestWithContext(ctx, method, target.String(), body)
 	if err != nil {
 		return nil, apiCallOut{}, fmt.Errorf("api_call: building the request: %w", err)
 	}
-	req.Header.Set("User-Agent", "mcpd")
+	hreq.Header.Set("User-Agent", "mcpd")
 	if in.Body != "" {
 		if json.Valid([]byte(in.Body)) {
-			req.Header.Set("Content-Type", "application/json")
+			hreq.Header.Set("Content-Type", "application/json")
 		} else {
-			req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+			hreq.Header.Set("Content-Type", "text/plain; charset=utf-8")
 		}
 	}
-	resp, err := u.client.Do(req)
+	if u.Auth.Type == "user" {
+		tok, err := s.userToken(ctx, u, owner(req))
+		if err != nil {
+			return nil, apiCallOut{}, err
+		}
+		hreq.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := u.client.Do(hreq)
 	if err != nil {
 		if _, ok := errors.AsType[*oauth2.RetrieveError](err); ok {
 			s.log.WarnContext(ctx, "upstream token request failed", "upstream", u.Name, "err", err)
@@ -97,4 +105,24 @@ func (s *Server) apiCall(ctx context.Context, _ *sdk.CallToolRequest, in apiCall
 		out.Body = fmt.Sprintf("(%d bytes of binary data, not shown)", len(data))
 	}
 	return nil, out, nil
+}
+
+// userToken returns the caller's own access token at the upstream's
+// identity provider, or a tool error that tells the caller what to do.
+func (s *Server) userToken(ctx context.Context, u *upstream, user string) (string, error) {
+	idp := u.Auth.IdentityProvider
+	if strings.HasPrefix(user, "client:") {
+		return "", fmt.Errorf("api_call: upstream %q is called as the signed-in user, and a client_credentials token has no user", u.Name)
+	}
+	tok, err := s.cfg.UserTokens.UpstreamAccessToken(ctx, user, idp)
+	switch {
+	case errors.Is(err, ErrSignInRequired):
+		return "", fmt.Errorf("api_call: upstream %q is called as you, with your sign-in at the identity provider %q, and mcpd holds none that is still valid "+
+			"(you signed in with a password, or that sign-in has ended). Sign in with %q again: open %s/login/idp/%s in your browser, then retry",
+			u.Name, idp, idp, s.cfg.Issuer, url.PathEscape(idp))
+	case err != nil:
+		s.log.WarnContext(ctx, "upstream user token unavailable", "upstream", u.Name, "identity_provider", idp, "err", err)
+		return "", fmt.Errorf("api_call: your token at the identity provider %q could not be renewed just now; try again later", idp)
+	}
+	return tok, nil
 }

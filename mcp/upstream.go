@@ -21,7 +21,8 @@ const (
 )
 
 // Upstream is an HTTP API that the api_call tool may call on the server's
-// own credentials (never the caller's token).
+// own credentials, or as the signed-in user with the user's own token at an
+// identity provider (never the caller's token to mcpd).
 type Upstream struct {
 	// Name is what api_call's "upstream" argument selects.
 	Name string
@@ -43,7 +44,7 @@ type Upstream struct {
 
 // UpstreamAuth is how the server authenticates to an upstream.
 type UpstreamAuth struct {
-	// Type is "none" (or ""), "bearer" or "client_credentials".
+	// Type is "none" (or ""), "bearer", "client_credentials" or "user".
 	Type string
 	// BearerEnv names the environment variable holding a static bearer
 	// token (Type "bearer").
@@ -57,6 +58,9 @@ type UpstreamAuth struct {
 	ClientID        string
 	ClientSecretEnv string
 	Scopes          []string
+	// IdentityProvider names the identity provider whose token of the
+	// signed-in user is sent (Type "user"); Config.UserTokens hands it out.
+	IdentityProvider string
 }
 
 // upstream is a validated Upstream with its HTTP client.
@@ -67,8 +71,9 @@ type upstream struct {
 }
 
 // newUpstreams validates the configured upstreams and builds a client for
-// each; secrets are read from the environment once, here.
-func newUpstreams(cfgs []Upstream, hc *http.Client) (map[string]*upstream, error) {
+// each; secrets are read from the environment once, here. An upstream of
+// auth type "user" needs userTokens.
+func newUpstreams(cfgs []Upstream, hc *http.Client, userTokens UserTokens) (map[string]*upstream, error) {
 	base := hc.Transport
 	if base == nil {
 		base = http.DefaultTransport
@@ -78,6 +83,9 @@ func newUpstreams(cfgs []Upstream, hc *http.Client) (map[string]*upstream, error
 		u, err := newUpstream(c, base)
 		if err != nil {
 			return nil, fmt.Errorf("mcp: upstream %q: %w", c.Name, err)
+		}
+		if u.Auth.Type == "user" && userTokens == nil {
+			return nil, fmt.Errorf("mcp: upstream %q: auth type user needs Config.UserTokens", c.Name)
 		}
 		if _, dup := out[u.Name]; dup {
 			return nil, fmt.Errorf("mcp: upstream %q declared twice", u.Name)
@@ -140,8 +148,13 @@ func newUpstream(c Upstream, base http.RoundTripper) (*upstream, error) {
 		// client bounds it by the upstream's timeout.
 		ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: base, Timeout: c.Timeout})
 		transport = &oauth2.Transport{Source: cc.TokenSource(ctx), Base: base}
+	case "user":
+		// The token is the caller's, fetched per call by api_call.
+		if c.Auth.IdentityProvider == "" {
+			return nil, fmt.Errorf("user auth needs IdentityProvider")
+		}
 	default:
-		return nil, fmt.Errorf("unknown auth type %q (want none, bearer or client_credentials)", c.Auth.Type)
+		return nil, fmt.Errorf("unknown auth type %q (want none, bearer, client_credentials or user)", c.Auth.Type)
 	}
 	return &upstream{
 		Upstream: c,
@@ -210,7 +223,11 @@ func (s *Server) upstreamSummary() string {
 	parts := make([]string, 0, len(names))
 	for _, n := range names {
 		u := s.upstreams[n]
-		parts = append(parts, fmt.Sprintf("%s (methods %s; paths under %s)", n, strings.Join(u.Methods, ", "), strings.Join(u.PathPrefixes, ", ")))
+		as := ""
+		if u.Auth.Type == "user" {
+			as = "; called as you, with your sign-in at identity provider " + u.Auth.IdentityProvider
+		}
+		parts = append(parts, fmt.Sprintf("%s (methods %s; paths under %s%s)", n, strings.Join(u.Methods, ", "), strings.Join(u.PathPrefixes, ", "), as))
 	}
 	return "Upstreams: " + strings.Join(parts, "; ") + "."
 }

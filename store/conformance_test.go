@@ -37,3 +37,9 @@ func TestConformanceBoltLogin(t *testing.T) {
 		}
 	})
 }
+
+// TestConformanceBoltIdentities runs the identity-provider rules against the
+// bbolt store.
+func TestConformanceBoltIdentities(t *testing.T) {
+	storetest.RunIdentities(t, func(t *testing.T) storetest.IdentityStorage { return openTest(t, nil) })
+}

@@ -22,6 +22,7 @@ type SweepStats struct {
 	Pending    int // pending authorizations
 	Ceremonies int // WebAuthn ceremonies never finished
 	Index      int // dangling index entries
+	IDPStates  int // sign-ins started at an identity provider and never finished
 }
 
 // sweepBatch is the most entries one janitor write deletes: a sweep of a
@@ -31,10 +32,11 @@ type SweepStats struct {
 const sweepBatch = 512
 
 // Sweep removes every expired code, token, PKCE session, JTI, consent,
-// refresh successor, login session, pending authorization and WebAuthn
-// ceremony, dynamic clients that never completed an authorization within
-// Options.UnactivatedClientTTL, and index entries that point at nothing.
-// Each kind is swept in writes of at most sweepBatch entries.
+// refresh successor, login session, pending authorization, WebAuthn
+// ceremony and unfinished identity-provider sign-in, dynamic clients that
+// never completed an authorization within Options.UnactivatedClientTTL,
+// and index entries that point at nothing. Each kind is swept in writes of
+// at most sweepBatch entries.
 func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 	now := s.now()
 	var st SweepStats
@@ -63,6 +65,9 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 		}},
 		{&st.Ceremonies, func(tx *wtx, from []byte) (int, []byte, error) {
 			return sweepExpiring(tx.bucket(bucketWebAuthnSessions), now, from)
+		}},
+		{&st.IDPStates, func(tx *wtx, from []byte) (int, []byte, error) {
+			return sweepExpiring(tx.bucket(bucketIDPStates), now, from)
 		}},
 		{&st.Clients, func(tx *wtx, from []byte) (int, []byte, error) { return sweepClients(tx, now.Add(-s.clientTT), from) }},
 		{&st.Index, sweepGrantIndex},

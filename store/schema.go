@@ -30,6 +30,13 @@ const (
 	bucketPasskeys         = "passkeys"          // credential id → passkeyRecord JSON
 	bucketUserPasskeys     = "user_passkeys"     // user sep credential id → nil
 	bucketWebAuthnSessions = "webauthn_sessions" // ceremony id → expiry + opaque ceremony data
+
+	// Upstream identity providers (identity.go).
+	bucketIdentities     = "identities"      // issuer sep subject → identityRecord JSON
+	bucketUserIdentities = "user_identities" // user sep issuer sep subject → nil
+	bucketUserEmails     = "user_emails"     // lower-case email → user name
+	bucketUpstreamTokens = "upstream_tokens" // user sep provider → sealed bytes
+	bucketIDPStates      = "idp_states"      // sighash(state) → expiry + opaque bytes
 )
 
 const sep = "\x00"
@@ -68,6 +75,20 @@ func migrations() []func(tx *bolt.Tx) error {
 		// server side of WebAuthn ceremonies.
 		func(tx *bolt.Tx) error {
 			for _, b := range []string{bucketPasskeys, bucketUserPasskeys, bucketWebAuthnSessions} {
+				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+					return fmt.Errorf("create bucket %s: %w", b, err)
+				}
+			}
+			return nil
+		},
+		// Upstream identity providers: linked identities, user emails,
+		// sealed upstream tokens and pending sign-ins. Idempotent, and
+		// independent of every other step.
+		func(tx *bolt.Tx) error {
+			for _, b := range []string{
+				bucketIdentities, bucketUserIdentities, bucketUserEmails,
+				bucketUpstreamTokens, bucketIDPStates,
+			} {
 				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 					return fmt.Errorf("create bucket %s: %w", b, err)
 				}

@@ -17,13 +17,15 @@ import (
 // package.
 type User struct {
 	Name      string
+	Email     string // lower-case; empty when none is set
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
 
 type userRecord struct {
 	Name         string    `json:"name"`
-	PasswordHash string    `json:"password_hash"`
+	PasswordHash string    `json:"password_hash"` // empty: signs in only through an identity provider
+	Email        string    `json:"email,omitempty"`
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
 }
@@ -101,14 +103,18 @@ func (s *Store) SetPassword(ctx context.Context, name, password string) error {
 
 // DeleteUser removes a user, ends every grant whose subject is that user
 // and every login session of theirs, and deletes the user's passkeys,
-// consents and notes. ErrNotFound for an unknown
-// user.
+// consents, notes, linked identities, email address and upstream tokens.
+// ErrNotFound for an unknown user.
 func (s *Store) DeleteUser(ctx context.Context, name string) error {
 	return s.update(ctx, func(tx *wtx) error {
-		if _, err := findUser(tx.tx, name); err != nil {
+		rec, err := findUser(tx.tx, name)
+		if err != nil {
 			return err
 		}
 		if err := tx.bucket(bucketUsers).Delete([]byte(name)); err != nil {
+			return err
+		}
+		if err := deleteUserIdentities(tx, rec); err != nil {
 			return err
 		}
 		if _, err := revokeIndexed(tx, bucketSubjectGrants, name); err != nil {
@@ -137,7 +143,7 @@ func (s *Store) ListUsers(ctx context.Context) ([]User, error) {
 			if err := json.Unmarshal(v, &rec); err != nil {
 				return fmt.Errorf("store: decode user: %w", err)
 			}
-			out = append(out, User{Name: rec.Name, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt})
+			out = append(out, User{Name: rec.Name, Email: rec.Email, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt})
 			return nil
 		})
 	})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -40,18 +41,12 @@ func TestUsers(t *testing.T) {
 	})
 
 	t.Run("an unknown user costs an argon2id run like a wrong password", func(t *testing.T) {
-		fastest := func(name string) time.Duration {
-			best := time.Duration(1<<63 - 1)
-			for range 2 {
-				start := time.Now()
-				_ = s.Authenticate(ctx, name, "wrong")
-				best = min(best, time.Since(start))
-			}
-			return best
+		known, unknown := argonBytes(t, s, "alice"), argonBytes(t, s, "mallory")
+		if known < 16<<20 {
+			t.Fatalf("a wrong password allocated %d bytes; want an argon2id run (≥ 16 MiB)", known)
 		}
-		known, unknown := fastest("alice"), fastest("mallory")
-		if unknown < known/4 {
-			t.Errorf("unknown user answered in %v, wrong password in %v; want comparable times", unknown, known)
+		if unknown < known*9/10 {
+			t.Errorf("an unknown user allocated %d bytes, a wrong password %d; want the same argon2id run", unknown, known)
 		}
 	})
 
@@ -185,18 +180,9 @@ func TestUserWithoutPassword(t *testing.T) {
 	})
 
 	t.Run("refusing costs an argon2id run like a wrong password", func(t *testing.T) {
-		fastest := func(name string) time.Duration {
-			best := time.Duration(1<<63 - 1)
-			for range 2 {
-				start := time.Now()
-				_ = s.Authenticate(ctx, name, "wrong")
-				best = min(best, time.Since(start))
-			}
-			return best
-		}
-		known, none := fastest("alice"), fastest("dana")
-		if none < known/4 {
-			t.Errorf("a user without a password answered in %v, a wrong password in %v; want comparable times", none, known)
+		known, none := argonBytes(t, s, "alice"), argonBytes(t, s, "dana")
+		if none < known*9/10 {
+			t.Errorf("a user without a password allocated %d bytes, a wrong password %d; want the same argon2id run", none, known)
 		}
 	})
 
@@ -219,4 +205,21 @@ func TestUserWithoutPassword(t *testing.T) {
 			t.Errorf("Authenticate after SetPassword: %v", err)
 		}
 	})
+}
+
+// argonBytes returns the bytes Authenticate(name, "wrong") allocates, the
+// least of three runs. argon2id's cost is its memory: every run fills
+// argonMemoryKiB of fresh blocks, so bytes allocated measure that work
+// without reading a clock, which a loaded machine would skew.
+func argonBytes(t *testing.T, s *store.Store, name string) uint64 {
+	t.Helper()
+	least := uint64(1<<64 - 1)
+	for range 3 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_ = s.Authenticate(context.Background(), name, "wrong")
+		runtime.ReadMemStats(&after)
+		least = min(least, after.TotalAlloc-before.TotalAlloc)
+	}
+	return least
 }

@@ -37,6 +37,9 @@ type mcpSession struct {
 	// method and name are the Mcp-Method and Mcp-Name headers of the next
 	// 2026-07-28 request.
 	method, name string
+	// proofs, when not nil, makes every call present the token as DPoP
+	// with a proof from the pool.
+	proofs *proofPool
 }
 
 // call posts one JSON-RPC message and returns the response body, which
@@ -48,7 +51,16 @@ func (s *mcpSession) call(ctx context.Context, body []byte, notification bool) (
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+s.token)
+	if s.proofs != nil {
+		proof, err := s.proofs.take(s.token)
+		if err != nil {
+			return nil, nil, err
+		}
+		req.Header.Set("Authorization", "DPoP "+s.token)
+		req.Header.Set("DPoP", proof)
+	} else {
+		req.Header.Set("Authorization", "Bearer "+s.token)
+	}
 	if s.sid != "" {
 		req.Header.Set("Mcp-Session-Id", s.sid)
 		req.Header.Set("MCP-Protocol-Version", protocolVersion)

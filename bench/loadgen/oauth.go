@@ -28,6 +28,7 @@ const redirectURI = "http://127.0.0.1/callback"
 type tokenResponse struct {
 	AccessToken  string `json:"access_token"`
 	RefreshToken string `json:"refresh_token"`
+	TokenType    string `json:"token_type"`
 }
 
 // postForm posts form to path and decodes a JSON answer into out; any
@@ -166,10 +167,19 @@ func (a *authorizer) grant(ctx context.Context, clientID string) (*tokenResponse
 					return nil, fmt.Errorf("authorization ended in %s", loc.Redacted())
 				}
 				var tok tokenResponse
-				err := a.env.postForm(ctx, "/token", url.Values{
+				form := url.Values{
 					"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirect},
 					"client_id": {clientID}, "code_verifier": {verifier}, "resource": {a.env.target + "/mcp"},
-				}, "", "", http.StatusOK, &tok)
+				}
+				if a.env.dpop != nil { // a *-dpop scenario: bind the grant to the key
+					proof, err := a.env.dpop.sign(http.MethodPost, a.env.target+"/token", "")
+					if err != nil {
+						return nil, err
+					}
+					err = a.env.postFormDPoP(ctx, "/token", form, "", "", proof, http.StatusOK, &tok)
+					return &tok, err
+				}
+				err := a.env.postForm(ctx, "/token", form, "", "", http.StatusOK, &tok)
 				return &tok, err
 			}
 			next, method = loc.String(), http.MethodGet
@@ -278,7 +288,7 @@ func (e *runEnv) prepareShared(ctx context.Context, needToken, needConfidential 
 				e.onceErr = err
 				return
 			}
-			e.token = tok.AccessToken
+			e.token, e.tokenType = tok.AccessToken, tok.TokenType
 		}
 		if needConfidential {
 			e.ccID, e.ccSecret, e.onceErr = e.registerConfidential(ctx, "loadgen-cc")

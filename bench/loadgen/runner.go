@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,9 +39,13 @@ type result struct {
 	CPUusPerReq float64 `json:"cpu_us_per_req,omitempty"`
 	// RSSAnonMaxKB is the largest RssAnon sampled: the Go heap and stacks
 	// without file pages (the binary, bbolt's memory map of the database).
-	RSSAnonMaxKB int     `json:"rss_anon_max_kb,omitempty"`
-	Load1        float64 `json:"load1"` // the machine's 1-minute load average at the end
-	FirstError   string  `json:"first_error,omitempty"`
+	RSSAnonMaxKB int `json:"rss_anon_max_kb,omitempty"`
+	// LiveProofs counts the DPoP proofs signed inside the run because a
+	// worker's proofs signed ahead ran out (the *-dpop scenarios): the
+	// client's signing then shared the cores with the server.
+	LiveProofs int64   `json:"live_proofs,omitempty"`
+	Load1      float64 `json:"load1"` // the machine's 1-minute load average at the end
+	FirstError string  `json:"first_error,omitempty"`
 }
 
 // op is one request of a scenario, made by one worker.
@@ -60,6 +65,11 @@ var scenarios = map[string]scenario{
 	"client-credentials": clientCredentialsScenario,
 	"introspect":         introspectScenario,
 	"register":           registerScenario,
+	// DPoP (RFC 9449): the same with DPoP-bound tokens and a proof per
+	// request, signed ahead (dpop.go).
+	"whoami-dpop":             whoamiDPoPScenario,
+	"client-credentials-dpop": clientCredentialsDPoPScenario,
+	"refresh-dpop":            refreshDPoPScenario,
 }
 
 // runEnv is what scenarios share: the target, the HTTP client, settings,
@@ -72,17 +82,26 @@ type runEnv struct {
 	hc       *http.Client
 	browser  *authorizer // one login, remembered consent
 
-	once     sync.Once
-	onceErr  error
-	token    string // whoami: an access token from one authorization
-	ccID     string // client-credentials / introspect: a confidential client
-	ccSecret string
+	once      sync.Once
+	onceErr   error
+	token     string // whoami: an access token from one authorization
+	tokenType string // its token_type
+	ccID      string // client-credentials / introspect: a confidential client
+	ccSecret  string
+
+	// The *-dpop scenarios: the client's key, how many proofs to sign
+	// ahead (over all workers), and how many were signed live.
+	dpop       *proofSigner
+	dpopProofs int
+	liveProofs atomic.Int64
+	workers    int
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	name := fs.String("scenario", "whoami", "plain, whoami, whoami-noauth, whoami-2026, whoami-2026-noauth, refresh, client-credentials, introspect or register")
+	name := fs.String("scenario", "whoami", "plain, whoami, whoami-noauth, whoami-2026, whoami-2026-noauth, refresh, client-credentials, introspect, register, or whoami-dpop, refresh-dpop, client-credentials-dpop")
+	dpopProofs := fs.Int("dpop-proofs", 60000, "DPoP proofs to sign ahead, over all workers (*-dpop scenarios; a proof is good for a minute)")
 	target := fs.String("target", "http://127.0.0.1:18080", "base URL of the server (loopback only)")
 	mcpPath := fs.String("mcp-path", "", "path of the MCP endpoint (default /mcp, /noauth/mcp for whoami-noauth)")
 	workers := fs.Int("c", 16, "concurrent workers")
@@ -127,11 +146,19 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		},
 	}
 	env.browser = newAuthorizer(env)
+	env.workers, env.dpopProofs = *workers, *dpopProofs
+	if strings.HasSuffix(*name, "-dpop") {
+		var err error
+		if env.dpop, err = newProofSigner(); err != nil {
+			return err
+		}
+	}
 	res, err := drive(ctx, env, sc, *workers, *warm, *dur, *maxReq, *pid)
 	if err != nil {
 		return err
 	}
 	res.Scenario, res.Label, res.Target = *name, *label, *target
+	res.LiveProofs = env.liveProofs.Load()
 	return json.NewEncoder(stdout).Encode(res)
 }
 

@@ -19,6 +19,11 @@ import (
 // same results, so the output is the same either way.
 type admin interface {
 	AddUser(ctx context.Context, name, password string) error
+	// AddUserWithEmail adds a user known by email, whom a sign-in at an
+	// identity provider with that verified address finds; with an empty
+	// password the user has none and signs in only that way.
+	AddUserWithEmail(ctx context.Context, name, password, email string) error
+	SetUserEmail(ctx context.Context, name, email string) error
 	ListUsers(ctx context.Context) ([]userView, error)
 	SetPassword(ctx context.Context, name, password string) error
 	RemoveUser(ctx context.Context, name string) (revokeResult, error)
@@ -35,10 +40,21 @@ type admin interface {
 
 // userView is a user as the CLI prints it.
 type userView struct {
-	Name      string    `json:"name"`
+	Name       string         `json:"name"`
+	Email      string         `json:"email,omitempty"`
+	Identities []identityView `json:"identities,omitempty"`
+	CreatedAt  time.Time      `json:"created_at"`
+	UpdatedAt  time.Time      `json:"updated_at"`
+	Passkeys   int            `json:"passkeys"`
+}
+
+// identityView is an identity at a provider linked to a user.
+type identityView struct {
+	Provider  string    `json:"provider"`
+	Issuer    string    `json:"issuer"`
+	Subject   string    `json:"subject"`
+	Email     string    `json:"email,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-	Passkeys  int       `json:"passkeys"`
 }
 
 // passkeyView is a passkey as the CLI prints it; id is the credential ID
@@ -110,6 +126,35 @@ func (a localAdmin) AddUser(ctx context.Context, name, password string) error {
 	return adminErr(a.s.CreateUser(ctx, name, password), "user "+name)
 }
 
+func (a localAdmin) AddUserWithEmail(ctx context.Context, name, password, email string) error {
+	if password == "" {
+		err := a.s.CreateExternalUser(ctx, name, email)
+		if errors.Is(err, store.ErrInvalidEmail) {
+			return usageError(fmt.Sprintf("user add: %q is not an email address", email))
+		}
+		return adminErr(err, "user "+name+" or email "+email)
+	}
+	return a.inTx(ctx, func(ctx context.Context) error {
+		if err := a.s.CreateUser(ctx, name, password); err != nil {
+			return adminErr(err, "user "+name)
+		}
+		return a.SetUserEmail(ctx, name, email)
+	})
+}
+
+// SetUserEmail sets the email address by which a sign-in at an identity
+// provider finds the user.
+func (a localAdmin) SetUserEmail(ctx context.Context, name, email string) error {
+	err := a.s.SetUserEmail(ctx, name, email)
+	if errors.Is(err, store.ErrInvalidEmail) {
+		return usageError(fmt.Sprintf("%q is not an email address", email))
+	}
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return fmt.Errorf("email %s belongs to another user: %w", email, errExists)
+	}
+	return adminErr(err, "user "+name)
+}
+
 func (a localAdmin) ListUsers(ctx context.Context) ([]userView, error) {
 	users, err := a.s.ListUsers(ctx)
 	if err != nil {
@@ -121,7 +166,15 @@ func (a localAdmin) ListUsers(ctx context.Context) ([]userView, error) {
 	}
 	out := make([]userView, 0, len(users))
 	for _, u := range users {
-		out = append(out, userView{Name: u.Name, CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(), Passkeys: passkeys[u.Name]})
+		ids, err := a.s.ListIdentities(ctx, u.Name)
+		if err != nil {
+			return nil, err
+		}
+		v := userView{Name: u.Name, Email: u.Email, CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(), Passkeys: passkeys[u.Name]}
+		for _, id := range ids {
+			v.Identities = append(v.Identities, identityView{Provider: id.Provider, Issuer: id.Issuer, Subject: id.Subject, Email: id.Email, CreatedAt: id.CreatedAt.UTC()})
+		}
+		out = append(out, v)
 	}
 	return out, nil
 }

@@ -26,12 +26,13 @@ type adminRequest struct {
 	Password string `json:"password,omitempty"`
 	ID       string `json:"id,omitempty"`
 	User     string `json:"user,omitempty"`
+	Email    string `json:"email,omitempty"`
 }
 
 // adminError is the body of a failed admin socket call.
 type adminError struct {
 	Error string `json:"error"`
-	Code  string `json:"code,omitempty"` // not_found, exists
+	Code  string `json:"code,omitempty"` // not_found, exists, usage
 }
 
 // listenAdmin opens DATA/admin.sock with mode 0600. A stale socket left by a
@@ -80,6 +81,12 @@ func adminHandler(a admin, logger *slog.Logger) http.Handler {
 	handle("user-add", func(ctx context.Context, req adminRequest) (any, error) {
 		return struct{}{}, a.AddUser(ctx, req.Name, req.Password)
 	})
+	handle("user-add-email", func(ctx context.Context, req adminRequest) (any, error) {
+		return struct{}{}, a.AddUserWithEmail(ctx, req.Name, req.Password, req.Email)
+	})
+	handle("user-email", func(ctx context.Context, req adminRequest) (any, error) {
+		return struct{}{}, a.SetUserEmail(ctx, req.Name, req.Email)
+	})
 	handle("user-list", func(ctx context.Context, _ adminRequest) (any, error) { return a.ListUsers(ctx) })
 	handle("user-passwd", func(ctx context.Context, req adminRequest) (any, error) {
 		return struct{}{}, a.SetPassword(ctx, req.Name, req.Password)
@@ -114,6 +121,8 @@ func writeAdminError(w http.ResponseWriter, status int, err error) {
 		e.Code = "not_found"
 	case errors.Is(err, errExists):
 		e.Code = "exists"
+	case errors.As(err, new(usageErr)):
+		e.Code = "usage"
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -175,6 +184,8 @@ func (s *socketAdmin) post(ctx context.Context, op string, req adminRequest) (*h
 			err = wrapAs(e.Error, errNotFound)
 		case "exists":
 			err = wrapAs(e.Error, errExists)
+		case "usage":
+			err = usageError(e.Error)
 		}
 		return nil, err
 	}
@@ -194,6 +205,14 @@ func (e sentinelErr) Unwrap() error { return e.sentinel }
 
 func (s *socketAdmin) AddUser(ctx context.Context, name, password string) error {
 	return s.call(ctx, "user-add", adminRequest{Name: name, Password: password}, nil)
+}
+
+func (s *socketAdmin) AddUserWithEmail(ctx context.Context, name, password, email string) error {
+	return s.call(ctx, "user-add-email", adminRequest{Name: name, Password: password, Email: email}, nil)
+}
+
+func (s *socketAdmin) SetUserEmail(ctx context.Context, name, email string) error {
+	return s.call(ctx, "user-email", adminRequest{Name: name, Email: email}, nil)
 }
 
 func (s *socketAdmin) ListUsers(ctx context.Context) ([]userView, error) {

@@ -10,9 +10,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/mcpd/mcpd/store"
 )
 
 // adminFlags are the flags every admin subcommand shares.
@@ -87,8 +90,11 @@ type adminCmd struct {
 	json     bool     // takes --json
 	password bool     // needs --password-stdin
 	userFlag bool     // takes --user NAME
-	remove   bool     // takes --remove ID
-	run      func(e cliEnv, a admin, in adminInput) error
+	// email makes --email ADDR available, and with it --password-stdin
+	// optional (a user who signs in only through an identity provider).
+	email  bool
+	remove bool // takes --remove ID
+	run    func(e cliEnv, a admin, in adminInput) error
 }
 
 // adminInput is what a subcommand was given.
@@ -97,6 +103,7 @@ type adminInput struct {
 	json     bool
 	password string
 	user     string
+	email    string
 	remove   string
 }
 
@@ -118,9 +125,12 @@ func (e cliEnv) dispatch(group, usage string, cmds map[string]adminCmd, args []s
 	}
 	name := group + " " + sub
 	fs, f := e.adminFlagSet(name, usage, cmd.json, cmd.password)
-	var user, remove *string
+	var user, email, remove *string
 	if cmd.userFlag {
 		user = fs.String("user", "", "only this user's entries")
+	}
+	if cmd.email {
+		email = fs.String("email", "", "the user's email address, by which a sign-in at an identity provider finds the user")
 	}
 	if cmd.remove {
 		remove = fs.String("remove", "", "remove the passkey of this ID (as listed)")
@@ -145,10 +155,19 @@ func (e cliEnv) dispatch(group, usage string, cmds map[string]adminCmd, args []s
 	if remove != nil {
 		in.remove = *remove
 	}
-	if cmd.password {
-		if !*f.passwordStdin {
-			return usageError(name + ": pass the password on standard input with --password-stdin")
+	if email != nil && *email != "" {
+		if _, err := store.NormalizeEmail(*email); err != nil {
+			return usageError(fmt.Sprintf("%s: --email %q is not an email address", name, *email))
 		}
+		in.email = *email
+	}
+	if cmd.password && !*f.passwordStdin && in.email == "" {
+		if cmd.email {
+			return usageError(name + ": pass the password on standard input with --password-stdin, or give --email ADDR for a user who signs in with an identity provider")
+		}
+		return usageError(name + ": pass the password on standard input with --password-stdin")
+	}
+	if cmd.password && *f.passwordStdin {
 		if in.password, err = e.readPassword(); err != nil {
 			return err
 		}
@@ -163,17 +182,35 @@ func (e cliEnv) dispatch(group, usage string, cmds map[string]adminCmd, args []s
 
 func (e cliEnv) user(args []string) error {
 	const usage = `Usage:
-  mcpd user add NAME --password-stdin
+  mcpd user add NAME --password-stdin [--email ADDR]
+  mcpd user add NAME --email ADDR       (no password: signs in with an identity provider)
+  mcpd user email NAME ADDR
   mcpd user list [--json]
   mcpd user passwd NAME --password-stdin
   mcpd user passkeys NAME [--json] [--remove ID]
   mcpd user remove NAME`
 	return e.dispatch("user", usage, map[string]adminCmd{
-		"add": {args: []string{"NAME"}, password: true, run: func(e cliEnv, a admin, in adminInput) error {
-			if err := a.AddUser(e.ctx, in.pos[0], in.password); err != nil {
+		"add": {args: []string{"NAME"}, password: true, email: true, run: func(e cliEnv, a admin, in adminInput) error {
+			var err error
+			if in.email != "" {
+				err = a.AddUserWithEmail(e.ctx, in.pos[0], in.password, in.email)
+			} else {
+				err = a.AddUser(e.ctx, in.pos[0], in.password)
+			}
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "added user %s\n", in.pos[0])
+			return nil
+		}},
+		"email": {args: []string{"NAME", "ADDR"}, run: func(e cliEnv, a admin, in adminInput) error {
+			if _, err := store.NormalizeEmail(in.pos[1]); err != nil {
+				return usageError(fmt.Sprintf("user email: %q is not an email address", in.pos[1]))
+			}
+			if err := a.SetUserEmail(e.ctx, in.pos[0], in.pos[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "set the email of %s to %s\n", in.pos[0], in.pos[1])
 			return nil
 		}},
 		"passwd": {args: []string{"NAME"}, password: true, run: func(e cliEnv, a admin, in adminInput) error {
@@ -190,9 +227,15 @@ func (e cliEnv) user(args []string) error {
 			}
 			var rows [][]string
 			for _, u := range users {
-				rows = append(rows, []string{u.Name, when(u.CreatedAt), fmt.Sprint(u.Passkeys)})
+				var providers []string
+				for _, id := range u.Identities {
+					if !slices.Contains(providers, id.Provider) {
+						providers = append(providers, id.Provider)
+					}
+				}
+				rows = append(rows, []string{u.Name, orDash(u.Email), orDash(strings.Join(providers, ",")), when(u.CreatedAt), fmt.Sprint(u.Passkeys)})
 			}
-			e.table("NAME\tCREATED\tPASSKEYS", rows)
+			e.table("NAME\tEMAIL\tPROVIDERS\tCREATED\tPASSKEYS", rows)
 			return nil
 		}},
 		"passkeys": {args: []string{"NAME"}, json: true, remove: true, run: func(e cliEnv, a admin, in adminInput) error {
@@ -298,6 +341,13 @@ func (e cliEnv) consent(args []string) error {
 			return nil
 		}},
 	}, args)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // jsonOr returns err, or prints v as JSON when asJSON.

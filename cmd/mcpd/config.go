@@ -55,6 +55,14 @@ type serveConfig struct {
 	Upstreams                 []mcp.Upstream
 	RequireDPoP               bool
 	DPoPNonce                 bool
+	// IdentityProviders are the config file's identity_providers, checked,
+	// with their secrets read.
+	IdentityProviders     []identityProvider
+	IDPTimeout            time.Duration
+	identityProviderFiles []identityProviderFile
+	// now is the clock by which upstream tokens expire (idp/vault); nil is
+	// time.Now. Tests set it.
+	now func() time.Time
 }
 
 // setting is one serve setting: a flag, an environment variable and a
@@ -185,6 +193,7 @@ func serveSettings() []setting {
 		durationSetting("shutdown-timeout", "15s", "how long in-flight requests may take to finish on SIGTERM", func(c *serveConfig) *time.Duration { return &c.ShutdownTimeout }),
 		boolSetting("mcp-stateless", "false", "give 2025-era MCP clients no session either (each request stands alone; 2026-07-28 requests never have one)", func(c *serveConfig) *bool { return &c.MCPStateless }),
 		boolSetting("mcp-json-response", "false", "answer /mcp POSTs with application/json instead of an event stream", func(c *serveConfig) *bool { return &c.MCPJSONResponse }),
+		durationSetting("idp-timeout", "10s", "how long one call to an identity provider (discovery, token, user info) may take", func(c *serveConfig) *time.Duration { return &c.IDPTimeout }),
 		durationSetting("janitor-interval", "5m", "how often expired codes, tokens and stale registrations are removed", func(c *serveConfig) *time.Duration { return &c.JanitorInterval }),
 		boolSetting("require-dpop", "false", "accept only DPoP-bound tokens (RFC 9449): every /token request needs a DPoP proof and /mcp refuses bearer tokens", func(c *serveConfig) *bool { return &c.RequireDPoP }),
 		boolSetting("dpop-nonce", "false", "require server nonces (DPoP-Nonce, rotated every 5 minutes) in DPoP proofs at /token and /mcp", func(c *serveConfig) *bool { return &c.DPoPNonce }),
@@ -204,10 +213,11 @@ func defaultDataDir() string {
 }
 
 // configFile is the optional JSON config file: every serve setting under
-// its flag name, plus the api_call upstreams.
+// its flag name, plus the api_call upstreams and the identity providers.
 type configFile struct {
-	settings  map[string]string
-	Upstreams []mcp.Upstream
+	settings          map[string]string
+	Upstreams         []mcp.Upstream
+	IdentityProviders []identityProviderFile
 }
 
 // upstreamFile is one upstream as the config file spells it.
@@ -219,19 +229,20 @@ type upstreamFile struct {
 	Timeout          string   `json:"timeout"`
 	MaxResponseBytes int64    `json:"max_response_bytes"`
 	Auth             struct {
-		Type            string   `json:"type"`
-		BearerEnv       string   `json:"bearer_env"`
-		TokenURL        string   `json:"token_url"`
-		ClientID        string   `json:"client_id"`
-		ClientSecretEnv string   `json:"client_secret_env"`
-		Scopes          []string `json:"scopes"`
+		Type             string   `json:"type"`
+		BearerEnv        string   `json:"bearer_env"`
+		TokenURL         string   `json:"token_url"`
+		ClientID         string   `json:"client_id"`
+		ClientSecretEnv  string   `json:"client_secret_env"`
+		Scopes           []string `json:"scopes"`
+		IdentityProvider string   `json:"identity_provider"`
 	} `json:"auth"`
 }
 
 func (u upstreamFile) upstream() (mcp.Upstream, error) {
 	out := mcp.Upstream{
 		Name: u.Name, BaseURL: u.BaseURL, Methods: u.Methods, PathPrefixes: u.PathPrefixes, MaxResponseBytes: u.MaxResponseBytes,
-		Auth: mcp.UpstreamAuth{Type: u.Auth.Type, BearerEnv: u.Auth.BearerEnv, TokenURL: u.Auth.TokenURL, ClientID: u.Auth.ClientID, ClientSecretEnv: u.Auth.ClientSecretEnv, Scopes: u.Auth.Scopes},
+		Auth: mcp.UpstreamAuth{Type: u.Auth.Type, BearerEnv: u.Auth.BearerEnv, TokenURL: u.Auth.TokenURL, ClientID: u.Auth.ClientID, ClientSecretEnv: u.Auth.ClientSecretEnv, Scopes: u.Auth.Scopes, IdentityProvider: u.Auth.IdentityProvider},
 	}
 	if u.Timeout != "" {
 		d, err := time.ParseDuration(u.Timeout)
@@ -242,8 +253,12 @@ func (u upstreamFile) upstream() (mcp.Upstream, error) {
 	}
 	switch u.Auth.Type {
 	case "", "none", "bearer", "client_credentials":
+	case "user":
+		if u.Auth.IdentityProvider == "" {
+			return out, fmt.Errorf("upstream %q: auth type user needs identity_provider, the name of one of identity_providers", u.Name)
+		}
 	default:
-		return out, fmt.Errorf("upstream %q: auth type %q is not none, bearer or client_credentials", u.Name, u.Auth.Type)
+		return out, fmt.Errorf("upstream %q: auth type %q is not none, bearer, client_credentials or user", u.Name, u.Auth.Type)
 	}
 	return out, nil
 }
@@ -274,6 +289,14 @@ func readConfigFile(path string, known map[string]bool) (*configFile, error) {
 				}
 				cf.Upstreams = append(cf.Upstreams, mu)
 			}
+			continue
+		}
+		if k == "identity_providers" {
+			ps, err := parseIdentityProviders(v)
+			if err != nil {
+				return nil, fmt.Errorf("config file %s: %w", path, err)
+			}
+			cf.IdentityProviders = ps
 			continue
 		}
 		if !known[k] {
@@ -339,7 +362,7 @@ func loadServeConfig(fs *flag.FlagSet, args []string, getenv func(string) string
 		usage := s.usage + " (env " + s.env + ")"
 		fs.StringVar(v, s.name, s.def, usage)
 	}
-	configPath := fs.String("config", "", "JSON config file: any setting by its flag name, plus \"upstreams\" (env MCPD_CONFIG)")
+	configPath := fs.String("config", "", "JSON config file: any setting by its flag name, plus \"upstreams\" and \"identity_providers\" (env MCPD_CONFIG)")
 	pos, err := parseInterleaved(fs, bareBoolsTrue(settings, args))
 	if err != nil {
 		return nil, err
@@ -375,6 +398,7 @@ func loadServeConfig(fs *flag.FlagSet, args []string, getenv func(string) string
 		}
 		c.ConfigFile = path
 		c.Upstreams = cf.Upstreams
+		c.identityProviderFiles = cf.IdentityProviders
 		for _, s := range settings {
 			if v, ok := cf.settings[s.name]; ok {
 				if err := apply(s, v, "config key "+s.name); err != nil {
@@ -398,6 +422,9 @@ func loadServeConfig(fs *flag.FlagSet, args []string, getenv func(string) string
 		}
 	}
 	if err := c.finish(); err != nil {
+		return nil, err
+	}
+	if err := c.checkIdentityProviders(getenv); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -425,6 +452,9 @@ func (c *serveConfig) finish() error {
 	}
 	if c.RefreshTokenMaxTTL < c.RefreshTokenTTL {
 		return usageError(fmt.Sprintf("invalid --refresh-token-max-ttl %s: below --refresh-token-ttl %s", c.RefreshTokenMaxTTL, c.RefreshTokenTTL))
+	}
+	if c.IDPTimeout == 0 {
+		return usageError("invalid --idp-timeout 0s: must be above zero")
 	}
 	if c.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
@@ -499,7 +529,7 @@ func settingsReference() []string {
 		}
 		rows = append(rows, fmt.Sprintf("| `--%s` | `%s` | %s | %s |", s.name, s.env, def, s.usage))
 	}
-	rows = append(rows, "| `--config` | `MCPD_CONFIG` | | JSON config file: any setting by its flag name, plus `upstreams` |")
+	rows = append(rows, "| `--config` | `MCPD_CONFIG` | | JSON config file: any setting by its flag name, plus `upstreams` and `identity_providers` |")
 	sort.Strings(rows)
 	return rows
 }

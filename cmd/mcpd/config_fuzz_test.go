@@ -16,6 +16,8 @@ func FuzzServeConfig(f *testing.F) {
 	f.Add([]byte(`{"access-token-ttl":"10m","cors-origins":["https://a.example"],"max-clients":7}`), "--refresh-grace 0s")
 	f.Add([]byte(`{"upstreams":[{"name":"u","base_url":"https://x.example","timeout":"1s","auth":{"type":"bearer","bearer_env":"T"}}]}`), "")
 	f.Add([]byte(`{"issuer":"http://h/"}`), "--listen :0")
+	f.Add([]byte(`{"identity_providers":[{"name":"g","type":"github","client_id":"c","client_secret_env":"S","allowed_orgs":["a"]}],"upstreams":[{"name":"u","base_url":"https://x.example","auth":{"type":"user","identity_provider":"g"}}]}`), "--idp-timeout 2s")
+	f.Add([]byte(`{"identity_providers":[{"name":"o","type":"oidc","issuer":"http://localhost:1/","client_id":"c","client_secret_file":"/nonexistent","client_secret":"x"}]}`), "")
 	f.Add([]byte(`[]`), "--data")
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, file []byte, flags string) {
@@ -35,6 +37,11 @@ func FuzzServeConfig(f *testing.F) {
 		}
 		if checkIssuer(c.Issuer) != nil {
 			t.Fatalf("accepted an invalid issuer %q", c.Issuer)
+		}
+		for _, p := range c.IdentityProviders {
+			if p.ClientSecret == "" || !validIDPName(p.Name) || (p.Type != idpTypeOIDC && p.Type != idpTypeGitHub) {
+				t.Fatalf("accepted an invalid identity provider %+v", p)
+			}
 		}
 	})
 }

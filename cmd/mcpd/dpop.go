@@ -7,11 +7,13 @@ import (
 	"github.com/mcpd/mcpd/internal/wire"
 )
 
-// newDPoP builds the DPoP proof checker that /token and /mcp share, so a
-// proof's jti is spent once for both and both hand out the same nonces.
-// Proof jtis go to the store behind the answers (dpop.WriteBehind, run and
-// flushed by run); with --dpop-nonce, nonces are keyed by a secret kept in
-// the store, so they stay valid across a restart.
+// newDPoP builds the DPoP proof checker that /token and /mcp share, so
+// both hand out the same nonces. /token spends a proof's jti itself, in
+// the transaction that issues the tokens; /mcp's go to the store behind the
+// answers (dpop.WriteBehind, run and flushed by run): a durable write per
+// call halved tools/call throughput (docs/benchmarks.md). With
+// --dpop-nonce, nonces are keyed by a secret kept in the store, so they
+// stay valid across a restart.
 func (s *server) newDPoP(ctx context.Context) (*dpop.Checker, error) {
 	replay, err := dpop.NewWriteBehind(dpop.WriteBehindConfig{
 		Store:  wire.ProofStore{Store: s.store},

@@ -12,6 +12,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -380,6 +382,34 @@ func TestDPoPEndToEnd(t *testing.T) {
 			t.Fatalf("%d %q; want 200", st, ch)
 		}
 	})
+	t.Run("htu may name the endpoint by another loopback name on its port, never a loopback service on another port", func(t *testing.T) {
+		port := ts.URL[strings.LastIndex(ts.URL, ":")+1:]
+		for _, tc := range []struct {
+			host string
+			want int
+		}{
+			{"localhost:" + port, http.StatusOK},
+			{"localhost:1", http.StatusUnauthorized}, // a proof made for another local server, replayed here
+			{"127.0.0.2:" + port, http.StatusOK},     // another loopback address, same port
+			{"127.0.0.1:65535", http.StatusUnauthorized},
+		} {
+			htu := "http://" + tc.host + "/mcp"
+			req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
+			req.Host = tc.host
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			req.Header.Set("Authorization", "DPoP "+at)
+			req.Header.Set("DPoP", key.proof("POST", htu, at))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("Host %s with htu %s: %d %q; want %d", tc.host, htu, resp.StatusCode, resp.Header.Values("WWW-Authenticate"), tc.want)
+			}
+		}
+	})
 	t.Run("a DPoP token lacking a scope gets a DPoP insufficient_scope challenge", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"note_save","arguments":{"title":"x","body":"y"}}}`))
 		req.Header.Set("Content-Type", "application/json")
@@ -488,4 +518,141 @@ func TestDPoPRequiredAndNonces(t *testing.T) {
 			t.Fatalf("whoami = %v", got)
 		}
 	})
+}
+
+// dpopCodeForm authorizes alice with dpop_jkt (when not empty) and returns
+// the form that exchanges the code.
+func dpopCodeForm(t *testing.T, issuer, clientID, redirect, jkt string) url.Values {
+	t.Helper()
+	cfg := &oauth2.Config{
+		ClientID:    clientID,
+		Endpoint:    oauth2.Endpoint{AuthURL: issuer + "/authorize", TokenURL: issuer + "/token"},
+		RedirectURL: strings.Replace(redirect, "127.0.0.1", "127.0.0.1:49152", 1),
+		Scopes:      []string{"notes:read"},
+	}
+	verifier := oauth2.GenerateVerifier()
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
+	if jkt != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("dpop_jkt", jkt))
+	}
+	loc := newBrowser(t).authorize(cfg.AuthCodeURL("state-0123456789", opts...), "alice", "alice-pw", "allow", nil, false)
+	return url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")}, "redirect_uri": {cfg.RedirectURL}, "client_id": {clientID}, "code_verifier": {verifier}}
+}
+
+// TestDPoPReuseWithoutTheKey: with the real store, a used code bound by
+// dpop_jkt and a rotated DPoP-bound refresh token of a public client are
+// worth nothing without the key, not even to revoke the grant, which
+// reuse of either by the key's holder does. (Whatever the store keeps of
+// a used code or a rotated token must keep its binding.)
+func TestDPoPReuseWithoutTheKey(t *testing.T) {
+	ts := startServer(t, "--refresh-grace", "0s")
+	mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--data", ts.Data)
+	clientID, redirect := publicClient(t, ts.URL, "DPoP Client")
+	key, thief := newDPoPKey(t), newDPoPKey(t)
+	tokenURL := ts.URL + "/token"
+	alive := func(t *testing.T, at string) bool {
+		t.Helper()
+		st, _ := mcpCall(t, ts.URL, "DPoP "+at, key.proof("POST", ts.URL+"/mcp", at))
+		return st == http.StatusOK
+	}
+
+	t.Run("a used code bound by dpop_jkt", func(t *testing.T) {
+		form := dpopCodeForm(t, ts.URL, clientID, redirect, key.jkt())
+		st, out, _ := dpopTokenRequest(t, ts.URL, form, key.proof("POST", tokenURL, ""))
+		if st != http.StatusOK {
+			t.Fatalf("exchange: %d %v", st, out)
+		}
+		at := out["access_token"].(string)
+		for name, proofs := range map[string][]string{"another key": {thief.proof("POST", tokenURL, "")}, "no proof": nil} {
+			if st, out, _ := dpopTokenRequest(t, ts.URL, form, proofs...); st != http.StatusBadRequest || out["error"] != "invalid_dpop_proof" {
+				t.Errorf("replay with %s: %d %v; want 400 invalid_dpop_proof", name, st, out)
+			}
+		}
+		if !alive(t, at) {
+			t.Fatal("the tokens died after replays of the code without the key")
+		}
+		if st, out, _ := dpopTokenRequest(t, ts.URL, form, key.proof("POST", tokenURL, "")); st != http.StatusBadRequest || out["error"] != "invalid_grant" {
+			t.Fatalf("reuse by the key's holder: %d %v; want 400 invalid_grant", st, out)
+		}
+		if alive(t, at) {
+			t.Fatal("the tokens survived the reuse of their code by the key's holder")
+		}
+	})
+	t.Run("a rotated DPoP-bound refresh token of a public client", func(t *testing.T) {
+		st, tok, _ := dpopTokenRequest(t, ts.URL, dpopCodeForm(t, ts.URL, clientID, redirect, ""), key.proof("POST", tokenURL, ""))
+		if st != http.StatusOK {
+			t.Fatalf("exchange: %d %v", st, tok)
+		}
+		old := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}, "client_id": {clientID}}
+		st, next, _ := dpopTokenRequest(t, ts.URL, old, key.proof("POST", tokenURL, ""))
+		if st != http.StatusOK {
+			t.Fatalf("rotation: %d %v", st, next)
+		}
+		for name, proofs := range map[string][]string{"another key": {thief.proof("POST", tokenURL, "")}, "no proof": nil} {
+			if st, out, _ := dpopTokenRequest(t, ts.URL, old, proofs...); st != http.StatusBadRequest || out["error"] != "invalid_dpop_proof" {
+				t.Errorf("reuse with %s: %d %v; want 400 invalid_dpop_proof", name, st, out)
+			}
+		}
+		if !alive(t, next["access_token"].(string)) {
+			t.Fatal("the grant died after reuse of a rotated token without the key")
+		}
+		if st, out, _ := dpopTokenRequest(t, ts.URL, old, key.proof("POST", tokenURL, "")); st != http.StatusBadRequest || out["error"] != "invalid_grant" {
+			t.Fatalf("reuse by the key's holder: %d %v; want 400 invalid_grant", st, out)
+		}
+		if alive(t, next["access_token"].(string)) {
+			t.Fatal("the grant survived reuse of a rotated token by the key's holder")
+		}
+	})
+}
+
+// TestDPoPTokenProofSurvivesCrash: proofs that got tokens at /token are
+// refused after the server is killed (SIGKILL, no shutdown) right after
+// the last answer and started again: each jti record committed with its
+// tokens. (Records written behind the answers, at most one flush per
+// 20 ms, lost the last of a quick series.)
+func TestDPoPTokenProofSurvivesCrash(t *testing.T) {
+	bin := mcpdBinary(t)
+	data := t.TempDir()
+	listen := freeAddr(t)
+	issuer := "http://" + listen
+	start := func() *exec.Cmd {
+		var stderr syncBuffer
+		cmd := exec.Command(bin, "serve", "--listen", listen, "--data", data, "--log-level", "warn")
+		cmd.Env = append(os.Environ(), "MCPD_INITIAL_PASSWORD=admin-pw")
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		waitFor(t, func() bool { return strings.Contains(stderr.String(), "is listening on") })
+		return cmd
+	}
+	cmd := start()
+	reg := registerClient(t, issuer, map[string]any{
+		"client_name": "Backend", "token_endpoint_auth_method": "client_secret_post",
+		"grant_types": []string{"client_credentials"}, "scope": "notes:read",
+	})
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {reg["client_id"].(string)}, "client_secret": {reg["client_secret"].(string)}}
+	key := newDPoPKey(t)
+	var proofs []string
+	for range 20 {
+		proof := key.proof("POST", issuer+"/token", "")
+		if st, out, _ := dpopTokenRequest(t, issuer, form, proof); st != http.StatusOK || out["token_type"] != "DPoP" {
+			t.Fatalf("token: %d %v", st, out)
+		}
+		proofs = append(proofs, proof)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	start()
+	for i, proof := range proofs {
+		if st, out, _ := dpopTokenRequest(t, issuer, form, proof); st != http.StatusBadRequest || out["error"] != "invalid_dpop_proof" {
+			t.Errorf("proof %d of %d replayed after a crash: %d %v; want 400 invalid_dpop_proof", i+1, len(proofs), st, out["error"])
+		}
+	}
+	if st, out, _ := dpopTokenRequest(t, issuer, form, key.proof("POST", issuer+"/token", "")); st != http.StatusOK {
+		t.Fatalf("a fresh proof after the crash: %d %v; want 200", st, out)
+	}
 }

@@ -52,6 +52,13 @@ var listeningRE = regexp.MustCompile(`is listening on (\S+)`)
 // returned an error.
 func startServer(t *testing.T, args ...string) *testServer {
 	t.Helper()
+	return startServerEnv(t, nil, args...)
+}
+
+// startServerEnv is startServer with mod changing the program's
+// environment (its variables, its clock) before serve starts.
+func startServerEnv(t *testing.T, mod func(*cliEnv), args ...string) *testServer {
+	t.Helper()
 	data := filepath.Join(t.TempDir(), "data")
 	for i, a := range args {
 		if a == "--data" && i+1 < len(args) {
@@ -62,6 +69,9 @@ func startServer(t *testing.T, args ...string) *testServer {
 	ts := &testServer{Data: data, Stderr: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
 	full := append([]string{"serve", "--listen", "127.0.0.1:0", "--data", data, "--log-format", "json", "--log-level", "warn"}, args...)
 	env := cliEnv{ctx: ctx, stdin: strings.NewReader(""), stdout: io.Discard, stderr: ts.Stderr, getenv: testEnv(map[string]string{"MCPD_INITIAL_PASSWORD": "admin-pw"})}
+	if mod != nil {
+		mod(&env)
+	}
 	go func() { ts.done <- env.serve(full[1:]) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -89,4 +90,7 @@ type cliEnv struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
+	// now is the clock by which upstream tokens expire (idp/vault); nil is
+	// time.Now. Tests set it.
+	now func() time.Time
 }

@@ -39,6 +39,7 @@ func (e cliEnv) serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	cfg.now = e.now
 	logger := newLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
 	srv, err := newServer(e.ctx, cfg, logger, e.getenv)
 	if err != nil {
@@ -108,6 +109,14 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	if err != nil {
 		return nil, err
 	}
+	idps, tokenVault, err := s.identityProviders(ctx, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	var userTokens *wire.UserTokens
+	if tokenVault != nil {
+		userTokens = &wire.UserTokens{V: tokenVault}
+	}
 	az, err := authz.New(authz.Config{
 		Issuer:                    cfg.Issuer,
 		Storage:                   firstUserStorage{Storage: wire.NewAuthzStorage(s.store), first: s.firstUser},
@@ -132,6 +141,10 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		Observer:                  s.metrics,
 		DPoP:                      proofs,
 		RequireDPoP:               cfg.RequireDPoP,
+		IdentityProviders:         idps,
+		Identities:                wire.NewAuthzStorage(s.store),
+		UpstreamTokens:            upstreamTokenSaver(userTokens),
+		IdentityProviderTimeout:   3 * cfg.IDPTimeout, // a step makes up to three calls
 	})
 	if err != nil {
 		return nil, usageError(err.Error())
@@ -141,6 +154,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		Verifier:       az.Verify,
 		Notes:          wire.NewNotesStore(s.store),
 		Upstreams:      cfg.Upstreams,
+		UserTokens:     mcpUserTokens(userTokens),
 		AllowedOrigins: cfg.AllowedOrigins,
 		AllowedHosts:   cfg.AllowedHosts,
 		Stateless:      cfg.MCPStateless,

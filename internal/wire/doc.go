@@ -1,7 +1,10 @@
 // Package wire adapts the bbolt store to the interfaces that authz and mcp
-// declare: AuthzStorage for authz.Storage, NotesStore for mcp.NotesStore
-// and ProofStore for dpop.ReplayStore; and the DPoP proof checker to
-// mcp.ProofChecker (ProofChecker). The two sides' record types mirror each other field for
+// declare: AuthzStorage for authz.Storage (and authz.IdentityStore),
+// NotesStore for mcp.NotesStore and ProofStore for dpop.ReplayStore; and
+// the DPoP proof checker to mcp.ProofChecker (ProofChecker). For identity
+// providers it adapts the idp connectors to authz.Connector, the store to
+// vault.Store, and the vault to mcp.UserTokens and
+// authz.UpstreamTokenSaver. The two sides' record types mirror each other field for
 // field, so the conversions are plain type conversions and a field added on
 // one side only fails to compile here.
 //

@@ -49,6 +49,11 @@ func authzErr(err error) error {
 	return err
 }
 
+// RememberProofJTI maps the store's ErrAlreadyExists onto authz's.
+func (a AuthzStorage) RememberProofJTI(ctx context.Context, key string, exp time.Time) error {
+	return authzErr(a.Store.RememberProofJTI(ctx, key, exp))
+}
+
 // GetClient returns the registration as an *authz.Client, which authz
 // type-asserts for the consent page.
 func (a AuthzStorage) GetClient(ctx context.Context, id string) (fosite.Client, error) {

@@ -13,8 +13,11 @@
 //
 // RunLogin checks mcpd's own records of the sign-in flow, which every
 // backend keeps: signed-in browser sessions and pending authorization
-// requests (expiry, single use, caps against floods). Its records are the
-// store package's types, the only mcpd package the suite imports.
+// requests (expiry, single use, caps against floods). RunIdentities checks
+// the records of upstream identity providers: users known by email, linked
+// identities, sealed upstream tokens and pending sign-in states. Their
+// records are the store package's types, the only mcpd package the suite
+// imports.
 //
 //	func TestConformanceBolt(t *testing.T) {
 //		newFixture := func(t *testing.T) storetest.Fixture {

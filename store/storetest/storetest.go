@@ -639,6 +639,32 @@ func RunProofJTIs(t *testing.T, newStore func(t *testing.T) ProofJTIStore, errAl
 			}
 			mustNil(t, "RememberProofJTI again", s.RememberProofJTI(ctx, "jkt:old", later))
 		}},
+		{"proof jti: a record joins the context's transaction: kept on commit, gone on rollback", func(t *testing.T, s ProofJTIStore) {
+			// The token endpoint spends a proof in the transaction that
+			// issues the tokens: no tokens, no record; tokens, a record
+			// as durable as they are.
+			txs, ok := s.(storage.Transactional)
+			if !ok {
+				t.Skip("the store has no transactions")
+			}
+			for _, commit := range []bool{false, true} {
+				key := fmt.Sprintf("jkt:tx-%v", commit)
+				txCtx, err := txs.BeginTX(ctx)
+				mustNil(t, "BeginTX", err)
+				mustNil(t, "RememberProofJTI in the transaction", s.RememberProofJTI(txCtx, key, later))
+				wantErr(t, "RememberProofJTI again in the same transaction", s.RememberProofJTI(txCtx, key, later), errAlreadyExists)
+				if commit {
+					mustNil(t, "Commit", txs.Commit(txCtx))
+				} else {
+					mustNil(t, "Rollback", txs.Rollback(txCtx))
+				}
+				known, err := s.ProofJTIKnown(ctx, key)
+				mustNil(t, "ProofJTIKnown", err)
+				if known != commit {
+					t.Errorf("after commit=%v the key is known=%v; want %v", commit, known, commit)
+				}
+			}
+		}},
 		{"proof jti: of many goroutines remembering one key, exactly one succeeds", func(t *testing.T, s ProofJTIStore) {
 			const n = 8
 			errs := make(chan error, n)

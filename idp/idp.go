@@ -1,0 +1,81 @@
+package idp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"golang.org/x/oauth2"
+)
+
+// Request is what the server keeps of one sign-in between sending the
+// person to the provider and the provider's answer. State and Nonce are
+// random; CodeVerifier is the PKCE verifier whose S256 challenge goes with
+// the authorization request.
+type Request struct {
+	State        string
+	Nonce        string // checked against the ID token's nonce claim (OIDC)
+	CodeVerifier string
+}
+
+// Identity is a person as a provider vouches for them after a sign-in.
+type Identity struct {
+	Issuer        string // the provider's issuer (OIDC) or base URL (GitHub)
+	Subject       string // the provider's stable id of the person
+	Email         string
+	EmailVerified bool     // the provider says the person controls Email
+	Name          string   // a display name or login, for logs and pages
+	Orgs          []string // GitHub organisations (logins), when asked for
+}
+
+// The classes of failure a connector reports, wrapped with details.
+var (
+	// ErrUnavailable: the provider could not be reached, did not answer in
+	// time, or answered with a server error. Trying again later may work.
+	ErrUnavailable = errors.New("identity provider unavailable")
+	// ErrRejected: the provider refused the request, e.g. an authorization
+	// code that was used already or a refresh token that was revoked.
+	ErrRejected = errors.New("identity provider refused the request")
+	// ErrUnverifiable: the provider's answer failed verification: an ID
+	// token with a bad signature, of another issuer or audience, expired,
+	// or with the wrong nonce.
+	ErrUnverifiable = errors.New("identity provider's answer failed verification")
+)
+
+// TokenError classifies an error of a token request made with
+// golang.org/x/oauth2 (code exchange or refresh): a refusal of the
+// provider (an OAuth error code or a 4xx status) is ErrRejected, anything
+// else (no answer, a timeout, a 5xx) is ErrUnavailable. The result names
+// the OAuth error code and status, never the response body, which may
+// echo what was sent.
+func TokenError(err error) error {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%w: no answer in time: %w", ErrUnavailable, context.DeadlineExceeded)
+		}
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	status := 0
+	if re.Response != nil {
+		status = re.Response.StatusCode
+	}
+	if status >= 500 {
+		return fmt.Errorf("%w: token endpoint answered status %d", ErrUnavailable, status)
+	}
+	code := re.ErrorCode
+	if code == "" {
+		code = "no error code"
+	}
+	return fmt.Errorf("%w: token endpoint answered status %d, %s", ErrRejected, status, code)
+}
+
+// HTTPError classifies a failed call to a provider's API (discovery,
+// keys, userinfo, GitHub's user API): always ErrUnavailable, keeping a
+// timeout recognisable.
+func HTTPError(what string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %s: no answer in time: %w", ErrUnavailable, what, context.DeadlineExceeded)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
+}
