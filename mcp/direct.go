@@ -145,32 +145,60 @@ type directParams struct {
 // readDirectParams decodes the params of a call of method as the go-sdk's
 // transport does: into the method's own params type for a method that has
 // a name (ok is false when they do not decode, which the transport
-// answers with -32020), and into an object with just a _meta for the
-// others. Either way the protocol version is read from _meta as a string,
-// as the transport reads it.
+// answers with -32020), and, for the others, only the _meta it reads the
+// protocol version from. Either way the version is read from _meta as a
+// string, as the transport reads it.
+//
+// _meta itself is kept raw (the field shadows the params type's own):
+// decoding it into the go-sdk's map took a third of directCall's time, and
+// the transport needs of it only that it is an object or null (any valid
+// JSON object decodes into that map) and the version it names. Of a
+// repeated _meta the last counts here, where the go-sdk merges them: the
+// version read here is then also the go-sdk's, or there is none.
 func readDirectParams(method string, params json.RawMessage) (p directParams, ok bool) {
-	var meta sdk.Meta
+	var meta json.RawMessage
 	switch method {
 	case "tools/call":
-		var v sdk.CallToolParams
+		var v struct {
+			sdk.CallToolParams
+			Meta json.RawMessage `json:"_meta"`
+		}
 		ok = decodeLikeSDK(params, &v) == nil
 		p.named, p.name, meta = true, v.Name, v.Meta
 	case "prompts/get":
-		var v sdk.GetPromptParams
+		var v struct {
+			sdk.GetPromptParams
+			Meta json.RawMessage `json:"_meta"`
+		}
 		ok = decodeLikeSDK(params, &v) == nil
 		p.named, p.name, meta = true, v.Name, v.Meta
 	case "resources/read":
-		var v sdk.ReadResourceParams
+		var v struct {
+			sdk.ReadResourceParams
+			Meta json.RawMessage `json:"_meta"`
+		}
 		ok = decodeLikeSDK(params, &v) == nil
 		p.named, p.name, meta = true, v.URI, v.Meta
 	default:
 		var v struct {
-			Meta sdk.Meta `json:"_meta"`
+			Meta json.RawMessage `json:"_meta"`
 		}
 		ok = decodeLikeSDK(params, &v) == nil
 		meta = v.Meta
 	}
-	p.version, _ = meta[metaProtocolVersion].(string)
+	switch {
+	case len(meta) == 0 || string(meta) == "null":
+	case meta[0] != '{':
+		ok = false // the go-sdk's map refuses it
+	default:
+		var m struct {
+			Version any `json:"io.modelcontextprotocol/protocolVersion"`
+		}
+		if decodeLikeSDK(meta, &m) != nil {
+			return p, false
+		}
+		p.version, _ = m.Version.(string)
+	}
 	return p, ok
 }
 

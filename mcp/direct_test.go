@@ -173,6 +173,16 @@ var directCases = []struct {
 	{"clientCapabilities that are not an object", rawCall{method: "tools/list"}.with(setMeta("io.modelcontextprotocol/clientCapabilities", "all")), true},
 	{"clientInfo that is not an object", rawCall{method: "tools/list"}.with(setMeta("io.modelcontextprotocol/clientInfo", 5)), true},
 
+	{"_meta given twice, the version in the last", toolCall("whoami", map[string]any{}).withRaw(func(b string) string {
+		return strings.Replace(b, `"_meta":{`, `"_meta":{"x":1},"_meta":{`, 1)
+	}), true},
+
+	{"_meta given twice, the version in the first", toolCall("whoami", map[string]any{}).withRaw(func(b string) string {
+		return strings.Replace(b, `"name":"whoami"`, `"name":"whoami","_meta":{}`, 1)
+	}), false},
+	{"_meta that is not an object", toolCall("whoami", map[string]any{}).with(func(_ http.Header, m map[string]any) {
+		m["params"].(map[string]any)["_meta"] = "2026-07-28"
+	}), false},
 	{"server/discover", rawCall{method: "server/discover"}, false},
 	{"initialize", rawCall{method: "initialize"}, false},
 	{"ping", rawCall{method: "ping"}, false},
