@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 DATA     ?= ./data
 FUZZTIME ?= 10s
 
-.PHONY: help build test lint run fuzz e2e bench bench-load image-test clean
+.PHONY: help build test lint run fuzz e2e e2e-replicas pg-start bench bench-load image-test clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -13,7 +13,7 @@ help: ## List the targets
 build: ## Build bin/mcpd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/mcpd ./cmd/mcpd
 
-test: ## Run every test with the race detector
+test: ## Run every test with the race detector (PostgreSQL's too when MCPD_TEST_DATABASE is set: see pg-start)
 	$(GO) test -race ./...
 
 lint: ## gofmt check, go vet, staticcheck
@@ -34,6 +34,12 @@ e2e: build ## Real clients against a real server (needs Node 22 via e2e/node), t
 	bash e2e/clients/run.sh
 	MCPD_E2E_ISSUER_PATH=/mcpd bash e2e/clients/run.sh ts-client ts-client-v2-pinned ts-client-dpop mcp-remote conformance-authorization vscode-replay
 	bash e2e/idp/run.sh
+
+e2e-replicas: ## Three replicas on one PostgreSQL behind HAProxy, driven by real clients (about a minute)
+	bash e2e/replicas/run.sh
+
+pg-start: ## Start a throw-away PostgreSQL for the tests: eval "$$(make -s pg-start)"
+	@bash scripts/pgcluster.sh start $${PGDIR:-$$(mktemp -u /tmp/mcpd-pg.XXXXXX)}
 
 bench: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -173,14 +173,17 @@ func checkRefreshBinding(bound, jkt string, public bool) error {
 // refresh token: fosite revokes a whole grant when a rotated token is used
 // again, and a thief holding a bound token but not its key must not be
 // able to do even that.
-func (s *Server) preCheckRefresh(ctx context.Context, sig, jkt string) error {
+//
+// active reports whether the token was found and not yet rotated or
+// revoked: with the token's lock held, such a token has no successor yet.
+func (s *Server) preCheckRefresh(ctx context.Context, sig, jkt string) (active bool, err error) {
 	req, err := s.store.GetRefreshTokenSession(ctx, sig, &fosite.DefaultSession{})
 	if req == nil || (err != nil && !errors.Is(err, fosite.ErrInactiveToken)) {
 		// Unknown or unreadable: fosite gives the proper answer.
-		return nil
+		return false, nil
 	}
 	ds, _ := req.GetSession().(*fosite.DefaultSession)
-	return checkRefreshBinding(sessionJKT(ds), jkt, req.GetClient().IsPublic())
+	return err == nil, checkRefreshBinding(sessionJKT(ds), jkt, req.GetClient().IsPublic())
 }
 
 // preCheckCode refuses, before fosite sees it, an authorization code bound

@@ -31,6 +31,7 @@ type memStore struct {
 	ceremonies  map[string]memCeremony
 	now         func() time.Time // the server's clock; nil: time.Now
 	proofJTIs   map[string]time.Time
+	keyLocks    *keyedMutex
 }
 
 type successorRecord struct {
@@ -52,6 +53,7 @@ func newMemStore() *memStore {
 		pending:     make(map[string]PendingAuthorization),
 		passkeys:    make(map[string]Passkey),
 		ceremonies:  make(map[string]memCeremony),
+		keyLocks:    newKeyedMutex(),
 	}
 }
 
@@ -206,6 +208,12 @@ func (m *memStore) BeginTX(ctx context.Context) (context.Context, error) { retur
 func (m *memStore) Commit(context.Context) error                         { return nil }
 func (m *memStore) Rollback(context.Context) error                       { return nil }
 func (m *memStore) Ping(context.Context) error                           { return nil }
+
+// LockKey locks key for every Server sharing this store, as a database
+// shared by several processes does.
+func (m *memStore) LockKey(ctx context.Context, key string) (func(), error) {
+	return m.keyLocks.Lock(key), nil
+}
 
 // LookupAccessToken answers from fosite's memory store what the bbolt store
 // answers from its record, and ErrNotFound for a token whose client is

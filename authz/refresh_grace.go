@@ -48,14 +48,21 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request, proof dpo
 		return
 	}
 	sig := s.strategy.RefreshTokenSignature(ctx, token)
-	unlock := s.refreshLocks.Lock(sig)
-	defer unlock()
-
-	if err := s.preCheckRefresh(ctx, sig, jkt); err != nil {
+	unlock, err := s.lockToken(ctx, s.refreshLocks, "refresh:"+sig)
+	if err != nil {
 		s.writeTokenError(w, r, nil, err)
 		return
 	}
-	if s.cfg.RefreshGrace > 0 {
+	defer unlock()
+
+	active, err := s.preCheckRefresh(ctx, sig, jkt)
+	if err != nil {
+		s.writeTokenError(w, r, nil, err)
+		return
+	}
+	// A successor is written in the transaction that rotates the token, so
+	// a token still active (read under its lock) has none to replay.
+	if s.cfg.RefreshGrace > 0 && !active {
 		body, ok, err := s.replaySuccessor(ctx, r, sig, token, jkt)
 		if err != nil {
 			s.writeTokenError(w, r, nil, err)

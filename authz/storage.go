@@ -35,6 +35,7 @@ type Storage interface {
 	UserAuthenticator
 	SuccessorStore
 	AccessTokenReader
+	KeyLocker
 	ProofJTIStore
 	SessionStore
 	SubjectGrantStore
@@ -172,6 +173,16 @@ type PendingAuthorization struct {
 type SuccessorStore interface {
 	PutRefreshSuccessor(ctx context.Context, oldSignature string, sealed []byte, expiresAt time.Time) error
 	GetRefreshSuccessor(ctx context.Context, oldSignature string) ([]byte, error) // ErrNotFound
+}
+
+// KeyLocker serializes work on one key across every process that shares
+// the storage: replicas of mcpd on one database exchange a refresh token
+// or a code one at a time, as one process does.
+type KeyLocker interface {
+	// LockKey waits until no other holder, in this process or another one
+	// sharing the storage, holds key, or ctx ends; it returns the function
+	// that gives the key up.
+	LockKey(ctx context.Context, key string) (unlock func(), err error)
 }
 
 // ProofJTIStore remembers the DPoP proofs the token endpoint accepted

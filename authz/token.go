@@ -54,7 +54,11 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		// exchanges of one code run one at a time, so a second one finds
 		// it used (and revokes what it issued) instead of racing it.
 		sig := s.strategy.AuthorizeCodeSignature(r.Context(), r.PostForm.Get("code"))
-		unlock := s.codeLocks.Lock(sig)
+		unlock, err := s.lockToken(r.Context(), s.codeLocks, "code:"+sig)
+		if err != nil {
+			s.writeTokenError(w, r, nil, err)
+			return
+		}
 		defer unlock()
 		if err := s.preCheckCode(r.Context(), sig, proof.JKT); err != nil {
 			s.writeTokenError(w, r, nil, err)
@@ -73,6 +77,22 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.writeTokenBody(w, body)
+}
+
+// lockToken serializes the exchanges of one code or refresh token: in this
+// process with locks, so one request at a time waits on the storage, and
+// across the processes that share the storage with its LockKey.
+func (s *Server) lockToken(ctx context.Context, locks *keyedMutex, key string) (func(), error) {
+	unlock := locks.Lock(key)
+	release, err := s.store.LockKey(ctx, key)
+	if err != nil {
+		unlock()
+		return nil, fosite.ErrServerError.WithWrap(err)
+	}
+	return func() {
+		release()
+		unlock()
+	}, nil
 }
 
 // exchange runs one token request through fosite and returns the JSON body

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/mcpd/mcpd/store"
 	"github.com/mcpd/mcpd/store/storetest"
@@ -15,14 +16,17 @@ func boltFixture(t *testing.T) storetest.Fixture {
 	}
 }
 
-// TestConformanceBolt runs the fosite conformance suite, and its
-// transaction rules, against the bbolt store. With default options a write
-// alone commits through bbolt's Update and overlapping writes through its
-// Batch, so the concurrent rule exercises both paths.
+// TestConformanceBolt runs the conformance suite, its fosite rules, their
+// transactions and every rule of store.Backend, against the bbolt store.
+// With default options a write alone commits on its own and overlapping
+// writes share a commit, so the concurrent rules exercise both paths.
 func TestConformanceBolt(t *testing.T) {
 	storetest.Run(t, boltFixture)
 	storetest.RunTransactional(t, boltFixture)
 	storetest.RunSubjectGrants(t, boltFixture)
+	storetest.RunBackend(t, func(t *testing.T, now func() time.Time) store.Backend {
+		return openTest(t, &store.Options{Now: now})
+	})
 }
 
 // TestConformanceBoltLogin runs the suite's rules of sessions and pending

@@ -31,10 +31,18 @@
 // transaction see only what finished commits wrote, never the changes of a
 // group still being written.
 //
+// Backend is the storage seam: everything mcpd persists, as one interface
+// that *Store implements and a second database implements again
+// (store/postgres, for replicas), with this package's record types,
+// sentinel errors and encodings (codec.go: the JSON of every record and of
+// fosite requests, SigHash, password hashing) shared rather than copied.
+// store/storetest is the conformance suite both pass. Export hands a
+// *Store's records to another backend's Sink (mcpd migrate-to-postgres).
+//
 // The package owns the file format and its migrations. It must not import
 // any other mcpd package; the consumers (authz, mcp) declare the interfaces
-// they need and cmd/mcpd adapts a *Store to them. It never logs a token,
-// code, secret or password.
+// they need and internal/wire adapts a Backend to them. It never logs a
+// token, code, secret or password.
 //
 //	s, err := store.Open(dataDir, &store.Options{Logger: logger})
 //	if err != nil {

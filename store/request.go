@@ -206,6 +206,12 @@ func (s *Store) rebuild(tx *bolt.Tx, rec *requestRecord, session fosite.Session)
 	if err != nil {
 		return nil, err
 	}
+	return buildRequest(rec, client, session)
+}
+
+// buildRequest turns a record and its registered client back into a fosite
+// request, decoding the session into session when it is not nil.
+func buildRequest(rec *requestRecord, client fosite.Client, session fosite.Session) (*fosite.Request, error) {
 	if session != nil && len(rec.Session) > 0 {
 		if err := json.Unmarshal(rec.Session, session); err != nil {
 			return nil, fmt.Errorf("store: decode session: %w", err)

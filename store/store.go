@@ -63,6 +63,7 @@ type Store struct {
 	gc       *committer  // every write goes through its group commit
 	clients  clientCache // decoded clients for token lookups
 	tokens   *tokenCache // access tokens LookupAccessToken read
+	locks    keyLocks    // LockKey
 }
 
 // Open opens (creating if needed) DIR/mcpd.db, with the directory mode 0700

@@ -39,10 +39,24 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, s
 	return req, nil
 }
 
-// InvalidateAuthorizeCodeSession marks a code used.
+// InvalidateAuthorizeCodeSession marks a code used. A code is used once:
+// invalidating a used one answers fosite.ErrInvalidatedAuthorizeCode, so
+// two exchanges of one code cannot both succeed.
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
 	return s.update(ctx, func(tx *wtx) error {
-		return deactivateToken(tx, kindCode, sighash(signature))
+		key := sighash(signature)
+		v := tx.bucket(bucketCodes).Get(key)
+		if v == nil {
+			return fosite.ErrNotFound
+		}
+		rec, err := decodeRequest(v)
+		if err != nil {
+			return err
+		}
+		if !rec.Active {
+			return fosite.ErrInvalidatedAuthorizeCode
+		}
+		return deactivateToken(tx, kindCode, key)
 	})
 }
 

@@ -95,8 +95,14 @@ func decodeAccessTokenInfo(v []byte) (AccessTokenInfo, error) {
 	if len(v) < 8 {
 		return AccessTokenInfo{}, errors.New("store: decode token: record too short")
 	}
+	return decodeAccessTokenInfoJSON(v[8:])
+}
+
+// decodeAccessTokenInfoJSON reads an AccessTokenInfo from the JSON of a
+// request record.
+func decodeAccessTokenInfoJSON(raw []byte) (AccessTokenInfo, error) {
 	var rec tokenInfoRecord
-	if err := json.Unmarshal(v[8:], &rec); err != nil {
+	if err := json.Unmarshal(raw, &rec); err != nil {
 		return AccessTokenInfo{}, fmt.Errorf("store: decode token: %w", err)
 	}
 	return AccessTokenInfo(rec), nil

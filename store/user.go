@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -31,11 +32,11 @@ type userRecord struct {
 }
 
 // ErrInvalidUser is returned for an empty user name or password, or a name
-// with white space, ':' or a control character.
+// that is not UTF-8 or holds white space, ':' or a control character.
 var ErrInvalidUser = errors.New("invalid user name or password")
 
 func validUserName(name string) bool {
-	if name == "" {
+	if name == "" || !utf8.ValidString(name) {
 		return false
 	}
 	for _, r := range name {

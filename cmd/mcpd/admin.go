@@ -108,7 +108,7 @@ var errExists = errors.New("already exists")
 
 // localAdmin runs admin operations on an open store.
 type localAdmin struct {
-	s      *store.Store
+	s      store.Backend
 	closer func() error // closes the store when the CLI opened it; nil inside serve
 }
 
@@ -305,8 +305,22 @@ func (a localAdmin) RevokeConsent(ctx context.Context, user, clientID string) er
 	return adminErr(a.s.DeleteConsent(ctx, user, clientID), "consent of "+user+" for "+clientID)
 }
 
+// backuper is a store that copies itself: the bbolt store, whose database
+// is one file.
+type backuper interface {
+	Backup(ctx context.Context, w io.Writer) (int64, error)
+}
+
+// errBackupPostgres is Backup's answer on PostgreSQL, which has its own
+// tools for it.
+var errBackupPostgres = errors.New("backup: the database is PostgreSQL: back it up with pg_dump (e.g. pg_dump --format=custom --file=mcpd.dump \"$MCPD_DATABASE\"), restore with pg_restore")
+
 func (a localAdmin) Backup(ctx context.Context, w io.Writer) (int64, error) {
-	return a.s.Backup(ctx, w)
+	b, ok := a.s.(backuper)
+	if !ok {
+		return 0, errBackupPostgres
+	}
+	return b.Backup(ctx, w)
 }
 
 func (a localAdmin) Close() error {

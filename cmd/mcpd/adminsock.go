@@ -13,8 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/mcpd/mcpd/store"
 )
 
 // adminSocketName is the Unix socket serve opens in the data directory.
@@ -277,12 +275,17 @@ func (s *socketAdmin) Close() error {
 }
 
 // openAdmin returns the admin of the server running on dataDir, or, when
-// none runs, one that opens the database directly.
-func openAdmin(dataDir string, logger *slog.Logger) (admin, error) {
-	if s, err := dialAdmin(dataDir); err == nil {
-		return s, nil
+// none runs, one that opens the database directly. With a PostgreSQL
+// database it always opens the database: every replica shares it, and
+// what the command changes reaches all of them (a revocation within a
+// second), with no admin socket involved.
+func openAdmin(ctx context.Context, dataDir, database string, logger *slog.Logger) (admin, error) {
+	if database == "" {
+		if s, err := dialAdmin(dataDir); err == nil {
+			return s, nil
+		}
 	}
-	st, err := store.Open(dataDir, &store.Options{Logger: logger})
+	st, err := openBackend(ctx, database, dataDir, logger, false)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,10 @@ import (
 // logged.
 func writeBanner(w io.Writer, cfg *serveConfig, addr, initialPassword string) {
 	mcpURL := cfg.Issuer + "/mcp"
+	data := cfg.Data
+	if cfg.Database != "" {
+		data = displayDatabase(cfg.Database, cfg.Data)
+	}
 	fmt.Fprintf(w, `
 mcpd %s is listening on %s
   MCP endpoint: %s
@@ -20,7 +24,7 @@ VS Code (.vscode/mcp.json):
 Claude Code:
   claude mcp add --transport http mcpd %s
 
-`, version, addr, mcpURL, cfg.Data, mcpURL, mcpURL)
+`, version, addr, mcpURL, data, mcpURL, mcpURL)
 	if initialPassword != "" {
 		fmt.Fprintf(w, `First start: created user "admin" with password
 

@@ -21,6 +21,7 @@ import (
 // adminFlags are the flags every admin subcommand shares.
 type adminFlags struct {
 	data          *string
+	database      *string
 	json          *bool
 	passwordStdin *bool
 }
@@ -33,6 +34,7 @@ func (e cliEnv) adminFlagSet(name, usage string, withJSON, withPassword bool) (*
 		def = defaultDataDir()
 	}
 	f.data = fs.String("data", def, "data directory (env MCPD_DATA)")
+	f.database = fs.String("database", e.getenv("MCPD_DATABASE"), databaseUsage+" (env MCPD_DATABASE)")
 	if withJSON {
 		f.json = fs.Bool("json", false, "print JSON")
 	}
@@ -43,7 +45,7 @@ func (e cliEnv) adminFlagSet(name, usage string, withJSON, withPassword bool) (*
 }
 
 func (e cliEnv) openAdmin(f adminFlags) (admin, error) {
-	return openAdmin(*f.data, slog.New(slog.DiscardHandler))
+	return openAdmin(e.ctx, *f.data, *f.database, slog.New(slog.DiscardHandler))
 }
 
 // readPassword reads one line of stdin; the trailing newline (and a CR
@@ -366,7 +368,8 @@ func (e cliEnv) backup(args []string) error {
 
 Writes a consistent copy of the database to FILE (mode 0600), online when
 the server runs. Restore by stopping the server and copying FILE to
-DATA/mcpd.db.`
+DATA/mcpd.db. On PostgreSQL (--database, MCPD_DATABASE) use pg_dump and
+pg_restore instead.`
 	fs, f := e.adminFlagSet("backup", usage, false, false)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -374,6 +377,9 @@ DATA/mcpd.db.`
 	}
 	if len(pos) != 1 {
 		return usageError("backup: want exactly one FILE")
+	}
+	if *f.database != "" {
+		return errBackupPostgres
 	}
 	a, err := e.openAdmin(f)
 	if err != nil {

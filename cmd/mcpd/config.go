@@ -27,6 +27,7 @@ type serveConfig struct {
 	Issuer                    string
 	IssuerDerived             bool // no issuer was configured: it follows the bound address
 	Data                      string
+	Database                  string // PostgreSQL URL; empty: bbolt in Data
 	ConfigFile                string
 	AccessTokenTTL            time.Duration
 	RefreshTokenTTL           time.Duration
@@ -142,6 +143,13 @@ func serveSettings() []setting {
 		stringSetting("listen", "127.0.0.1:8080", "address to listen on", func(c *serveConfig) *string { return &c.Listen }),
 		stringSetting("issuer", "", "public base URL of this server, no trailing slash; may have a path behind a reverse proxy, e.g. https://host/mcpd (default: http://LISTEN)", func(c *serveConfig) *string { return &c.Issuer }),
 		stringSetting("data", defaultDataDir(), "data directory (holds mcpd.db and admin.sock)", func(c *serveConfig) *string { return &c.Data }),
+		{name: "database", env: envName("database"), usage: databaseUsage, set: func(c *serveConfig, v string) error {
+			if err := checkDatabaseURL(v); err != nil {
+				return err
+			}
+			c.Database = v
+			return nil
+		}},
 		durationSetting("access-token-ttl", "1h", "access token lifetime", func(c *serveConfig) *time.Duration { return &c.AccessTokenTTL }),
 		durationSetting("refresh-token-ttl", "720h", "refresh token lifetime, renewed at each rotation", func(c *serveConfig) *time.Duration { return &c.RefreshTokenTTL }),
 		durationSetting("refresh-token-max-ttl", "2160h", "absolute cap on a grant's refresh tokens", func(c *serveConfig) *time.Duration { return &c.RefreshTokenMaxTTL }),

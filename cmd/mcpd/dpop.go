@@ -14,15 +14,24 @@ import (
 // call halved tools/call throughput (docs/benchmarks.md). With
 // --dpop-nonce, nonces are keyed by a secret kept in the store, so they
 // stay valid across a restart.
+//
+// On PostgreSQL (--database) /mcp records every proof in the database
+// before it is accepted too (wire.ProofReplay): replicas share the
+// database, and a record still in one replica's memory would let a replay
+// through on another.
 func (s *server) newDPoP(ctx context.Context) (*dpop.Checker, error) {
-	replay, err := dpop.NewWriteBehind(dpop.WriteBehindConfig{
-		Store:  wire.ProofStore{Store: s.store},
-		Logger: s.logger.With("component", "dpop"),
-	})
-	if err != nil {
-		return nil, err
+	var replay dpop.ReplayCache = wire.ProofReplay{ProofStore: wire.ProofStore{Store: s.store}}
+	if s.cfg.Database == "" {
+		wb, err := dpop.NewWriteBehind(dpop.WriteBehindConfig{
+			Store:  wire.ProofStore{Store: s.store},
+			Logger: s.logger.With("component", "dpop"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.dpopReplay = wb
+		replay = wb
 	}
-	s.dpopReplay = replay
 	var nonces *dpop.Nonces
 	if s.cfg.DPoPNonce {
 		key, err := s.store.Secret(ctx, "dpop-nonce", 32)

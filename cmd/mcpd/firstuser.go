@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/mcpd/mcpd/authz"
+	"github.com/mcpd/mcpd/store"
 )
 
 // firstUserName is the user serve creates on a store that has none.
@@ -140,8 +142,19 @@ func (s *server) planFirstUser(ctx context.Context, getenv func(string) string) 
 		s.initialPassword = pw
 	}
 	st := s.store
+	generated := s.initialPassword != ""
 	return func(ctx context.Context) error {
-		if err := st.CreateUser(ctx, firstUserName, pw); err != nil {
+		err := st.CreateUser(ctx, firstUserName, pw)
+		if errors.Is(err, store.ErrAlreadyExists) {
+			// Another replica on the same database created it first.
+			if generated {
+				s.logger.Warn("another replica created the first user first: the password printed above is not admin's; use that replica's, or set MCPD_INITIAL_PASSWORD on every replica", "user", firstUserName)
+			} else {
+				s.logger.Info("the first user exists: another replica created it", "user", firstUserName)
+			}
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 		s.logger.Info("created the first user", "user", firstUserName)

@@ -41,12 +41,15 @@ Usage:
   mcpd consent list [--user NAME] [--json]     list remembered consents
   mcpd consent revoke USER CLIENT_ID           forget a remembered consent
   mcpd backup FILE                             write a consistent copy of the database
+  mcpd migrate-to-postgres --database URL      copy DATA/mcpd.db into an empty PostgreSQL database
   mcpd doctor [--issuer URL]                   check the server the way a strict client would
   mcpd healthcheck                             exit 0 when the server answers /healthz
   mcpd version                                 print the version
 
 Every admin subcommand takes --data DIR (env MCPD_DATA) and works with the
 server running (through DATA/admin.sock) or stopped (opening DATA/mcpd.db).
+With --database URL (env MCPD_DATABASE) it works on that PostgreSQL
+database directly, with the replicas running or not.
 Run "mcpd COMMAND --help" for the flags of one command.`
 
 // run is the whole program; tests call it directly.
@@ -68,6 +71,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return env.consent(rest)
 	case "backup":
 		return env.backup(rest)
+	case "migrate-to-postgres":
+		return env.migrateToPostgres(rest)
 	case "doctor":
 		return env.doctor(rest)
 	case "healthcheck":

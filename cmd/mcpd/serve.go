@@ -52,7 +52,7 @@ func (e cliEnv) serve(args []string) error {
 type server struct {
 	cfg             *serveConfig
 	logger          *slog.Logger
-	store           *store.Store
+	store           store.Backend
 	httpSrv         *http.Server
 	ln              net.Listener
 	adminSrv        *http.Server
@@ -86,9 +86,15 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		_, port, _ := net.SplitHostPort(s.ln.Addr().String())
 		cfg.Issuer = "http://" + net.JoinHostPort(loopbackFor(host), port)
 	}
-	s.store, err = store.Open(cfg.Data, &store.Options{Logger: logger})
-	if err != nil {
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	if s.store, err = openBackend(ctx, cfg.Database, cfg.Data, logger, true); err != nil {
 		return nil, err
+	}
+	if cfg.Database != "" && !cfg.MCPStateless {
+		logger.Warn("MCP sessions live in this process's memory: behind a load balancer without sticky sessions, run every replica with --mcp-stateless true (docs/scaling.md)",
+			"database", displayDatabase(cfg.Database, cfg.Data))
 	}
 	createFirstUser, err := s.planFirstUser(ctx, getenv)
 	if err != nil {
@@ -227,10 +233,13 @@ func (s *server) run(ctx context.Context, banner interface{ Write([]byte) (int, 
 	replayDone := make(chan struct{})
 	go func() {
 		defer close(replayDone)
-		s.dpopReplay.Run(replayCtx) // writes what is left when stopped
+		if s.dpopReplay != nil {
+			s.dpopReplay.Run(replayCtx) // writes what is left when stopped
+		}
 	}()
 	writeBanner(banner, s.cfg, s.ln.Addr().String(), s.initialPassword)
-	s.logger.Info("serving", "listen", s.ln.Addr().String(), "issuer", s.cfg.Issuer, "data", s.cfg.Data)
+	s.logger.Info("serving", "listen", s.ln.Addr().String(), "issuer", s.cfg.Issuer, "data", s.cfg.Data,
+		"database", displayDatabase(s.cfg.Database, s.cfg.Data))
 
 	var runErr error
 	firstUserDone := s.firstUser.done

@@ -11,10 +11,10 @@ import (
 	"github.com/mcpd/mcpd/store"
 )
 
-// ProofStore adapts the bbolt store to dpop.ReplayStore (and
+// ProofStore adapts a store.Backend to dpop.ReplayStore (and
 // dpop.Transactional, so a flush of the write-behind cache is one commit).
 type ProofStore struct {
-	*store.Store
+	Store
 }
 
 var (

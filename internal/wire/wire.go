@@ -12,15 +12,19 @@ import (
 	"github.com/mcpd/mcpd/store"
 )
 
-// AuthzStorage adapts the bbolt store to authz.Storage. The fosite
+// Store is the storage seam the adapters wrap: any store.Backend, bbolt or
+// PostgreSQL. (The alias also names AuthzStorage's embedded field Store.)
+type Store = store.Backend
+
+// AuthzStorage adapts a store.Backend to authz.Storage. The fosite
 // contracts pass straight through; the records convert between the two
 // packages' types, which mirror each other field for field.
 type AuthzStorage struct {
-	*store.Store
+	Store
 }
 
 // NewAuthzStorage returns s as an authz.Storage.
-func NewAuthzStorage(s *store.Store) AuthzStorage { return AuthzStorage{Store: s} }
+func NewAuthzStorage(s store.Backend) AuthzStorage { return AuthzStorage{Store: s} }
 
 var _ authz.Storage = AuthzStorage{}
 
@@ -233,13 +237,13 @@ func (a AuthzStorage) TakeWebAuthnSession(ctx context.Context, id string) ([]byt
 	return b, authzErr(err)
 }
 
-// NotesStore adapts the bbolt store to mcp.NotesStore.
+// NotesStore adapts a store.Backend to mcp.NotesStore.
 type NotesStore struct {
-	s *store.Store
+	s store.Backend
 }
 
 // NewNotesStore returns s as an mcp.NotesStore.
-func NewNotesStore(s *store.Store) NotesStore { return NotesStore{s: s} }
+func NewNotesStore(s store.Backend) NotesStore { return NotesStore{s: s} }
 
 var _ mcp.NotesStore = NotesStore{}
 

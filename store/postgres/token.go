@@ -1,0 +1,327 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/pkce"
+	"github.com/ory/fosite/storage"
+
+	"github.com/mcpd/mcpd/store"
+)
+
+var (
+	_ fosite.ClientManager          = (*Store)(nil)
+	_ oauth2.CoreStorage            = (*Store)(nil)
+	_ oauth2.TokenRevocationStorage = (*Store)(nil)
+	_ pkce.PKCERequestStorage       = (*Store)(nil)
+	_ storage.Transactional         = (*Store)(nil)
+)
+
+// Token kinds: the values of tokens.kind.
+const (
+	kindCode    = "c"
+	kindAccess  = "a"
+	kindRefresh = "r"
+	kindPKCE    = "p"
+)
+
+// CreateAuthorizeCodeSession stores the authorization request of a code.
+func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, signature string, req fosite.Requester) error {
+	return s.createToken(ctx, kindCode, fosite.AuthorizeCode, signature, req)
+}
+
+// GetAuthorizeCodeSession returns the request of a code, its session
+// decoded into session. For a used code it returns the request and
+// fosite.ErrInvalidatedAuthorizeCode; for an unknown one fosite.ErrNotFound.
+func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	req, active, err := s.getToken(ctx, kindCode, signature, session)
+	if err != nil {
+		return nil, err
+	}
+	if !active {
+		return req, fosite.ErrInvalidatedAuthorizeCode
+	}
+	return req, nil
+}
+
+// InvalidateAuthorizeCodeSession marks a code used. A code is used once:
+// invalidating a used one answers fosite.ErrInvalidatedAuthorizeCode, so
+// two exchanges of one code racing on two replicas cannot both succeed
+// (the second waits for the first's row lock, then finds the code used).
+func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
+	q, err := s.q(ctx)
+	if err != nil {
+		return err
+	}
+	var used, exists bool
+	err = q.QueryRow(ctx, `
+		WITH used AS (
+			UPDATE tokens SET active = false WHERE kind = 'c' AND key = $1 AND active RETURNING 1
+		)
+		SELECT EXISTS (SELECT 1 FROM used), EXISTS (SELECT 1 FROM tokens WHERE kind = 'c' AND key = $1)`,
+		store.SigHash(signature)).Scan(&used, &exists)
+	switch {
+	case err != nil:
+		return err
+	case used:
+		return nil
+	case exists:
+		return fosite.ErrInvalidatedAuthorizeCode
+	}
+	return fosite.ErrNotFound
+}
+
+// CreatePKCERequestSession stores the PKCE request of a code.
+func (s *Store) CreatePKCERequestSession(ctx context.Context, signature string, req fosite.Requester) error {
+	return s.createToken(ctx, kindPKCE, fosite.AuthorizeCode, signature, req)
+}
+
+// GetPKCERequestSession returns the PKCE request of a code, or
+// fosite.ErrNotFound.
+func (s *Store) GetPKCERequestSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	req, _, err := s.getToken(ctx, kindPKCE, signature, session)
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// DeletePKCERequestSession deletes the PKCE request of a code.
+func (s *Store) DeletePKCERequestSession(ctx context.Context, signature string) error {
+	return s.deleteToken(ctx, kindPKCE, signature)
+}
+
+// CreateAccessTokenSession stores the request of an access token.
+func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, req fosite.Requester) error {
+	return s.createToken(ctx, kindAccess, fosite.AccessToken, signature, req)
+}
+
+// GetAccessTokenSession returns the request of an access token, or
+// fosite.ErrNotFound. Expiry is the caller's to check, as in fosite.
+func (s *Store) GetAccessTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	req, _, err := s.getToken(ctx, kindAccess, signature, session)
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// DeleteAccessTokenSession deletes an access token; every process stops
+// accepting it.
+func (s *Store) DeleteAccessTokenSession(ctx context.Context, signature string) error {
+	return s.update(ctx, func(ctx context.Context) error {
+		return s.deleteAccessWhere(ctx, "kind = 'a' AND key = $1", store.SigHash(signature))
+	})
+}
+
+// CreateRefreshTokenSession stores the request of a refresh token.
+func (s *Store) CreateRefreshTokenSession(ctx context.Context, signature, _ string, req fosite.Requester) error {
+	return s.createToken(ctx, kindRefresh, fosite.RefreshToken, signature, req)
+}
+
+// GetRefreshTokenSession returns the request of a refresh token. For a
+// rotated or revoked one it returns the request and fosite.ErrInactiveToken;
+// for an unknown one fosite.ErrNotFound.
+func (s *Store) GetRefreshTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	req, active, err := s.getToken(ctx, kindRefresh, signature, session)
+	if err != nil {
+		return nil, err
+	}
+	if !active {
+		return req, fosite.ErrInactiveToken
+	}
+	return req, nil
+}
+
+// DeleteRefreshTokenSession deletes a refresh token.
+func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string) error {
+	return s.deleteToken(ctx, kindRefresh, signature)
+}
+
+// RotateRefreshToken marks the refresh token signature of grant requestID
+// inactive and deletes the grant's access tokens, in one statement that
+// holds the token's row lock. When the token is already inactive (a
+// concurrent refresh, on any replica, rotated it first) it returns
+// fosite.ErrSerializationFailure and changes nothing, so two refreshes
+// never fork a grant into two live tokens.
+//
+// The retired access tokens stop working in this process at once and in
+// the others within Options.TokenCacheMaxAge: a rotation sends no
+// notification, since it is the busiest write there is.
+func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
+	if !textOK(requestID) {
+		return fosite.ErrNotFound
+	}
+	q, err := s.q(ctx)
+	if err != nil {
+		return err
+	}
+	var rotated, exists bool
+	var retired [][]byte
+	err = q.QueryRow(ctx, `
+		WITH rotated AS (
+			UPDATE tokens SET active = false
+			WHERE kind = 'r' AND key = $1 AND request_id = $2 AND active
+			RETURNING request_id
+		), retired AS (
+			DELETE FROM tokens WHERE kind = 'a' AND request_id IN (SELECT request_id FROM rotated)
+			RETURNING key
+		)
+		SELECT EXISTS (SELECT 1 FROM rotated),
+			EXISTS (SELECT 1 FROM tokens WHERE kind = 'r' AND key = $1 AND request_id = $2),
+			coalesce((SELECT array_agg(key) FROM retired), '{}')`,
+		store.SigHash(signature), requestID).Scan(&rotated, &exists, &retired)
+	switch {
+	case err != nil:
+		return err
+	case rotated:
+		s.changedTokens(ctx, changed{keys: retired})
+		return nil
+	case exists:
+		return fosite.ErrSerializationFailure
+	}
+	return fosite.ErrNotFound
+}
+
+// RevokeRefreshToken marks every refresh token of grant requestID
+// inactive; using one afterwards is reuse (fosite.ErrInactiveToken).
+func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	if !textOK(requestID) {
+		return nil
+	}
+	return s.deferExec(ctx, "UPDATE tokens SET active = false WHERE kind = 'r' AND request_id = $1 AND active", requestID)
+}
+
+// RevokeAccessToken deletes every access token of grant requestID; every
+// process stops accepting them.
+func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
+	if !textOK(requestID) {
+		return nil
+	}
+	return s.update(ctx, func(ctx context.Context) error {
+		return s.deleteAccessWhere(ctx, "kind = 'a' AND request_id = $1", requestID)
+	})
+}
+
+// deleteAccessWhere deletes the access tokens matching where (with arg
+// $1) and notifies every process.
+func (s *Store) deleteAccessWhere(ctx context.Context, where string, arg any) error {
+	q, err := s.q(ctx)
+	if err != nil {
+		return err
+	}
+	rows, err := q.Query(ctx, "DELETE FROM tokens WHERE "+where+" RETURNING key", arg)
+	if err != nil {
+		return err
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return err
+	}
+	return s.notifyGone(ctx, keys, false)
+}
+
+func (s *Store) createToken(ctx context.Context, kind string, tokenType fosite.TokenType, signature string, req fosite.Requester) error {
+	enc, err := store.EncodeRequest(req, tokenType)
+	if err != nil {
+		return err
+	}
+	if !textOK(enc.ID) || !textOK(enc.ClientID) || !textOK(enc.Subject) {
+		return fmt.Errorf("postgres: request id, client id and subject must be UTF-8 without NUL bytes")
+	}
+	key := store.SigHash(signature)
+	err = s.deferExec(ctx, `
+		INSERT INTO tokens (kind, key, request_id, client_id, subject, active, expires_at, data)
+		VALUES ($1, $2, $3, $4, $5, true, $6, $7)
+		ON CONFLICT (kind, key) DO UPDATE SET request_id = EXCLUDED.request_id, client_id = EXCLUDED.client_id,
+			subject = EXCLUDED.subject, active = true, expires_at = EXCLUDED.expires_at, data = EXCLUDED.data`,
+		kind, key, enc.ID, enc.ClientID, enc.Subject, nullTime(enc.ExpiresAt), enc.JSON)
+	if err != nil {
+		return err
+	}
+	if kind == kindAccess {
+		// It may have replaced a record under the same key.
+		s.changedTokens(ctx, changed{keys: [][]byte{key}})
+	}
+	return nil
+}
+
+// getToken reads a request and its client in one query; a request whose
+// client is gone is gone too (fosite.ErrNotFound).
+func (s *Store) getToken(ctx context.Context, kind, signature string, session fosite.Session) (*fosite.Request, bool, error) {
+	q, err := s.q(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	var data, clientData []byte
+	var active bool
+	err = q.QueryRow(ctx, `
+		SELECT t.data, t.active, c.data FROM tokens t JOIN clients c ON c.id = t.client_id
+		WHERE t.kind = $1 AND t.key = $2`, kind, store.SigHash(signature)).Scan(&data, &active, &clientData)
+	if err != nil {
+		return nil, false, notFound(err, fosite.ErrNotFound)
+	}
+	client, err := s.clients.decode(clientData)
+	if err != nil {
+		return nil, false, err
+	}
+	req, err := store.DecodeRequest(data, client, session)
+	if err != nil {
+		return nil, false, err
+	}
+	return req, active, nil
+}
+
+// deleteToken removes a code, refresh token or PKCE session; a missing one
+// is not an error, as in fosite's reference store.
+func (s *Store) deleteToken(ctx context.Context, kind, signature string) error {
+	return s.deferExec(ctx, "DELETE FROM tokens WHERE kind = $1 AND key = $2", kind, store.SigHash(signature))
+}
+
+// LookupAccessToken returns the record of the access token with this
+// signature, or store.ErrNotFound when there is none or its client is no
+// longer registered. It checks nothing else: expiry and audience are the
+// caller's. Outside a transaction it answers a token it read before from
+// its cache (see tokenCache).
+func (s *Store) LookupAccessToken(ctx context.Context, signature string) (store.AccessTokenInfo, error) {
+	key := store.SigHash(signature)
+	cached := s.tokens != nil && frameFrom(ctx) == nil // a transaction may hold uncommitted writes
+	var gen uint64
+	if cached {
+		info, ok, g := s.tokens.get(key)
+		if ok {
+			return cloneInfo(info), nil
+		}
+		gen = g
+	}
+	q, err := s.q(ctx)
+	if err != nil {
+		return store.AccessTokenInfo{}, err
+	}
+	var data []byte
+	var active bool
+	err = q.QueryRow(ctx, `
+		SELECT t.data, t.active FROM tokens t
+		WHERE t.kind = 'a' AND t.key = $1 AND EXISTS (SELECT 1 FROM clients c WHERE c.id = t.client_id)`,
+		key).Scan(&data, &active)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.AccessTokenInfo{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.AccessTokenInfo{}, err
+	}
+	info, err := store.DecodeAccessTokenInfo(data)
+	if err != nil {
+		return store.AccessTokenInfo{}, err
+	}
+	info.Active = active
+	if cached {
+		s.tokens.put(key, cloneInfo(info), gen)
+	}
+	return info, nil
+}
