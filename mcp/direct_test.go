@@ -371,3 +371,21 @@ func TestOwnToolsBindNoParamHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestGoSDKClientTakesTheDirectPath: the calls of a real 2026-07-28
+// client (the go-sdk's, v1.8.0) are the ones the direct path is for.
+func TestGoSDKClientTakesTheDirectPath(t *testing.T) {
+	env := newTestEnv(t, nil)
+	cs := env.connectAt(t, "alice-all", v2026)
+	before := env.directCalls()
+	var who whoamiOut
+	if msg := callTool(t, cs, "whoami", map[string]any{}, &who); msg != "" || who.User != "alice" {
+		t.Fatalf("whoami: %q %+v", msg, who)
+	}
+	if _, err := cs.ListTools(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := env.directCalls() - before; n != 2 {
+		t.Errorf("%d of the client's 2 calls went the direct way", n)
+	}
+}
