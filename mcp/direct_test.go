@@ -301,8 +301,8 @@ func TestDirectCall(t *testing.T) {
 
 // TestDirectPathKeepsCallersApart runs the calls of three principals at
 // once on the shared sessions, every one with the same JSON-RPC id, and
-// checks that each answer is its caller's: whoami names the caller and
-// note_list holds the caller's notes alone.
+// checks that each answer is its caller's: whoami names the caller, and
+// note_list and resources/list hold the caller's notes alone.
 func TestDirectPathKeepsCallersApart(t *testing.T) {
 	env := newTestEnv(t, nil)
 	callers := map[string]string{"alice-all": "alice", "bob-all": "bob", "machine-all": "client:robot"}
@@ -311,7 +311,7 @@ func TestDirectPathKeepsCallersApart(t *testing.T) {
 	}
 	const rounds = 40
 	var wg sync.WaitGroup
-	errs := make(chan error, len(callers)*rounds*2)
+	errs := make(chan error, len(callers)*rounds*3)
 	for token, user := range callers {
 		for range rounds {
 			wg.Go(func() {
@@ -334,6 +334,18 @@ func TestDirectPathKeepsCallersApart(t *testing.T) {
 					list.Result.StructuredContent.Notes[0].Title != "note of "+user {
 					errs <- fmt.Errorf("%s: note_list answered %s", user, a.Body)
 				}
+				var res struct {
+					Result struct {
+						Resources []struct {
+							Title string `json:"title"`
+						} `json:"resources"`
+					} `json:"result"`
+				}
+				a = env.do(t, token, rawCall{method: "resources/list"})
+				if err := json.Unmarshal([]byte(a.Body), &res); err != nil || len(res.Result.Resources) != 1 ||
+					res.Result.Resources[0].Title != "note of "+user {
+					errs <- fmt.Errorf("%s: resources/list answered %s", user, a.Body)
+				}
 			})
 		}
 	}
@@ -342,8 +354,8 @@ func TestDirectPathKeepsCallersApart(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := env.directCalls(); n != int64(len(callers)*rounds*2) {
-		t.Errorf("%d calls went the direct way; want all %d", n, len(callers)*rounds*2)
+	if n := env.directCalls(); n != int64(len(callers)*rounds*3) {
+		t.Errorf("%d calls went the direct way; want all %d", n, len(callers)*rounds*3)
 	}
 }
 
