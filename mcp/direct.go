@@ -29,7 +29,11 @@ import (
 // check the transport makes, and the differential test
 // (TestDirectPathAnswersAsTheSDK) sends the same requests both ways.
 
-// directSessions is how many shared sessions the direct path uses.
+// directSessions is how many shared sessions the direct path uses. A
+// session takes its calls one after the other up to the point where their
+// handlers may run concurrently (the go-sdk's _meta checks, a small part
+// of a call); a few sessions keep that step from becoming a queue when
+// many calls arrive at once. Each costs one idle goroutine (its reader).
 const directSessions = 4
 
 // maxDirectDepth is how deep a body's arrays and objects may nest for the
