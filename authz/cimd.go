@@ -290,6 +290,9 @@ func (f *cimdFetcher) client(ctx context.Context, id string) (*Client, error) {
 	if key, ok := ctx.Value(limitKeyCtx{}).(string); ok && !f.s.cimdFetches.Allow(key) {
 		return nil, &cimdError{reason: "too many client metadata documents were fetched for your address; try again in a minute", kind: cimdRefused}
 	}
+	if !f.s.cimdFetchesAll.allowAll() {
+		return nil, &cimdError{reason: "too many client metadata documents are being fetched right now; try again in a minute", kind: cimdRefused}
+	}
 	c, ttl, err := f.load(ctx, id)
 	if err != nil {
 		return nil, err

@@ -124,7 +124,9 @@ func FuzzIDPCallback(f *testing.F) {
 	f.Add("code=good")
 	f.Add("state=%00%ff&code=%zz")
 	f.Add("error=" + strings.Repeat("a", 100))
+	f.Add("state=abc&code=good&iss=https%3A%2F%2Fidp.example&iss=https%3A%2F%2Fevil.example")
 	e := newIDPEnv(f, nil)
+	e.conn.issuer, e.conn.issAlways = fakeIssuer, true
 	f.Fuzz(func(t *testing.T, query string) {
 		req := httptest.NewRequest(http.MethodGet, "/login/idp/corp/callback", nil)
 		req.URL.RawQuery = query

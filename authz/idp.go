@@ -26,6 +26,13 @@ type Connector interface {
 	// ErrProviderUnavailable, ErrProviderRejected or
 	// ErrProviderUnverifiable (and context.DeadlineExceeded on a timeout).
 	Exchange(ctx context.Context, callbackURL, code string, r UpstreamRequest) (UpstreamIdentity, *oauth2.Token, error)
+	// ResponseIssuer returns the issuer identifier the provider names in
+	// the iss parameter of its authorization responses (RFC 9207), and
+	// whether it promises to send it always (its metadata's
+	// authorization_response_iss_parameter_supported). An issuer of ""
+	// means the provider has no such identifier (GitHub): its callback
+	// URL of its own is what keeps its answers apart from others'.
+	ResponseIssuer(ctx context.Context) (issuer string, required bool, err error)
 }
 
 // UpstreamRequest is what the server keeps of a sign-in at a provider,
@@ -91,6 +98,9 @@ type IdentityStore interface {
 	// LinkIdentity: ErrAlreadyExists when linked already, ErrNotFound for
 	// an unknown user.
 	LinkIdentity(ctx context.Context, id Identity) error
+	// ListIdentities returns the identities linked to user (none for an
+	// unknown user).
+	ListIdentities(ctx context.Context, user string) ([]Identity, error)
 	LookupUserByEmail(ctx context.Context, email string) (string, error) // ErrNotFound
 	// CreateExternalUser adds a user without a password: ErrAlreadyExists
 	// when the name or email is taken.
@@ -156,7 +166,7 @@ func validProviderName(n string) bool {
 // allowed returns "" when p's allow-lists let id in, and otherwise the
 // sentence the refusal page shows.
 func (p *IdentityProvider) allowed(id UpstreamIdentity) string {
-	email := strings.ToLower(strings.TrimSpace(id.Email))
+	email := foldEmail(id.Email)
 	if len(p.AllowedEmails) > 0 || len(p.AllowedEmailDomains) > 0 {
 		if email == "" || !id.EmailVerified {
 			return p.DisplayName + " did not confirm an email address for your account, and this server admits only listed addresses."
@@ -164,10 +174,10 @@ func (p *IdentityProvider) allowed(id UpstreamIdentity) string {
 		_, domain, _ := strings.Cut(email, "@")
 		ok := false
 		for _, e := range p.AllowedEmails {
-			ok = ok || strings.EqualFold(strings.TrimSpace(e), email)
+			ok = ok || foldEmail(e) == email
 		}
 		for _, d := range p.AllowedEmailDomains {
-			ok = ok || strings.EqualFold(strings.TrimPrefix(strings.TrimSpace(d), "@"), domain)
+			ok = ok || strings.TrimPrefix(foldEmail(d), "@") == domain
 		}
 		if !ok {
 			return "The address " + email + " is not one this server admits through " + p.DisplayName + ". Ask whoever runs this server to allow it."
@@ -177,7 +187,7 @@ func (p *IdentityProvider) allowed(id UpstreamIdentity) string {
 		ok := false
 		for _, want := range p.AllowedOrgs {
 			for _, have := range id.Orgs {
-				ok = ok || strings.EqualFold(want, have)
+				ok = ok || foldEmail(want) == foldEmail(have)
 			}
 		}
 		if !ok {
@@ -185,4 +195,19 @@ func (p *IdentityProvider) allowed(id UpstreamIdentity) string {
 		}
 	}
 	return ""
+}
+
+// foldEmail returns an address (or a domain, or an organisation's login)
+// in the form allow-lists and account linking compare: trimmed, with only
+// the ASCII letters A-Z in lower case, as the store keeps addresses.
+// Unicode case folding would let an address with the Kelvin sign (U+212A,
+// folds with k) or the long s (U+017F, folds with s) pass for the ASCII
+// address, or domain, an operator listed.
+func foldEmail(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + ('a' - 'A')
+		}
+		return r
+	}, strings.TrimSpace(s))
 }

@@ -12,8 +12,11 @@ import (
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	w.Header().Set("Cache-Control", "no-store")
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
-	if err := r.ParseForm(); err != nil {
+	switch parseForm(w, r) {
+	case http.StatusRequestEntityTooLarge:
+		writeTooLarge(w)
+		return
+	case http.StatusBadRequest:
 		s.oauth.WriteAccessError(ctx, w, nil, fosite.ErrInvalidRequest.WithHint("The request body could not be read."))
 		return
 	}

@@ -165,6 +165,16 @@ func (s *Server) handleIDPCallback(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusForbidden, "Sign-in failed", "This sign-in was started in another browser, or your session here ended meanwhile. Start again from your application.")
 		return
 	}
+	// RFC 9207: an answer naming another issuer is not this provider's
+	// (a mix-up attack), error answers included.
+	if ok, err := s.responseFromProvider(ctx, p, q); err != nil {
+		s.providerErrorPage(w, p, err)
+		return
+	} else if !ok {
+		s.log.Warn("idp: the answer names another issuer, or none although the provider promises one", "provider", name, "addr", s.clientAddr(r))
+		s.errorPage(w, http.StatusBadRequest, "Sign-in failed", "The answer did not come from "+p.DisplayName+", so mcpd did not sign you in. Start again from your application.")
+		return
+	}
 	if e := q.Get("error"); e != "" {
 		s.log.Info("idp: provider answered an error", "provider", name, "error", oauthErrorCode(e))
 		if e == "access_denied" {
@@ -189,7 +199,13 @@ func (s *Server) handleIDPCallback(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusForbidden, "Sign-in refused", why)
 		return
 	}
-	user, err := s.linkAccount(ctx, p, id, tok)
+	user, err := s.linkAccount(ctx, p, id, tok, false)
+	if errors.Is(err, errLinkRace) {
+		// Another sign-in of the same person (a second tab, a second
+		// replica) created the user or linked the identity between this
+		// one's reads and writes. Its work is committed: look again.
+		user, err = s.linkAccount(ctx, p, id, tok, true)
+	}
 	var refused refusal
 	if errors.As(err, &refused) {
 		s.log.Info("idp: no account for the identity", "provider", name, "subject", id.Subject, "reason", string(refused))
@@ -204,15 +220,40 @@ func (s *Server) handleIDPCallback(w http.ResponseWriter, r *http.Request) {
 	s.completeLogin(w, r, user, "idp:"+name, rec.RequestID)
 }
 
+// responseFromProvider reports whether the authorization response q is
+// p's by its iss parameter (RFC 9207 §2.4): when present it must be p's
+// issuer identifier, compared as a string; when p promises to send it, it
+// must be present. A provider without an issuer identifier is not
+// checked.
+func (s *Server) responseFromProvider(ctx context.Context, p *IdentityProvider, q url.Values) (bool, error) {
+	want, required, err := p.Connector.ResponseIssuer(ctx)
+	if err != nil || want == "" {
+		return err == nil, err
+	}
+	if !q.Has("iss") {
+		return !required, nil
+	}
+	return q.Get("iss") == want && len(q["iss"]) == 1, nil
+}
+
 // refusal is a sign-in refused for a reason the person can act on; its
 // text is the page's sentence.
 type refusal string
 
 func (r refusal) Error() string { return string(r) }
 
+// errLinkRace is linkAccount finding, at its writes, a user or link that
+// its reads did not see: another sign-in committed it meanwhile.
+var errLinkRace = errors.New("authz: another sign-in linked the account meanwhile")
+
 // linkAccount finds or creates the user of id and keeps the upstream
 // token, all in one transaction: a failure leaves no half-created user.
-func (s *Server) linkAccount(ctx context.Context, p *IdentityProvider, id UpstreamIdentity, tok *oauth2.Token) (user string, err error) {
+// A name, email or identity taken between its reads and its writes is
+// errLinkRace, to be tried again, unless final: then a taken name is a
+// refusal. (A store whose transactions run one at a time, like bbolt's,
+// never races; one that isolates less, like PostgreSQL's read committed,
+// may.)
+func (s *Server) linkAccount(ctx context.Context, p *IdentityProvider, id UpstreamIdentity, tok *oauth2.Token, final bool) (user string, err error) {
 	tctx, err := s.store.BeginTX(ctx)
 	if err != nil {
 		return "", err
@@ -222,7 +263,7 @@ func (s *Server) linkAccount(ctx context.Context, p *IdentityProvider, id Upstre
 			s.store.Rollback(tctx)
 		}
 	}()
-	email := strings.ToLower(strings.TrimSpace(id.Email))
+	email := foldEmail(id.Email)
 	linked, err := s.identities.LookupIdentity(tctx, id.Issuer, id.Subject)
 	switch {
 	case err == nil:
@@ -236,6 +277,9 @@ func (s *Server) linkAccount(ctx context.Context, p *IdentityProvider, id Upstre
 		case errors.Is(err, ErrNotFound) && p.CreateUsers:
 			user = email
 			if err := s.identities.CreateExternalUser(tctx, user, email); errors.Is(err, ErrAlreadyExists) {
+				if !final {
+					return "", errLinkRace
+				}
 				return "", refusal("An mcpd user named " + email + " exists without that email address, so mcpd will not sign you in as it. Ask whoever runs this server to give it the address (mcpd user email " + email + " " + email + "), then sign in again.")
 			} else if err != nil {
 				return "", err
@@ -245,8 +289,18 @@ func (s *Server) linkAccount(ctx context.Context, p *IdentityProvider, id Upstre
 			return "", refusal("There is no mcpd account for " + email + ". Ask whoever runs this server to add one (mcpd user add NAME --email " + email + "), then sign in again.")
 		case err != nil:
 			return "", err
+		default:
+			if why, err := s.secondSubject(tctx, p, id, user, email); err != nil || why != "" {
+				if err == nil {
+					err = refusal(why)
+				}
+				return "", err
+			}
 		}
 		err = s.identities.LinkIdentity(tctx, Identity{Issuer: id.Issuer, Subject: id.Subject, Provider: p.Name, User: user, Email: email, CreatedAt: s.now().UTC()})
+		if errors.Is(err, ErrAlreadyExists) && !final {
+			return "", errLinkRace
+		}
 		if err != nil {
 			return "", err
 		}
@@ -261,6 +315,28 @@ func (s *Server) linkAccount(ctx context.Context, p *IdentityProvider, id Upstre
 	return user, s.store.Commit(tctx)
 }
 
+// secondSubject returns the refusal for linking id, by its address, to
+// user when user already has an identity at id's issuer: another subject
+// of one provider is another account there (OpenID Connect Core §5.7: only
+// iss and sub identify a person), and when its address matches the
+// user's, the provider has most likely passed the address on — a departed
+// colleague's address given to a newcomer — and linking would hand the
+// newcomer the old holder's mcpd account. "" when there is none.
+func (s *Server) secondSubject(ctx context.Context, p *IdentityProvider, id UpstreamIdentity, user, email string) (string, error) {
+	ids, err := s.identities.ListIdentities(ctx, user)
+	if err != nil {
+		return "", err
+	}
+	for _, have := range ids {
+		if have.Issuer == id.Issuer && have.Subject != id.Subject {
+			s.log.Warn("idp: an address of a user linked to another account of the same provider", "provider", p.Name, "user", user, "subject", id.Subject)
+			return "The address " + email + " belongs to an mcpd account that signs in with another " + p.DisplayName + " account, so mcpd will not sign you in to it: the address may have passed from one person to another. " +
+				"If both accounts are yours, ask whoever runs this server to remove the old link (mcpd user unlink " + user + " " + p.Name + "), then sign in again.", nil
+		}
+	}
+	return "", nil
+}
+
 // providerErrorPage answers a Connector failure with a page saying what
 // happened, in words, with a fitting status; the details go to the log.
 func (s *Server) providerErrorPage(w http.ResponseWriter, p *IdentityProvider, err error) {
@@ -269,7 +345,7 @@ func (s *Server) providerErrorPage(w http.ResponseWriter, p *IdentityProvider, e
 	case errors.Is(err, context.DeadlineExceeded):
 		s.errorPage(w, http.StatusGatewayTimeout, "Sign-in failed", p.DisplayName+" did not answer in time. Try again in a moment.")
 	case errors.Is(err, ErrProviderUnavailable):
-		s.errorPage(w, http.StatusBadGateway, "Sign-in failed", p.DisplayName+" could not be reached. Try again in a moment.")
+		s.errorPage(w, http.StatusBadGateway, "Sign-in failed", p.DisplayName+" could not be reached, or refused mcpd's request. Try again in a moment; if it keeps failing, ask whoever runs this server.")
 	case errors.Is(err, ErrProviderRejected):
 		s.errorPage(w, http.StatusBadRequest, "Sign-in failed", p.DisplayName+" did not accept this sign-in; its code may have been used already. Start again from your application.")
 	case errors.Is(err, ErrProviderUnverifiable):

@@ -27,6 +27,8 @@ type fakeConnector struct {
 	nonces     map[string]string
 	used       map[string]bool
 	gotNonce   []string
+	issuer     string // ResponseIssuer's; "" like GitHub
+	issAlways  bool   // the provider promises iss in every answer
 }
 
 func newFakeConnector(id UpstreamIdentity) *fakeConnector {
@@ -59,6 +61,12 @@ func (f *fakeConnector) Exchange(_ context.Context, callbackURL, code string, r 
 	return f.identity, &oauth2.Token{AccessToken: "upstream-at-" + f.identity.Subject, RefreshToken: "upstream-rt"}, nil
 }
 
+func (f *fakeConnector) ResponseIssuer(context.Context) (string, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.issuer, f.issAlways, nil
+}
+
 func (f *fakeConnector) set(id UpstreamIdentity, exchangeErr error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -71,6 +79,23 @@ type memIdentities struct {
 	mu    sync.Mutex
 	data  identityData
 	users *memStore // password users, for LookupUserByEmail of them
+	// race, when set, runs once at the first write of a transaction
+	// (CreateExternalUser or LinkIdentity), as another sign-in
+	// committing in between; writes then see committed rows, as a
+	// unique index of a less isolated store does.
+	race func(committed *identityData)
+}
+
+// raced runs the race hook once and reports whether committed data (not
+// this transaction's copy) has key in the map of pick.
+func (m *memIdentities) raced(pick func(d *identityData) bool) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.race != nil {
+		m.race(&m.data)
+		m.race = nil
+	}
+	return pick(&m.data)
 }
 
 type identityData struct {
@@ -145,6 +170,9 @@ func (m *memIdentities) LookupIdentity(ctx context.Context, issuer, subject stri
 }
 
 func (m *memIdentities) LinkIdentity(ctx context.Context, id Identity) error {
+	if m.raced(func(d *identityData) bool { _, ok := d.ids[id.Issuer+"/"+id.Subject]; return ok }) {
+		return ErrAlreadyExists
+	}
 	return m.with(ctx, func(d *identityData) error {
 		if _, ok := d.ids[id.Issuer+"/"+id.Subject]; ok {
 			return ErrAlreadyExists
@@ -157,10 +185,23 @@ func (m *memIdentities) LinkIdentity(ctx context.Context, id Identity) error {
 	})
 }
 
+func (m *memIdentities) ListIdentities(ctx context.Context, user string) ([]Identity, error) {
+	var out []Identity
+	err := m.with(ctx, func(d *identityData) error {
+		for _, id := range d.ids {
+			if id.User == user {
+				out = append(out, id)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 func (m *memIdentities) LookupUserByEmail(ctx context.Context, email string) (string, error) {
 	var name string
 	err := m.with(ctx, func(d *identityData) error {
-		v, ok := d.emails[strings.ToLower(email)]
+		v, ok := d.emails[foldEmail(email)]
 		if !ok {
 			return ErrNotFound
 		}
@@ -171,6 +212,9 @@ func (m *memIdentities) LookupUserByEmail(ctx context.Context, email string) (st
 }
 
 func (m *memIdentities) CreateExternalUser(ctx context.Context, name, email string) error {
+	if m.raced(func(d *identityData) bool { return d.ext[name] || d.emails[email] != "" }) {
+		return ErrAlreadyExists
+	}
 	return m.with(ctx, func(d *identityData) error {
 		if m.userExists(d, name) || d.emails[email] != "" {
 			return ErrAlreadyExists
@@ -426,6 +470,20 @@ func TestIDPAccounts(t *testing.T) {
 			UpstreamIdentity{Issuer: fakeIssuer, Subject: "7", Email: "o@example.com", EmailVerified: true, Orgs: []string{"other", "acme"}}, nil, http.StatusSeeOther, "", "o@example.com"},
 		{"allowed_orgs refuses a non-member with a 403 naming the organisations", func(p *IdentityProvider) { p.AllowedOrgs = []string{"acme"} },
 			UpstreamIdentity{Issuer: fakeIssuer, Subject: "7", Email: "o@example.com", EmailVerified: true, Orgs: []string{"other"}}, nil, http.StatusForbidden, "not a member of an organisation this server admits (acme)", ""},
+		{"an address with the Kelvin sign does not pass for the listed ASCII address", func(p *IdentityProvider) { p.AllowedEmails = []string{"kate@example.com"} },
+			UpstreamIdentity{Issuer: fakeIssuer, Subject: "k", Email: "\u212Aate@example.com", EmailVerified: true}, nil, http.StatusForbidden, "is not one this server admits", ""},
+		{"a domain with the long s does not pass for the listed ASCII domain", func(p *IdentityProvider) { p.AllowedEmailDomains = []string{"sales.example"} },
+			UpstreamIdentity{Issuer: fakeIssuer, Subject: "s", Email: "eve@\u017Fales.example", EmailVerified: true}, nil, http.StatusForbidden, "is not one this server admits", ""},
+		{"an address with the Kelvin sign does not link to the user of the ASCII address", func(p *IdentityProvider) { p.CreateUsers = false },
+			UpstreamIdentity{Issuer: fakeIssuer, Subject: "k", Email: "\u212Aate@example.com", EmailVerified: true}, map[string]string{"kate@example.com": "kate"}, http.StatusForbidden, "There is no mcpd account for", ""},
+		{"allowed_email_domains admits a subdomain only when listed", func(p *IdentityProvider) { p.AllowedEmailDomains = []string{"example.com"} },
+			UpstreamIdentity{Issuer: fakeIssuer, Subject: "d", Email: "eve@evil.example.com", EmailVerified: true}, nil, http.StatusForbidden, "is not one this server admits", ""},
+		{"allowed_email_domains is not a suffix match", func(p *IdentityProvider) { p.AllowedEmailDomains = []string{"example.com"} },
+			UpstreamIdentity{Issuer: fakeIssuer, Subject: "d", Email: "eve@evil-example.com", EmailVerified: true}, nil, http.StatusForbidden, "is not one this server admits", ""},
+		{"an address with a second @ is judged by what follows the first", func(p *IdentityProvider) { p.AllowedEmailDomains = []string{"example.com"} },
+			UpstreamIdentity{Issuer: fakeIssuer, Subject: "d", Email: "eve@evil.test@example.com", EmailVerified: true}, nil, http.StatusForbidden, "is not one this server admits", ""},
+		{"a second account at the same provider with a linked user's address is refused (a passed-on address)", func(p *IdentityProvider) { p.CreateUsers = false },
+			UpstreamIdentity{Issuer: fakeIssuer, Subject: "newcomer", Email: "old@example.com", EmailVerified: true}, map[string]string{"old@example.com": "old"}, http.StatusForbidden, "mcpd user unlink old corp", ""},
 		{"a user named by the email but without it is not taken over", nil,
 			UpstreamIdentity{Issuer: fakeIssuer, Subject: "z", Email: "alice", EmailVerified: true}, nil, http.StatusForbidden, "exists without that email address", ""},
 	}
@@ -436,6 +494,10 @@ func TestIDPAccounts(t *testing.T) {
 			for email, user := range tt.emails {
 				e.ids.data.emails[email] = user
 			}
+			if tt.emails["old@example.com"] != "" { // old's own account at the provider, linked before
+				e.ids.data.ids[fakeIssuer+"/old-1"] = Identity{Issuer: fakeIssuer, Subject: "old-1", Provider: "corp", User: "old"}
+			}
+			seeded := len(e.ids.data.ids)
 			c := e.registerPublic("http://127.0.0.1/cb")
 			b := e.browser()
 			at := e.startAtProvider(b, authRequest{clientID: c.ClientID, redirect: "http://127.0.0.1/cb", verifier: oauth2.GenerateVerifier()})
@@ -445,7 +507,7 @@ func TestIDPAccounts(t *testing.T) {
 			}
 			d := e.ids.snapshot()
 			if tt.user == "" {
-				if len(d.ids) != 0 || len(d.ext) != 0 || len(d.tokens) != 0 {
+				if len(d.ids) != seeded || len(d.ext) != 0 || len(d.tokens) != 0 {
 					t.Errorf("a refused sign-in left identities %v, users %v, tokens %v", d.ids, d.ext, d.tokens)
 				}
 				if p := b.get(e.authorizeURL(authRequest{clientID: c.ClientID, redirect: "http://127.0.0.1/cb", verifier: oauth2.GenerateVerifier()})); !isLoginPage(p) {
@@ -616,5 +678,123 @@ func TestIDPConfig(t *testing.T) {
 				t.Errorf("New: got %v; want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestIDPResponseIssuer is RFC 9207 on the client side: the iss of a
+// provider's answer must be the provider's, so an answer another provider
+// produced (a mix-up attack) is not taken as this one's.
+func TestIDPResponseIssuer(t *testing.T) {
+	tests := []struct {
+		name      string
+		issuer    string // the provider's; "" has none
+		issAlways bool
+		params    func(state string) url.Values
+		status    int
+		want      string
+	}{
+		{"the provider's own iss passes", fakeIssuer, true,
+			func(s string) url.Values { return url.Values{"state": {s}, "code": {"good"}, "iss": {fakeIssuer}} }, http.StatusSeeOther, ""},
+		{"no iss passes when the provider does not promise one", fakeIssuer, false,
+			func(s string) url.Values { return url.Values{"state": {s}, "code": {"good"}} }, http.StatusSeeOther, ""},
+		{"an iss naming another provider is refused", fakeIssuer, false,
+			func(s string) url.Values {
+				return url.Values{"state": {s}, "code": {"good"}, "iss": {"https://evil.example"}}
+			}, http.StatusBadRequest, "did not come from Corp SSO"},
+		{"an iss that differs only by a trailing slash is refused (simple string comparison)", fakeIssuer, true,
+			func(s string) url.Values {
+				return url.Values{"state": {s}, "code": {"good"}, "iss": {fakeIssuer + "/"}}
+			}, http.StatusBadRequest, "did not come from Corp SSO"},
+		{"no iss is refused when the provider promises one", fakeIssuer, true,
+			func(s string) url.Values { return url.Values{"state": {s}, "code": {"good"}} }, http.StatusBadRequest, "did not come from Corp SSO"},
+		{"two iss parameters are refused", fakeIssuer, true,
+			func(s string) url.Values {
+				return url.Values{"state": {s}, "code": {"good"}, "iss": {fakeIssuer, "https://evil.example"}}
+			}, http.StatusBadRequest, "did not come from Corp SSO"},
+		{"an error answer of another issuer is not shown as the provider's", fakeIssuer, false,
+			func(s string) url.Values {
+				return url.Values{"state": {s}, "error": {"access_denied"}, "iss": {"https://evil.example"}}
+			}, http.StatusBadRequest, "did not come from Corp SSO"},
+		{"a provider without an issuer identifier is not checked", "", false,
+			func(s string) url.Values {
+				return url.Values{"state": {s}, "code": {"good"}, "iss": {"https://anything.example"}}
+			}, http.StatusSeeOther, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newIDPEnv(t, nil)
+			e.conn.issuer, e.conn.issAlways = tt.issuer, tt.issAlways
+			c := e.registerPublic("http://127.0.0.1/cb")
+			b := e.browser()
+			at := e.startAtProvider(b, authRequest{clientID: c.ClientID, redirect: "http://127.0.0.1/cb", verifier: oauth2.GenerateVerifier()})
+			p := e.callback(b, tt.params(at.Query().Get("state")))
+			if p.status != tt.status || !strings.Contains(p.body, tt.want) {
+				t.Fatalf("callback: status %d; want %d with %q: %.500s", p.status, tt.status, tt.want, p.body)
+			}
+			if d := e.ids.snapshot(); tt.status != http.StatusSeeOther && (len(d.ext) != 0 || len(d.ids) != 0) {
+				t.Errorf("a refused answer left users %v, identities %v", d.ext, d.ids)
+			}
+		})
+	}
+}
+
+// TestIDPFirstSignInRace: two first sign-ins of one person at once (two
+// tabs, two replicas) end as the same user. With a store that isolates
+// less than bbolt, the second finds the user or link the first committed
+// only at its writes.
+func TestIDPFirstSignInRace(t *testing.T) {
+	tests := []struct {
+		name     string
+		provider func(p *IdentityProvider)
+		other    func(d *identityData) // what the other sign-in committed
+	}{
+		{"the other sign-in created the user and linked the identity", nil, func(d *identityData) {
+			d.ext["ada@example.com"], d.emails["ada@example.com"] = true, "ada@example.com"
+			d.ids[fakeIssuer+"/ada-1"] = Identity{Issuer: fakeIssuer, Subject: "ada-1", Provider: "corp", User: "ada@example.com"}
+		}},
+		{"the other sign-in linked the identity to the existing user", func(p *IdentityProvider) { p.CreateUsers = false }, func(d *identityData) {
+			d.ids[fakeIssuer+"/ada-1"] = Identity{Issuer: fakeIssuer, Subject: "ada-1", Provider: "corp", User: "alice"}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newIDPEnv(t, tt.provider)
+			e.ids.data.emails["ada@example.com"] = "alice"
+			if tt.provider == nil {
+				delete(e.ids.data.emails, "ada@example.com")
+			}
+			e.ids.race = tt.other
+			c := e.registerPublic("http://127.0.0.1/cb")
+			b := e.browser()
+			at := e.startAtProvider(b, authRequest{clientID: c.ClientID, redirect: "http://127.0.0.1/cb", verifier: oauth2.GenerateVerifier()})
+			p := e.callback(b, url.Values{"state": {at.Query().Get("state")}, "code": {"good"}})
+			if p.status != http.StatusSeeOther {
+				t.Fatalf("callback: status %d: %.400s", p.status, p.body)
+			}
+			want := "ada@example.com"
+			if tt.provider != nil {
+				want = "alice"
+			}
+			if p := b.get(p.location(t).String()); !strings.Contains(p.body, want) {
+				t.Errorf("not signed in as %s: %.300s", want, p.body)
+			}
+			if d := e.ids.snapshot(); d.tokens[want+"/corp"] != "upstream-at-ada-1" {
+				t.Errorf("the upstream token was not kept for %s: %v", want, d.tokens)
+			}
+		})
+	}
+}
+
+// TestIDPRefusalPageEscapesProviderText: the refusal page names the
+// address the provider vouched for, which the person chose; it is text,
+// never markup.
+func TestIDPRefusalPageEscapesProviderText(t *testing.T) {
+	e := newIDPEnv(t, func(p *IdentityProvider) { p.AllowedEmailDomains = []string{"corp.example"} })
+	e.conn.set(UpstreamIdentity{Issuer: fakeIssuer, Subject: "x", Email: `"<img src=x onerror=alert(1)>"@evil.example`, EmailVerified: true}, nil)
+	b := e.browser()
+	start := b.get(e.url("/login/idp/corp"))
+	p := e.callback(b, url.Values{"state": {start.location(t).Query().Get("state")}, "code": {"good"}})
+	if p.status != http.StatusForbidden || strings.Contains(p.body, "<img") || !strings.Contains(p.body, "&lt;img src=x") {
+		t.Errorf("status %d: %.800s", p.status, p.body)
 	}
 }

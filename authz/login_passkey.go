@@ -64,8 +64,11 @@ func (s *Server) verifyAssertion(ctx context.Context, session webauthn.SessionDa
 // the passkeys it holds for this server) and keeps the challenge, bound to
 // this browser.
 func (s *Server) handlePasskeyLoginBegin(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
-	if err := r.ParseForm(); err != nil {
+	switch parseForm(w, r) {
+	case http.StatusRequestEntityTooLarge:
+		scriptError(w, http.StatusRequestEntityTooLarge, "The request is larger than this server accepts.")
+		return
+	case http.StatusBadRequest:
 		scriptError(w, http.StatusBadRequest, "The request could not be read.")
 		return
 	}
@@ -103,8 +106,11 @@ func (s *Server) handlePasskeyLoginBegin(w http.ResponseWriter, r *http.Request)
 // public key, the signature counter must have moved on, and completeLogin
 // signs the passkey's user in.
 func (s *Server) handlePasskeyLogin(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
-	if err := r.ParseForm(); err != nil {
+	switch parseForm(w, r) {
+	case http.StatusRequestEntityTooLarge:
+		s.errorPage(w, http.StatusRequestEntityTooLarge, "Request too large", "The form is larger than this server accepts.")
+		return
+	case http.StatusBadRequest:
 		s.errorPage(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
 		return
 	}

@@ -16,8 +16,11 @@ const (
 // and on success hands over to completeLogin. With password login turned
 // off it refuses every attempt.
 func (s *Server) handlePasswordLogin(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
-	if err := r.ParseForm(); err != nil {
+	switch parseForm(w, r) {
+	case http.StatusRequestEntityTooLarge:
+		s.errorPage(w, http.StatusRequestEntityTooLarge, "Request too large", "The form is larger than this server accepts.")
+		return
+	case http.StatusBadRequest:
 		s.errorPage(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
 		return
 	}

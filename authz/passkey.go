@@ -224,8 +224,11 @@ func scriptError(w http.ResponseWriter, status int, msg string) {
 // account page script's first step of adding a passkey: it answers the
 // options for navigator.credentials.create and keeps the challenge.
 func (s *Server) handlePasskeyRegisterBegin(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
-	if err := r.ParseForm(); err != nil {
+	switch parseForm(w, r) {
+	case http.StatusRequestEntityTooLarge:
+		scriptError(w, http.StatusRequestEntityTooLarge, "The request is larger than this server accepts.")
+		return
+	case http.StatusBadRequest:
 		scriptError(w, http.StatusBadRequest, "The request could not be read.")
 		return
 	}

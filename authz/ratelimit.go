@@ -56,6 +56,12 @@ func (l *limiter) Allow(key string) bool {
 	return true
 }
 
+// allowAll records one event under the single key of a limiter that
+// counts all addresses together; a nil limiter allows everything.
+func (l *limiter) allowAll() bool {
+	return l == nil || l.Allow("")
+}
+
 // Reserve counts one attempt for key before it is made and reports whether
 // it is within the limit; a refused attempt is not counted. Reserving
 // before the work (not counting after it) keeps parallel attempts from all

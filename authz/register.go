@@ -173,7 +173,7 @@ func (s *Server) clientFromMetadata(md *clientMetadata, source string) (*Client,
 			continue
 		}
 		u, err := url.Parse(v)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(v) > maxURILength {
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(v) > maxURILength || !plainASCII(v) {
 			return nil, invalidMetadata("%s must be an http(s) URL", field)
 		}
 	}
@@ -217,6 +217,19 @@ func checkText(field, v string) error {
 	return nil
 }
 
+// plainASCII reports whether s is printable ASCII without spaces, as a
+// URI is (RFC 3986 §2): anything else a client means must be
+// percent-encoded, and what is stored is then sent back byte for byte in
+// Location headers and pages.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // Application types of OpenID Connect Dynamic Client Registration §2, which
 // MCP 2026-07-28 asks clients to send (SEP-837).
 const (
@@ -253,6 +266,9 @@ func checkRedirectForType(raw, appType string) error {
 func checkRedirectURI(raw string) error {
 	if len(raw) > maxURILength {
 		return invalidRedirect("redirect URI is longer than %d bytes", maxURILength)
+	}
+	if !plainASCII(raw) {
+		return invalidRedirect("redirect URI %q must be printable ASCII without spaces (percent-encode anything else)", raw)
 	}
 	u, err := url.Parse(raw)
 	if err != nil || !u.IsAbs() {
@@ -332,9 +348,24 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusTooManyRequests, registrationError{Code: "temporarily_unavailable", Description: "too many registrations from this address; try again in a minute"})
 		return
 	}
+	if !s.registrationsAll.allowAll() {
+		w.Header().Set("Retry-After", "60")
+		writeJSON(w, http.StatusTooManyRequests, registrationError{Code: "temporarily_unavailable", Description: "too many registrations right now; try again in a minute"})
+		return
+	}
+	if r.ContentLength > maxJSONBody {
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusRequestEntityTooLarge, invalidMetadata("the body is larger than %d bytes", maxJSONBody))
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusRequestEntityTooLarge, invalidMetadata("the body is larger than %d bytes", maxJSONBody))
+		return
+	}
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, invalidMetadata("the body could not be read or is larger than %d bytes", maxJSONBody))
+		writeJSON(w, http.StatusBadRequest, invalidMetadata("the body could not be read"))
 		return
 	}
 	md, err := parseClientMetadata(body)

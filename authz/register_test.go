@@ -2,6 +2,7 @@ package authz
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -38,6 +39,10 @@ func TestRegistrationRules(t *testing.T) {
 		{"a data logo_uri is refused", `{"redirect_uris":["https://app.example/cb"],"logo_uri":"data:image/svg+xml,<svg/>"}`, "invalid_client_metadata"},
 		{"a client_name with a bidi override is refused (it could disguise the name on the consent page)", `{"redirect_uris":["https://app.example/cb"],"client_name":"Visual Studio \u202eedoC"}`, "invalid_client_metadata"},
 		{"a client_name with a bidi isolate is refused", `{"redirect_uris":["https://app.example/cb"],"client_name":"VS \u2067Code"}`, "invalid_client_metadata"},
+		{"a redirect URI that is not plain ASCII is refused (it would go back byte for byte in Location)", `{"redirect_uris":["https://app.example/c\u00e9"],"token_endpoint_auth_method":"none"}`, "invalid_redirect_uri"},
+		{"a redirect URI with a space is refused", `{"redirect_uris":["https://app.example/a b"],"token_endpoint_auth_method":"none"}`, "invalid_redirect_uri"},
+		{"a redirect URI with a NUL is refused", `{"redirect_uris":["http://127.0.0.1/cb\u0000"],"token_endpoint_auth_method":"none"}`, "invalid_redirect_uri"},
+		{"a client_uri that is not plain ASCII is refused", `{"redirect_uris":["https://app.example/cb"],"client_uri":"https://app.example/\ufffd"}`, "invalid_client_metadata"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,11 +207,32 @@ func TestRegistrationLimits(t *testing.T) {
 			t.Errorf("statuses (-want +got):\n%s", diff)
 		}
 	})
-	t.Run("an oversized body is refused", func(t *testing.T) {
+	t.Run("an oversized body is refused with 413", func(t *testing.T) {
 		e := newEnv(t, nil)
 		big := `{"client_name":"` + strings.Repeat("a", maxJSONBody) + `"}`
-		if st := e.postJSON("/register", big, nil).StatusCode; st != http.StatusBadRequest {
-			t.Errorf("status %d; want 400", st)
+		if st := e.postJSON("/register", big, nil).StatusCode; st != http.StatusRequestEntityTooLarge {
+			t.Errorf("status %d; want 413", st)
+		}
+	})
+	t.Run("registrations from many addresses stop at the per-minute total", func(t *testing.T) {
+		e := newEnv(t, func(c *Config) { c.RegistrationsPerMinuteAll = 3 })
+		body := `{"redirect_uris":["https://app.example/cb"],"token_endpoint_auth_method":"none"}`
+		var codes []int
+		for i := range 5 {
+			req := httptest.NewRequest(http.MethodPost, "/register", strings.NewReader(body))
+			req.RemoteAddr = fmt.Sprintf("192.0.2.%d:1", i+1)
+			rec := httptest.NewRecorder()
+			e.srv.handleRegister(rec, req)
+			codes = append(codes, rec.Code)
+		}
+		e.clock.Advance(61e9)
+		req := httptest.NewRequest(http.MethodPost, "/register", strings.NewReader(body))
+		req.RemoteAddr = "192.0.2.99:1"
+		rec := httptest.NewRecorder()
+		e.srv.handleRegister(rec, req)
+		codes = append(codes, rec.Code)
+		if diff := cmp.Diff([]int{201, 201, 201, 429, 429, 201}, codes); diff != "" {
+			t.Errorf("statuses, the last a minute later (-want +got):\n%s", diff)
 		}
 	})
 	t.Run("addresses in one IPv6 /64 share the registration limit", func(t *testing.T) {

@@ -83,6 +83,11 @@ type Config struct {
 	// RegistrationsPerMinute per client address, for registrations and,
 	// separately, for fetches of client metadata documents; 0 → 20.
 	RegistrationsPerMinute int
+	// RegistrationsPerMinuteAll caps registrations, and separately fetches
+	// of client metadata documents, per minute from all addresses
+	// together, so that a flood from many addresses stays bounded; 0 → no
+	// cap beyond the per-address one.
+	RegistrationsPerMinuteAll int
 	// MaxClients caps the number of registered clients; 0 → 1000.
 	MaxClients int
 
@@ -137,10 +142,14 @@ type Server struct {
 	loginAddr     *limiter
 	registrations *limiter
 	cimdFetches   *limiter
-	refreshLocks  *keyedMutex
-	codeLocks     *keyedMutex
-	cimd          *cimdFetcher
-	dpop          *dpop.Checker
+	// registrationsAll and cimdFetchesAll count every address under one
+	// key; nil when RegistrationsPerMinuteAll is 0.
+	registrationsAll *limiter
+	cimdFetchesAll   *limiter
+	refreshLocks     *keyedMutex
+	codeLocks        *keyedMutex
+	cimd             *cimdFetcher
+	dpop             *dpop.Checker
 
 	idps           map[string]*IdentityProvider
 	identities     IdentityStore
@@ -285,6 +294,10 @@ func New(cfg Config) (*Server, error) {
 	s.ceremonies = newLimiter(maxCeremoniesPerMinute, time.Minute, s.now)
 	s.registrations = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
 	s.cimdFetches = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
+	if cfg.RegistrationsPerMinuteAll > 0 {
+		s.registrationsAll = newLimiter(cfg.RegistrationsPerMinuteAll, time.Minute, s.now)
+		s.cimdFetchesAll = newLimiter(cfg.RegistrationsPerMinuteAll, time.Minute, s.now)
+	}
 	s.refreshLocks = newKeyedMutex()
 	s.codeLocks = newKeyedMutex()
 	s.cimd = newCIMDFetcher(s, cfg.HTTPClient, cfg.AllowPrivateMetadataHosts)

@@ -32,9 +32,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 	s.setNonceHeader(w)
-	if err := r.ParseForm(); err != nil {
+	switch parseForm(w, r) {
+	case http.StatusRequestEntityTooLarge:
+		writeTooLarge(w)
+		return
+	case http.StatusBadRequest:
 		s.writeTokenError(w, r, nil, fosite.ErrInvalidRequest.WithHint("The request body could not be read."))
 		return
 	}

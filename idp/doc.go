@@ -17,5 +17,7 @@
 // access token), and internal/wire adapts these packages to them. Nothing
 // here imports another mcpd package, serves HTTP, or decides who may sign
 // in; allow-lists and account linking belong to authz. No connector logs a
-// token, code or secret.
+// token, code or secret. Every call a connector makes goes through
+// BoundedClient: each has a timeout, and no answer is read past
+// MaxResponseBytes.
 package idp

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 
 	"golang.org/x/oauth2"
 )
@@ -43,11 +45,18 @@ var (
 )
 
 // TokenError classifies an error of a token request made with
-// golang.org/x/oauth2 (code exchange or refresh): a refusal of the
-// provider (an OAuth error code or a 4xx status) is ErrRejected, anything
-// else (no answer, a timeout, a 5xx) is ErrUnavailable. The result names
-// the OAuth error code and status, never the response body, which may
-// echo what was sent.
+// golang.org/x/oauth2 (code exchange or refresh). Only a refusal of the
+// grant itself is ErrRejected: invalid_grant (RFC 6749 §5.2: the code or
+// refresh token is invalid, expired or revoked), and GitHub's own
+// bad_verification_code and bad_refresh_token. Everything else is
+// ErrUnavailable, and the grant may still be good: no answer, a timeout, a
+// 5xx, 429 (throttled), or a refusal of mcpd's client or request
+// (invalid_client after a secret was rotated, invalid_request,
+// unauthorized_client …), which the operator fixes. A refresh refused as
+// ErrRejected makes mcpd forget the user's token, so a throttled or
+// misconfigured provider must not look like one. The result names the
+// OAuth error code and status, never the response body, which may echo
+// what was sent.
 func TokenError(err error) error {
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
@@ -60,14 +69,17 @@ func TokenError(err error) error {
 	if re.Response != nil {
 		status = re.Response.StatusCode
 	}
-	if status >= 500 {
-		return fmt.Errorf("%w: token endpoint answered status %d", ErrUnavailable, status)
-	}
 	code := re.ErrorCode
-	if code == "" {
+	if code == "" || len(code) > 64 || strings.TrimLeft(code, "abcdefghijklmnopqrstuvwxyz_") != "" {
 		code = "no error code"
 	}
-	return fmt.Errorf("%w: token endpoint answered status %d, %s", ErrRejected, status, code)
+	switch {
+	case status >= 500 || status == http.StatusTooManyRequests:
+		return fmt.Errorf("%w: token endpoint answered status %d, %s", ErrUnavailable, status, code)
+	case code == "invalid_grant" || code == "bad_verification_code" || code == "bad_refresh_token":
+		return fmt.Errorf("%w: token endpoint answered status %d, %s", ErrRejected, status, code)
+	}
+	return fmt.Errorf("%w: token endpoint refused mcpd's client or request: status %d, %s", ErrUnavailable, status, code)
 }
 
 // HTTPError classifies a failed call to a provider's API (discovery,

@@ -6,7 +6,10 @@
 // A request to /mcp passes, in order: the Host and Origin checks (403), the
 // bearer middleware (401 with a challenge), one reading of its JSON-RPC
 // body (readInbound), the scope check of tools/call, resources/read and
-// prompts/get (403 insufficient_scope), and the dispatcher, which hands a
+// prompts/get (403 insufficient_scope; bodies that are not UTF-8, nest
+// too deeply or batch too many calls are refused before anything decodes
+// them), the per-user caps on sessions and open requests (429), and the
+// dispatcher, which hands a
 // 2026-07-28 request to the go-sdk's stateless handler and every other to
 // its session handler, both over the same sdk.Server (docs/protocol.md
 // says why); the session handler binds each session to the token's user.

@@ -134,6 +134,9 @@ func (s *Server) readInbound(next http.Handler) http.Handler {
 				http.Error(w, "reading request body failed", http.StatusBadRequest)
 				return
 			}
+			if refuseBody(w, body) {
+				return
+			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			in.body = body
 			in.calls, in.stateless, in.quiet = decodeBody(body, in.stateless)

@@ -62,6 +62,15 @@ type Config struct {
 	JSONResponse bool
 	// MaxBodyBytes bounds a request body; 0 means 1 MiB.
 	MaxBodyBytes int64
+	// MaxSessionsPerUser caps the live sessions of one principal
+	// (TokenInfo.UserID): at the cap an initialize closes that principal's
+	// least recently used idle session, or is answered 429 when none is
+	// idle. 0 means no cap.
+	MaxSessionsPerUser int
+	// MaxStreamsPerUser caps the requests one principal has open on /mcp
+	// at once, event streams included; more are answered 429. 0 means no
+	// cap.
+	MaxStreamsPerUser int
 	// DPoP, when not nil, makes the endpoint accept DPoP-bound tokens
 	// (RFC 9449): "Authorization: DPoP <token>" with a DPoP proof. The
 	// Verifier reports a token's binding in TokenInfo.Extra[ExtraJKT].
@@ -117,6 +126,7 @@ type Server struct {
 	// shared are the sessions of the direct path; nil without it.
 	shared  *sharedSessions
 	handler http.Handler // the /mcp handler with every check
+	users   *userLimits
 }
 
 // New validates cfg and builds a Server.
@@ -227,7 +237,8 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 	if !cfg.Stateless {
 		eras.sessions = newHandler(false, cfg.JSONResponse)
 	}
-	h := s.readInbound(s.requireScopes(dispatch(eras)))
+	s.users = newUserLimits(cfg.MaxSessionsPerUser, cfg.MaxStreamsPerUser, s.mcp, s.now)
+	h := s.readInbound(s.requireScopes(s.users.middleware(cfg.Stateless, dispatch(eras))))
 	if authenticate {
 		h = s.requireBearer(h)
 	} else {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -73,6 +74,8 @@ func (s *Server) noteSave(ctx context.Context, req *sdk.CallToolRequest, in note
 		return nil, noteSaveOut{}, fmt.Errorf("note_save: title is longer than %d characters", maxTitleRunes)
 	case len(in.Tags) > maxTags:
 		return nil, noteSaveOut{}, fmt.Errorf("note_save: more than %d tags", maxTags)
+	case hasControl(in.Title):
+		return nil, noteSaveOut{}, errors.New("note_save: the title must be one line without control characters")
 	}
 	tags := make([]string, 0, len(in.Tags))
 	for _, t := range in.Tags {
@@ -82,6 +85,9 @@ func (s *Server) noteSave(ctx context.Context, req *sdk.CallToolRequest, in note
 		}
 		if utf8.RuneCountInString(t) > maxTagRunes {
 			return nil, noteSaveOut{}, fmt.Errorf("note_save: tag %q is longer than %d characters", t, maxTagRunes)
+		}
+		if hasControl(t) {
+			return nil, noteSaveOut{}, fmt.Errorf("note_save: tag %q has a control character", t)
 		}
 		tags = append(tags, t)
 	}
@@ -137,6 +143,13 @@ func (s *Server) noteDelete(ctx context.Context, req *sdk.CallToolRequest, in no
 		return nil, noteDeleteOut{}, s.storeError(ctx, "note_delete", err)
 	}
 	return nil, noteDeleteOut{Deleted: true}, nil
+}
+
+// hasControl reports whether s holds a control character (NUL, a line
+// break…): titles and tags are single lines shown in lists; a body may be
+// any text.
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, unicode.IsControl)
 }
 
 // storeError logs a storage failure and returns a tool error that does not

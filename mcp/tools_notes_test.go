@@ -67,6 +67,9 @@ func TestNoteToolErrorsAreToolResults(t *testing.T) {
 		wantMsg string
 	}{
 		{"an empty title is refused", "note_save", map[string]any{"title": " ", "body": "b"}, "title must not be empty"},
+		{"a title with a NUL is refused", "note_save", map[string]any{"title": "a\x00b", "body": "b"}, "without control characters"},
+		{"a title of two lines is refused", "note_save", map[string]any{"title": "a\nb", "body": "b"}, "without control characters"},
+		{"a tag with a control character is refused", "note_save", map[string]any{"title": "t", "body": "b", "tags": []string{"a\x1bb"}}, "control character"},
 		{"a missing title fails the input schema", "note_save", map[string]any{"body": "b"}, "title"},
 		{"saving an unknown id is refused", "note_save", map[string]any{"id": "zzz", "title": "t", "body": "b"}, `no note with id "zzz"`},
 		{"getting an unknown id names it", "note_get", map[string]any{"id": "zzz"}, `no note with id "zzz"`},

@@ -222,7 +222,9 @@ size_bytes="$(du -sb --apparent-size "$rootfs" | cut -f1)"
 gz_bytes="$(tar -C "$rootfs" -cf - . | gzip -6 | wc -c)"
 log "IMAGE SIZE: $(bh images --format '{{.Size}}' "$IMAGE") as buildah reports it; ${size_bytes} bytes unpacked, ${gz_bytes} bytes gzipped"
 log "  (the distroless stand-in is $(bh images --format '{{.Size}}' "$DISTROLESS_IMAGE"); the real static-debian12 adds about 2 MB)"
-((size_bytes <= 25 * 1000 * 1000)) || fail "image is ${size_bytes} bytes; the goal is 25 MB"
+# 25 MB until version 2, whose PostgreSQL driver (pgx, ~1.4 MB of code),
+# WebAuthn, OpenID Connect and JOSE libraries took the binary from 21 to 29 MB.
+((size_bytes <= 32 * 1000 * 1000)) || fail "image is ${size_bytes} bytes; the goal is 32 MB"
 
 # --- buildah run ---------------------------------------------------------------
 step "buildah run: /mcpd version"

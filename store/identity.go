@@ -26,6 +26,7 @@ type Identities interface {
 	LinkIdentity(ctx context.Context, id Identity) error // ErrAlreadyExists, ErrNotFound (user)
 	LookupIdentity(ctx context.Context, issuer, subject string) (Identity, error)
 	ListIdentities(ctx context.Context, user string) ([]Identity, error)
+	UnlinkIdentities(ctx context.Context, user, provider string) (int, error) // ErrNotFound (user)
 
 	PutUpstreamToken(ctx context.Context, user, provider string, sealed []byte) error // ErrNotFound (user)
 	GetUpstreamToken(ctx context.Context, user, provider string) ([]byte, error)
@@ -62,10 +63,16 @@ type identityRecord struct {
 var ErrInvalidEmail = errors.New("invalid email address")
 
 // NormalizeEmail returns the address in the form the store compares and
-// keeps it: trimmed and lower-case. ErrInvalidEmail when it is not an
-// address.
+// keeps it: trimmed, with the ASCII letters A-Z in lower case.
+// ErrInvalidEmail when it is not an address.
+//
+// Only ASCII is folded: Unicode lower-casing maps other characters onto
+// ASCII ones (the Kelvin sign K onto k), so an address a provider vouches
+// for, "\u212Aate@corp.example", would otherwise match kate@corp.example
+// and sign its holder in as kate. Every backend compares the result byte
+// for byte.
 func NormalizeEmail(email string) (string, error) {
-	e := strings.ToLower(strings.TrimSpace(email))
+	e := asciiLower(strings.TrimSpace(email))
 	local, domain, ok := strings.Cut(e, "@")
 	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") || len(e) > 254 {
 		return "", ErrInvalidEmail
@@ -255,6 +262,56 @@ func (s *Store) ListIdentities(ctx context.Context, user string) ([]Identity, er
 	return out, err
 }
 
+// UnlinkIdentities deletes the identities linked to user through the
+// provider named provider, with the user's upstream token at it, and
+// returns how many identities it deleted. The user keeps everything else.
+// ErrNotFound for an unknown user.
+func (s *Store) UnlinkIdentities(ctx context.Context, user, provider string) (int, error) {
+	n := 0
+	err := s.update(ctx, func(tx *wtx) error {
+		n = 0
+		if _, err := findUser(tx.tx, user); err != nil {
+			return err
+		}
+		ids, index := tx.bucket(bucketIdentities), tx.bucket(bucketUserIdentities)
+		prefix := []byte(user + sep)
+		var drop [][]byte
+		c := index.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			v := ids.Get(k[len(prefix):])
+			var rec identityRecord
+			if v != nil {
+				if err := json.Unmarshal(v, &rec); err != nil {
+					return fmt.Errorf("store: decode identity: %w", err)
+				}
+			}
+			if v == nil || rec.Provider == provider {
+				drop = append(drop, bytes.Clone(k))
+			}
+		}
+		for _, k := range drop {
+			if ids.Get(k[len(prefix):]) != nil {
+				n++
+				if err := ids.Delete(k[len(prefix):]); err != nil {
+					return err
+				}
+			}
+			if err := index.Delete(k); err != nil {
+				return err
+			}
+		}
+		if strings.Contains(provider, sep) {
+			return nil
+		}
+		tokens := tx.bucket(bucketUpstreamTokens)
+		if k := upstreamTokenKey(user, provider); tokens.Get(k) != nil {
+			return tokens.Delete(k)
+		}
+		return nil
+	})
+	return n, err
+}
+
 func upstreamTokenKey(user, provider string) []byte { return []byte(user + sep + provider) }
 
 // PutUpstreamToken keeps sealed, the user's token at the identity provider
@@ -373,4 +430,14 @@ func deleteUserIdentities(tx *wtx, rec *userRecord) error {
 		}
 	}
 	return deletePrefix(tx.bucket(bucketUpstreamTokens), prefix)
+}
+
+// asciiLower maps A-Z to a-z and leaves every other character alone.
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + ('a' - 'A')
+		}
+		return r
+	}, s)
 }

@@ -32,7 +32,8 @@ type userRecord struct {
 }
 
 // ErrInvalidUser is returned for an empty user name or password, or a name
-// that is not UTF-8 or holds white space, ':' or a control character.
+// that is not UTF-8 or has white space, ':' or a control character
+// (bidirectional controls included).
 var ErrInvalidUser = errors.New("invalid user name or password")
 
 func validUserName(name string) bool {
@@ -40,7 +41,9 @@ func validUserName(name string) bool {
 		return false
 	}
 	for _, r := range name {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || r == ':' {
+		// Bidirectional controls can make one name read as another in a
+		// listing.
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == ':' || unicode.Is(unicode.Bidi_Control, r) {
 			return false
 		}
 	}

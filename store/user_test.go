@@ -69,9 +69,10 @@ func TestUsers(t *testing.T) {
 		}
 	})
 
-	t.Run("empty names and passwords and names with white space or ':' are refused", func(t *testing.T) {
+	t.Run("empty names and passwords and names with white space, ':', control characters or bad UTF-8 are refused", func(t *testing.T) {
 		for _, c := range []struct{ name, password string }{
 			{"", "pw"}, {"bob", ""}, {"bo b", "pw"}, {"bob\t", "pw"}, {"bob:x", "pw"}, {"bob\n", "pw"},
+			{"bob\x00", "pw"}, {"bob\xff", "pw"}, {"b\xed\xa0\x80ob", "pw"}, {"bob\u202e", "pw"}, {"bob\u2067", "pw"},
 		} {
 			if err := s.CreateUser(ctx, c.name, c.password); !errors.Is(err, store.ErrInvalidUser) {
 				t.Errorf("CreateUser(%q, %q): got %v; want ErrInvalidUser", c.name, c.password, err)

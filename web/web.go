@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 //go:embed templates/*.html
@@ -332,5 +333,12 @@ func (r *Renderer) render(w http.ResponseWriter, status int, t *template.Templat
 	securityHeaders(w.Header(), csp)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	w.Write(buf.Bytes())
+	page := buf.Bytes()
+	if !utf8.Valid(page) {
+		// A value from the request (a user name typed into the login
+		// form) may hold bytes that are not UTF-8; html/template escapes
+		// markup, not encodings. The page says it is UTF-8, so it is.
+		page = bytes.ToValidUTF8(page, []byte("\uFFFD"))
+	}
+	w.Write(page)
 }

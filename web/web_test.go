@@ -8,6 +8,7 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/net/html"
@@ -751,6 +752,29 @@ func TestHostileValuesAreEscaped(t *testing.T) {
 				if a, _ := attr(f, "action"); strings.HasPrefix(a, "javascript:") {
 					t.Errorf("form action = %q; want a javascript: URL neutralised", a)
 				}
+			}
+		})
+	}
+}
+
+func TestPagesAreValidUTF8WhateverTheValues(t *testing.T) {
+	r := newTestRenderer(t)
+	const broken = "a\xff\xfe\x00b\xed\xa0\x80c\xe2\x82"
+	d := sampleConsent()
+	d.ClientName, d.ClientID, d.RedirectHost, d.User = broken, broken, broken, broken
+	l := sampleLogin()
+	l.ClientName, l.Username, l.Error = broken, broken, broken
+	pages := map[string]page{
+		"consent": render(t, func(w http.ResponseWriter) { r.Consent(w, d) }),
+		"login":   render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, l) }),
+		"error": render(t, func(w http.ResponseWriter) {
+			r.Error(w, http.StatusBadRequest, ErrorData{Title: broken, Message: broken})
+		}),
+	}
+	for name, p := range pages {
+		t.Run(name+" page is valid UTF-8 when a value is not", func(t *testing.T) {
+			if b := p.resp.Body.Bytes(); !utf8.Valid(b) {
+				t.Errorf("the page is not valid UTF-8: %q", b)
 			}
 		})
 	}

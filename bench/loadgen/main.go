@@ -9,6 +9,8 @@
 //	loadgen coldstart -bin /tmp/mcpd -first 7 -n 7  (first starts, then restarts)
 //	loadgen bolt -dir DIR -n 2000
 //	loadgen summarize < results.jsonl
+//	loadgen chaos -bin bin/mcpd -kills 100          (crash campaign)
+//	loadgen abuse -bin bin/mcpd -d 15s              (abuse scenarios)
 //
 // Every run prints one JSON line (a result) on stdout; summarize turns many
 // of them into a table of medians. Only loopback targets are accepted.
@@ -23,13 +25,17 @@ import (
 	"syscall"
 )
 
-const usage = `usage: loadgen run|host|coldstart|bolt|summarize [flags]
+const usage = `usage: loadgen run|host|coldstart|bolt|summarize|chaos|abuse [flags]
   run        drive one scenario against a target and print a JSON result
   host       serve the side-by-side handlers (plain, /noauth/mcp, /mcp)
   coldstart  exec mcpd serve repeatedly and time exec -> first 200 /healthz
              (-first N first starts on fresh directories, then -n restarts)
   bolt       raw bbolt durable commits per second in a directory
-  summarize  read JSON results on stdin, print medians per scenario`
+  summarize  read JSON results on stdin, print medians per scenario
+  chaos      SIGKILL mcpd serve under mixed load, restart it, check that
+             nothing acknowledged was lost (docs/reliability.md)
+  abuse      slow, idle, oversized and hostile clients against mcpd serve;
+             /healthz latency and memory while each runs`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -55,6 +61,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdBolt(ctx, args[1:], stdout, stderr)
 	case "summarize":
 		return cmdSummarize(args[1:], stdin, stdout, stderr)
+	case "chaos":
+		return cmdChaos(ctx, args[1:], stdout, stderr)
+	case "abuse":
+		return cmdAbuse(ctx, args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
 }

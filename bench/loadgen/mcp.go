@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // The MCP side of the load: JSON-RPC over Streamable HTTP by hand, so the
@@ -190,4 +192,73 @@ func plainScenario(_ context.Context, env *runEnv, _ int) (op, error) {
 		}
 		return nil
 	}, nil
+}
+
+// rpcAnswer is the part of a JSON-RPC response the chaos checks read.
+type rpcAnswer struct {
+	Result *struct {
+		IsError           bool            `json:"isError"`
+		StructuredContent json.RawMessage `json:"structuredContent"`
+		Content           []struct {
+			Text string `json:"text"`
+		} `json:"content"`
+	} `json:"result"`
+	Error *struct {
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// decodeAnswer reads a JSON-RPC response from a body that is either the
+// JSON document itself or an event stream whose data lines carry it.
+func decodeAnswer(body []byte) (*rpcAnswer, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) > 0 && trimmed[0] == '{' {
+		var a rpcAnswer
+		return &a, json.Unmarshal(trimmed, &a)
+	}
+	for _, line := range bytes.Split(body, []byte("\n")) {
+		data, ok := bytes.CutPrefix(bytes.TrimRight(line, "\r"), []byte("data:"))
+		if !ok {
+			continue
+		}
+		var a rpcAnswer
+		if err := json.Unmarshal(bytes.TrimSpace(data), &a); err != nil {
+			return nil, err
+		}
+		if a.Result != nil || a.Error != nil {
+			return &a, nil
+		}
+	}
+	return nil, fmt.Errorf("no JSON-RPC response in %.200q", body)
+}
+
+// tool calls a tool and returns its structured result, or the text of a
+// tool error (toolErr != ""); err is a transport or protocol failure.
+func (s *mcpSession) tool(ctx context.Context, name string, args any) (structured json.RawMessage, toolErr string, err error) {
+	s.id++
+	msg, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": s.id, "method": "tools/call", "params": map[string]any{"name": name, "arguments": args}})
+	if err != nil {
+		return nil, "", err
+	}
+	body, _, err := s.call(ctx, msg, false)
+	if err != nil {
+		return nil, "", err
+	}
+	a, err := decodeAnswer(body)
+	if err != nil {
+		return nil, "", err
+	}
+	switch {
+	case a.Error != nil:
+		return nil, "", fmt.Errorf("%s: JSON-RPC error %s", name, a.Error.Message)
+	case a.Result == nil:
+		return nil, "", fmt.Errorf("%s: empty answer", name)
+	case a.Result.IsError:
+		var texts []string
+		for _, c := range a.Result.Content {
+			texts = append(texts, c.Text)
+		}
+		return nil, strings.Join(texts, " "), nil
+	}
+	return a.Result.StructuredContent, "", nil
 }

@@ -24,6 +24,10 @@ type admin interface {
 	// password the user has none and signs in only that way.
 	AddUserWithEmail(ctx context.Context, name, password, email string) error
 	SetUserEmail(ctx context.Context, name, email string) error
+	// UnlinkUser deletes the identities linked to user through the
+	// identity provider named provider, and the user's token there, and
+	// returns how many identities went.
+	UnlinkUser(ctx context.Context, name, provider string) (int, error)
 	ListUsers(ctx context.Context) ([]userView, error)
 	SetPassword(ctx context.Context, name, password string) error
 	RemoveUser(ctx context.Context, name string) (revokeResult, error)
@@ -153,6 +157,11 @@ func (a localAdmin) SetUserEmail(ctx context.Context, name, email string) error 
 		return fmt.Errorf("email %s belongs to another user: %w", email, errExists)
 	}
 	return adminErr(err, "user "+name)
+}
+
+func (a localAdmin) UnlinkUser(ctx context.Context, name, provider string) (int, error) {
+	n, err := a.s.UnlinkIdentities(ctx, name, provider)
+	return n, adminErr(err, "user "+name)
 }
 
 func (a localAdmin) ListUsers(ctx context.Context) ([]userView, error) {

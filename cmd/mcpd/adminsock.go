@@ -25,6 +25,7 @@ type adminRequest struct {
 	ID       string `json:"id,omitempty"`
 	User     string `json:"user,omitempty"`
 	Email    string `json:"email,omitempty"`
+	Provider string `json:"provider,omitempty"`
 }
 
 // adminError is the body of a failed admin socket call.
@@ -84,6 +85,10 @@ func adminHandler(a admin, logger *slog.Logger) http.Handler {
 	})
 	handle("user-email", func(ctx context.Context, req adminRequest) (any, error) {
 		return struct{}{}, a.SetUserEmail(ctx, req.Name, req.Email)
+	})
+	handle("user-unlink", func(ctx context.Context, req adminRequest) (any, error) {
+		n, err := a.UnlinkUser(ctx, req.Name, req.Provider)
+		return unlinkResult{Identities: n}, err
 	})
 	handle("user-list", func(ctx context.Context, _ adminRequest) (any, error) { return a.ListUsers(ctx) })
 	handle("user-passwd", func(ctx context.Context, req adminRequest) (any, error) {
@@ -211,6 +216,17 @@ func (s *socketAdmin) AddUserWithEmail(ctx context.Context, name, password, emai
 
 func (s *socketAdmin) SetUserEmail(ctx context.Context, name, email string) error {
 	return s.call(ctx, "user-email", adminRequest{Name: name, Email: email}, nil)
+}
+
+// unlinkResult is what user-unlink answers over the socket.
+type unlinkResult struct {
+	Identities int `json:"identities"`
+}
+
+func (s *socketAdmin) UnlinkUser(ctx context.Context, name, provider string) (int, error) {
+	var out unlinkResult
+	err := s.call(ctx, "user-unlink", adminRequest{Name: name, Provider: provider}, &out)
+	return out.Identities, err
 }
 
 func (s *socketAdmin) ListUsers(ctx context.Context) ([]userView, error) {

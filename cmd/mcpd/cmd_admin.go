@@ -14,6 +14,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mcpd/mcpd/store"
 )
@@ -59,6 +60,9 @@ func (e cliEnv) readPassword() (string, error) {
 	line = strings.TrimSuffix(line, "\r")
 	if line == "" {
 		return "", usageError("empty password on standard input")
+	}
+	if !utf8.ValidString(line) {
+		return "", usageError("the password on standard input is not valid UTF-8")
 	}
 	return line, nil
 }
@@ -147,6 +151,17 @@ func (e cliEnv) dispatch(group, usage string, cmds map[string]adminCmd, args []s
 		}
 		return usageError(fmt.Sprintf("%s: want %s", name, strings.Join(cmd.args, " and ")))
 	}
+	// Arguments travel to a running server as JSON, which would turn bytes
+	// that are not UTF-8 into U+FFFD: the name stored would not be the
+	// name given. Refuse them here, the same with the server up or down.
+	for i, p := range pos {
+		if !utf8.ValidString(p) {
+			return usageError(fmt.Sprintf("%s: %s %q is not valid UTF-8", name, cmd.args[i], p))
+		}
+	}
+	if user != nil && !utf8.ValidString(*user) {
+		return usageError(fmt.Sprintf("%s: --user %q is not valid UTF-8", name, *user))
+	}
 	in := adminInput{pos: pos}
 	if cmd.json {
 		in.json = *f.json
@@ -187,6 +202,7 @@ func (e cliEnv) user(args []string) error {
   mcpd user add NAME --password-stdin [--email ADDR]
   mcpd user add NAME --email ADDR       (no password: signs in with an identity provider)
   mcpd user email NAME ADDR
+  mcpd user unlink NAME PROVIDER        (forget the user's accounts at that identity provider)
   mcpd user list [--json]
   mcpd user passwd NAME --password-stdin
   mcpd user passkeys NAME [--json] [--remove ID]
@@ -213,6 +229,18 @@ func (e cliEnv) user(args []string) error {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "set the email of %s to %s\n", in.pos[0], in.pos[1])
+			return nil
+		}},
+		"unlink": {args: []string{"NAME", "PROVIDER"}, run: func(e cliEnv, a admin, in adminInput) error {
+			n, err := a.UnlinkUser(e.ctx, in.pos[0], in.pos[1])
+			if err != nil {
+				return err
+			}
+			word := "identities"
+			if n == 1 {
+				word = "identity"
+			}
+			fmt.Fprintf(e.stdout, "unlinked %d %s of %s at %s\n", n, word, in.pos[0], in.pos[1])
 			return nil
 		}},
 		"passwd": {args: []string{"NAME"}, password: true, run: func(e cliEnv, a admin, in adminInput) error {

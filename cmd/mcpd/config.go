@@ -56,6 +56,16 @@ type serveConfig struct {
 	Upstreams                 []mcp.Upstream
 	RequireDPoP               bool
 	DPoPNonce                 bool
+	ReadHeaderTimeout         time.Duration
+	ReadBodyTimeout           time.Duration
+	WriteTimeout              time.Duration
+	IdleTimeout               time.Duration
+	MaxConnections            int
+	MaxConnectionsPerAddress  int
+	MaxRequestBytes           int
+	RegistrationsPerMinuteAll int
+	MCPMaxSessionsPerUser     int
+	MCPMaxStreamsPerUser      int
 	// IdentityProviders are the config file's identity_providers, checked,
 	// with their secrets read.
 	IdentityProviders     []identityProvider
@@ -205,6 +215,17 @@ func serveSettings() []setting {
 		durationSetting("janitor-interval", "5m", "how often expired codes, tokens and stale registrations are removed", func(c *serveConfig) *time.Duration { return &c.JanitorInterval }),
 		boolSetting("require-dpop", "false", "accept only DPoP-bound tokens (RFC 9449): every /token request needs a DPoP proof and /mcp refuses bearer tokens", func(c *serveConfig) *bool { return &c.RequireDPoP }),
 		boolSetting("dpop-nonce", "false", "require server nonces (DPoP-Nonce, rotated every 5 minutes) in DPoP proofs at /token and /mcp", func(c *serveConfig) *bool { return &c.DPoPNonce }),
+		// Limits on slow and greedy clients (docs/reliability.md); 0 turns one off.
+		durationSetting("read-header-timeout", "10s", "how long a client may take to send a request's headers", func(c *serveConfig) *time.Duration { return &c.ReadHeaderTimeout }),
+		durationSetting("read-body-timeout", "30s", "how long a client may take to send a request body, once its headers are in", func(c *serveConfig) *time.Duration { return &c.ReadBodyTimeout }),
+		durationSetting("write-timeout", "30s", "how long one write of a response may wait for a client that does not read (event streams stay open while writes go through)", func(c *serveConfig) *time.Duration { return &c.WriteTimeout }),
+		durationSetting("idle-timeout", "2m", "how long an idle keep-alive connection stays open", func(c *serveConfig) *time.Duration { return &c.IdleTimeout }),
+		intSetting("max-connections", "512", "cap on open client connections (about 20 KB each; raise GOMEMLIMIT with it); more wait until one closes", func(c *serveConfig) *int { return &c.MaxConnections }),
+		intSetting("max-connections-per-address", "128", "cap on open connections from one client address, more are answered 503 (IPv6 by /64; trusted proxies have only the total cap)", func(c *serveConfig) *int { return &c.MaxConnectionsPerAddress }),
+		intSetting("max-request-bytes", "1048576", "cap on a request body in bytes, the /mcp JSON-RPC body included (authorization server forms and JSON: 64 KiB)", func(c *serveConfig) *int { return &c.MaxRequestBytes }),
+		intSetting("registrations-per-minute-total", "200", "dynamic registrations (and, separately, metadata-document fetches) allowed per minute from all addresses together", func(c *serveConfig) *int { return &c.RegistrationsPerMinuteAll }),
+		intSetting("mcp-max-sessions-per-user", "64", "MCP sessions one user (or client-credentials client) may hold; at the cap the least recently used idle one is closed", func(c *serveConfig) *int { return &c.MCPMaxSessionsPerUser }),
+		intSetting("mcp-max-streams-per-user", "64", "requests one user may have open on /mcp at once (event streams and calls); more get 429", func(c *serveConfig) *int { return &c.MCPMaxStreamsPerUser }),
 	}
 }
 
@@ -460,6 +481,9 @@ func (c *serveConfig) finish() error {
 	}
 	if c.RefreshTokenMaxTTL < c.RefreshTokenTTL {
 		return usageError(fmt.Sprintf("invalid --refresh-token-max-ttl %s: below --refresh-token-ttl %s", c.RefreshTokenMaxTTL, c.RefreshTokenTTL))
+	}
+	if c.MaxRequestBytes == 0 {
+		return usageError("invalid --max-request-bytes 0: must be above zero")
 	}
 	if c.IDPTimeout == 0 {
 		return usageError("invalid --idp-timeout 0s: must be above zero")

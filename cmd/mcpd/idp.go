@@ -239,6 +239,14 @@ func (s *server) identityProviders(ctx context.Context, cfg *serveConfig, logger
 			}
 			conn, wc = c, wire.Connector{C: c}
 		}
+		if p.ClientSecretFile != "" {
+			// Not refused: Kubernetes and Docker mount secrets 0644 and
+			// 0444 unless told otherwise. But said, at every start.
+			if fi, err := os.Stat(p.ClientSecretFile); err == nil && fi.Mode().Perm()&0o007 != 0 {
+				logger.Warn("the client secret file of an identity provider is open to every user of this machine; make it readable by mcpd only (chmod 600, or defaultMode 0400 for a Kubernetes secret)",
+					"provider", p.Name, "file", p.ClientSecretFile, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
+			}
+		}
 		refreshers[p.Name] = conn
 		out = append(out, authz.IdentityProvider{
 			Name: p.Name, DisplayName: p.DisplayName, Connector: wc,

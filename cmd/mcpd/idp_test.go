@@ -23,6 +23,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mcpd/mcpd/internal/idptest"
+	"github.com/mcpd/mcpd/store/postgres/pgtest"
 )
 
 // testClock is a clock that tests move forward.
@@ -191,6 +192,7 @@ func oidcServer(t *testing.T, p *idptest.OIDC, api *protectedAPI, clock *testClo
 
 func TestIdentityProviderSignInAndAPICallAsTheUser(t *testing.T) {
 	p := idptest.NewOIDC(t, idptest.User{Subject: "ada-1", Email: "Ada@Example.com", EmailVerified: true, Name: "Ada"})
+	p.SetFaults(idptest.Faults{IssParameter: true}) // answers carry iss (RFC 9207), as Keycloak's do
 	api := newProtectedAPI(t, p.ActiveSubject)
 	clock := &testClock{}
 	ts := oidcServer(t, p, api, clock, nil)
@@ -303,6 +305,25 @@ func TestIdentityProviderSignInAndAPICallAsTheUser(t *testing.T) {
 		}
 	})
 
+	for _, fault := range []idptest.Faults{
+		{TokenStatus: http.StatusTooManyRequests, TokenErrorCode: "slow_down"},
+		{TokenStatus: http.StatusUnauthorized, TokenErrorCode: "invalid_client"},
+	} {
+		t.Run(fmt.Sprintf("a refresh answered %d %s keeps the grant for the next call", fault.TokenStatus, fault.TokenErrorCode), func(t *testing.T) {
+			p.ExpireAccessTokens()
+			clock.Advance(2 * time.Hour)
+			fault.IssParameter = true
+			p.SetFaults(fault)
+			if _, msg := apiCall(t, cs, "corp-api", "/v1/me"); !strings.Contains(msg, "could not be renewed just now") {
+				t.Errorf("tool error = %q; want a passing failure", msg)
+			}
+			p.SetFaults(idptest.Faults{IssParameter: true})
+			if out, msg := apiCall(t, cs, "corp-api", "/v1/me"); msg != "" || out["status"] != float64(200) {
+				t.Errorf("once the provider answers again: %v, %q; want the call to succeed", out, msg)
+			}
+		})
+	}
+
 	t.Run("a revoked upstream grant ends in a tool error that says to sign in again", func(t *testing.T) {
 		p.RevokeRefreshTokens()
 		p.ExpireAccessTokens()
@@ -378,6 +399,7 @@ func TestIdentityProviderFaults(t *testing.T) {
 		{"an ID token with a wrong nonce is a 502", idptest.Faults{Nonce: "not-this-one"}, nil, http.StatusBadGateway, "could not be verified"},
 		{"the provider's error answer is a page with its code", idptest.Faults{AuthError: "access_denied"}, nil, http.StatusForbidden, "You did not let Corp SSO sign you in"},
 		{"an unverified email creates no user", idptest.Faults{}, &idptest.User{Subject: "x", Email: "eve@example.com"}, http.StatusForbidden, "did not confirm an email address"},
+		{"an answer naming another issuer (RFC 9207 iss) is a 400", idptest.Faults{IssParameter: true, ResponseIss: "https://evil.example"}, nil, http.StatusBadRequest, "did not come from Corp SSO"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -633,6 +655,270 @@ func TestProvidersOnlyWithPasswordLoginOff(t *testing.T) {
 	}
 	tok := idpLogin(t, newBrowser(t), ts.URL, clientID, redirect, "notes:read")
 	if got := whoami(t, connectMCP(t, ts.URL, tok.AccessToken))["user"]; got != "ada@example.com" {
+		t.Errorf("whoami user = %v", got)
+	}
+}
+
+// TestIdentityProviderLinkingByEmail runs account linking by email against
+// the real store: an address that only Unicode case folding would equate
+// with a user's does not reach that user, while ASCII case does not matter.
+func TestIdentityProviderLinkingByEmail(t *testing.T) {
+	p := idptest.NewOIDC(t, idptest.User{Subject: "kelvin-1", Email: "\u212Aate@example.com", EmailVerified: true})
+	ts := oidcServer(t, p, newProtectedAPI(t, p.ActiveSubject), &testClock{}, map[string]any{"create_users": false})
+	mustMcpd(t, "kate-pw\n", "user", "add", "kate", "--password-stdin", "--email", "kate@example.com", "--data", ts.Data)
+	clientID, redirect := publicClient(t, ts.URL, "linking")
+	authURL := func() string {
+		return ts.URL + "/authorize?" + url.Values{
+			"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirect},
+			"code_challenge": {oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())}, "code_challenge_method": {"S256"},
+		}.Encode()
+	}
+
+	t.Run("an address with the Kelvin sign is not kate's", func(t *testing.T) {
+		loc, resp, body := newBrowser(t).idpAuthorize(authURL())
+		if loc != nil || resp.StatusCode != http.StatusForbidden || !bytes.Contains(body, []byte("There is no mcpd account for")) {
+			t.Fatalf("got %v %v:\n%s", loc, resp, body)
+		}
+		if out := mustMcpd(t, "", "user", "list", "--data", ts.Data); !regexp.MustCompile(`(?m)^kate\s+kate@example\.com\s+-\s`).MatchString(out) {
+			t.Errorf("kate gained a linked provider:\n%s", out)
+		}
+	})
+
+	t.Run("the same address in ASCII upper case is kate's", func(t *testing.T) {
+		p.SetUser(idptest.User{Subject: "kate-1", Email: "KATE@Example.COM", EmailVerified: true})
+		tok := idpLogin(t, newBrowser(t), ts.URL, clientID, redirect, "notes:read")
+		if got := whoami(t, connectMCP(t, ts.URL, tok.AccessToken))["user"]; got != "kate" {
+			t.Errorf("whoami user = %v; want kate", got)
+		}
+	})
+}
+
+func TestClientSecretFileOpenToOthersIsWarnedAbout(t *testing.T) {
+	p := idptest.NewOIDC(t, idptest.User{Subject: "ada-1", Email: "ada@example.com", EmailVerified: true})
+	for _, tt := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o600, false}, {0o640, false}, {0o644, true}, {0o666, true}} {
+		t.Run(fmt.Sprintf("mode %04o", tt.mode), func(t *testing.T) {
+			file := secretFile(t, p.ClientSecret)
+			if err := os.Chmod(file, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			ts := oidcServer(t, p, newProtectedAPI(t, p.ActiveSubject), &testClock{}, map[string]any{"client_secret_file": file})
+			log := ts.Stderr.String()
+			if got := strings.Contains(log, "open to every user of this machine"); got != tt.warn {
+				t.Errorf("warned = %v; want %v:\n%s", got, tt.warn, log)
+			}
+			if strings.Contains(log, p.ClientSecret) {
+				t.Error("the log holds the client secret")
+			}
+		})
+	}
+}
+
+// TestIdentityProviderSecretsStayOutOfLogs runs sign-in, api_call, a
+// refresh, a refused refresh and a second sign-in with the log at debug
+// level, then looks for every code, token and ID token the provider handed
+// out, the client secret and mcpd's own tokens in the log and the
+// database file.
+func TestIdentityProviderSecretsStayOutOfLogs(t *testing.T) {
+	p := idptest.NewOIDC(t, idptest.User{Subject: "ada-1", Email: "ada@example.com", EmailVerified: true})
+	p.SetFaults(idptest.Faults{EmailOnlyInfo: true})
+	api := newProtectedAPI(t, p.ActiveSubject)
+	clock := &testClock{}
+	ts := oidcServer(t, p, api, clock, nil, "--log-level", "debug")
+	clientID, redirect := publicClient(t, ts.URL, "secrets")
+	b := newBrowser(t)
+	tok := idpLogin(t, b, ts.URL, clientID, redirect, "notes:read", "api:call")
+	cs := connectMCP(t, ts.URL, tok.AccessToken)
+	if _, msg := apiCall(t, cs, "corp-api", "/v1/me"); msg != "" {
+		t.Fatalf("api_call: %s", msg)
+	}
+	p.ExpireAccessTokens()
+	clock.Advance(2 * time.Hour)
+	if _, msg := apiCall(t, cs, "corp-api", "/v1/me"); msg != "" {
+		t.Fatalf("api_call after expiry: %s", msg)
+	}
+	p.RevokeRefreshTokens()
+	p.ExpireAccessTokens()
+	clock.Advance(2 * time.Hour)
+	if _, msg := apiCall(t, cs, "corp-api", "/v1/me"); !strings.Contains(msg, "Sign in with") {
+		t.Fatalf("api_call after revocation: %s", msg)
+	}
+	idpLogin(t, b, ts.URL, clientID, redirect, "notes:read", "api:call")
+	p.SetFaults(idptest.Faults{AuthError: "access_denied"})
+	newBrowser(t).idpAuthorize(ts.URL + "/authorize?" + url.Values{
+		"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirect},
+		"code_challenge": {oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())}, "code_challenge_method": {"S256"},
+	}.Encode())
+	ts.Stop(t)
+
+	log := ts.Stderr.String()
+	if !strings.Contains(log, `"level":"DEBUG"`) && !strings.Contains(log, `"level":"INFO"`) {
+		t.Fatalf("the log is not at debug level:\n%.2000s", log)
+	}
+	db, err := os.ReadFile(filepath.Join(ts.Data, "mcpd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := append(p.Issued(), tok.AccessToken, tok.RefreshToken)
+	if len(secrets) < 8 {
+		t.Fatalf("only %d secrets issued: the run did not do what it says", len(secrets))
+	}
+	for _, s := range secrets {
+		if strings.Contains(log, s) {
+			t.Errorf("the log holds %.12s…", s)
+		}
+		if bytes.Contains(db, []byte(s)) {
+			t.Errorf("the database holds %.12s… in plain text", s)
+		}
+	}
+}
+
+// TestIdentityProviderConcurrentFirstSignIns: one person's first sign-ins
+// in four tabs at once all end as one user with one link, on bbolt (whose
+// writes run one at a time) and on PostgreSQL (read committed: the losers
+// meet the winner's user at their insert).
+func TestIdentityProviderConcurrentFirstSignIns(t *testing.T) {
+	for _, backend := range []string{"bbolt", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			p := idptest.NewOIDC(t, idptest.User{Subject: "ada-1", Email: "ada@example.com", EmailVerified: true})
+			var args, where []string
+			if backend == "postgres" {
+				db := pgtest.URL(t)
+				args, where = []string{"--database", db}, []string{"--database", db}
+			}
+			ts := oidcServer(t, p, newProtectedAPI(t, p.ActiveSubject), &testClock{}, nil, args...)
+			if where == nil {
+				where = []string{"--data", ts.Data}
+			}
+			const tabs = 4
+			browsers := make([]*browser, tabs)
+			callbacks := make([]string, tabs)
+			for i := range tabs {
+				browsers[i] = newBrowser(t)
+				start, _ := browsers[i].get(ts.URL + "/login/idp/corp")
+				loc, err := start.Location()
+				if err != nil {
+					t.Fatalf("start: %s", start.Status)
+				}
+				resp, _ := browsers[i].get(loc.String()) // the provider
+				cb, err := resp.Location()
+				if err != nil {
+					t.Fatalf("provider: %s", resp.Status)
+				}
+				callbacks[i] = cb.String()
+			}
+			var wg sync.WaitGroup
+			statuses := make([]string, tabs)
+			for i := range tabs {
+				wg.Go(func() {
+					resp, body := browsers[i].get(callbacks[i])
+					statuses[i] = fmt.Sprintf("%d %.200s", resp.StatusCode, body)
+				})
+			}
+			wg.Wait()
+			for i, st := range statuses {
+				if !strings.HasPrefix(st, "303 ") {
+					t.Errorf("tab %d: %s; want 303", i, st)
+				}
+			}
+			var users []userView
+			if err := json.Unmarshal([]byte(mustMcpd(t, "", append([]string{"user", "list", "--json"}, where...)...)), &users); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, u := range users {
+				if u.Name != "admin" {
+					got = append(got, fmt.Sprintf("%s %d", u.Name, len(u.Identities)))
+				}
+			}
+			if len(got) != 1 || got[0] != "ada@example.com 1" {
+				t.Errorf("users %q; want one user ada@example.com with one identity", got)
+			}
+		})
+	}
+}
+
+// TestIdentityProviderPassedOnAddress: an address the provider passes from
+// one account to another (a departed colleague's, given to a newcomer)
+// does not hand the newcomer the old holder's mcpd account; the operator
+// can unlink the old account when both are the same person's.
+func TestIdentityProviderPassedOnAddress(t *testing.T) {
+	p := idptest.NewOIDC(t, idptest.User{Subject: "old-1", Email: "sam@example.com", EmailVerified: true})
+	ts := oidcServer(t, p, newProtectedAPI(t, p.ActiveSubject), &testClock{}, nil)
+	clientID, redirect := publicClient(t, ts.URL, "passed on")
+	tok := idpLogin(t, newBrowser(t), ts.URL, clientID, redirect, "notes:read")
+	if got := whoami(t, connectMCP(t, ts.URL, tok.AccessToken))["user"]; got != "sam@example.com" {
+		t.Fatalf("whoami user = %v", got)
+	}
+	authURL := ts.URL + "/authorize?" + url.Values{
+		"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirect},
+		"code_challenge": {oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())}, "code_challenge_method": {"S256"},
+	}.Encode()
+
+	t.Run("another account at the provider with the address is refused with a 403 saying what to do", func(t *testing.T) {
+		p.SetUser(idptest.User{Subject: "new-1", Email: "sam@example.com", EmailVerified: true})
+		loc, resp, body := newBrowser(t).idpAuthorize(authURL)
+		if loc != nil || resp.StatusCode != http.StatusForbidden || !bytes.Contains(body, []byte("mcpd user unlink sam@example.com corp")) {
+			t.Fatalf("got %v %v:\n%s", loc, resp, body)
+		}
+	})
+
+	t.Run("user unlink forgets the old account, through the socket", func(t *testing.T) {
+		if out := mustMcpd(t, "", "user", "unlink", "sam@example.com", "corp", "--data", ts.Data); out != "unlinked 1 identity of sam@example.com at corp\n" {
+			t.Errorf("user unlink printed %q", out)
+		}
+		if out := mustMcpd(t, "", "user", "list", "--data", ts.Data); !regexp.MustCompile(`(?m)^sam@example\.com\s+sam@example\.com\s+-\s`).MatchString(out) {
+			t.Errorf("user list after unlink:\n%s", out)
+		}
+	})
+
+	t.Run("then the new account signs in to the user", func(t *testing.T) {
+		tok := idpLogin(t, newBrowser(t), ts.URL, clientID, redirect, "notes:read")
+		if got := whoami(t, connectMCP(t, ts.URL, tok.AccessToken))["user"]; got != "sam@example.com" {
+			t.Errorf("whoami user = %v", got)
+		}
+	})
+
+	t.Run("user unlink works with the server stopped, and names an unknown user", func(t *testing.T) {
+		ts.Stop(t)
+		if out := mustMcpd(t, "", "user", "unlink", "sam@example.com", "corp", "--data", ts.Data); out != "unlinked 1 identity of sam@example.com at corp\n" {
+			t.Errorf("user unlink printed %q", out)
+		}
+		if out := mustMcpd(t, "", "user", "unlink", "sam@example.com", "corp", "--data", ts.Data); out != "unlinked 0 identities of sam@example.com at corp\n" {
+			t.Errorf("user unlink again printed %q", out)
+		}
+		if _, _, err := mcpd(t, "", "user", "unlink", "nobody", "corp", "--data", ts.Data); !errors.Is(err, errNotFound) {
+			t.Errorf("unlinking an unknown user: %v; want errNotFound", err)
+		}
+	})
+}
+
+// TestIdentityProviderUnderIssuerPath: behind a proxy serving mcpd under
+// /mcpd, the provider is sent the callback under /mcpd (the redirect URI
+// registered there), and the browser's session cookie, scoped to /mcpd,
+// reaches the callback, so the sign-in completes.
+func TestIdentityProviderUnderIssuerPath(t *testing.T) {
+	p := idptest.NewOIDC(t, idptest.User{Subject: "ada-1", Email: "ada@example.com", EmailVerified: true})
+	proxy := &pathProxy{prefix: "/mcpd", strip: true}
+	front := httptest.NewServer(proxy)
+	defer front.Close()
+	issuer := front.URL + "/mcpd"
+	ts := oidcServer(t, p, newProtectedAPI(t, p.ActiveSubject), &testClock{}, nil, "--issuer", issuer)
+	proxy.backend, _ = url.Parse(ts.URL)
+	clientID, redirect := publicClient(t, issuer, "under a path")
+	b := newBrowser(t)
+	start, _ := b.get(issuer + "/login/idp/corp")
+	loc, err := start.Location()
+	if err != nil {
+		t.Fatalf("start: %s", start.Status)
+	}
+	if got := loc.Query().Get("redirect_uri"); got != issuer+"/login/idp/corp/callback" {
+		t.Errorf("redirect_uri sent to the provider = %q; want %q", got, issuer+"/login/idp/corp/callback")
+	}
+	tok := idpLogin(t, b, issuer, clientID, redirect, "notes:read")
+	if got := whoami(t, connectMCP(t, issuer, tok.AccessToken))["user"]; got != "ada@example.com" {
 		t.Errorf("whoami user = %v", got)
 	}
 }

@@ -432,6 +432,9 @@ func TestAdminCommandsOnPostgres(t *testing.T) {
 	if out := run("", "user", "list"); !strings.Contains(out, "admin") || !strings.Contains(out, "alice") {
 		t.Errorf("user list: %q", out)
 	}
+	if out := run("", "user", "unlink", "alice", "corp"); out != "unlinked 0 identities of alice at corp\n" {
+		t.Errorf("user unlink: %q", out)
+	}
 
 	// A grant with a remembered consent, made on a server, seen offline.
 	ts = startServer(t, "--database", db, "--mcp-stateless", "true")

@@ -62,6 +62,7 @@ type server struct {
 	streams         *eventStreams
 	metricsSrv      *http.Server
 	metricsLn       net.Listener
+	conns           *connLimits
 	initialPassword string     // generated for the banner; empty otherwise
 	firstUser       *firstUser // started by run
 	dpopReplay      *dpop.WriteBehind
@@ -77,7 +78,8 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 			s.closeAll()
 		}
 	}()
-	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+	lc := net.ListenConfig{Control: deferAccept(cfg.ReadHeaderTimeout)}
+	if s.ln, err = lc.Listen(ctx, "tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	if cfg.IssuerDerived {
@@ -143,6 +145,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		ClientMetadataDocuments:   cfg.ClientMetadataDocuments,
 		AllowPrivateMetadataHosts: cfg.AllowPrivateMetadataHosts,
 		RegistrationsPerMinute:    cfg.RegistrationsPerMinute,
+		RegistrationsPerMinuteAll: cfg.RegistrationsPerMinuteAll,
 		MaxClients:                cfg.MaxClients,
 		Observer:                  s.metrics,
 		DPoP:                      proofs,
@@ -156,18 +159,21 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		return nil, usageError(err.Error())
 	}
 	ms, err := mcp.New(mcp.Config{
-		Issuer:         cfg.Issuer,
-		Verifier:       az.Verify,
-		Notes:          wire.NewNotesStore(s.store),
-		Upstreams:      cfg.Upstreams,
-		UserTokens:     mcpUserTokens(userTokens),
-		AllowedOrigins: cfg.AllowedOrigins,
-		AllowedHosts:   cfg.AllowedHosts,
-		Stateless:      cfg.MCPStateless,
-		JSONResponse:   cfg.MCPJSONResponse,
-		Logger:         logger.With("component", "mcp"),
-		DPoP:           wire.ProofChecker{Checker: proofs},
-		RequireDPoP:    cfg.RequireDPoP,
+		Issuer:             cfg.Issuer,
+		Verifier:           az.Verify,
+		Notes:              wire.NewNotesStore(s.store),
+		Upstreams:          cfg.Upstreams,
+		UserTokens:         mcpUserTokens(userTokens),
+		AllowedOrigins:     cfg.AllowedOrigins,
+		AllowedHosts:       cfg.AllowedHosts,
+		Stateless:          cfg.MCPStateless,
+		JSONResponse:       cfg.MCPJSONResponse,
+		Logger:             logger.With("component", "mcp"),
+		DPoP:               wire.ProofChecker{Checker: proofs},
+		RequireDPoP:        cfg.RequireDPoP,
+		MaxBodyBytes:       int64(cfg.MaxRequestBytes),
+		MaxSessionsPerUser: cfg.MCPMaxSessionsPerUser,
+		MaxStreamsPerUser:  cfg.MCPMaxStreamsPerUser,
 	})
 	if err != nil {
 		return nil, usageError(err.Error())
@@ -178,11 +184,13 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	ms.Register(r)
 	r.Use(s.metrics.instrument)
 	s.streams = newEventStreams()
-	handler := accessLog(logger.With("component", "http"), s.streams.middleware(acceptIssuerPath(r, issuerPath)))
+	limits := requestLimits{BodyTimeout: cfg.ReadBodyTimeout, WriteTimeout: cfg.WriteTimeout, MaxBodyBytes: int64(cfg.MaxRequestBytes)}
+	handler := accessLog(logger.With("component", "http"), limits.middleware(s.streams.middleware(acceptIssuerPath(r, issuerPath))))
+	s.conns = newConnLimits(cfg.MaxConnections, cfg.MaxConnectionsPerAddress, cfg.TrustedProxies, logger.With("component", "http"))
 	s.httpSrv = &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
@@ -217,7 +225,7 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 // when that fails; a shutdown waits for the user to be written.
 func (s *server) run(ctx context.Context, banner interface{ Write([]byte) (int, error) }) error {
 	errc := make(chan error, 3)
-	go func() { errc <- s.httpSrv.Serve(s.ln) }()
+	go func() { errc <- s.httpSrv.Serve(s.conns.listener(s.ln)) }()
 	go func() { errc <- s.adminSrv.Serve(s.adminLn) }()
 	if s.metricsSrv != nil {
 		go func() { errc <- s.metricsSrv.Serve(s.metricsLn) }()

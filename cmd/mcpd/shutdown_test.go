@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,6 +48,104 @@ func mcpdBinary(t *testing.T) string {
 	return buildOnce.path
 }
 
+// straddler is a request whose headers the server has read, and whose
+// handler is running, when SIGTERM arrives: it sends "Expect:
+// 100-continue", waits for the server's "100 Continue" (which net/http
+// sends only once the handler reads the body), and sends its body after
+// the signal.
+type straddler struct {
+	name string
+	conn net.Conn
+	br   *bufio.Reader
+	body string
+}
+
+func startStraddler(t *testing.T, addr, name, path string, header map[string]string, body string) *straddler {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	var b strings.Builder
+	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\nExpect: 100-continue\r\nContent-Length: %d\r\n", path, addr, len(body))
+	for k, v := range header {
+		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+	}
+	b.WriteString("\r\n")
+	io.WriteString(c, b.String())
+	br := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.Contains(line, " 100 ") {
+		t.Fatalf("%s: wanted 100 Continue, got %q, %v", name, line, err)
+	}
+	br.ReadString('\n') // the blank line after the interim response
+	return &straddler{name: name, conn: c, br: br, body: body}
+}
+
+// finish sends the body and returns the final response.
+func (s *straddler) finish(t *testing.T) (*http.Response, []byte) {
+	t.Helper()
+	io.WriteString(s.conn, s.body)
+	s.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(s.br, nil)
+	if err != nil {
+		t.Errorf("%s: accepted before SIGTERM, then no answer: %v", s.name, err)
+		return nil, nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Errorf("%s: answer cut off: %v", s.name, err)
+	}
+	return resp, b
+}
+
+// loadResult counts what a load worker saw.
+type loadResult struct {
+	ok, failed, refused atomic.Int64
+	failures            sync.Map
+}
+
+func (r *loadResult) fail(why string) {
+	r.failed.Add(1)
+	r.failures.Store(why, true)
+}
+
+// do sends one request and classifies the outcome: a complete 2xx answer
+// is ok; any 5xx, or an answer cut off after its status line, is a
+// failure; an error before any answer is "refused" when it is what a
+// closed listener or an idle connection closed by the shutdown gives (the
+// request was never accepted, so never in flight).
+func (r *loadResult) do(hc *http.Client, req *http.Request, check func([]byte) string) {
+	resp, err := hc.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || (errors.As(err, &op) && op.Op == "dial") {
+			r.refused.Add(1)
+			time.Sleep(5 * time.Millisecond)
+			return
+		}
+		r.fail(err.Error())
+		return
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	switch {
+	case err != nil:
+		r.fail(req.URL.Path + ": answer cut off: " + err.Error())
+	case resp.StatusCode >= 300:
+		r.fail(fmt.Sprintf("%s: %s %.100s", req.URL.Path, resp.Status, body))
+	default:
+		if why := check(body); why != "" {
+			r.fail(req.URL.Path + ": " + why)
+			return
+		}
+		r.ok.Add(1)
+	}
+}
+
 func TestSIGTERMDuringLoad(t *testing.T) {
 	bin := mcpdBinary(t)
 	data := t.TempDir()
@@ -58,59 +161,115 @@ func TestSIGTERMDuringLoad(t *testing.T) {
 	defer cmd.Process.Kill()
 	waitFor(t, func() bool { return strings.Contains(stderr.String(), "is listening on") })
 
+	reg := registerClient(t, issuer, map[string]any{
+		"client_name": "load cc", "grant_types": []string{"client_credentials"},
+		"token_endpoint_auth_method": "client_secret_basic", "scope": "notes:read notes:write",
+	})
+	ccID, ccSecret := reg["client_id"].(string), reg["client_secret"].(string)
+	token, tokenClient := ccTokenAndClient(t, issuer)
 	clientID, redirect := publicClient(t, issuer, "load client")
-	tok := login(t, issuer, clientID, redirect, "admin", "admin-pw", "notes:read")
+	grant := login(t, issuer, clientID, redirect, "admin", "admin-pw", "notes:read")
 
-	var ok, failed, refused atomic.Int64
-	var failures sync.Map
+	// Requests in flight at the signal, by construction.
+	sid := rawMCPSession(t, issuer, token)
+	mcpHeader := map[string]string{"Content-Type": "application/json", "Accept": "application/json, text/event-stream", "Authorization": "Bearer " + token, "Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-06-18"}
+	straddlers := []*straddler{
+		startStraddler(t, listen, "client_credentials", "/token", map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Authorization": basicAuth(ccID, ccSecret)}, "grant_type=client_credentials&scope=notes%3Aread"),
+		startStraddler(t, listen, "note_save", "/mcp", mcpHeader, `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"note_save","arguments":{"title":"saved across SIGTERM","body":"b"}}}`),
+		startStraddler(t, listen, "register", "/register", map[string]string{"Content-Type": "application/json"}, `{"client_name":"late","redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"none"}`),
+	}
+
+	// And a mixed load over kept-alive connections.
+	var res loadResult
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 20 * time.Second}
+	worker := func(next func() *http.Request, check func([]byte) string) {
+		wg.Go(func() {
+			hc := &http.Client{Timeout: 20 * time.Second}
 			for {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				req, _ := http.NewRequest(http.MethodPost, issuer+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"load","version":"1"}}}`))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Accept", "application/json, text/event-stream")
-				req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-				resp, err := hc.Do(req)
-				if err != nil {
-					// Refused, or reset/closed while still in the kernel's
-					// accept queue when the listener closed (the client
-					// sees ECONNRESET or EOF on a fresh connection): it
-					// was never accepted, so never in flight.
-					var op *net.OpError
-					if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || (errors.As(err, &op) && op.Op == "dial") {
-						refused.Add(1)
-						time.Sleep(5 * time.Millisecond)
-						continue
-					}
-					failed.Add(1)
-					failures.Store(err.Error(), true)
-					continue
-				}
-				var body bytes.Buffer
-				body.ReadFrom(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					failed.Add(1)
-					failures.Store(resp.Status, true)
-					continue
-				}
-				ok.Add(1)
+				res.do(hc, next(), check)
 			}
-		}()
+		})
 	}
-	time.Sleep(700 * time.Millisecond)
+	anyBody := func([]byte) string { return "" }
+	mcpCall := func(body string, sid string) *http.Request {
+		req, _ := http.NewRequest(http.MethodPost, issuer+"/mcp", strings.NewReader(body))
+		for k, v := range mcpHeader {
+			req.Header.Set(k, v)
+		}
+		if sid == "" {
+			req.Header.Del("Mcp-Session-Id")
+			req.Header.Del("MCP-Protocol-Version")
+		}
+		return req
+	}
+	var rpcID atomic.Int64
+	rpcID.Store(100)
+	for range 3 {
+		worker(func() *http.Request {
+			return mcpCall(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"note_save","arguments":{"title":"t","body":"b"}}}`, rpcID.Add(1)), sid)
+		}, func(b []byte) string {
+			if !bytes.Contains(b, []byte(`"structuredContent":{"id"`)) {
+				return fmt.Sprintf("note_save answered %.200q", b)
+			}
+			return ""
+		})
+	}
+	worker(func() *http.Request {
+		return mcpCall(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"load","version":"1"}}}`, "")
+	}, anyBody)
+	for range 2 {
+		worker(func() *http.Request {
+			req, _ := http.NewRequest(http.MethodPost, issuer+"/token", strings.NewReader("grant_type=client_credentials&scope=notes%3Aread"))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth(ccID, ccSecret)
+			return req
+		}, anyBody)
+	}
+	var rt atomic.Value
+	rt.Store(grant.RefreshToken)
+	worker(func() *http.Request {
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt.Load().(string)}, "client_id": {clientID}}
+		req, _ := http.NewRequest(http.MethodPost, issuer+"/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return req
+	}, func(b []byte) string {
+		var tok struct {
+			RefreshToken string `json:"refresh_token"`
+		}
+		if json.Unmarshal(b, &tok) != nil || tok.RefreshToken == "" {
+			return fmt.Sprintf("refresh answered %.200q", b)
+		}
+		rt.Store(tok.RefreshToken)
+		return ""
+	})
+
+	waitFor(t, func() bool { return res.ok.Load() >= 50 })
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
+	}
+	// The listener closes when shutdown starts; only then do the requests
+	// accepted before the signal send their bodies.
+	waitFor(t, func() bool {
+		c, err := net.Dial("tcp", listen)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	for _, s := range straddlers {
+		resp, body := s.finish(t)
+		if resp != nil && (resp.StatusCode < 200 || resp.StatusCode > 299) {
+			t.Errorf("%s, accepted before SIGTERM: %s %.200s", s.name, resp.Status, body)
+		}
+		if s.name == "note_save" && !bytes.Contains(body, []byte(`"structuredContent":{"id"`)) {
+			t.Errorf("note_save accepted before SIGTERM answered %.200q", body)
+		}
 	}
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- cmd.Wait() }()
@@ -124,17 +283,31 @@ func TestSIGTERMDuringLoad(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	if ok.Load() < 20 {
-		t.Errorf("only %d requests succeeded before the signal; the load did not run", ok.Load())
-	}
-	if n := failed.Load(); n > 0 {
+	if n := res.failed.Load(); n > 0 {
 		var reasons []string
-		failures.Range(func(k, _ any) bool { reasons = append(reasons, k.(string)); return true })
-		t.Errorf("%d requests failed mid-flight (%d ok, %d refused after close): %v", n, ok.Load(), refused.Load(), reasons)
+		res.failures.Range(func(k, _ any) bool { reasons = append(reasons, k.(string)); return true })
+		t.Errorf("%d requests failed mid-flight (%d ok, %d refused after close): %v", n, res.ok.Load(), res.refused.Load(), reasons)
 	}
 	if _, err := os.Stat(filepath.Join(data, adminSocketName)); !os.IsNotExist(err) {
 		t.Errorf("admin socket left behind (stat: %v)", err)
 	}
 	checkBolt(t, filepath.Join(data, "mcpd.db"))
-	t.Logf("%d requests ok, %d refused after the listener closed", ok.Load(), refused.Load())
+	st := mustOpenStore(t, data)
+	defer st.Close()
+	notes, err := st.ListNotes(t.Context(), "client:"+tokenClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, n := range notes {
+		found = found || n.Title == "saved across SIGTERM"
+	}
+	if !found {
+		t.Errorf("the note saved by a request accepted before SIGTERM is not in the database (%d notes)", len(notes))
+	}
+	t.Logf("%d requests ok, %d refused after the listener closed", res.ok.Load(), res.refused.Load())
+}
+
+func basicAuth(id, secret string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret)))
 }

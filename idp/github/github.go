@@ -31,7 +31,6 @@ const (
 	DefaultBaseURL = "https://github.com"
 	DefaultAPIURL  = "https://api.github.com"
 	defaultTimeout = 10 * time.Second
-	maxAPIBody     = 1 << 20
 	maxOrgPages    = 10
 )
 
@@ -53,8 +52,9 @@ type Config struct {
 	APIURL string
 	// FetchOrgs reads the person's organisations into Identity.Orgs.
 	FetchOrgs bool
-	// HTTPClient makes every call to GitHub; nil means a client with a
-	// 10 s timeout.
+	// HTTPClient makes every call to GitHub, through idp.BoundedClient
+	// (answers cut at idp.MaxResponseBytes); nil, or one without a
+	// timeout, gets a 10 s timeout.
 	HTTPClient *http.Client
 }
 
@@ -90,10 +90,8 @@ func New(cfg Config) (*Connector, error) {
 	if cfg.FetchOrgs && !slices.Contains(scopes, "read:org") {
 		scopes = append(scopes, "read:org")
 	}
-	c := &Connector{cfg: cfg, hc: cfg.HTTPClient}
-	if c.hc == nil {
-		c.hc = &http.Client{Timeout: defaultTimeout}
-	}
+	c := &Connector{cfg: cfg}
+	c.hc = idp.BoundedClient(cfg.HTTPClient, defaultTimeout)
 	c.oauth = &oauth2.Config{
 		ClientID:     cfg.ClientID,
 		ClientSecret: cfg.ClientSecret,
@@ -121,6 +119,13 @@ func (c *Connector) config(callbackURL string) *oauth2.Config {
 // has no ID token, so no nonce).
 func (c *Connector) AuthCodeURL(_ context.Context, callbackURL string, r idp.Request) (string, error) {
 	return c.config(callbackURL).AuthCodeURL(r.State, oauth2.S256ChallengeOption(r.CodeVerifier)), nil
+}
+
+// ResponseIssuer returns "": GitHub names no issuer in its authorization
+// responses (RFC 9207) and publishes no metadata; the callback URL of its
+// own keeps its answers apart from other providers'.
+func (c *Connector) ResponseIssuer(context.Context) (string, bool, error) {
+	return "", false, nil
 }
 
 // Exchange redeems code with r's verifier and reads who signed in from the
@@ -189,7 +194,7 @@ func (c *Connector) get(ctx context.Context, tok *oauth2.Token, path string, out
 		return idp.HTTPError("GET "+path, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIBody))
+	body, err := io.ReadAll(resp.Body) // bounded by idp.BoundedClient
 	switch {
 	case err != nil:
 		return idp.HTTPError("GET "+path, err)

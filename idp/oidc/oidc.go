@@ -2,7 +2,7 @@
 // Microsoft Entra ID, Keycloak, Okta, …): discovery, the authorization-code
 // flow with PKCE, state and nonce, and an ID token verified by
 // github.com/coreos/go-oidc (signature against the provider's JWKS, iss,
-// aud, exp) plus the nonce and at_hash, with email_verified honoured.
+// aud, exp) plus azp, the nonce and at_hash, with email_verified honoured.
 //
 // It discovers the provider lazily, on the first sign-in, and again after
 // a failure, so mcpd starts while the provider is down. It keeps no state
@@ -31,7 +31,7 @@ import (
 var DefaultScopes = []string{gooidc.ScopeOpenID, "email", "profile"}
 
 // defaultTimeout bounds each call to the provider when Config.HTTPClient
-// is nil.
+// has no timeout.
 const defaultTimeout = 10 * time.Second
 
 // Google's issuer: it refuses the offline_access scope and hands out
@@ -49,8 +49,9 @@ type Config struct {
 	// Empty means DefaultScopes. Add offline_access (most providers) for
 	// a refresh token, and the scopes the upstream APIs need.
 	Scopes []string
-	// HTTPClient makes every call to the provider; nil means a client
-	// with a 10 s timeout.
+	// HTTPClient makes every call to the provider, through
+	// idp.BoundedClient (answers cut at idp.MaxResponseBytes); nil, or
+	// one without a timeout, gets a 10 s timeout.
 	HTTPClient *http.Client
 	// Now is the clock for ID token expiry; nil means time.Now.
 	Now func() time.Time
@@ -78,10 +79,8 @@ func New(cfg Config) (*Connector, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Connector{cfg: cfg, hc: cfg.HTTPClient}
-	if c.hc == nil {
-		c.hc = &http.Client{Timeout: defaultTimeout}
-	}
+	c := &Connector{cfg: cfg}
+	c.hc = idp.BoundedClient(cfg.HTTPClient, defaultTimeout)
 	c.scopes = cfg.Scopes
 	if len(c.scopes) == 0 {
 		c.scopes = DefaultScopes
@@ -118,9 +117,39 @@ func (c *Connector) discover(ctx context.Context) (*gooidc.Provider, error) {
 		}
 		return nil, idp.HTTPError("discovery", err)
 	}
+	if err := checkEndpoints(c.cfg.Issuer, p); err != nil {
+		return nil, err
+	}
 	c.provider = p
 	c.verifier = p.Verifier(&gooidc.Config{ClientID: c.cfg.ClientID, Now: c.cfg.Now})
 	return p, nil
+}
+
+// checkEndpoints refuses a discovery document of an https issuer that
+// sends mcpd to a plain http endpoint: the client secret, codes and tokens
+// would cross the network in the clear (OpenID Connect Core §16.17 wants
+// TLS for every one of them). An http issuer (a provider on loopback, as
+// in tests; cmd/mcpd allows no other) is not checked.
+func checkEndpoints(issuer string, p *gooidc.Provider) error {
+	if !strings.HasPrefix(issuer, "https://") {
+		return nil
+	}
+	var meta struct {
+		JWKS     string `json:"jwks_uri"`
+		UserInfo string `json:"userinfo_endpoint"`
+	}
+	if err := p.Claims(&meta); err != nil {
+		return fmt.Errorf("%w: reading the discovery document: %v", idp.ErrUnverifiable, err)
+	}
+	for name, u := range map[string]string{
+		"authorization_endpoint": p.Endpoint().AuthURL, "token_endpoint": p.Endpoint().TokenURL,
+		"jwks_uri": meta.JWKS, "userinfo_endpoint": meta.UserInfo,
+	} {
+		if u != "" && !strings.HasPrefix(u, "https://") {
+			return fmt.Errorf("%w: the discovery document's %s is not https", idp.ErrUnverifiable, name)
+		}
+	}
+	return nil
 }
 
 func (c *Connector) oauth2Config(p *gooidc.Provider, callbackURL string) *oauth2.Config {
@@ -147,9 +176,28 @@ func (c *Connector) AuthCodeURL(ctx context.Context, callbackURL string, r idp.R
 	return c.oauth2Config(p, callbackURL).AuthCodeURL(r.State, opts...), nil
 }
 
+// ResponseIssuer returns the issuer identifier the provider puts in the
+// iss parameter of its authorization responses (RFC 9207), which is its
+// issuer, and whether its discovery document promises to send it
+// (authorization_response_iss_parameter_supported).
+func (c *Connector) ResponseIssuer(ctx context.Context) (string, bool, error) {
+	p, err := c.discover(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	var meta struct {
+		IssParameter bool `json:"authorization_response_iss_parameter_supported"`
+	}
+	if err := p.Claims(&meta); err != nil {
+		return "", false, fmt.Errorf("%w: reading the discovery document: %v", idp.ErrUnverifiable, err)
+	}
+	return c.cfg.Issuer, meta.IssParameter, nil
+}
+
 // claims are the ID token and userinfo claims the connector reads.
 type claims struct {
 	Subject           string          `json:"sub"`
+	AuthorizedParty   string          `json:"azp"`
 	Email             string          `json:"email"`
 	EmailVerified     json.RawMessage `json:"email_verified"`
 	EmailDomainOwner  json.RawMessage `json:"xms_edov"` // Microsoft Entra ID
@@ -178,7 +226,7 @@ func (cl claims) verified() bool {
 }
 
 // Exchange redeems code at the token endpoint with r's verifier, verifies
-// the ID token (signature, iss, aud, exp, nonce, at_hash) and returns the
+// the ID token (signature, iss, aud, azp, exp, nonce, at_hash) and returns the
 // identity it vouches for, with the upstream token. Claims missing from
 // the ID token are read from the userinfo endpoint, whose subject must be
 // the ID token's.
@@ -217,6 +265,15 @@ func (c *Connector) Exchange(ctx context.Context, callbackURL, code string, r id
 	var cl claims
 	if err := idt.Claims(&cl); err != nil {
 		return idp.Identity{}, nil, fmt.Errorf("%w: reading the ID token's claims: %v", idp.ErrUnverifiable, err)
+	}
+	// OpenID Connect Core §3.1.3.7 steps 4 and 5 (go-oidc checks only that
+	// aud holds the client): a token for several audiences names the one
+	// it was issued to in azp, and an azp must be this client.
+	if cl.AuthorizedParty != "" && cl.AuthorizedParty != c.cfg.ClientID {
+		return idp.Identity{}, nil, fmt.Errorf("%w: the ID token was issued to another client (azp)", idp.ErrUnverifiable)
+	}
+	if len(idt.Audience) > 1 && cl.AuthorizedParty == "" {
+		return idp.Identity{}, nil, fmt.Errorf("%w: the ID token has several audiences and no azp", idp.ErrUnverifiable)
 	}
 	if cl.Email == "" && p.UserInfoEndpoint() != "" {
 		ui, err := p.UserInfo(ctx, oauth2.StaticTokenSource(tok))

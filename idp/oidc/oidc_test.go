@@ -3,8 +3,11 @@ package oidc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,6 +104,8 @@ func TestExchange(t *testing.T) {
 			idp.Identity{Subject: "ada-1", Email: "Ada@Example.com", Name: "Ada Lovelace"}},
 		{"Entra's xms_edov stands for email_verified when that is absent", idptest.Faults{NoEmailVerified: true, EmailDomainOwner: true}, ada,
 			idp.Identity{Subject: "ada-1", Email: "Ada@Example.com", EmailVerified: true, Name: "Ada Lovelace"}},
+		{"several audiences with azp naming this client pass", idptest.Faults{ExtraAudience: "https://api.example", AuthorizedParty: "mcpd"}, ada,
+			idp.Identity{Subject: "ada-1", Email: "Ada@Example.com", EmailVerified: true, Name: "Ada Lovelace"}},
 		{"claims missing from the ID token are read from userinfo", idptest.Faults{EmailOnlyInfo: true}, ada,
 			idp.Identity{Subject: "ada-1", Email: "Ada@Example.com", EmailVerified: true, Name: "Ada Lovelace"}},
 	}
@@ -139,6 +144,9 @@ func TestExchangeFailures(t *testing.T) {
 	}{
 		{"an ID token of another issuer is unverifiable", idptest.Faults{Issuer: "https://evil.example"}, nil, idp.ErrUnverifiable, false},
 		{"an ID token for another audience is unverifiable", idptest.Faults{Audience: "someone-else"}, nil, idp.ErrUnverifiable, false},
+		{"an ID token issued to another client (azp) is unverifiable", idptest.Faults{AuthorizedParty: "someone-else"}, nil, idp.ErrUnverifiable, false},
+		{"an ID token for several audiences without azp is unverifiable", idptest.Faults{ExtraAudience: "someone-else"}, nil, idp.ErrUnverifiable, false},
+		{"an ID token for several audiences issued to another client is unverifiable", idptest.Faults{ExtraAudience: "someone-else", AuthorizedParty: "someone-else"}, nil, idp.ErrUnverifiable, false},
 		{"an ID token with another nonce is unverifiable", idptest.Faults{Nonce: "replayed-nonce"}, nil, idp.ErrUnverifiable, false},
 		{"an expired ID token is unverifiable", idptest.Faults{ExpiredIDToken: true}, nil, idp.ErrUnverifiable, false},
 		{"a wrong PKCE verifier is rejected", idptest.Faults{}, func(r *idp.Request, _ *string) { r.CodeVerifier = oauth2.GenerateVerifier() }, idp.ErrRejected, false},
@@ -249,4 +257,103 @@ func TestRefresh(t *testing.T) {
 			t.Errorf("Refresh with the provider failing: got %v; want ErrUnavailable", err)
 		}
 	})
+}
+
+func TestHostileProvider(t *testing.T) {
+	t.Run("a discovery document past the size limit is refused, not read whole", func(t *testing.T) {
+		p := idptest.NewOIDC(t, ada)
+		p.SetFaults(idptest.Faults{Oversized: "discovery"})
+		if _, err := newConnector(t, p, nil).AuthCodeURL(context.Background(), callback, newRequest()); !errors.Is(err, idp.ErrUnavailable) {
+			t.Errorf("AuthCodeURL: got %v; want ErrUnavailable", err)
+		}
+	})
+
+	for _, answer := range []string{"keys", "userinfo"} {
+		t.Run("a "+answer+" answer past the size limit fails the sign-in", func(t *testing.T) {
+			p := idptest.NewOIDC(t, ada)
+			c := newConnector(t, p, nil)
+			r := newRequest()
+			code := signIn(t, c, r).Get("code")
+			p.SetFaults(idptest.Faults{Oversized: answer, EmailOnlyInfo: true})
+			id, tok, err := c.Exchange(context.Background(), callback, code, r)
+			if err == nil || tok != nil || id.Subject != "" {
+				t.Errorf("Exchange = %+v, %v, %v; want a failure", id, tok, err)
+			}
+		})
+	}
+
+	t.Run("the body of a failed userinfo answer, echoing the access token, stays out of the error", func(t *testing.T) {
+		p := idptest.NewOIDC(t, ada)
+		c := newConnector(t, p, nil)
+		r := newRequest()
+		code := signIn(t, c, r).Get("code")
+		p.SetFaults(idptest.Faults{EmailOnlyInfo: true, UserinfoEcho: true})
+		_, _, err := c.Exchange(context.Background(), callback, code, r)
+		if !errors.Is(err, idp.ErrUnavailable) {
+			t.Fatalf("Exchange: got %v; want ErrUnavailable", err)
+		}
+		if strings.Contains(err.Error(), "Bearer") || strings.Contains(err.Error(), "Authorization") {
+			t.Errorf("the error holds the provider's body with the token: %v", err)
+		}
+	})
+}
+
+func TestResponseIssuer(t *testing.T) {
+	for _, promised := range []bool{false, true} {
+		t.Run(fmt.Sprintf("the issuer, and whether discovery promises iss (%v)", promised), func(t *testing.T) {
+			p := idptest.NewOIDC(t, ada)
+			p.SetFaults(idptest.Faults{IssParameter: promised})
+			c := newConnector(t, p, nil)
+			iss, required, err := c.ResponseIssuer(context.Background())
+			if err != nil || iss != p.URL || required != promised {
+				t.Errorf("ResponseIssuer = %q, %v, %v; want %q, %v", iss, required, err, p.URL, promised)
+			}
+			if promised {
+				if got := signIn(t, c, newRequest()).Get("iss"); got != p.URL {
+					t.Errorf("the provider's answer carries iss %q; want %q", got, p.URL)
+				}
+			}
+		})
+	}
+
+	t.Run("a provider that is down is unavailable", func(t *testing.T) {
+		p := idptest.NewOIDC(t, ada)
+		p.Close()
+		if _, _, err := newConnector(t, p, nil).ResponseIssuer(context.Background()); !errors.Is(err, idp.ErrUnavailable) {
+			t.Errorf("got %v; want ErrUnavailable", err)
+		}
+	})
+}
+
+func TestDiscoveryOverTLS(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		endpoint string // a path on the TLS server, or an absolute http URL
+		want     error
+	}{
+		{"https endpoints are used", "/token", nil},
+		{"an https issuer naming a plain http token endpoint is refused", "http://provider.example/token", idp.ErrUnverifiable},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var srv *httptest.Server
+			srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				token := tt.endpoint
+				if strings.HasPrefix(token, "/") {
+					token = srv.URL + token
+				}
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprintf(w, `{"issuer":%q,"authorization_endpoint":%q,"token_endpoint":%q,"jwks_uri":%q,"userinfo_endpoint":%q,`+
+					`"response_types_supported":["code"],"subject_types_supported":["public"],"id_token_signing_alg_values_supported":["RS256"]}`,
+					srv.URL, srv.URL+"/auth", token, srv.URL+"/keys", srv.URL+"/userinfo")
+			}))
+			t.Cleanup(srv.Close)
+			c, err := oidc.New(oidc.Config{Issuer: srv.URL, ClientID: "mcpd", HTTPClient: srv.Client()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.AuthCodeURL(context.Background(), callback, newRequest()); !errors.Is(err, tt.want) {
+				t.Errorf("AuthCodeURL: got %v; want %v", err, tt.want)
+			}
+		})
+	}
 }

@@ -56,16 +56,20 @@ type OIDC struct {
 	access map[string]tokenInfo // access token → who and until when
 	rtoks  map[string]string    // refresh token → subject
 	stats  Stats
+	issued []string // every code, token and ID token handed out
 }
 
 // Faults make the provider misbehave; the zero value behaves.
 type Faults struct {
 	AuthError        string        // /authorize answers with this error
 	Delay            time.Duration // every token request waits this long first
-	TokenStatus      int           // /token answers this status with a server error
+	TokenStatus      int           // /token answers this status with TokenErrorCode
+	TokenErrorCode   string        // the error code of TokenStatus; "" → server_error
 	Issuer           string        // the ID token's iss, if set
 	Audience         string        // the ID token's aud, if set
 	Nonce            string        // the ID token's nonce, if set
+	ExtraAudience    string        // a second aud next to the client's, if set
+	AuthorizedParty  string        // the ID token's azp, if set
 	EmailOnlyInfo    bool          // email claims only at /userinfo
 	NoRefreshToken   bool          // token responses carry no refresh token
 	RefuseRefresh    bool          // every refresh is invalid_grant
@@ -74,7 +78,22 @@ type Faults struct {
 	StringVerified   bool          // email_verified sent as the string "true"/"false"
 	NoEmailVerified  bool          // no email_verified claim at all
 	EmailDomainOwner bool          // Entra's xms_edov claim, true
+	// IssParameter advertises authorization_response_iss_parameter_supported
+	// and sends iss in every authorization response (RFC 9207);
+	// ResponseIss sends that iss instead of the provider's.
+	IssParameter bool
+	ResponseIss  string
+	// Oversized pads one answer ("discovery", "keys" or "userinfo") with
+	// OversizedBytes of white space: still valid JSON, only too long.
+	Oversized string
+	// UserinfoEcho makes userinfo fail with 500 and a body that echoes
+	// the request's Authorization header, as a debugging proxy might.
+	UserinfoEcho bool
 }
+
+// OversizedBytes is the padding of Faults.Oversized: twice the 1 MiB
+// mcpd reads of any answer.
+const OversizedBytes = 2 << 20
 
 // Stats counts what the provider was asked.
 type Stats struct {
@@ -109,7 +128,10 @@ func NewOIDC(t testing.TB, user User) *OIDC {
 	p.keys = &oidctest.Server{PublicKeys: []oidctest.PublicKey{{PublicKey: key.Public(), KeyID: "k1", Algorithm: "RS256"}}}
 	mux := http.NewServeMux()
 	mux.Handle("/.well-known/openid-configuration", http.HandlerFunc(p.discovery))
-	mux.Handle("/keys", p.keys)
+	mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) {
+		p.pad(w, "keys")
+		p.keys.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("/auth", p.authorize)
 	mux.HandleFunc("/token", p.token)
 	mux.HandleFunc("/userinfo", p.userinfo)
@@ -128,6 +150,15 @@ func (p *OIDC) SetFaults(f Faults) { p.mu.Lock(); p.faults = f; p.mu.Unlock() }
 
 // Stats returns the counts so far.
 func (p *OIDC) Stats() Stats { p.mu.Lock(); defer p.mu.Unlock(); return p.stats }
+
+// Issued returns every secret the provider handed out so far: codes,
+// access and refresh tokens, ID tokens; a test looks for them where they
+// must not be (logs, the database, pages).
+func (p *OIDC) Issued() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string{p.ClientSecret}, p.issued...)
+}
 
 // Close stops the provider: from then on it does not answer.
 func (p *OIDC) Close() { p.srv.Close() }
@@ -162,9 +193,25 @@ func (p *OIDC) RevokeRefreshTokens() {
 	clear(p.rtoks)
 }
 
+// pad writes the padding of Faults.Oversized when it names answer.
+func (p *OIDC) pad(w http.ResponseWriter, answer string) {
+	p.mu.Lock()
+	on := p.faults.Oversized == answer
+	p.mu.Unlock()
+	if on {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(strings.Repeat(" ", OversizedBytes)))
+	}
+}
+
 func (p *OIDC) discovery(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
+	p.pad(w, "discovery")
+	p.mu.Lock()
+	iss := p.faults.IssParameter
+	p.mu.Unlock()
 	json.NewEncoder(w).Encode(map[string]any{
+		"authorization_response_iss_parameter_supported": iss,
 		"issuer":                                p.URL,
 		"authorization_endpoint":                p.URL + "/auth",
 		"token_endpoint":                        p.URL + "/token",
@@ -195,6 +242,12 @@ func (p *OIDC) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	params := url.Values{"state": {q.Get("state")}}
+	if p.faults.IssParameter {
+		params.Set("iss", p.URL)
+	}
+	if p.faults.ResponseIss != "" {
+		params.Set("iss", p.faults.ResponseIss)
+	}
 	if p.faults.AuthError != "" {
 		params.Set("error", p.faults.AuthError)
 		params.Set("error_description", "the stand-in provider was told to refuse")
@@ -206,6 +259,7 @@ func (p *OIDC) authorize(w http.ResponseWriter, r *http.Request) {
 		code := randomString()
 		p.codes[code] = codeGrant{subject: p.user.Subject, redirect: redirect, challenge: q.Get("code_challenge"), nonce: q.Get("nonce")}
 		params.Set("code", code)
+		p.issued = append(p.issued, code)
 	}
 	back.RawQuery = params.Encode()
 	http.Redirect(w, r, back.String(), http.StatusFound)
@@ -233,7 +287,11 @@ func (p *OIDC) token(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.faults.TokenStatus != 0 {
-		oauthError(w, p.faults.TokenStatus, "server_error")
+		code := p.faults.TokenErrorCode
+		if code == "" {
+			code = "server_error"
+		}
+		oauthError(w, p.faults.TokenStatus, code)
 		return
 	}
 	if id != p.ClientID || secret != p.ClientSecret {
@@ -274,10 +332,12 @@ func (p *OIDC) issue(w http.ResponseWriter, sub, nonce string, withID bool) {
 	}
 	access := randomString()
 	p.access[access] = tokenInfo{subject: sub, expires: time.Now().Add(ttl)}
+	p.issued = append(p.issued, access)
 	resp := map[string]any{"access_token": access, "token_type": "Bearer", "expires_in": int(ttl / time.Second)}
 	if !p.faults.NoRefreshToken {
 		rt := randomString()
 		p.rtoks[rt] = sub
+		p.issued = append(p.issued, rt)
 		resp["refresh_token"] = rt
 	}
 	if withID {
@@ -292,6 +352,12 @@ func (p *OIDC) issue(w http.ResponseWriter, sub, nonce string, withID bool) {
 		if p.faults.Audience != "" {
 			claims["aud"] = p.faults.Audience
 		}
+		if p.faults.ExtraAudience != "" {
+			claims["aud"] = []string{p.ClientID, p.faults.ExtraAudience}
+		}
+		if p.faults.AuthorizedParty != "" {
+			claims["azp"] = p.faults.AuthorizedParty
+		}
 		if p.faults.Nonce != "" {
 			claims["nonce"] = p.faults.Nonce
 		}
@@ -303,6 +369,7 @@ func (p *OIDC) issue(w http.ResponseWriter, sub, nonce string, withID bool) {
 		}
 		raw, _ := json.Marshal(claims)
 		resp["id_token"] = oidctest.SignIDToken(p.key, "k1", "RS256", string(raw))
+		p.issued = append(p.issued, resp["id_token"].(string))
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -328,6 +395,13 @@ func (p *OIDC) userClaims(c map[string]any) {
 }
 
 func (p *OIDC) userinfo(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	echo := p.faults.UserinfoEcho
+	p.mu.Unlock()
+	if echo {
+		http.Error(w, "upstream failed for request with Authorization: "+r.Header.Get("Authorization"), http.StatusInternalServerError)
+		return
+	}
 	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	sub, ok := p.ActiveSubject(tok)
 	if !ok {
@@ -340,6 +414,7 @@ func (p *OIDC) userinfo(w http.ResponseWriter, r *http.Request) {
 	p.userClaims(claims)
 	p.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
+	p.pad(w, "userinfo")
 	json.NewEncoder(w).Encode(claims)
 }
 

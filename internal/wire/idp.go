@@ -28,6 +28,17 @@ func (a AuthzStorage) LinkIdentity(ctx context.Context, id authz.Identity) error
 	return authzErr(a.Store.LinkIdentity(ctx, store.Identity(id)))
 }
 
+// ListIdentities shadows the store's method, whose result is the store's
+// type.
+func (a AuthzStorage) ListIdentities(ctx context.Context, user string) ([]authz.Identity, error) {
+	ids, err := a.Store.ListIdentities(ctx, user)
+	out := make([]authz.Identity, len(ids))
+	for i, id := range ids {
+		out[i] = authz.Identity(id)
+	}
+	return out, authzErr(err)
+}
+
 func (a AuthzStorage) LookupUserByEmail(ctx context.Context, email string) (string, error) {
 	name, err := a.Store.LookupUserByEmail(ctx, email)
 	return name, authzErr(err)
@@ -50,6 +61,7 @@ func (a AuthzStorage) TakeIDPState(ctx context.Context, state string) ([]byte, e
 type connector interface {
 	AuthCodeURL(ctx context.Context, callbackURL string, r idp.Request) (string, error)
 	Exchange(ctx context.Context, callbackURL, code string, r idp.Request) (idp.Identity, *oauth2.Token, error)
+	ResponseIssuer(ctx context.Context) (string, bool, error)
 }
 
 // Connector adapts an idp connector to authz.Connector.
@@ -67,6 +79,11 @@ func (c Connector) AuthCodeURL(ctx context.Context, callbackURL string, r authz.
 func (c Connector) Exchange(ctx context.Context, callbackURL, code string, r authz.UpstreamRequest) (authz.UpstreamIdentity, *oauth2.Token, error) {
 	id, tok, err := c.C.Exchange(ctx, callbackURL, code, idp.Request(r))
 	return authz.UpstreamIdentity(id), tok, providerErr(err)
+}
+
+func (c Connector) ResponseIssuer(ctx context.Context) (string, bool, error) {
+	iss, required, err := c.C.ResponseIssuer(ctx)
+	return iss, required, providerErr(err)
 }
 
 // providerErr maps idp's failure classes onto authz's, keeping the chain

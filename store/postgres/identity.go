@@ -218,6 +218,39 @@ func (s *Store) ListIdentities(ctx context.Context, user string) ([]store.Identi
 	return out, err
 }
 
+// UnlinkIdentities deletes the identities linked to user through the
+// provider named provider, with the user's upstream token at it, and
+// returns how many identities it deleted. store.ErrNotFound for an unknown
+// user.
+func (s *Store) UnlinkIdentities(ctx context.Context, user, provider string) (int, error) {
+	if !textOK(user) {
+		return 0, store.ErrNotFound
+	}
+	n := 0
+	err := s.update(ctx, func(ctx context.Context) error {
+		n = 0
+		q, err := s.q(ctx)
+		if err != nil {
+			return err
+		}
+		var one int
+		if err := q.QueryRow(ctx, "SELECT 1 FROM users WHERE name = $1 FOR SHARE", user).Scan(&one); err != nil {
+			return notFound(err, store.ErrNotFound)
+		}
+		if !textOK(provider) {
+			return nil
+		}
+		tag, err := q.Exec(ctx, "DELETE FROM identities WHERE user_name = $1 AND data->>'provider' = $2", user, provider)
+		if err != nil {
+			return err
+		}
+		n = int(tag.RowsAffected())
+		_, err = q.Exec(ctx, "DELETE FROM upstream_tokens WHERE user_name = $1 AND provider = $2", user, provider)
+		return err
+	})
+	return n, err
+}
+
 // PutUpstreamToken keeps sealed, the user's token at the identity provider
 // provider, replacing the one kept before. sealed is opaque; the caller
 // seals it. store.ErrNotFound when the user does not exist, so a token

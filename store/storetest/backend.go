@@ -144,6 +144,7 @@ func testUserRefused(t *testing.T, b store.Backend, _ *Clock) {
 	wantIs(t, "CreateUser of a taken name", b.CreateUser(bg, "alice", "other"), store.ErrAlreadyExists)
 	for _, c := range []struct{ name, password string }{
 		{"", "pw"}, {"bob", ""}, {"bo b", "pw"}, {"bob\t", "pw"}, {"bob:x", "pw"}, {"bob\n", "pw"}, {"bob\x00", "pw"}, {"b\xffob", "pw"},
+		{"bob\u202e", "pw"}, {"b\u2067ob", "pw"}, // bidirectional controls
 	} {
 		wantIs(t, fmt.Sprintf("CreateUser(%q, %q)", c.name, c.password), b.CreateUser(bg, c.name, c.password), store.ErrInvalidUser)
 	}

@@ -37,10 +37,12 @@ func RunIdentities(t *testing.T, newStore func(t *testing.T) IdentityStorage) {
 		{"an external user is found by email in any case and has no password", testExternalUser},
 		{"user list carries each user's lower-case email", testListUsersEmail},
 		{"an email address belongs to at most one user", testEmailUnique},
+		{"only ASCII letters fold: an address with a character that lower-cases to ASCII is another", testEmailASCIIFold},
 		{"changing or clearing a user's email frees the old address", testEmailChange},
 		{"a linked identity is found by issuer and subject and listed under its user", testLinkIdentity},
 		{"an identity links once, and only to a user that exists", testLinkOnce},
 		{"an upstream token is kept, replaced and forgotten per user and provider", testUpstreamToken},
+		{"unlinking a provider deletes the user's identities through it and its token, nothing else", testUnlinkIdentities},
 		{"deleting a user deletes its identities, email and upstream tokens", testDeleteUserIdentities},
 		{"a sign-in state is taken once and never after it expires", testIDPState},
 		{"a user created and linked in a rolled-back transaction leaves nothing", testHalfCreatedUser},
@@ -292,4 +294,79 @@ func testHalfCreatedUser(t *testing.T, s IdentityStorage) {
 		t.Errorf("upstream token after rollback: got %v; want store.ErrNotFound", err)
 	}
 	mustNil(t, "CreateExternalUser after rollback", s.CreateExternalUser(ctx, "ada@example.com", "ada@example.com"))
+}
+
+// testEmailASCIIFold: the Kelvin sign (U+212A) lower-cases to k and
+// folds with K, the long s (U+017F) folds with s. An address a provider
+// vouches for with one of them must not reach the user of the ASCII
+// address.
+func testEmailASCIIFold(t *testing.T, s IdentityStorage) {
+	ctx := context.Background()
+	mustNil(t, "CreateExternalUser", s.CreateExternalUser(ctx, "kate", "Kate@Sales.example"))
+	for _, email := range []string{"\u212Aate@sales.example", "kate@\u017Fales.example", "KATE@SALE\u017F.EXAMPLE"} {
+		if name, err := s.LookupUserByEmail(ctx, email); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("LookupUserByEmail(%q) = %q, %v; want store.ErrNotFound", email, name, err)
+		}
+	}
+	if err := s.CreateExternalUser(ctx, "\u212Aate", "\u212Aate@sales.example"); err != nil {
+		t.Errorf("CreateExternalUser of the Kelvin-sign address: %v; want it to be another address", err)
+	}
+	if name, err := s.LookupUserByEmail(ctx, "KATE@sales.EXAMPLE"); err != nil || name != "kate" {
+		t.Errorf("LookupUserByEmail in ASCII upper case = %q, %v; want kate", name, err)
+	}
+	if e, err := store.NormalizeEmail(" \u212Aate@Sales.Example "); err != nil || e != "\u212Aate@sales.example" {
+		t.Errorf("NormalizeEmail = %q, %v; want the Kelvin sign kept and ASCII folded", e, err)
+	}
+}
+
+func testUnlinkIdentities(t *testing.T, s IdentityStorage) {
+	ctx := context.Background()
+	mustNil(t, "CreateExternalUser", s.CreateExternalUser(ctx, "bob", "bob@example.com"))
+	mustNil(t, "CreateExternalUser", s.CreateExternalUser(ctx, "eve", "eve@example.com"))
+	for _, id := range []store.Identity{
+		{Issuer: issuerA, Subject: "b1", Provider: "a", User: "bob"},
+		{Issuer: issuerA, Subject: "b2", Provider: "a", User: "bob"},
+		{Issuer: issuerB, Subject: "b3", Provider: "b", User: "bob"},
+		{Issuer: issuerA, Subject: "e1", Provider: "a", User: "eve"},
+	} {
+		mustNil(t, "LinkIdentity", s.LinkIdentity(ctx, id))
+	}
+	for _, k := range []struct{ user, provider string }{{"bob", "a"}, {"bob", "b"}, {"eve", "a"}} {
+		mustNil(t, "PutUpstreamToken", s.PutUpstreamToken(ctx, k.user, k.provider, []byte("sealed-"+k.user+k.provider)))
+	}
+
+	n, err := s.UnlinkIdentities(ctx, "bob", "a")
+	if err != nil || n != 2 {
+		t.Fatalf("UnlinkIdentities(bob, a) = %d, %v; want 2, nil", n, err)
+	}
+	for _, sub := range []string{"b1", "b2"} {
+		if _, err := s.LookupIdentity(ctx, issuerA, sub); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("LookupIdentity(%s) after unlinking: got %v; want store.ErrNotFound", sub, err)
+		}
+	}
+	if list, err := s.ListIdentities(ctx, "bob"); err != nil || len(list) != 1 || list[0].Subject != "b3" {
+		t.Errorf("bob's identities = %+v, %v; want only b3", list, err)
+	}
+	if _, err := s.GetUpstreamToken(ctx, "bob", "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("bob's token at a: got %v; want store.ErrNotFound", err)
+	}
+	if _, err := s.GetUpstreamToken(ctx, "bob", "b"); err != nil {
+		t.Errorf("bob's token at b: %v; want it kept", err)
+	}
+	if id, err := s.LookupIdentity(ctx, issuerA, "e1"); err != nil || id.User != "eve" {
+		t.Errorf("eve's identity = %+v, %v; want it kept", id, err)
+	}
+	if _, err := s.GetUpstreamToken(ctx, "eve", "a"); err != nil {
+		t.Errorf("eve's token at a: %v; want it kept", err)
+	}
+	if name, err := s.LookupUserByEmail(ctx, "bob@example.com"); err != nil || name != "bob" {
+		t.Errorf("bob's email = %q, %v; want it kept", name, err)
+	}
+	mustNil(t, "LinkIdentity again", s.LinkIdentity(ctx, store.Identity{Issuer: issuerA, Subject: "b1", Provider: "a", User: "eve"}))
+	if n, err := s.UnlinkIdentities(ctx, "bob", "a"); err != nil || n != 0 {
+		t.Errorf("unlinking again = %d, %v; want 0, nil", n, err)
+	}
+	if _, err := s.UnlinkIdentities(ctx, "nobody", "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unlinking an unknown user: got %v; want store.ErrNotFound", err)
+	}
 }

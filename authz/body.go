@@ -1,0 +1,39 @@
+package authz
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// errTooLarge describes a body over the authorization server's cap.
+var errTooLarge = fmt.Sprintf("The request body is larger than %d bytes.", maxFormBody)
+
+// parseForm reads r's form body, capped at maxFormBody bytes, and returns
+// the status to answer when that failed: 413 for a body over the cap
+// (told by its Content-Length before anything is read, or found while
+// reading), 400 for anything else; 0 when the form is parsed. With a 413
+// it marks the answer to close the connection, since the rest of the body
+// is left unread.
+func parseForm(w http.ResponseWriter, r *http.Request) int {
+	if r.ContentLength > maxFormBody {
+		w.Header().Set("Connection", "close")
+		return http.StatusRequestEntityTooLarge
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+	if err := r.ParseForm(); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			w.Header().Set("Connection", "close")
+			return http.StatusRequestEntityTooLarge
+		}
+		return http.StatusBadRequest
+	}
+	return 0
+}
+
+// writeTooLarge answers 413 with an OAuth error body (RFC 6749 §5.2
+// invalid_request), for the token, revocation and introspection endpoints.
+func writeTooLarge(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "invalid_request", "error_description": errTooLarge})
+}
