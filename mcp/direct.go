@@ -87,7 +87,7 @@ func (s *Server) directCall(r *http.Request, body []byte) (*jsonrpc.Request, jso
 		return nil, none, false
 	}
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) || tooDeep(trimmed, maxDirectDepth) {
+	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) || tooDeepForDirect(trimmed) {
 		return nil, none, false
 	}
 	var msg wireMessage
@@ -280,32 +280,13 @@ func acceptsJSONAndEventStream(values []string) bool {
 	return jsonOK && streamOK
 }
 
-// tooDeep reports whether the arrays and objects of the JSON text b nest
-// deeper than limit.
-func tooDeep(b []byte, limit int) bool {
-	depth, inString, escaped := 0, false, false
-	for _, c := range b {
-		switch {
-		case escaped:
-			escaped = false
-		case inString:
-			switch c {
-			case '\\':
-				escaped = true
-			case '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '{' || c == '[':
-			if depth++; depth > limit {
-				return true
-			}
-		case c == '}' || c == ']':
-			depth--
-		}
-	}
-	return false
+// tooDeepForDirect reports whether b nests deeper than the go-sdk
+// decodes. readInbound refuses bodies deeper than maxJSONDepth already;
+// the direct path checks its own bound, so that it holds whatever that
+// limit becomes.
+func tooDeepForDirect(b []byte) bool {
+	deep, _ := scanJSON(b, maxDirectDepth)
+	return deep
 }
 
 // directHandler serves what directCall accepts on the direct path and
