@@ -20,7 +20,7 @@ const minPasswordLength = 8
 
 // handleAccount is ISSUER/account: the signed-in user's own page, listing
 // the applications that can act for them (with a revoke form each), and
-// forms to change the password and to sign out. Without a session it is
+// forms to change the password and to sign out, here or everywhere. Without a session it is
 // the login page, from which sign-in comes back here. Its forms post here,
 // each with a CSRF token bound to the browser and to the form's action.
 func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
@@ -65,6 +65,20 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 		s.endSession(r.Context(), w, sess)
 		s.log.Info("logout", "user", sess.user)
 		s.redirectAccount(w, r, "signed-out")
+	case "signout-all":
+		n, err := s.store.DeleteUserSessions(r.Context(), sess.user, "")
+		if err != nil {
+			s.log.Error("account: ending the sessions failed", "err", err)
+			s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "mcpd could not sign you out everywhere. Try again.")
+			return
+		}
+		s.visitor(w, nil)
+		s.log.Info("logout everywhere", "user", sess.user, "sessions", n)
+		s.redirectAccount(w, r, "signed-out-all")
+	case "reauth":
+		// Sign in again, to do what needs a recent sign-in.
+		s.endSession(r.Context(), w, sess)
+		s.redirectAccount(w, r, "reauth")
 	default:
 		s.errorPage(w, http.StatusBadRequest, "Bad request", "The form asked for something the account page does not do.")
 	}
@@ -77,6 +91,10 @@ func accountNotice(done string) string {
 	switch done {
 	case "signed-out":
 		return "You are signed out."
+	case "signed-out-all":
+		return "You are signed out on every browser."
+	case "reauth":
+		return "Sign in again to add a passkey."
 	case "revoked":
 		return "The application is disconnected: its tokens no longer work, and it must ask you again."
 	case "password":
@@ -108,13 +126,14 @@ func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, sess *ses
 	}
 	form := func(action string) web.Form { return web.Form{CSRFToken: s.csrfToken(sess, "account", action)} }
 	data := web.AccountData{
-		User:    sess.user,
-		Action:  s.issuer + accountPath,
-		Notice:  notice,
-		Error:   errMsg,
-		Apps:    apps,
-		Revoke:  form("revoke"),
-		SignOut: form("signout"),
+		User:              sess.user,
+		Action:            s.issuer + accountPath,
+		Notice:            notice,
+		Error:             errMsg,
+		Apps:              apps,
+		Revoke:            form("revoke"),
+		SignOut:           form("signout"),
+		SignOutEverywhere: form("signout-all"),
 	}
 	if s.passwordChangeable(ctx, sess.user) {
 		f := form("password")
@@ -133,6 +152,10 @@ func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, sess *ses
 		Rename:      form("passkey-rename"),
 		Remove:      form("passkey-remove"),
 		Full:        len(keys) >= maxPasskeysPerUser,
+	}
+	if !s.recentlySignedIn(sess) {
+		f := form("reauth")
+		data.Passkeys.SignInAgain = &f
 	}
 	for _, k := range keys {
 		data.Passkeys.List = append(data.Passkeys.List, web.AccountPasskey{
@@ -282,8 +305,8 @@ func (s *Server) revokeApp(w http.ResponseWriter, r *http.Request, sess *session
 }
 
 // changePassword is the password form: the current password is checked
-// (rate-limited as a sign-in is), the new one set, and every other session
-// of the user ended.
+// (rate-limited as a sign-in is), the new one set, every other session of
+// the user ended, and this browser's session renewed under a new cookie.
 func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, sess *session) {
 	ctx := r.Context()
 	if !s.passwordChangeable(ctx, sess.user) {
@@ -321,8 +344,15 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, sess *se
 		fail(http.StatusInternalServerError, "mcpd could not change the password. Try again.")
 		return
 	}
-	if _, err := s.store.DeleteUserSessions(ctx, sess.user, sess.key()); err != nil {
-		s.log.Error("account: ending other sessions failed", "err", err)
+	// Every session ends, this one too, and this browser gets a new one:
+	// a copy of its cookie taken before the change is worthless.
+	if _, err := s.store.DeleteUserSessions(ctx, sess.user, ""); err != nil {
+		s.log.Error("account: ending the sessions failed", "err", err)
+	}
+	if err := s.startSession(ctx, w, sess.user, sess.method); err != nil {
+		s.log.Error("account: starting a new session failed", "err", err)
+		s.errorPage(w, http.StatusInternalServerError, "Something went wrong", "Your password is changed, but mcpd could not keep you signed in. Sign in with the new password.")
+		return
 	}
 	s.log.Info("password changed by its user", "user", sess.user)
 	s.redirectAccount(w, r, "password")

@@ -159,6 +159,23 @@ func TestAccountConnectedApps(t *testing.T) {
 		}
 	})
 
+	t.Run("revoking a client the user never used ends no one else's grant of it", func(t *testing.T) {
+		bobsOnly := e.registerPublic("http://127.0.0.1/cb")
+		bobsTok := e.codeFlow(bob, bobsOnly.ClientID, redirect, "notes:read")
+		f := accountForm(t, page, "revoke", vscode.ClientID)
+		f.Set("client_id", bobsOnly.ClientID)
+		resp := alice.post(e.url(accountPath), f)
+		if resp.status != http.StatusSeeOther {
+			t.Fatalf("revoke: status %d; want 303", resp.status)
+		}
+		if err := e.verify(bobsTok.AccessToken); err != nil {
+			t.Errorf("bob's token died when alice revoked a client she never used: %v", err)
+		}
+		if st, _ := e.refresh(bobsOnly.ClientID, bobsTok.RefreshToken); st != http.StatusOK {
+			t.Errorf("bob's refresh: status %d; want 200", st)
+		}
+	})
+
 	t.Run("revoking a remembered consent makes the consent page show again", func(t *testing.T) {
 		resp := alice.post(e.url(accountPath), accountForm(t, page, "revoke", remembered.ClientID))
 		if resp.status != http.StatusSeeOther {
@@ -212,6 +229,7 @@ func TestAccountPassword(t *testing.T) {
 	}
 
 	t.Run("the right current password changes it and signs out the other sessions", func(t *testing.T) {
+		before := b.cookie(e)
 		got := change("battery staple", "new password 1", "new password 1")
 		if got.status != http.StatusSeeOther {
 			t.Fatalf("status %d; want 303: %.300s", got.status, got.body)
@@ -225,6 +243,18 @@ func TestAccountPassword(t *testing.T) {
 		if !isLoginPage(elsewhere.get(e.url(accountPath))) {
 			t.Error("the other session survived the change")
 		}
+		// OWASP: a new session id after a change of credentials, so a
+		// copy of the cookie taken before the change is worthless.
+		if after := b.cookie(e); after == before || after == "" {
+			t.Errorf("the session cookie was not renewed by the change")
+		}
+		replay := e.browser()
+		u, _ := url.Parse(e.ts.URL)
+		replay.hc.Jar.SetCookies(u, []*http.Cookie{{Name: e.srv.sessionCookie(), Value: before, Path: "/"}})
+		if !isLoginPage(replay.get(e.url(accountPath))) {
+			t.Error("the cookie from before the change still signs in")
+		}
+		p = b.get(e.url(accountPath)) // the forms of the new session
 	})
 
 	t.Run("wrong current passwords are rate-limited like sign-ins", func(t *testing.T) {
@@ -286,3 +316,50 @@ type cookieRecorder struct{ header http.Header }
 func (c *cookieRecorder) Header() http.Header         { return c.header }
 func (c *cookieRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (c *cookieRecorder) WriteHeader(int)             {}
+
+// TestSignOutEverywhere: a user who signs in only with a passkey or a
+// provider has no password to change, and still needs to end a session
+// left on another computer or started with a passkey since removed.
+func TestSignOutEverywhere(t *testing.T) {
+	e := newEnv(t, nil)
+	e.store.users["dana"] = "" // no password, as a sign-up through an identity provider leaves it
+	here, there, bob := e.browser(), e.browser(), e.browser()
+	for _, b := range []*browser{here, there} {
+		if err := b.startSessionFor(e, "dana"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bob.signIn(t, e, "bob", "battery staple")
+	page := here.get(e.url(accountPath))
+
+	t.Run("a forged sign-out everywhere is refused", func(t *testing.T) {
+		for _, token := range []string{"", accountForm(t, page, "signout", "").Get("csrf_token")} {
+			f := url.Values{"csrf_token": {token}, "action": {"signout-all"}}
+			if got := here.post(e.url(accountPath), f); got.status != http.StatusForbidden {
+				t.Errorf("with token %q: status %d; want 403", token, got.status)
+			}
+		}
+		if !isAccountPage(there.get(e.url(accountPath))) {
+			t.Error("a forged post signed the other browser out")
+		}
+	})
+
+	t.Run("it ends every session of the user, and no one else's", func(t *testing.T) {
+		resp := here.post(e.url(accountPath), accountForm(t, page, "signout-all", ""))
+		if resp.status != http.StatusSeeOther {
+			t.Fatalf("status %d; want 303: %.300s", resp.status, resp.body)
+		}
+		if p := here.get(resp.location(t).String()); !isLoginPage(p) || !strings.Contains(p.body, "every browser") {
+			t.Errorf("after it: status %d; want the login page saying so: %.300s", p.status, p.body)
+		}
+		if !isLoginPage(there.get(e.url(accountPath))) {
+			t.Error("dana's other browser is still signed in")
+		}
+		if n := len(e.store.sessionsOf("dana")); n != 0 {
+			t.Errorf("%d sessions of dana stored; want none", n)
+		}
+		if !isAccountPage(bob.get(e.url(accountPath))) {
+			t.Error("bob was signed out by dana")
+		}
+	})
+}

@@ -20,6 +20,10 @@ const consentPath = "/authorize/consent"
 // the login page (no session), skips consent when a remembered decision
 // covers the request, or shows the consent page.
 func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
+	if len(r.URL.RawQuery) > maxAuthorizeQuery {
+		s.errorPage(w, http.StatusRequestURITooLong, "Request too long", "The application's authorization request is too long for mcpd to keep. Return to the application and connect again.")
+		return
+	}
 	form := r.URL.Query()
 	ar, rerr := s.parseAuthorize(r.Context(), w, form)
 	if ar == nil {
@@ -217,6 +221,10 @@ func (s *Server) cimdErrorPage(w http.ResponseWriter, clientID string, ce *cimdE
 // showLogin keeps the authorization request and shows the login page,
 // from which sign-in continues to it.
 func (s *Server) showLogin(w http.ResponseWriter, r *http.Request, sess *session, form url.Values, c fosite.Client) {
+	if !s.pendingStarts.Allow(s.limitKey(r)) {
+		s.errorPage(w, http.StatusTooManyRequests, "Too many sign-ins", "Too many sign-ins were started from your address. Wait a minute and try again.")
+		return
+	}
 	id, err := s.putPending(r.Context(), form, c.GetID())
 	if err != nil {
 		s.log.Error("authorize: storing the pending request failed", "err", err)

@@ -58,7 +58,7 @@
 // (register.go), and refresh token rotation with a grace window
 // (refresh_grace.go). The issuer may have a path (https://host/mcpd behind
 // a prefix proxy): every URL handed out is built from it, the pages' files
-// load under it (web.WithBasePath) and the session cookie is scoped to it. Because anyone can register a
+// load under it (web.WithBasePath) and the session cookie is named after it. Because anyone can register a
 // client, an erroneous authorization request is sent back to its redirect
 // URI only after the user has signed in (RFC 9700 §4.11.2), client ID
 // metadata documents count towards the client cap and their fetches are

@@ -133,8 +133,12 @@ func TestSessionCookieScope(t *testing.T) {
 		{"http://127.0.0.1:8080", "mcpd_session", "/", false},
 		{"https://mcp.example", "__Host-mcpd_session", "/", true},
 		{"http://127.0.0.1:8080/mcpd", "mcpd_session", "/mcpd", false},
-		{"https://mcp.example/mcpd", "__Secure-mcpd_session", "/mcpd", true},
-		{"https://mcp.example/tools/mcpd", "__Secure-mcpd_session", "/tools/mcpd", true},
+		// Over https the cookie keeps __Host- (no other host, not even a
+		// sibling subdomain, can set it: no session planted from there),
+		// which needs Path=/; the name tells two issuers under one host
+		// apart.
+		{"https://mcp.example/mcpd", "__Host-mcpd_session-" + pathTag("/mcpd"), "/", true},
+		{"https://mcp.example/tools/mcpd", "__Host-mcpd_session-" + pathTag("/tools/mcpd"), "/", true},
 	} {
 		t.Run(tt.issuer, func(t *testing.T) {
 			u, _ := url.Parse(tt.issuer)
@@ -154,19 +158,24 @@ func TestSessionCookieScope(t *testing.T) {
 				t.Fatalf("%d cookies", len(cookies))
 			}
 			c := cookies[0]
-			got := struct {
-				Name, Path       string
-				Secure, HTTPOnly bool
-			}{c.Name, c.Path, c.Secure, c.HttpOnly}
-			want := struct {
-				Name, Path       string
-				Secure, HTTPOnly bool
-			}{tt.wantName, tt.wantPath, tt.wantSecure, true}
+			type attrs struct {
+				Name, Path, Domain string
+				Secure, HTTPOnly   bool
+				SameSite           http.SameSite
+			}
+			got := attrs{c.Name, c.Path, c.Domain, c.Secure, c.HttpOnly, c.SameSite}
+			want := attrs{tt.wantName, tt.wantPath, "", tt.wantSecure, true, http.SameSiteLaxMode}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("cookie (-want +got):\n%s", diff)
 			}
 		})
 	}
+
+	t.Run("two issuer paths under one host have cookies of their own", func(t *testing.T) {
+		if a, b := pathTag("/mcpd"), pathTag("/tools/mcpd"); a == b || len(a) != 8 {
+			t.Errorf("pathTag = %q and %q; want two different 8-character tags", a, b)
+		}
+	})
 
 	t.Run("a Renderer whose base path is not the issuer's path is refused", func(t *testing.T) {
 		rend, _ := web.New()

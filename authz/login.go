@@ -54,6 +54,8 @@ func (s *Server) renderLogin(w http.ResponseWriter, sess *session, status int, p
 	}
 	if s.passkeys.rp != nil {
 		data.Passkey = &web.PasskeyLogin{Action: s.issuer + passkeyLoginPath, BeginURL: s.issuer + passkeyLoginBeginPath}
+	} else {
+		data.PasskeyOff = s.passkeys.off
 	}
 	for _, link := range s.loginLinks {
 		data.Links = append(data.Links, link(p.requestID))

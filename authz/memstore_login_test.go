@@ -27,7 +27,7 @@ func (m *memStore) CreateSession(_ context.Context, s LoginSession, max int) err
 		return ErrAlreadyExists
 	}
 	if max > 0 && len(m.sessions) >= max {
-		evict(m.sessions, max, now, func(s LoginSession) time.Time { return s.ExpiresAt })
+		evictFair(m.sessions, max, now)
 	}
 	m.sessions[s.ID] = s
 	return nil
@@ -133,6 +133,34 @@ func evict[V any](m map[string]V, max int, now time.Time, expiry func(V) time.Ti
 	sort.Slice(ids, func(i, j int) bool { return expiry(m[ids[i]]).Before(expiry(m[ids[j]])) })
 	for i, id := range ids {
 		if len(ids)-i <= max*9/10 && now.Before(expiry(m[id])) {
+			break
+		}
+		delete(m, id)
+	}
+}
+
+// evictFair is evict for sessions as the store does it: the sessions of
+// the users holding the most go first, each user's closest to expiry first.
+func evictFair(m map[string]LoginSession, max int, now time.Time) {
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	rank := map[string]int{}
+	sort.Slice(ids, func(i, j int) bool { return m[ids[i]].ExpiresAt.After(m[ids[j]].ExpiresAt) })
+	seen := map[string]int{}
+	for _, id := range ids {
+		seen[m[id].User]++
+		rank[id] = seen[m[id].User]
+	}
+	sort.SliceStable(ids, func(i, j int) bool {
+		if rank[ids[i]] != rank[ids[j]] {
+			return rank[ids[i]] > rank[ids[j]]
+		}
+		return m[ids[i]].ExpiresAt.Before(m[ids[j]].ExpiresAt)
+	})
+	for i, id := range ids {
+		if len(ids)-i <= max*9/10 && now.Before(m[id].ExpiresAt) {
 			break
 		}
 		delete(m, id)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
@@ -38,7 +39,19 @@ const (
 	maxCeremoniesPerMinute = 30
 	maxPasskeysPerUser     = 20
 	maxPasskeyName         = 64
+	// recentSignIn is how long after signing in a browser may add a
+	// passkey: a passkey outlives the session and a password change, so
+	// an older session (perhaps a copied cookie) must sign in again first.
+	recentSignIn = 15 * time.Minute
 )
+
+const msgSignInAgain = "To add a passkey, sign in again first: adding one needs a sign-in within the last 15 minutes."
+
+// recentlySignedIn reports whether sess signed in recently enough to add a
+// passkey.
+func (s *Server) recentlySignedIn(sess *session) bool {
+	return s.now().Sub(sess.signedInAt) < recentSignIn
+}
 
 // passkeyRP is the WebAuthn relying party of the issuer. rp is nil when
 // browsers would refuse passkeys for the issuer, and off says why.
@@ -64,7 +77,7 @@ func newPasskeyRP(issuer string, handleKey []byte) (passkeyRP, error) {
 		if port == "" {
 			port = "8080"
 		}
-		p.off = fmt.Sprintf("Passkeys need this server to be reached by a host name: browsers refuse them on an IP address such as %s. Start mcpd with --issuer http://localhost:%s (on this machine) or an https name.", host, port)
+		p.off = fmt.Sprintf("Passkeys need this server to be reached by a host name: browsers refuse them on an IP address such as %s. On this machine, run mcpd as http://localhost:%s (mcpd serve --listen localhost:%s) and connect applications to http://localhost:%s/mcp; elsewhere, serve it over https under a name.", host, port, port, port)
 		return p, nil
 	}
 	if u.Scheme != "https" && host != "localhost" && !strings.HasSuffix(host, ".localhost") {
@@ -242,6 +255,10 @@ func (s *Server) handlePasskeyRegisterBegin(w http.ResponseWriter, r *http.Reque
 		scriptError(w, http.StatusBadRequest, s.passkeys.off)
 		return
 	}
+	if !s.recentlySignedIn(sess) {
+		scriptError(w, http.StatusForbidden, msgSignInAgain)
+		return
+	}
 	if !s.ceremonies.Reserve(s.limitKey(r)) {
 		scriptError(w, http.StatusTooManyRequests, "Too many passkey requests from this address. Wait a minute and try again.")
 		return
@@ -253,7 +270,7 @@ func (s *Server) handlePasskeyRegisterBegin(w http.ResponseWriter, r *http.Reque
 		return
 	}
 	if len(keys) >= maxPasskeysPerUser {
-		scriptError(w, http.StatusBadRequest, fmt.Sprintf("You have %d passkeys, the most an account may have. Remove one first.", len(keys)))
+		scriptError(w, http.StatusBadRequest, msgPasskeysFull(len(keys)))
 		return
 	}
 	user := s.webauthnUser(sess.user, keys)
@@ -304,10 +321,18 @@ func (s *Server) addPasskey(w http.ResponseWriter, r *http.Request, sess *sessio
 		fail(http.StatusBadRequest, "Your browser's answer could not be read. Try again.")
 		return
 	}
+	// The limit holds here, not only when the ceremony began: ceremonies
+	// begun together would add one each. Adds of one user take turns.
+	unlock := s.passkeyLocks.Lock(sess.user)
+	defer unlock()
 	keys, err := s.store.ListPasskeys(ctx, sess.user)
 	if err != nil {
 		s.log.Error("passkey: listing passkeys failed", "err", err)
 		fail(http.StatusInternalServerError, "mcpd could not add the passkey. Try again.")
+		return
+	}
+	if len(keys) >= maxPasskeysPerUser {
+		fail(http.StatusBadRequest, msgPasskeysFull(len(keys)))
 		return
 	}
 	cred, err := s.passkeys.rp.CreateCredential(s.webauthnUser(sess.user, keys), c.Session, parsed)
@@ -375,11 +400,21 @@ func (s *Server) removePasskey(w http.ResponseWriter, r *http.Request, sess *ses
 	s.redirectAccount(w, r, "passkey-removed")
 }
 
+func msgPasskeysFull(n int) string {
+	return fmt.Sprintf("You have %d passkeys, the most an account may have. Remove one first.", n)
+}
+
 // passkeyName cleans a name typed for a passkey: trimmed, at most 64
-// characters, no control characters, not empty.
+// characters of valid UTF-8, not empty, and, as for client names, no
+// control characters and no bidirectional overrides or isolates, which
+// make the rest of a line (on the account page, in the admin's table)
+// read otherwise.
 func passkeyName(name string) (string, bool) {
 	name = strings.TrimSpace(name)
-	if name == "" || len([]rune(name)) > maxPasskeyName || strings.IndexFunc(name, unicode.IsControl) >= 0 {
+	if name == "" || !utf8.ValidString(name) || utf8.RuneCountInString(name) > maxPasskeyName {
+		return "", false
+	}
+	if strings.IndexFunc(name, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }) >= 0 {
 		return "", false
 	}
 	return name, true

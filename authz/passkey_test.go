@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/oauth2"
 )
@@ -184,6 +186,16 @@ func TestPasskeys(t *testing.T) {
 			lax.noUV = true
 			return lax.get(t, o, cred)
 		}, "could not be verified"},
+		{"an assertion naming another user's handle is refused", func(t *testing.T, o json.RawMessage) string {
+			other := *cred
+			other.userHandle = e.srv.passkeys.userHandle("bob") // alice's key, bob's handle
+			return a.get(t, o, &other)
+		}, "could not be verified"},
+		{"an assertion made in a frame of another origin is refused", func(t *testing.T, o json.RawMessage) string {
+			framed := *a
+			framed.crossOrigin = true
+			return framed.get(t, o, cred)
+		}, "could not be verified"},
 		{"a signature counter that does not move on is refused as a clone", func(t *testing.T, o json.RawMessage) string {
 			keys, _ := e.store.ListPasskeys(t.Context(), "alice")
 			return a.getAt(t, o, cred, keys[0].SignCount) // the count the server saw last
@@ -307,6 +319,9 @@ func TestPasskeysNeedASecureContext(t *testing.T) {
 		if strings.Contains(login.body, `data-passkey`) {
 			t.Error("the login page offers passkeys on an IP issuer")
 		}
+		if !strings.Contains(login.body, `id="passkey-off"`) || !strings.Contains(login.body, "IP address") || !strings.Contains(login.body, "http://localhost:") {
+			t.Errorf("the login page does not say why it has no passkey sign-in, and what to do: %.800s", login.body)
+		}
 		p := b.signIn(t, e, "alice", "correct horse")
 		if !strings.Contains(p.body, "IP address") || strings.Contains(p.body, `data-passkey="register"`) {
 			t.Errorf("account page should explain and offer no add form: %.500s", p.body)
@@ -333,4 +348,161 @@ func TestPasskeyCeremoniesAreRateLimited(t *testing.T) {
 	if st, _ := b.begin(t, e.url(passkeyLoginBeginPath), f); st != http.StatusOK {
 		t.Errorf("a minute later: status %d; want 200", st)
 	}
+}
+
+// TestAddingAPasskeyNeedsARecentSignIn: a passkey is a way in that outlives
+// the session and a password change, so only a browser that proved who it
+// is lately may add one; a stolen cookie of an older session may not.
+func TestAddingAPasskeyNeedsARecentSignIn(t *testing.T) {
+	e, a := passkeyEnv(t)
+
+	t.Run("within 15 minutes of sign-in a passkey is added", func(t *testing.T) {
+		b := e.browser()
+		b.signIn(t, e, "bob", "battery staple")
+		e.clock.Advance(14 * time.Minute)
+		if got, _ := e.addPasskey(t, b, a, "Fresh"); got.status != http.StatusSeeOther {
+			t.Errorf("status %d; want 303: %.300s", got.status, got.body)
+		}
+	})
+
+	b := e.browser()
+	b.signIn(t, e, "alice", "correct horse")
+	early := b.get(e.url(accountPath)) // its add form's token, for the late begin below
+	e.clock.Advance(recentSignIn + time.Minute)
+	page := b.get(e.url(accountPath))
+
+	t.Run("later the account page asks to sign in again instead of offering to add one", func(t *testing.T) {
+		if !isAccountPage(page) || strings.Contains(page.body, `data-passkey="register"`) {
+			t.Fatalf("status %d; want the account page without the add form: %.500s", page.status, page.body)
+		}
+		if !strings.Contains(page.body, `value="reauth"`) {
+			t.Errorf("no sign-in-again button: %.500s", page.body)
+		}
+	})
+
+	t.Run("and a registration begun anyway is refused", func(t *testing.T) {
+		f := accountForm(t, early, "passkey-add", "")
+		st, ans := b.begin(t, e.url(passkeyAddBeginPath), url.Values{"csrf_token": {f.Get("csrf_token")}})
+		if st != http.StatusForbidden || !strings.Contains(ans.Error, "sign in again") {
+			t.Errorf("begin: %d %q; want 403 asking to sign in again", st, ans.Error)
+		}
+		if keys, _ := e.store.ListPasskeys(t.Context(), "alice"); len(keys) != 0 {
+			t.Errorf("alice has %d passkeys; want none", len(keys))
+		}
+	})
+
+	t.Run("signing in again, from that button, lets the passkey be added", func(t *testing.T) {
+		old := b.cookie(e)
+		resp := b.post(e.url(accountPath), accountForm(t, page, "reauth", ""))
+		if resp.status != http.StatusSeeOther {
+			t.Fatalf("sign in again: status %d; want 303", resp.status)
+		}
+		login := b.get(resp.location(t).String())
+		if !isLoginPage(login) || !strings.Contains(login.body, "add a passkey") {
+			t.Fatalf("after the button: status %d; want the login page saying why: %.500s", login.status, login.body)
+		}
+		for _, s := range e.store.sessionsOf("alice") {
+			if s.ID == sessionKey(old) {
+				t.Error("the old session still stands")
+			}
+		}
+		b.login(t, login, "alice", "correct horse")
+		if got, _ := e.addPasskey(t, b, a, "Laptop"); got.status != http.StatusSeeOther {
+			t.Errorf("add after signing in again: status %d; want 303: %.300s", got.status, got.body)
+		}
+	})
+}
+
+// TestPasskeyLimitHoldsAtTheFinish: the limit of passkeys per account is
+// checked when one is added, not only when its ceremony begins, so
+// ceremonies begun together cannot add more.
+func TestPasskeyLimitHoldsAtTheFinish(t *testing.T) {
+	e, a := passkeyEnv(t)
+	for i := range maxPasskeysPerUser - 1 {
+		if err := e.store.CreatePasskey(t.Context(), Passkey{ID: []byte{0xee, byte(i)}, User: "alice", Name: "Old", PublicKey: []byte{1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := e.browser()
+	b.signIn(t, e, "alice", "correct horse")
+	f := accountForm(t, b.get(e.url(accountPath)), "passkey-add", "")
+	var forms []url.Values
+	for range 2 { // both begun while alice has one passkey less than the limit
+		st, ans := b.begin(t, e.url(passkeyAddBeginPath), url.Values{"csrf_token": {f.Get("csrf_token")}})
+		if st != http.StatusOK {
+			t.Fatalf("begin: %d %s", st, ans.Error)
+		}
+		body, _ := a.create(t, ans.PublicKey)
+		g := url.Values{}
+		for k, v := range f {
+			g[k] = v
+		}
+		g.Set("ceremony", ans.Ceremony)
+		g.Set("credential", body)
+		g.Set("name", "New")
+		forms = append(forms, g)
+	}
+	if got := b.post(e.url(accountPath), forms[0]); got.status != http.StatusSeeOther {
+		t.Fatalf("first finish: status %d; want 303: %.300s", got.status, got.body)
+	}
+	got := b.post(e.url(accountPath), forms[1])
+	if got.status != http.StatusBadRequest || !strings.Contains(got.body, "the most an account may have") {
+		t.Errorf("second finish: status %d; want 400 saying the account is full: %.300s", got.status, got.body)
+	}
+	if keys, _ := e.store.ListPasskeys(t.Context(), "alice"); len(keys) != maxPasskeysPerUser {
+		t.Errorf("alice has %d passkeys; want %d", len(keys), maxPasskeysPerUser)
+	}
+}
+
+func TestPasskeyName(t *testing.T) {
+	for _, tc := range []struct {
+		rule, in, want string
+		ok             bool
+	}{
+		{"a plain name is kept", "Laptop", "Laptop", true},
+		{"spaces around it are trimmed", "  Work phone \t", "Work phone", true},
+		{"letters of any script and emoji are names", "Téléphone 👩‍💻", "Téléphone 👩‍💻", true},
+		{"64 characters are allowed", strings.Repeat("é", 64), strings.Repeat("é", 64), true},
+		{"65 characters are too many", strings.Repeat("é", 65), "", false},
+		{"an empty name is refused", "   ", "", false},
+		{"a control character is refused", "Lap\x1b[2Jtop", "", false},
+		// As for client names: an override or isolate makes the rest of
+		// a line (the account page's, the admin's table) read otherwise.
+		{"a bidirectional override is refused", "Laptop\u202egnp.exe", "", false},
+		{"a bidirectional isolate is refused", "\u2067Laptop", "", false},
+		{"invalid UTF-8 is refused", "Lap\xfftop", "", false},
+	} {
+		t.Run(tc.rule, func(t *testing.T) {
+			got, ok := passkeyName(tc.in)
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("passkeyName(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+// FuzzPasskeyName: whatever a browser posts as a passkey's name, a name
+// that is kept is what was typed, trimmed, and safe to show on a page and
+// in the admin's table.
+func FuzzPasskeyName(f *testing.F) {
+	for _, s := range []string{"Laptop", " Phone ", "Lap\u202etop", "\xff", strings.Repeat("x", 70), "👩‍💻"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		got, ok := passkeyName(in)
+		if !ok {
+			if got != "" {
+				t.Errorf("passkeyName(%q) refused but returned %q", in, got)
+			}
+			return
+		}
+		if got != strings.TrimSpace(in) || got == "" || !utf8.ValidString(got) || utf8.RuneCountInString(got) > maxPasskeyName {
+			t.Errorf("passkeyName(%q) = %q", in, got)
+		}
+		for _, r := range got {
+			if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+				t.Errorf("passkeyName(%q) kept %U", in, r)
+			}
+		}
+	})
 }

@@ -15,6 +15,18 @@ const pendingTTL = 10 * time.Minute
 // open /authorize, so each visit must not grow the store without bound.
 const maxPending = 10000
 
+// maxAuthorizeQuery is the longest authorization request (its query) that
+// mcpd keeps; real clients send well under 2 KB. Without it a visitor
+// could store up to the header limit (64 KB) per visit.
+const maxAuthorizeQuery = 8 << 10
+
+// maxVisitorRequestsPerMinute is how many authorization requests one
+// client address may leave waiting for sign-in per minute, so that a
+// flood from a few addresses cannot push the requests of people signing
+// in out of the store at maxPending. A signed-in user's consent pages are
+// not counted.
+const maxVisitorRequestsPerMinute = 60
+
 // pendingRequest is an authorization request waiting for sign-in or
 // consent, as the store gave it back.
 type pendingRequest struct {

@@ -62,6 +62,9 @@ type Config struct {
 	ConsentLifetime time.Duration
 	// SessionIdleTimeout ends a login session after this much idleness; 0 → 12h.
 	SessionIdleTimeout time.Duration
+	// SessionMaxAge ends a login session this long after sign-in, however
+	// often it is used; 0 → 7 days.
+	SessionMaxAge time.Duration
 	// DisablePasswordLogin hides the password form and refuses local
 	// passwords: people sign in with a passkey or an identity provider.
 	DisablePasswordLogin bool
@@ -157,6 +160,9 @@ type Server struct {
 	idpKey         []byte
 	idpTimeout     time.Duration
 	idpStarts      *limiter
+
+	pendingStarts *limiter    // authorization requests left for sign-in per client address
+	passkeyLocks  *keyedMutex // passkey additions, per user
 }
 
 const (
@@ -166,6 +172,7 @@ const (
 	defaultAuthorizeCodeLifespan   = 60 * time.Second
 	defaultConsentLifetime         = 30 * 24 * time.Hour
 	defaultSessionIdleTimeout      = 12 * time.Hour
+	defaultSessionMaxAge           = 7 * 24 * time.Hour
 	defaultRegistrationsPerMinute  = 20
 	defaultMaxClients              = 1000
 
@@ -217,6 +224,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.SessionIdleTimeout == 0 {
 		cfg.SessionIdleTimeout = defaultSessionIdleTimeout
+	}
+	if cfg.SessionMaxAge == 0 {
+		cfg.SessionMaxAge = defaultSessionMaxAge
+	}
+	if cfg.SessionIdleTimeout < 0 || cfg.SessionMaxAge < 0 {
+		return nil, errors.New("authz: SessionIdleTimeout and SessionMaxAge must not be negative")
 	}
 	if cfg.RegistrationsPerMinute == 0 {
 		cfg.RegistrationsPerMinute = defaultRegistrationsPerMinute
@@ -292,6 +305,7 @@ func New(cfg Config) (*Server, error) {
 	s.loginUser = newLimiter(5, 15*time.Minute, s.now)
 	s.loginAddr = newLimiter(20, 15*time.Minute, s.now)
 	s.ceremonies = newLimiter(maxCeremoniesPerMinute, time.Minute, s.now)
+	s.pendingStarts = newLimiter(maxVisitorRequestsPerMinute, time.Minute, s.now)
 	s.registrations = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
 	s.cimdFetches = newLimiter(cfg.RegistrationsPerMinute, time.Minute, s.now)
 	if cfg.RegistrationsPerMinuteAll > 0 {
@@ -300,6 +314,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.refreshLocks = newKeyedMutex()
 	s.codeLocks = newKeyedMutex()
+	s.passkeyLocks = newKeyedMutex()
 	s.cimd = newCIMDFetcher(s, cfg.HTTPClient, cfg.AllowPrivateMetadataHosts)
 
 	s.fcfg = &fosite.Config{
@@ -359,12 +374,12 @@ func (s *Server) Register(r *mux.Router) {
 	}
 	r.Handle(jwksPath, s.cors.wrap(http.HandlerFunc(s.handleJWKS))).Methods(get...)
 	r.Handle("/authorize", s.withLimitKey(s.handleAuthorize)).Methods(http.MethodGet)
-	r.Handle(loginPath, s.withLimitKey(s.handlePasswordLogin)).Methods(http.MethodPost)
-	r.Handle(accountPath, s.withLimitKey(s.handleAccount)).Methods(http.MethodGet, http.MethodPost)
-	r.Handle(passkeyAddBeginPath, s.withLimitKey(s.handlePasskeyRegisterBegin)).Methods(http.MethodPost)
-	r.Handle(passkeyLoginBeginPath, s.withLimitKey(s.handlePasskeyLoginBegin)).Methods(http.MethodPost)
-	r.Handle(passkeyLoginPath, s.withLimitKey(s.handlePasskeyLogin)).Methods(http.MethodPost)
-	r.Handle(consentPath, s.withLimitKey(s.handleConsent)).Methods(http.MethodPost)
+	r.Handle(loginPath, s.ownPagesOnly(s.withLimitKey(s.handlePasswordLogin))).Methods(http.MethodPost)
+	r.Handle(accountPath, s.ownPagesOnly(s.withLimitKey(s.handleAccount))).Methods(http.MethodGet, http.MethodPost)
+	r.Handle(passkeyAddBeginPath, s.ownPagesOnly(s.withLimitKey(s.handlePasskeyRegisterBegin))).Methods(http.MethodPost)
+	r.Handle(passkeyLoginBeginPath, s.ownPagesOnly(s.withLimitKey(s.handlePasskeyLoginBegin))).Methods(http.MethodPost)
+	r.Handle(passkeyLoginPath, s.ownPagesOnly(s.withLimitKey(s.handlePasskeyLogin))).Methods(http.MethodPost)
+	r.Handle(consentPath, s.ownPagesOnly(s.withLimitKey(s.handleConsent))).Methods(http.MethodPost)
 	r.Handle("/token", s.cors.wrap(s.withLimitKey(s.handleToken))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/register", s.cors.wrap(http.HandlerFunc(s.handleRegister))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle("/register/{id}", s.cors.wrap(http.HandlerFunc(s.handleRegistration))).Methods(http.MethodGet, http.MethodDelete, http.MethodOptions)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
@@ -13,25 +14,34 @@ import (
 )
 
 // sessionCookie names the login cookie. Over https it carries the
-// __Host- prefix, which browsers only accept Secure, host-only, on path /;
-// under an issuer path (https://host/mcpd) the cookie is scoped to that
-// path (sessionCookiePath) and carries __Secure- instead.
+// __Host- prefix, which browsers accept only Secure, host-only (no
+// Domain) and on path /: no other host, not even a sibling subdomain of
+// the same site, can set or replace it, so nobody can plant their own
+// session (signed in as them, with their remembered consents) in a
+// victim's browser. Under an issuer path (https://host/mcpd) the name
+// carries a tag of the path, so two mcpd under one host keep a session
+// each.
 func (s *Server) sessionCookie() string {
 	switch {
 	case !isHTTPS(s.issuer):
 		return "mcpd_session"
 	case s.issuerPath != "":
-		return "__Secure-mcpd_session"
+		return "__Host-mcpd_session-" + pathTag(s.issuerPath)
 	}
 	return "__Host-mcpd_session"
 }
 
-// sessionCookiePath is the issuer's path, or / without one: behind a
-// proxy serving mcpd under /mcpd the browser sends the cookie to mcpd
-// only, not to the host's other applications, and two mcpd under one host
-// keep a session each.
+// pathTag is a short tag of an issuer path for the cookie's name.
+func pathTag(path string) string {
+	h := sha256.Sum256([]byte(path))
+	return hex.EncodeToString(h[:4])
+}
+
+// sessionCookiePath is / over https, as __Host- requires. Over plain http
+// (no prefix to protect it anyway) an issuer path scopes the cookie, so two
+// mcpd under one host keep a session each.
 func (s *Server) sessionCookiePath() string {
-	if s.issuerPath != "" {
+	if s.issuerPath != "" && !isHTTPS(s.issuer) {
 		return s.issuerPath
 	}
 	return "/"
@@ -52,10 +62,11 @@ const sessionIDBytes = 32
 // process serving the issuer sees it and a copy of the store holds no
 // usable cookie.
 type session struct {
-	id       string // the cookie value: secret, never stored or logged
-	user     string // "" for a visitor
-	method   string
-	lastSeen time.Time
+	id         string // the cookie value: secret, never stored or logged
+	user       string // "" for a visitor
+	method     string
+	signedInAt time.Time
+	lastSeen   time.Time
 }
 
 // key is what the store keeps the session under: the SHA-256 of its
@@ -89,6 +100,30 @@ func (s *Server) checkCSRF(ss *session, purpose, bind, token string) bool {
 	return subtle.ConstantTimeCompare([]byte(want), []byte(token)) == 1
 }
 
+// ownPagesOnly refuses, with 403, a POST that the browser says comes from
+// a page of another origin (Sec-Fetch-Site same-site or cross-site): every
+// form and script of mcpd posts from mcpd's own pages. The CSRF token
+// alone does not do: cookies do not tell ports apart and SameSite=Lax lets
+// same-site pages post with them, so on http://localhost a page served
+// from any other port of localhost, or under a shared domain a sibling
+// subdomain, can plant a cookie whose CSRF token it knows (a visitor
+// cookie it fetched itself) and post a form with it, such as a sign-in to
+// the attacker's account. A request without the header (no browser, or an
+// old one) is left to the CSRF token.
+func (s *Server) ownPagesOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			switch r.Header.Get("Sec-Fetch-Site") {
+			case "", "same-origin", "none":
+			default:
+				s.errorPage(w, http.StatusForbidden, "Form refused", "This form was sent from a page that is not mcpd's, so it was refused. Open the page on mcpd itself and try again.")
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // validSessionID reports whether v looks like a cookie this server set.
 func validSessionID(v string) bool {
 	b, err := base64.RawURLEncoding.DecodeString(v)
@@ -113,9 +148,27 @@ func (s *Server) currentSession(r *http.Request) *session {
 		s.log.Error("session: lookup failed", "err", err)
 		return ss
 	}
-	ss.user, ss.method, ss.lastSeen = stored.User, stored.Method, stored.LastSeen
+	if !s.now().Before(stored.CreatedAt.Add(s.cfg.SessionMaxAge)) {
+		// Stored before its expiry was capped at the maximum age.
+		if err := s.store.DeleteSession(ctx, ss.key()); err != nil && !errors.Is(err, ErrNotFound) {
+			s.log.Error("session: delete failed", "err", err)
+		}
+		return ss
+	}
+	ss.user, ss.method, ss.signedInAt, ss.lastSeen = stored.User, stored.Method, stored.CreatedAt, stored.LastSeen
 	s.touch(ctx, ss)
 	return ss
+}
+
+// sessionExpiry is when a session signed in at signedIn and seen at now
+// ends unless it is seen again: after the idle timeout, but never later
+// than the maximum age after sign-in.
+func (s *Server) sessionExpiry(signedIn, now time.Time) time.Time {
+	idle, absolute := now.Add(s.cfg.SessionIdleTimeout), signedIn.Add(s.cfg.SessionMaxAge)
+	if absolute.Before(idle) {
+		return absolute
+	}
+	return idle
 }
 
 // touch records that a signed-in session was seen, but writes only when
@@ -127,7 +180,7 @@ func (s *Server) touch(ctx context.Context, ss *session) {
 	if now.Sub(ss.lastSeen) < every {
 		return
 	}
-	err := s.store.TouchSession(ctx, ss.key(), now, now.Add(s.cfg.SessionIdleTimeout))
+	err := s.store.TouchSession(ctx, ss.key(), now, s.sessionExpiry(ss.signedInAt, now))
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		s.log.Error("session: touch failed", "err", err)
 		return
@@ -151,10 +204,10 @@ func (s *Server) visitor(w http.ResponseWriter, sess *session) *session {
 // (session fixation) is worthless afterwards.
 func (s *Server) startSession(ctx context.Context, w http.ResponseWriter, user, method string) error {
 	now := s.now()
-	ss := &session{id: randomToken(sessionIDBytes), user: user, method: method, lastSeen: now}
+	ss := &session{id: randomToken(sessionIDBytes), user: user, method: method, signedInAt: now, lastSeen: now}
 	err := s.store.CreateSession(ctx, LoginSession{
 		ID: ss.key(), User: user, Method: method,
-		CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(s.cfg.SessionIdleTimeout),
+		CreatedAt: now, LastSeen: now, ExpiresAt: s.sessionExpiry(now, now),
 	}, maxSessions)
 	if err != nil {
 		return err

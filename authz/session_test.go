@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -365,5 +366,119 @@ func regexpLink(label string) func(t *testing.T, html string) string {
 		}
 		href := html[j+len(`href="`):]
 		return strings.ReplaceAll(href[:strings.Index(href, `"`)], "&amp;", "&")
+	}
+}
+
+// TestSessionMaxAge: a session ends at a fixed time after sign-in however
+// often it is used (OWASP's absolute timeout), so a copied or forgotten
+// cookie that is kept busy does not sign someone in for ever.
+func TestSessionMaxAge(t *testing.T) {
+	t.Run("it is a week unless configured", func(t *testing.T) {
+		e := newEnv(t, nil)
+		if got := e.srv.cfg.SessionMaxAge; got != 7*24*time.Hour {
+			t.Errorf("SessionMaxAge = %v; want 168h", got)
+		}
+	})
+
+	e := newEnv(t, func(c *Config) { c.SessionIdleTimeout = 12 * time.Hour; c.SessionMaxAge = 48 * time.Hour })
+	b := e.browser()
+	b.signIn(t, e, "alice", "correct horse")
+	signedInAt := e.clock.Now()
+
+	t.Run("a session in use ends at the maximum age after sign-in", func(t *testing.T) {
+		for range 4 { // 44 hours, never idle for more than 11
+			e.clock.Advance(11 * time.Hour)
+			if !isAccountPage(b.get(e.url(accountPath))) {
+				t.Fatalf("signed out %v after sign-in, while in use", e.clock.Now().Sub(signedInAt))
+			}
+		}
+		for _, s := range e.store.sessionsOf("alice") {
+			if s.ExpiresAt.After(s.CreatedAt.Add(48 * time.Hour)) {
+				t.Errorf("stored expiry %v is more than 48h after sign-in at %v", s.ExpiresAt, s.CreatedAt)
+			}
+		}
+		e.clock.Advance(4*time.Hour + time.Second) // 48 hours and a second
+		if !isLoginPage(b.get(e.url(accountPath))) {
+			t.Error("still signed in 48 hours after sign-in")
+		}
+	})
+
+	t.Run("a session stored before the cap existed ends at the maximum age too", func(t *testing.T) {
+		b := e.browser()
+		b.signIn(t, e, "bob", "battery staple")
+		for _, s := range e.store.sessionsOf("bob") { // as an older mcpd stored it
+			e.store.mu.Lock()
+			s.CreatedAt = e.clock.Now().Add(-49 * time.Hour)
+			s.ExpiresAt = e.clock.Now().Add(12 * time.Hour)
+			e.store.sessions[s.ID] = s
+			e.store.mu.Unlock()
+		}
+		if !isLoginPage(b.get(e.url(accountPath))) {
+			t.Error("a session signed in 49 hours ago still signs in")
+		}
+		if n := len(e.store.sessionsOf("bob")); n != 0 {
+			t.Errorf("%d sessions of bob stored; want the old one deleted", n)
+		}
+	})
+}
+
+// TestFormsPostedFromAnotherOrigin: cookies do not tell ports apart, and
+// SameSite=Lax lets a same-site page post with them. On
+// http://localhost:8080 any page served from another port of localhost is
+// same-site and shares the cookie jar; under a shared domain a sibling
+// subdomain is same-site. Such a page can plant a visitor cookie whose
+// CSRF token it knows and post the login form with its own password,
+// signing the victim in to the attacker's account. Browsers say where a
+// post comes from (Sec-Fetch-Site), and mcpd's forms only come from its
+// own pages.
+func TestFormsPostedFromAnotherOrigin(t *testing.T) {
+	e := newEnv(t, nil)
+	post := func(b *browser, u string, form url.Values, site string) page {
+		req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if site != "" {
+			req.Header.Set("Sec-Fetch-Site", site)
+		}
+		return b.do(req)
+	}
+	loginForm := func(b *browser) url.Values {
+		p := b.get(e.url(accountPath))
+		return url.Values{
+			"csrf_token": {hiddenField(t, p.body, "csrf_token")}, "request_id": {""},
+			"username": {"mallory"}, "password": {"mallory-pw"},
+		}
+	}
+	e.store.users["mallory"] = "mallory-pw"
+
+	for _, site := range []string{"same-site", "cross-site"} {
+		t.Run("a sign-in posted from a "+site+" page is refused", func(t *testing.T) {
+			b := e.browser()
+			if got := post(b, e.url(loginPath), loginForm(b), site); got.status != http.StatusForbidden {
+				t.Errorf("status %d; want 403", got.status)
+			}
+			if isAccountPage(b.get(e.url(accountPath))) {
+				t.Error("signed in by a form of another origin")
+			}
+		})
+	}
+
+	t.Run("an account form posted from a same-site page is refused", func(t *testing.T) {
+		b := e.browser()
+		p := b.signIn(t, e, "alice", "correct horse")
+		if got := post(b, e.url(accountPath), accountForm(t, p, "signout", ""), "same-site"); got.status != http.StatusForbidden {
+			t.Errorf("status %d; want 403", got.status)
+		}
+		if !isAccountPage(b.get(e.url(accountPath))) {
+			t.Error("signed out by a form of another origin")
+		}
+	})
+
+	for _, site := range []string{"same-origin", ""} {
+		t.Run(fmt.Sprintf("a sign-in posted with Sec-Fetch-Site %q is accepted", site), func(t *testing.T) {
+			b := e.browser()
+			if got := post(b, e.url(loginPath), loginForm(b), site); got.status != http.StatusSeeOther {
+				t.Errorf("status %d; want 303", got.status)
+			}
+		})
 	}
 }

@@ -22,6 +22,9 @@ type softAuthenticator struct {
 	rpID   string // the RP ID it signs for
 	origin string // the origin its browser reports
 	noUV   bool   // leave the user-verified flag off
+	// crossOrigin reports the ceremony as run in a frame of another
+	// origin, as a browser does for an embedded page.
+	crossOrigin bool
 }
 
 type softCredential struct {
@@ -50,7 +53,7 @@ type requestOptions struct {
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 func (a *softAuthenticator) clientData(typ, challenge string) []byte {
-	b, _ := json.Marshal(map[string]any{"type": typ, "challenge": challenge, "origin": a.origin, "crossOrigin": false})
+	b, _ := json.Marshal(map[string]any{"type": typ, "challenge": challenge, "origin": a.origin, "crossOrigin": a.crossOrigin})
 	return b
 }
 

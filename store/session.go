@@ -33,8 +33,10 @@ type sessionRecord struct {
 
 // CreateSession stores a new session. ErrAlreadyExists when the ID is
 // taken. When max or more sessions exist, it first makes room: expired
-// sessions go, then those closest to their expiry (the least recently
-// seen), until fewer than nine tenths of max remain. max ≤ 0 means no cap.
+// sessions go, then, until fewer than nine tenths of max remain, those of
+// the users holding the most, each user's closest to expiry (the least
+// recently seen) first, so one account signing in again and again ends its
+// own sessions rather than other people's. max ≤ 0 means no cap.
 func (s *Store) CreateSession(ctx context.Context, sess LoginSession, max int) error {
 	if sess.ID == "" || sess.User == "" || strings.Contains(sess.User, sep) || sess.ExpiresAt.IsZero() {
 		return errors.New("store: a session needs an id, a user and an expiry")
@@ -52,7 +54,7 @@ func (s *Store) CreateSession(ctx context.Context, sess LoginSession, max int) e
 		if old := b.Get([]byte(sess.ID)); old != nil && !isExpired(old, now) {
 			return ErrAlreadyExists
 		}
-		if err := makeRoom(b, max, now); err != nil {
+		if err := makeRoomFair(b, max, now, sessionUser); err != nil {
 			return err
 		}
 		return b.Put([]byte(sess.ID), v)
@@ -145,6 +147,16 @@ func deleteUserSessions(tx *wtx, user, keep string) (int, error) {
 		}
 	}
 	return len(keys), nil
+}
+
+// sessionUser is the owner of a stored session, for makeRoomFair; "" for
+// a record it cannot read, which must not stop sign-ins.
+func sessionUser(v []byte) string {
+	sess, err := decodeSession(v)
+	if err != nil {
+		return ""
+	}
+	return sess.User
 }
 
 func decodeSession(v []byte) (LoginSession, error) {

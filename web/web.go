@@ -40,6 +40,9 @@ type LoginData struct {
 	Notice     string // what just happened, such as signing out
 	Password   bool   // offer the user name and password form
 	Passkey    *PasskeyLogin
+	// PasskeyOff says, when Passkey is nil, why this server offers no
+	// passkey sign-in (its address is not one browsers allow them on).
+	PasskeyOff string
 	Links      []LoginLink
 }
 
@@ -75,6 +78,9 @@ type AccountData struct {
 	Password *Form
 
 	SignOut Form
+	// SignOutEverywhere ends every session of the user (action
+	// signout-all), for a user with no password to change.
+	SignOutEverywhere Form
 }
 
 // AccountPasskeys is the passkeys section of the account page.
@@ -88,6 +94,10 @@ type AccountPasskeys struct {
 	Rename      Form
 	Remove      Form
 	Full        bool // the user has as many passkeys as an account may
+	// SignInAgain replaces the add form when the session signed in too
+	// long ago to add a passkey: a button (action reauth) that signs out
+	// so the user signs in afresh. nil offers the add form.
+	SignInAgain *Form
 }
 
 // AccountPasskey is one passkey of the user.

@@ -78,6 +78,8 @@ func sampleAccount() AccountData {
 		},
 		Password: &Form{CSRFToken: "csrf-password-1"},
 		SignOut:  Form{CSRFToken: "csrf-signout-1"},
+
+		SignOutEverywhere: Form{CSRFToken: "csrf-signout-all-1"},
 	}
 }
 
@@ -436,6 +438,18 @@ func TestAccountPagePasskeys(t *testing.T) {
 			t.Errorf("add form begins at %q (-want +got):\n%s", begin, diff)
 		}
 	})
+	t.Run("a session that signed in too long ago gets a sign-in-again button instead of the add form", func(t *testing.T) {
+		d := sampleAccount()
+		d.Passkeys.SignInAgain = &Form{CSRFToken: "csrf-reauth"}
+		p := render(t, func(w http.ResponseWriter) { r.Account(w, http.StatusOK, d) })
+		if got := findAll(p.doc, match(atom.Form, "data-passkey", "register")); len(got) != 0 {
+			t.Errorf("found %d add forms; want none", len(got))
+		}
+		button := findOne(t, p.doc, "sign-in-again button", match(atom.Button, "name", "action", "value", "reauth"))
+		if diff := cmp.Diff(map[string]string{"csrf_token": "csrf-reauth"}, fields(formOf(t, button))); diff != "" {
+			t.Errorf("sign-in-again form (-want +got):\n%s", diff)
+		}
+	})
 	t.Run("where passkeys cannot work the page says why and offers no add form", func(t *testing.T) {
 		d := sampleAccount()
 		d.Passkeys.Unavailable = "Passkeys need a secure connection."
@@ -470,6 +484,18 @@ func TestLoginPagePasskey(t *testing.T) {
 		forms := findAll(p.doc, match(atom.Form))
 		if len(findAll(forms[0], match(atom.Input, "name", "password"))) != 1 {
 			t.Error("the first form is not the password form")
+		}
+	})
+	t.Run("without passkeys the page says why, and offers no passkey form", func(t *testing.T) {
+		d := sampleLogin()
+		d.PasskeyOff = "Passkeys need this server to be reached by a host name."
+		p := render(t, func(w http.ResponseWriter) { r.Login(w, http.StatusOK, d) })
+		if got := findAll(p.doc, match(atom.Form, "data-passkey", "*")); len(got) != 0 {
+			t.Errorf("found %d passkey forms; want none", len(got))
+		}
+		note := findOne(t, p.doc, "the reason", match(0, "id", "passkey-off"))
+		if !strings.Contains(text(note), "reached by a host name") {
+			t.Errorf("note %q; want the reason", text(note))
 		}
 	})
 	t.Run("passkey sign-in alone is a way in", func(t *testing.T) {
@@ -525,6 +551,10 @@ func TestAccountPageSignOut(t *testing.T) {
 	}
 	if !strings.Contains(text(p.doc), "Signed in as alice") {
 		t.Errorf("page does not name the user: %q", text(p.doc))
+	}
+	all := findOne(t, p.doc, "sign-out-everywhere button", match(atom.Button, "name", "action", "value", "signout-all"))
+	if diff := cmp.Diff(map[string]string{"csrf_token": "csrf-signout-all-1"}, fields(formOf(t, all))); diff != "" {
+		t.Errorf("sign-out-everywhere form (-want +got):\n%s", diff)
 	}
 }
 

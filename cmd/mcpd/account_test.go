@@ -75,3 +75,45 @@ func TestPasswordLoginOffOnTheRealServer(t *testing.T) {
 		t.Fatalf("the login page should offer no password and say there is no way in:\n%s", body)
 	}
 }
+
+// signedIn reports whether browser b is still signed in at issuer: its
+// account page names the user instead of asking for a password.
+func signedIn(t *testing.T, b *browser, issuer string) bool {
+	t.Helper()
+	_, body := b.get(issuer + "/account")
+	return strings.Contains(string(body), "Signed in as")
+}
+
+// An operator resets a password when an account may be in someone else's
+// hands; that someone's browser must not stay signed in.
+func TestUserPasswdSignsTheUserOutEverywhere(t *testing.T) {
+	t.Run("through the admin socket", func(t *testing.T) {
+		ts := startServer(t)
+		mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--data", ts.Data)
+		mustMcpd(t, "bob-pw\n", "user", "add", "bob", "--password-stdin", "--data", ts.Data)
+		alice, _ := signInToAccount(t, ts.URL, "alice", "alice-pw")
+		bob, _ := signInToAccount(t, ts.URL, "bob", "bob-pw")
+		if got := mustMcpd(t, "new alice pw\n", "user", "passwd", "alice", "--password-stdin", "--data", ts.Data); got != "changed the password of alice and signed alice out of every browser\n" {
+			t.Errorf("user passwd printed %q", got)
+		}
+		if signedIn(t, alice, ts.URL) {
+			t.Error("alice's browser is still signed in after mcpd user passwd alice")
+		}
+		if !signedIn(t, bob, ts.URL) {
+			t.Error("bob's browser was signed out by alice's password reset")
+		}
+	})
+	t.Run("on the stopped server's database", func(t *testing.T) {
+		ts := startServer(t)
+		mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--data", ts.Data)
+		alice, _ := signInToAccount(t, ts.URL, "alice", "alice-pw")
+		ts.Stop(t)
+		mustMcpd(t, "new alice pw\n", "user", "passwd", "alice", "--password-stdin", "--data", ts.Data)
+		// Cookies ignore ports, so the browser sends its cookie to the
+		// restarted server on its new port.
+		again := startServer(t, "--data", ts.Data)
+		if signedIn(t, alice, again.URL) {
+			t.Error("alice's browser is still signed in after mcpd user passwd alice on the stopped server")
+		}
+	})
+}

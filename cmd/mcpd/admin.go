@@ -216,8 +216,17 @@ func (a localAdmin) RemovePasskey(ctx context.Context, user, id string) error {
 	return adminErr(a.s.DeletePasskey(ctx, user, raw), "passkey "+id+" of "+user)
 }
 
+// SetPassword sets a user's password and signs the user out of every
+// browser: an operator resets a password when the account may be in other
+// hands, and those hands must not stay signed in with the old one.
 func (a localAdmin) SetPassword(ctx context.Context, name, password string) error {
-	return adminErr(a.s.SetPassword(ctx, name, password), "user "+name)
+	if err := a.s.SetPassword(ctx, name, password); err != nil {
+		return adminErr(err, "user "+name)
+	}
+	if _, err := a.s.DeleteUserSessions(ctx, name, ""); err != nil {
+		return fmt.Errorf("the password of %s is changed, but signing out its sessions failed: %w", name, err)
+	}
+	return nil
 }
 
 func (a localAdmin) RemoveUser(ctx context.Context, name string) (revokeResult, error) {

@@ -247,7 +247,7 @@ func (e cliEnv) user(args []string) error {
 			if err := a.SetPassword(e.ctx, in.pos[0], in.password); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "changed the password of %s\n", in.pos[0])
+			fmt.Fprintf(e.stdout, "changed the password of %s and signed %[1]s out of every browser\n", in.pos[0])
 			return nil
 		}},
 		"list": {json: true, run: func(e cliEnv, a admin, in adminInput) error {

@@ -36,6 +36,7 @@ type serveConfig struct {
 	RefreshGrace              time.Duration
 	ConsentTTL                time.Duration
 	SessionIdle               time.Duration
+	SessionMaxAge             time.Duration
 	PasswordLogin             bool
 	CORSOrigins               []string
 	AllowedOrigins            []string
@@ -167,6 +168,7 @@ func serveSettings() []setting {
 		durationSetting("refresh-grace", "60s", "window in which a rotated refresh token returns the same successor; 0s disables", func(c *serveConfig) *time.Duration { return &c.RefreshGrace }),
 		durationSetting("consent-ttl", "720h", "how long a remembered consent lasts", func(c *serveConfig) *time.Duration { return &c.ConsentTTL }),
 		durationSetting("session-idle", "12h", "idle expiry of the login session cookie", func(c *serveConfig) *time.Duration { return &c.SessionIdle }),
+		durationSetting("session-max-age", "168h", "a login session ends this long after sign-in, however often it is used", func(c *serveConfig) *time.Duration { return &c.SessionMaxAge }),
 		boolSetting("password-login", "true", "let people sign in with a local password; false hides the password form and refuses passwords (passkeys and identity providers only)", func(c *serveConfig) *bool { return &c.PasswordLogin }),
 		listSetting("cors-origins", "extra browser origins allowed by CORS on metadata, /register, /token, /revoke (loopback origins always are)", func(c *serveConfig) *[]string { return &c.CORSOrigins }),
 		listSetting("allowed-origins", "extra Origin values accepted on /mcp (the issuer's and loopback origins always are)", func(c *serveConfig) *[]string { return &c.AllowedOrigins }),

@@ -33,7 +33,7 @@ Usage:
   mcpd serve [flags]                           run the server
   mcpd user add NAME --password-stdin          add a user
   mcpd user list [--json]                      list users
-  mcpd user passwd NAME --password-stdin       change a password
+  mcpd user passwd NAME --password-stdin       change a password (signs the user out everywhere)
   mcpd user remove NAME                        remove a user and end their grants
   mcpd client list [--json]                    list OAuth clients
   mcpd client show ID [--json]                 show one client

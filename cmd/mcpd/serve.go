@@ -139,6 +139,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 		RefreshGrace:              cfg.RefreshGrace,
 		ConsentLifetime:           cfg.ConsentTTL,
 		SessionIdleTimeout:        cfg.SessionIdle,
+		SessionMaxAge:             cfg.SessionMaxAge,
 		DisablePasswordLogin:      !cfg.PasswordLogin,
 		CORSOrigins:               cfg.CORSOrigins,
 		TrustedProxies:            cfg.TrustedProxies,

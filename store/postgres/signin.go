@@ -29,6 +29,15 @@ func utcOrNow(t time.Time, now func() time.Time) time.Time {
 // to their expiry until store.RoomToKeep(max) remain. max ≤ 0 means no cap.
 // Two replicas at the cap at once may both make room; the cap holds.
 func (s *Store) makeRoom(ctx context.Context, q querier, table string, max int, now time.Time) error {
+	return s.makeRoomFair(ctx, q, table, "", max, now)
+}
+
+// makeRoomFair is makeRoom for a table whose rows have an owner (column
+// owner, "" for none): past the expired rows, those of whoever holds the
+// most go first, each owner's closest to expiry first, as package store
+// orders sessions, so one user signing in again and again ends only their
+// own.
+func (s *Store) makeRoomFair(ctx context.Context, q querier, table, owner string, max int, now time.Time) error {
 	if max <= 0 {
 		return nil
 	}
@@ -39,15 +48,20 @@ func (s *Store) makeRoom(ctx context.Context, q querier, table string, max int, 
 	if _, err := q.Exec(ctx, "DELETE FROM "+table+" WHERE expires_at <= $1", now); err != nil {
 		return err
 	}
-	_, err := q.Exec(ctx, "DELETE FROM "+table+" WHERE id IN (SELECT id FROM "+table+
-		" ORDER BY expires_at, id LIMIT greatest(0, (SELECT count(*) FROM "+table+") - $1))", store.RoomToKeep(max))
+	rank := "0"
+	if owner != "" {
+		rank = "row_number() OVER (PARTITION BY " + owner + " ORDER BY expires_at DESC, id DESC)"
+	}
+	_, err := q.Exec(ctx, "DELETE FROM "+table+" WHERE id IN (SELECT id FROM (SELECT id, expires_at, "+rank+" AS rank FROM "+table+
+		") r ORDER BY rank DESC, expires_at, id LIMIT greatest(0, (SELECT count(*) FROM "+table+") - $1))", store.RoomToKeep(max))
 	return err
 }
 
 // CreateSession stores a new session. store.ErrAlreadyExists when a live
 // session has the ID. When max or more sessions exist, it first makes room:
-// expired sessions go, then those closest to their expiry (the least
-// recently seen). max ≤ 0 means no cap.
+// expired sessions go, then those of the users holding the most, each
+// user's closest to expiry (the least recently seen) first. max ≤ 0 means
+// no cap.
 func (s *Store) CreateSession(ctx context.Context, sess store.LoginSession, max int) error {
 	if err := store.CheckSession(sess); err != nil {
 		return err
@@ -68,7 +82,7 @@ func (s *Store) CreateSession(ctx context.Context, sess store.LoginSession, max 
 		if err != nil {
 			return err
 		}
-		if err := s.makeRoom(ctx, q, "sessions", max, now); err != nil {
+		if err := s.makeRoomFair(ctx, q, "sessions", "user_name", max, now); err != nil {
 			return err
 		}
 		tag, err := q.Exec(ctx, `

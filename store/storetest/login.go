@@ -67,6 +67,7 @@ func RunLogin(t *testing.T, newFixture func(t *testing.T) LoginFixture) {
 		{"session: ending a user's sessions keeps the one named and other users' sessions", testSessionDeleteUser},
 		{"session: removing a user ends their sessions", testSessionUserRemoved},
 		{"session: at the cap, expired and then least recently seen sessions make room", testSessionCap},
+		{"session: at the cap, the sessions of whoever holds the most make room, so one user signing in again and again ends only their own", testSessionCapFair},
 		{"pending: a stored request comes back by its id until it expires", testPendingRoundTrip},
 		{"pending: a request is taken once, and then it is gone", testPendingTakeOnce},
 		{"pending: of many concurrent takes of one request exactly one gets it", testPendingTakeConcurrent},
@@ -263,6 +264,44 @@ func testSessionCap(t *testing.T, f LoginFixture) {
 	}
 	if live[ids[0]] || !live["sid-new"] || !live["sid-newer"] {
 		t.Errorf("at the cap the least recently seen session must go first; live: %v", live)
+	}
+}
+
+func testSessionCapFair(t *testing.T, f LoginFixture) {
+	const max = 20
+	// Alice and bob signed in long ago and were seen least recently:
+	// their sessions are the closest to expiry.
+	others := []string{"alice-1", "alice-2", "bob-1"}
+	for i, id := range others {
+		mustCreateSession(t, f, session(f, id, id[:len(id)-2], time.Hour+time.Duration(i)*time.Minute), max)
+	}
+	// Mallory signs in over and over, each session seen later than theirs.
+	var mallory []string
+	for i := range 3 * max {
+		id := fmt.Sprintf("mallory-%02d", i)
+		mallory = append(mallory, id)
+		mustCreateSession(t, f, session(f, id, "mallory", 2*time.Hour+time.Duration(i)*time.Minute), max)
+	}
+	live := liveSessions(t, f, append(others, mallory...)...)
+	n := 0
+	for _, ok := range live {
+		if ok {
+			n++
+		}
+	}
+	if n > max {
+		t.Errorf("%d live sessions with a cap of %d", n, max)
+	}
+	for _, id := range others {
+		if !live[id] {
+			t.Errorf("session %s was evicted by mallory's sign-ins", id)
+		}
+	}
+	if !live[mallory[len(mallory)-1]] {
+		t.Errorf("mallory's newest session was evicted")
+	}
+	if live[mallory[0]] {
+		t.Errorf("mallory's oldest session outlived newer ones of hers")
 	}
 }
 
