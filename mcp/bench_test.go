@@ -119,6 +119,7 @@ func (d dpopBenchTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // /mcp handler as the load generator sends it (raw JSON-RPC over HTTP, no
 // SDK client): as a request of a 2025-era session and as a 2026-07-28
 // stateless request with its _meta and Mcp-Method/Mcp-Name headers.
+// cpu-ns/op is the process's CPU time per call, client included.
 func BenchmarkWhoamiEra(b *testing.B) {
 	ts := httptest.NewUnstartedServer(nil)
 	srv, err := New(Config{Issuer: "http://" + ts.Listener.Addr().String(), Verifier: fakeVerifier, Notes: newMemNotes()})
@@ -172,6 +173,8 @@ func BenchmarkWhoamiEra(b *testing.B) {
 		}, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{},` + meta + `}}`},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
+			start := processCPU(b)
+			defer func() { reportCPU(b, start) }()
 			b.RunParallel(func(pb *testing.PB) {
 				h := bc.open(b)
 				for pb.Next() {

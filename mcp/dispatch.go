@@ -27,16 +27,27 @@ type eraHandlers struct {
 	// result alone, so it is sent as application/json, which costs less
 	// than an event stream.
 	statelessJSON http.Handler
+	// direct, if set, serves the quiet 2026-07-28 requests it can on a
+	// shared session (see directCall) and hands the others to
+	// statelessJSON.
+	direct http.Handler
 }
 
 // dispatch routes a request that passed every check to the go-sdk handler
 // of its era: a stateless one for a 2026-07-28 request (see
-// inbound.stateless), the session one for every other.
+// inbound.stateless), the session one for every other. A quiet
+// 2026-07-28 POST goes to the direct path first, which serves it on a
+// shared session when it can (directCall) and otherwise hands it to
+// statelessJSON.
 func dispatch(h eraHandlers) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in := inboundFrom(r.Context())
 		switch {
 		case in.stateless && in.quiet && r.Method == http.MethodPost:
+			if h.direct != nil {
+				h.direct.ServeHTTP(w, r)
+				return
+			}
 			h.statelessJSON.ServeHTTP(w, r)
 		case in.stateless || h.sessions == nil:
 			h.stateless.ServeHTTP(w, r)

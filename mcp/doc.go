@@ -13,6 +13,11 @@
 // 2026-07-28 request to the go-sdk's stateless handler and every other to
 // its session handler, both over the same sdk.Server (docs/protocol.md
 // says why); the session handler binds each session to the token's user.
+// A well-formed 2026-07-28 call that asks for no notifications takes the
+// direct path instead (direct.go): it is served on one of a few
+// long-lived sessions of the same sdk.Server, over a connection of our
+// own that carries many requests' calls (multiplex.go), with the caller's
+// token in each call, never in the session.
 // Tools are declared with their scope in one place, toolRegistry (see
 // docs/extending.md); every tool, resource and prompt acts only on the
 // notes of the token's user. Config.Extension adds features behind the

@@ -28,6 +28,8 @@ const firstStatelessVersion = "2026-07-28"
 // calls, for the scope check, and the protocol era and whether the answer
 // may be plain JSON, for the dispatcher.
 type inbound struct {
+	// body is the POST body, as read.
+	body  []byte
 	calls []rpcCall
 	// stateless reports a request of the 2026-07-28 era: its
 	// Mcp-Protocol-Version header or the _meta of one of its calls names
@@ -136,6 +138,7 @@ func (s *Server) readInbound(next http.Handler) http.Handler {
 				return
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
+			in.body = body
 			in.calls, in.stateless, in.quiet = decodeBody(body, in.stateless)
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), inboundKey{}, in)))

@@ -123,8 +123,10 @@ type Server struct {
 	upstreams map[string]*upstream
 	origins   originPolicy
 	mcp       *sdk.Server
-	handler   http.Handler // the /mcp handler with every check
-	users     *userLimits
+	// shared are the sessions of the direct path; nil without it.
+	shared  *sharedSessions
+	handler http.Handler // the /mcp handler with every check
+	users   *userLimits
 }
 
 // New validates cfg and builds a Server.
@@ -225,6 +227,13 @@ func newServer(cfg Config, authenticate bool) (*Server, error) {
 		return bind(h)
 	}
 	eras := eraHandlers{stateless: newHandler(true, cfg.JSONResponse), statelessJSON: newHandler(true, true)}
+	if cfg.Extension == nil {
+		// An Extension may change the server's options and handlers in
+		// ways the direct path does not know of; its server goes the
+		// go-sdk's way alone.
+		s.shared = newSharedSessions(s.mcp, directSessions, modernSessionState)
+		eras.direct = s.directHandler(eras.statelessJSON)
+	}
 	if !cfg.Stateless {
 		eras.sessions = newHandler(false, cfg.JSONResponse)
 	}
