@@ -62,6 +62,20 @@ func DecodeRequest(raw []byte, client fosite.Client, session fosite.Session) (*f
 	return buildRequest(rec, client, session)
 }
 
+// Tombstone returns what a backend keeps, as the JSON EncodeRequest
+// makes, of the request raw holds once its code is used or its refresh
+// token rotated or revoked: the grant, client, subject and expiry, the DPoP
+// binding and the session's extra claims (which decide whether a reuse may
+// revoke the grant), inactive. The bbolt store keeps the same fields in its
+// lean form.
+func Tombstone(raw []byte) ([]byte, error) {
+	rec, err := unmarshalJSONRecord(raw)
+	if err != nil {
+		return nil, err
+	}
+	return rec.tombstone(0).marshalJSON()
+}
+
 // DecodeAccessTokenInfo reads the AccessTokenInfo of an access token from
 // the JSON EncodeRequest made, without decoding the form or the session.
 func DecodeAccessTokenInfo(raw []byte) (AccessTokenInfo, error) {

@@ -40,9 +40,13 @@ const (
 
 // ExportedToken is one stored fosite request.
 type ExportedToken struct {
-	Kind    TokenKind
-	Key     []byte // SigHash of the signature
-	Active  bool   // false for a used code or a rotated refresh token
+	Kind   TokenKind
+	Key    []byte // SigHash of the signature
+	Active bool   // false for a used code or a rotated refresh token
+	// Seq numbers a grant's rotated or revoked refresh tokens in the order
+	// they were retired (newest highest; 0 for those of release v1), so
+	// the importer prunes the same ones first.
+	Seq     uint64
 	Request EncodedRequest
 }
 
@@ -131,6 +135,12 @@ func (s *Store) Export(ctx context.Context, sink Sink) (ExportCounts, error) {
 						if err != nil {
 							return err
 						}
+						if !rec.Active && !rec.Tombstone {
+							// A used code or rotated refresh token of
+							// release v1, kept whole: only its tombstone
+							// is needed.
+							rec = rec.tombstone(rec.Seq)
+						}
 						// Encoded afresh, not copied: the JSON every
 						// backend reads, whatever form this file keeps.
 						raw, err := rec.marshalJSON()
@@ -142,6 +152,7 @@ func (s *Store) Export(ctx context.Context, sink Sink) (ExportCounts, error) {
 							Kind:   kind.kind,
 							Key:    bytes.Clone(k),
 							Active: rec.Active,
+							Seq:    rec.Seq,
 							Request: EncodedRequest{
 								ID: rec.ID, ClientID: rec.ClientID, Subject: rec.Subject,
 								ExpiresAt: rec.ExpiresAt, JSON: raw,

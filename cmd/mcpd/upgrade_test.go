@@ -18,6 +18,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/mcpd/mcpd/store"
+	"github.com/mcpd/mcpd/store/postgres/pgtest"
 	"github.com/mcpd/mcpd/store/storetest"
 )
 
@@ -43,7 +44,38 @@ func TestUpgradeFromReleaseV1(t *testing.T) {
 	fx, _ := storetest.LoadReleaseV1(t, data)
 	// The tokens' audience is the release's issuer: serve under it.
 	ts := startServer(t, "--data", data, "--issuer", fx.Issuer)
-	issuer := ts.URL // where this server listens; fx.Issuer is what it is called
+	useReleaseV1(t, fx, ts.URL, "--data", data)
+
+	t.Run("the file passes doctor --data after the release's records were used", func(t *testing.T) {
+		ts.Stop(t)
+		out := mustMcpd(t, "", "doctor", "--data", data)
+		if !strings.Contains(out, "schema version "+strconv.Itoa(store.SchemaVersion())) {
+			t.Errorf("doctor --data:\n%s", out)
+		}
+	})
+}
+
+// TestMigrateReleaseV1ToPostgres copies the database release v1 wrote into
+// PostgreSQL with `mcpd migrate-to-postgres`, serves it from there, and
+// uses it as TestUpgradeFromReleaseV1 does on bbolt: every record the
+// release left works the same after the move.
+func TestMigrateReleaseV1ToPostgres(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	fx, _ := storetest.LoadReleaseV1(t, data)
+	db := pgtest.URL(t)
+	out := mustMcpd(t, "", "migrate-to-postgres", "--data", data, "--database", db)
+	if !strings.Contains(out, "2 users, 4 clients") {
+		t.Errorf("migrate-to-postgres printed %q; want the release's 2 users and 4 clients", out)
+	}
+	ts := startServer(t, "--database", db, "--issuer", fx.Issuer)
+	useReleaseV1(t, fx, ts.URL, "--database", db)
+}
+
+// useReleaseV1 uses the records of release v1 on the server at issuer as
+// that release's clients would; where names the database for the admin
+// commands. The tokens, codes, grace-window successors, notes and admin
+// data all work, and reuse is still detected.
+func useReleaseV1(t *testing.T, fx *storetest.ReleaseV1, issuer string, where ...string) {
 	admin := fx.Grant(t, "admin-public")
 	alice := fx.Grant(t, "alice-public")
 
@@ -136,25 +168,37 @@ func TestUpgradeFromReleaseV1(t *testing.T) {
 		}
 	})
 
+	t.Run("a grant the release revoked stays dead, and an expired token is refused", func(t *testing.T) {
+		revoked := fx.Grant(t, "admin-public-revoked")
+		if st, _ := mcpStatus(t, issuer, revoked.Access); st != http.StatusUnauthorized {
+			t.Errorf("the revoked grant's access token: %d; want 401", st)
+		}
+		if st, out := postToken(t, issuer, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {revoked.Refresh}, "client_id": {revoked.ClientID}}); st == http.StatusOK {
+			t.Errorf("the revoked grant's refresh token rotated: %v", out)
+		}
+		if st, _ := mcpStatus(t, issuer, fx.Grant(t, "client-credentials-expired").Access); st != http.StatusUnauthorized {
+			t.Errorf("the expired client_credentials token: %d; want 401", st)
+		}
+	})
+
+	t.Run("an access token of a client registered from its metadata document still works", func(t *testing.T) {
+		g := fx.Grant(t, "admin-cimd")
+		if got := whoami(t, connectMCP(t, issuer, g.Access)); got["user"] != g.Subject || got["client_id"] != g.ClientID {
+			t.Errorf("whoami = %v; want %s via %s", got, g.Subject, g.ClientID)
+		}
+	})
+
 	t.Run("the admin commands list the release's users and clients of every source", func(t *testing.T) {
 		var users []userView
-		json.Unmarshal([]byte(mustMcpd(t, "", "user", "list", "--json", "--data", data)), &users)
+		json.Unmarshal([]byte(mustMcpd(t, "", append([]string{"user", "list", "--json"}, where...)...)), &users)
 		var clients []clientView
-		json.Unmarshal([]byte(mustMcpd(t, "", "client", "list", "--json", "--data", data)), &clients)
+		json.Unmarshal([]byte(mustMcpd(t, "", append([]string{"client", "list", "--json"}, where...)...)), &clients)
 		sources := map[string]int{}
 		for _, c := range clients {
 			sources[c.RegisteredBy]++
 		}
 		if len(users) != 2 || sources["static"] != 1 || sources["dynamic"] != 2 || sources["metadata"] != 1 {
 			t.Errorf("users %v, clients by source %v; want 2 users, 1 static, 2 dynamic, 1 metadata client", users, sources)
-		}
-	})
-
-	t.Run("the file passes doctor --data after the release's records were used", func(t *testing.T) {
-		ts.Stop(t)
-		out := mustMcpd(t, "", "doctor", "--data", data)
-		if !strings.Contains(out, "schema version "+strconv.Itoa(store.SchemaVersion())) {
-			t.Errorf("doctor --data:\n%s", out)
 		}
 	})
 }

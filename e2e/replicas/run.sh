@@ -27,9 +27,12 @@
 #      replicas, client revoke refused by every replica within 1 s, and a
 #      replica SIGKILLed in the middle of a run of grants with none lost;
 #   4. `mcpd migrate-to-postgres` of the database release v1 wrote
-#      (store/testdata/release-v1.db.gz; while it is not in the tree, one
-#      this build writes) into a new database, which then lists its users,
-#      and its refusal to copy into that database again.
+#      (store/testdata/release-v1.db.gz) into a new database, which then
+#      lists its users, and its refusal to copy into that database again;
+#      then a server on that database takes the release's tokens and codes
+#      (store/testdata/release-v1.json): a live refresh token rotates, live
+#      tokens serve MCP, revoked and expired ones get 401, the live code
+#      exchanges, the used one revokes its grant.
 #
 # Environment: REPLICAS_KEEP=1 keeps the work directory.
 set -uo pipefail
@@ -229,30 +232,64 @@ while IFS= read -r line; do
 done <"$work/checks.out"
 
 # --- 4. the release's bbolt database moved to PostgreSQL ---------------------
+echo "=== migrate-to-postgres of the database release v1 wrote, then served"
 fixture=store/testdata/release-v1.db.gz
-mkdir -p "$work/release"
-if [[ -f "$fixture" ]]; then
-  echo "=== migrate-to-postgres of the database release v1 wrote"
-  gunzip -c "$fixture" >"$work/release/mcpd.db"
-  chmod 0600 "$work/release/mcpd.db"
-  what="store/testdata/release-v1.db.gz"
-else
-  echo "=== migrate-to-postgres of a bbolt database this build wrote ($fixture is not in the tree yet)"
-  printf 'pw\n' | "$MCPD" user add carol --password-stdin --data "$work/release" >/dev/null
-  what="a bbolt database this build wrote"
-fi
-if true; then
-  psql_admin "CREATE DATABASE release_v1" >/dev/null
-  release_db="${DB%/mcpd*}/release_v1?sslmode=disable"
-  "$MCPD" migrate-to-postgres --data "$work/release" --database "$release_db" | tee "$work/migrate.out"
-  record "migrate-to-postgres of $what into an empty database" "${PIPESTATUS[0]}" "$(tr -d '\n' <"$work/migrate.out" | cut -c1-120)"
-  "$MCPD" migrate-to-postgres --data "$work/release" --database "$release_db" >/dev/null 2>"$work/migrate-again.err"
-  [[ $? -ne 0 ]] && grep -q "not empty" "$work/migrate-again.err"
-  record "migrate-to-postgres refuses a database that is not empty" $?
-  users="$("$MCPD" user list --json --database "$release_db" 2>&1)"
-  [[ "$(jq 'length' <<<"$users" 2>/dev/null || echo 0)" -gt 0 ]]
-  record "the migrated database lists its users" $? "$(jq -c 'map(.name)' <<<"$users" 2>/dev/null)"
-fi
+secrets=store/testdata/release-v1.json
+mkdir -p "$work/release" "$work/release-serve"
+gunzip -c "$fixture" >"$work/release/mcpd.db"
+chmod 0600 "$work/release/mcpd.db"
+psql_admin "CREATE DATABASE release_v1" >/dev/null
+release_db="${DB%/mcpd*}/release_v1?sslmode=disable"
+"$MCPD" migrate-to-postgres --data "$work/release" --database "$release_db" | tee "$work/migrate.out"
+record "migrate-to-postgres of $fixture into an empty database" "${PIPESTATUS[0]}" "$(tr -d '\n' <"$work/migrate.out" | cut -c1-120)"
+"$MCPD" migrate-to-postgres --data "$work/release" --database "$release_db" >/dev/null 2>"$work/migrate-again.err"
+[[ $? -ne 0 ]] && grep -q "not empty" "$work/migrate-again.err"
+record "migrate-to-postgres refuses a database that is not empty" $?
+users="$("$MCPD" user list --json --database "$release_db" 2>&1)"
+[[ "$(jq -c 'map(.name)|sort' <<<"$users" 2>/dev/null)" == "$(jq -c '.users|keys|sort' "$secrets")" ]]
+record "the migrated database lists the release's users" $? "$(jq -c 'map(.name)' <<<"$users" 2>/dev/null)"
+
+# The release's records, used on a server of the migrated database (under
+# the release's issuer, the audience of its tokens).
+port="$(free_port)"
+release_url="http://127.0.0.1:$port"
+"$MCPD" serve --listen "127.0.0.1:$port" --issuer "$(jq -r .issuer "$secrets")" --data "$work/release-serve" \
+  --database "$release_db" --mcp-stateless true --log-format json >"$work/release-serve.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -fsS -o /dev/null "$release_url/healthz" 2>/dev/null && break; sleep 0.1; done
+grant() { jq -r --arg n "$1" ".grants[] | select(.name == \$n) | .$2" "$secrets"; }
+code() { jq -r ".codes[] | select(.used == $1) | .$2" "$secrets"; }
+# mcp_status TOKEN: the status of an MCP initialize with TOKEN.
+mcp_status() {
+  curl -sS -o /dev/null -w '%{http_code}' -X POST "$release_url/mcp" -H "Authorization: Bearer $1" \
+    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+    -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}'
+}
+# token_post FORM...: the body of a /token answer, its status last.
+token_post() {
+  local -a form=()
+  local f
+  for f in "$@"; do form+=(--data-urlencode "$f"); done
+  curl -sS -w '\n%{http_code}' -X POST "$release_url/token" "${form[@]}"
+}
+out="$(token_post grant_type=refresh_token "refresh_token=$(grant admin-public refresh_token)" "client_id=$(grant admin-public client_id)")"
+new_access="$(head -1 <<<"$out" | jq -r '.access_token // empty' 2>/dev/null)"
+[[ "$(tail -1 <<<"$out")" == 200 && -n "$new_access" && "$(mcp_status "$new_access")" == 200 ]]
+record "migrated: the release's live refresh token rotates, and the new access token serves MCP" $? "$(tail -1 <<<"$out")"
+[[ "$(mcp_status "$(grant client-credentials access_token)")" == 200 ]]
+record "migrated: the release's client_credentials token serves MCP" $?
+[[ "$(mcp_status "$(grant admin-public-revoked access_token)")" == 401 && "$(mcp_status "$(grant client-credentials-expired access_token)")" == 401 ]]
+record "migrated: the release's revoked and expired tokens get 401" $?
+out="$(token_post grant_type=authorization_code "code=$(code false code)" "code_verifier=$(code false code_verifier)" \
+  "redirect_uri=$(code false redirect_uri)" "client_id=$(code false client_id)" "resource=$(jq -r .issuer "$secrets")/mcp")"
+[[ "$(tail -1 <<<"$out")" == 200 ]]
+record "migrated: the release's live code exchanges for tokens" $? "$(tail -1 <<<"$out")"
+alice="$(grant alice-public access_token)"
+before_reuse="$(mcp_status "$alice")"
+out="$(token_post grant_type=authorization_code "code=$(code true code)" "code_verifier=$(code true code_verifier)" \
+  "redirect_uri=$(code true redirect_uri)" "client_id=$(code true client_id)" "resource=$(jq -r .issuer "$secrets")/mcp")"
+[[ "$before_reuse" == 200 && "$(tail -1 <<<"$out")" == 400 && "$(mcp_status "$alice")" == 401 ]]
+record "migrated: the code the release saw used, presented again, revokes its grant" $? "alice's token $before_reuse before, $(mcp_status "$alice") after"
 
 if ! kill -0 "${pids[0]}" 2>/dev/null || ! kill -0 "${pids[1]}" 2>/dev/null; then
   record "the replicas not killed stayed up" 1

@@ -61,6 +61,17 @@ func TestConformancePostgresLogin(t *testing.T) {
 	})
 }
 
+// TestRetentionPostgres runs the rules of bounded growth against the
+// PostgreSQL store with its default KeepRotated, as TestRetentionBolt does
+// against the bbolt store.
+func TestRetentionPostgres(t *testing.T) {
+	storetest.RunRetention(t, fixture, storetest.Retention{
+		Keep:        store.DefaultKeepRotated,
+		Successors:  func(f storetest.Fixture) storetest.Successors { return f.Storage.(*postgres.Store) },
+		ErrNotFound: store.ErrNotFound,
+	})
+}
+
 // TestConformancePostgresIdentities runs the suite's rules of identity
 // providers' records against the PostgreSQL store.
 func TestConformancePostgresIdentities(t *testing.T) {

@@ -116,9 +116,9 @@ func (im importer) ImportToken(ctx context.Context, t store.ExportedToken) error
 	}
 	r := t.Request
 	return im.exec(ctx, `
-		INSERT INTO tokens (kind, key, request_id, client_id, subject, active, expires_at, data)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		kind, t.Key, r.ID, r.ClientID, r.Subject, t.Active, nullTime(r.ExpiresAt), r.JSON)
+		INSERT INTO tokens (kind, key, request_id, client_id, subject, active, expires_at, seq, data)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		kind, t.Key, r.ID, r.ClientID, r.Subject, t.Active, nullTime(r.ExpiresAt), int64(t.Seq), r.JSON)
 }
 
 func (im importer) ImportJTI(ctx context.Context, key []byte, expiresAt time.Time) error {

@@ -3,12 +3,15 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/jackc/pgx/v5"
 	"github.com/ory/fosite"
 
 	"github.com/mcpd/mcpd/store"
@@ -232,7 +235,8 @@ func TestImportReleaseV1(t *testing.T) {
 	b, err := store.Open(dir, nil)
 	must(t, err)
 	defer b.Close()
-	p := open(t, pgtest.URL(t), nil)
+	url := pgtest.URL(t)
+	p := open(t, url, nil)
 	must(t, p.Import(bg, func(ctx context.Context, sink store.Sink) error {
 		_, err := b.Export(ctx, sink)
 		return err
@@ -282,5 +286,109 @@ func TestImportReleaseV1(t *testing.T) {
 		if c.Used != errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) || (!c.Used && err != nil) {
 			t.Errorf("code (used %v): %v", c.Used, err)
 		}
+		if c.Used {
+			// Release v1 kept a used code whole; the copy is its tombstone.
+			if data := tokenData(t, url, "c", storetest.Signature(c.Code)); strings.Contains(data, "granted_scopes") || strings.Contains(data, "form") {
+				t.Errorf("the used code was copied whole: %s", data)
+			}
+		}
+	}
+	if data := tokenData(t, url, "r", storetest.Signature(admin.Rotated)); strings.Contains(data, "granted_scopes") || strings.Contains(data, "form") {
+		t.Errorf("the rotated refresh token was copied whole: %s", data)
+	}
+	for _, c := range fx.Consents {
+		if _, err := p.GetConsent(bg, c.User, c.ClientID); err != nil {
+			t.Errorf("consent of %s for %s: %v", c.User, c.ClientID, err)
+		}
+	}
+	if err := p.ClientAssertionJWTValid(bg, fx.JTIs[0]); !errors.Is(err, fosite.ErrJTIKnown) {
+		t.Errorf("the live JTI: %v; want fosite.ErrJTIKnown", err)
+	}
+	if err := p.ClientAssertionJWTValid(bg, fx.JTIs[1]); err != nil {
+		t.Errorf("the expired JTI: %v; want it not copied", err)
+	}
+}
+
+// tokenData returns the stored JSON of a token row.
+func tokenData(t *testing.T, url, kind, signature string) string {
+	t.Helper()
+	conn, err := pgx.Connect(bg, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(bg)
+	var data string
+	if err := conn.QueryRow(bg, "SELECT data::text FROM tokens WHERE kind = $1 AND key = $2", kind, store.SigHash(signature)).Scan(&data); err != nil {
+		t.Fatalf("the %s row: %v", kind, err)
+	}
+	return data
+}
+
+// TestImportCarriesTombstones: the tombstones of a bbolt file keep, in
+// PostgreSQL, their order of retirement, so rotations there go on pruning
+// the oldest ones first, and their lean form.
+func TestImportCarriesTombstones(t *testing.T) {
+	const keep = 3
+	b, err := store.Open(t.TempDir(), &store.Options{KeepRotated: keep})
+	must(t, err)
+	defer b.Close()
+	must(t, b.CreateClient(bg, &store.Client{ID: "c1", TokenEndpointAuthMethod: "none", Source: store.SourceDynamic}))
+	// Every token of the chain expires at the same second, so only the
+	// order of retirement tells the oldest.
+	exp := time.Now().Add(24 * time.Hour).Round(time.Second)
+	req := func() *fosite.Request {
+		r := newRequest("g1", "c1", "alice")
+		r.Session.SetExpiresAt(fosite.RefreshToken, exp)
+		return r
+	}
+	sig := func(i int) string { return fmt.Sprintf("rt-%d", i) }
+	must(t, b.CreateRefreshTokenSession(bg, sig(0), "", req()))
+	rotate := func(s store.FositeStorage, i int) {
+		t.Helper()
+		tctx, err := s.BeginTX(bg)
+		must(t, err)
+		must(t, s.RotateRefreshToken(tctx, "g1", sig(i-1)))
+		must(t, s.CreateRefreshTokenSession(tctx, sig(i), "", req()))
+		must(t, s.Commit(tctx))
+	}
+	// Keys are hashes: in key order the chain is shuffled.
+	for i := 1; i <= 5; i++ {
+		rotate(b, i)
+	}
+	url := pgtest.URL(t)
+	p := open(t, url, &postgres.Options{KeepRotated: keep, NoTokenCache: true})
+	must(t, p.Import(bg, func(ctx context.Context, sink store.Sink) error {
+		_, err := b.Export(ctx, sink)
+		return err
+	}))
+	state := func() []string {
+		var out []string
+		for i := 0; i <= 7; i++ {
+			_, err := p.GetRefreshTokenSession(bg, sig(i), &fosite.DefaultSession{})
+			switch {
+			case err == nil:
+				out = append(out, "live")
+			case errors.Is(err, fosite.ErrInactiveToken):
+				out = append(out, "tombstone")
+			case errors.Is(err, fosite.ErrNotFound):
+				out = append(out, "gone")
+			default:
+				t.Fatalf("%s: %v", sig(i), err)
+			}
+		}
+		return out
+	}
+	want := []string{"gone", "gone", "tombstone", "tombstone", "tombstone", "live", "gone", "gone"}
+	if diff := cmp.Diff(want, state()); diff != "" {
+		t.Errorf("after the import (-want +got):\n%s", diff)
+	}
+	if data := tokenData(t, url, "r", sig(2)); strings.Contains(data, "granted_scopes") {
+		t.Errorf("a tombstone was copied whole: %s", data)
+	}
+	rotate(p, 6)
+	rotate(p, 7)
+	want = []string{"gone", "gone", "gone", "gone", "tombstone", "tombstone", "tombstone", "live"}
+	if diff := cmp.Diff(want, state()); diff != "" {
+		t.Errorf("after two rotations on PostgreSQL (-want +got):\n%s", diff)
 	}
 }

@@ -36,6 +36,12 @@ type Options struct {
 	// that never completed an authorization is kept; default
 	// store.DefaultUnactivatedClientTTL.
 	UnactivatedClientTTL time.Duration
+	// KeepRotated is how many rotated or revoked refresh tokens of a grant
+	// are kept, newest first, as tombstones (with their grace-window
+	// successors); default store.DefaultKeepRotated. The authorization
+	// server recognises the reuse of an older one from the grant the token
+	// names (authz/refresh_binding.go).
+	KeepRotated int
 	// NoTokenCache turns the access-token cache and its listener off, for
 	// short-lived processes (the admin commands).
 	NoTokenCache bool
@@ -54,6 +60,7 @@ type Store struct {
 	now      func() time.Time
 	log      *slog.Logger
 	clientTT time.Duration
+	keep     int         // Options.KeepRotated
 	tokens   *tokenCache // nil with Options.NoTokenCache
 	clients  clientDecoder
 
@@ -82,6 +89,9 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	if o.UnactivatedClientTTL <= 0 {
 		o.UnactivatedClientTTL = store.DefaultUnactivatedClientTTL
 	}
+	if o.KeepRotated <= 0 {
+		o.KeepRotated = store.DefaultKeepRotated
+	}
 	if o.TokenCacheMaxAge <= 0 {
 		o.TokenCacheMaxAge = DefaultTokenCacheMaxAge
 	}
@@ -98,6 +108,7 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 		now:      o.Now,
 		log:      o.Logger,
 		clientTT: o.UnactivatedClientTTL,
+		keep:     o.KeepRotated,
 	}
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("postgres: %s", redact(err.Error(), url))

@@ -49,31 +49,46 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, s
 	return req, nil
 }
 
-// InvalidateAuthorizeCodeSession marks a code used. A code is used once:
-// invalidating a used one answers fosite.ErrInvalidatedAuthorizeCode, so
-// two exchanges of one code racing on two replicas cannot both succeed
-// (the second waits for the first's row lock, then finds the code used).
+// InvalidateAuthorizeCodeSession marks a code used and keeps only its
+// tombstone (store.Tombstone). A code is used once: invalidating a used
+// one answers fosite.ErrInvalidatedAuthorizeCode, so two exchanges of one
+// code racing on two replicas cannot both succeed (the second waits for
+// the first's row lock, then finds the code used).
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
-	q, err := s.q(ctx)
+	key := store.SigHash(signature)
+	return s.update(ctx, func(ctx context.Context) error {
+		q, err := s.q(ctx)
+		if err != nil {
+			return err
+		}
+		var data []byte
+		var exists bool
+		err = q.QueryRow(ctx, `
+			WITH used AS (
+				UPDATE tokens SET active = false WHERE kind = 'c' AND key = $1 AND active RETURNING data
+			)
+			SELECT (SELECT data FROM used), EXISTS (SELECT 1 FROM tokens WHERE kind = 'c' AND key = $1)`,
+			key).Scan(&data, &exists)
+		switch {
+		case err != nil:
+			return err
+		case data != nil:
+			return s.bury(ctx, kindCode, key, data)
+		case exists:
+			return fosite.ErrInvalidatedAuthorizeCode
+		}
+		return fosite.ErrNotFound
+	})
+}
+
+// bury replaces the record of a used code or a retired refresh token by its
+// tombstone. The statement goes out with the transaction's next one.
+func (s *Store) bury(ctx context.Context, kind string, key, data []byte) error {
+	tomb, err := store.Tombstone(data)
 	if err != nil {
 		return err
 	}
-	var used, exists bool
-	err = q.QueryRow(ctx, `
-		WITH used AS (
-			UPDATE tokens SET active = false WHERE kind = 'c' AND key = $1 AND active RETURNING 1
-		)
-		SELECT EXISTS (SELECT 1 FROM used), EXISTS (SELECT 1 FROM tokens WHERE kind = 'c' AND key = $1)`,
-		store.SigHash(signature)).Scan(&used, &exists)
-	switch {
-	case err != nil:
-		return err
-	case used:
-		return nil
-	case exists:
-		return fosite.ErrInvalidatedAuthorizeCode
-	}
-	return fosite.ErrNotFound
+	return s.deferExec(ctx, "UPDATE tokens SET data = $3 WHERE kind = $1 AND key = $2", kind, key, tomb)
 }
 
 // CreatePKCERequestSession stores the PKCE request of a code.
@@ -150,6 +165,12 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 // fosite.ErrSerializationFailure and changes nothing, so two refreshes
 // never fork a grant into two live tokens.
 //
+// The rotated token keeps only its tombstone, numbered after the grant's
+// newest, and the grant keeps only its newest Options.KeepRotated
+// tombstones, with their grace-window successors: a grant that rotates for
+// ever keeps a bounded number of rows. Both writes go out with the
+// transaction's next statement.
+//
 // The retired access tokens stop working in this process at once and in
 // the others within Options.TokenCacheMaxAge: a rotation sends no
 // notification, since it is the busiest write there is.
@@ -157,44 +178,106 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature str
 	if !textOK(requestID) {
 		return fosite.ErrNotFound
 	}
-	q, err := s.q(ctx)
-	if err != nil {
-		return err
-	}
-	var rotated, exists bool
-	var retired [][]byte
-	err = q.QueryRow(ctx, `
-		WITH rotated AS (
-			UPDATE tokens SET active = false
-			WHERE kind = 'r' AND key = $1 AND request_id = $2 AND active
-			RETURNING request_id
-		), retired AS (
-			DELETE FROM tokens WHERE kind = 'a' AND request_id IN (SELECT request_id FROM rotated)
-			RETURNING key
-		)
-		SELECT EXISTS (SELECT 1 FROM rotated),
-			EXISTS (SELECT 1 FROM tokens WHERE kind = 'r' AND key = $1 AND request_id = $2),
-			coalesce((SELECT array_agg(key) FROM retired), '{}')`,
-		store.SigHash(signature), requestID).Scan(&rotated, &exists, &retired)
-	switch {
-	case err != nil:
-		return err
-	case rotated:
-		s.changedTokens(ctx, changed{keys: retired})
-		return nil
-	case exists:
-		return fosite.ErrSerializationFailure
-	}
-	return fosite.ErrNotFound
+	key := store.SigHash(signature)
+	return s.update(ctx, func(ctx context.Context) error {
+		q, err := s.q(ctx)
+		if err != nil {
+			return err
+		}
+		var data []byte
+		var exists bool
+		var retired [][]byte
+		err = q.QueryRow(ctx, `
+			WITH rotated AS (
+				UPDATE tokens SET active = false,
+					seq = (SELECT coalesce(max(seq), 0) + 1 FROM tokens WHERE kind = 'r' AND request_id = $2)
+				WHERE kind = 'r' AND key = $1 AND request_id = $2 AND active
+				RETURNING request_id, data
+			), retired AS (
+				DELETE FROM tokens WHERE kind = 'a' AND request_id IN (SELECT request_id FROM rotated)
+				RETURNING key
+			)
+			SELECT (SELECT data FROM rotated),
+				EXISTS (SELECT 1 FROM tokens WHERE kind = 'r' AND key = $1 AND request_id = $2),
+				coalesce((SELECT array_agg(key) FROM retired), '{}')`,
+			key, requestID).Scan(&data, &exists, &retired)
+		switch {
+		case err != nil:
+			return err
+		case data != nil:
+			s.changedTokens(ctx, changed{keys: retired})
+			if err := s.bury(ctx, kindRefresh, key, data); err != nil {
+				return err
+			}
+			return s.pruneRotated(ctx, requestID)
+		case exists:
+			return fosite.ErrSerializationFailure
+		}
+		return fosite.ErrNotFound
+	})
 }
 
 // RevokeRefreshToken marks every refresh token of grant requestID
-// inactive; using one afterwards is reuse (fosite.ErrInactiveToken).
+// inactive, keeping their tombstones; using one afterwards is reuse
+// (fosite.ErrInactiveToken), for the newest Options.KeepRotated of them.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
 	if !textOK(requestID) {
 		return nil
 	}
-	return s.deferExec(ctx, "UPDATE tokens SET active = false WHERE kind = 'r' AND request_id = $1 AND active", requestID)
+	return s.update(ctx, func(ctx context.Context) error {
+		q, err := s.q(ctx)
+		if err != nil {
+			return err
+		}
+		rows, err := q.Query(ctx, `
+			UPDATE tokens SET active = false,
+				seq = (SELECT coalesce(max(seq), 0) FROM tokens WHERE kind = 'r' AND request_id = $1) + 1
+			WHERE kind = 'r' AND request_id = $1 AND active
+			RETURNING key, data`, requestID)
+		if err != nil {
+			return err
+		}
+		type retired struct{ key, data []byte }
+		var rs []retired
+		var r retired
+		if _, err := pgx.ForEachRow(rows, []any{&r.key, &r.data}, func() error {
+			rs = append(rs, retired{r.key, r.data})
+			return nil
+		}); err != nil {
+			return err
+		}
+		if len(rs) == 0 {
+			return nil
+		}
+		for _, r := range rs {
+			if err := s.bury(ctx, kindRefresh, r.key, r.data); err != nil {
+				return err
+			}
+		}
+		return s.pruneRotated(ctx, requestID)
+	})
+}
+
+// pruneBatch bounds the tombstones one write prunes, so the first rotation
+// of a grant that piled up inactive records (copied from a file of release
+// v1) stays a short write; later rotations prune the rest.
+const pruneBatch = 256
+
+// pruneRotated deletes the tombstones of grant requestID beyond its newest
+// s.keep (by seq, then expiry, then key, as the bbolt store orders them),
+// with their successors. The statement goes out with the transaction's
+// next one.
+func (s *Store) pruneRotated(ctx context.Context, requestID string) error {
+	return s.deferExec(ctx, `
+		WITH pruned AS (
+			DELETE FROM tokens WHERE kind = 'r' AND key IN (
+				SELECT key FROM tokens WHERE kind = 'r' AND request_id = $1 AND NOT active
+				ORDER BY seq DESC, expires_at DESC NULLS LAST, key DESC
+				OFFSET $2 LIMIT $3)
+			RETURNING key
+		)
+		DELETE FROM successors WHERE key IN (SELECT key FROM pruned)`,
+		requestID, s.keep, pruneBatch)
 }
 
 // RevokeAccessToken deletes every access token of grant requestID; every
@@ -239,7 +322,7 @@ func (s *Store) createToken(ctx context.Context, kind string, tokenType fosite.T
 		INSERT INTO tokens (kind, key, request_id, client_id, subject, active, expires_at, data)
 		VALUES ($1, $2, $3, $4, $5, true, $6, $7)
 		ON CONFLICT (kind, key) DO UPDATE SET request_id = EXCLUDED.request_id, client_id = EXCLUDED.client_id,
-			subject = EXCLUDED.subject, active = true, expires_at = EXCLUDED.expires_at, data = EXCLUDED.data`,
+			subject = EXCLUDED.subject, active = true, expires_at = EXCLUDED.expires_at, seq = 0, data = EXCLUDED.data`,
 		kind, key, enc.ID, enc.ClientID, enc.Subject, nullTime(enc.ExpiresAt), enc.JSON)
 	if err != nil {
 		return err

@@ -45,6 +45,7 @@ func RunRetention(t *testing.T, newFixture func(t *testing.T) Fixture, r Retenti
 		{"a grant keeps only its newest rotated refresh tokens and their successors", testOldRotatedForgotten},
 		{"a revoked grant keeps only its newest refresh tokens, inactive", testRevokedBounded},
 		{"forgetting a grant's rotated tokens leaves other grants alone", testRetentionPerGrant},
+		{"a used code and a rotated or revoked refresh token keep a tombstone, not their scopes and form", testTombstonesLean},
 	}
 	for _, rule := range rules {
 		t.Run(rule.name, func(t *testing.T) { rule.fn(t, newFixture(t), r) })
@@ -155,5 +156,46 @@ func testRetentionPerGrant(t *testing.T, f Fixture, r Retention) {
 	wantErr(t, "the other grant's rotated token", err, fosite.ErrInactiveToken)
 	if _, err := f.Storage.GetRefreshTokenSession(ctx, old[1], proto()); err != nil {
 		t.Errorf("the other grant's live token: %v", err)
+	}
+}
+
+// testTombstonesLean: what a used code or a retired refresh token keeps is
+// a tombstone, its grant, client and session (the DPoP binding: Run's
+// testTombstonesKeepExtraClaims), and not the scopes, audience and form
+// of the request, which only a live token needs.
+func testTombstonesLean(t *testing.T, f Fixture, _ Retention) {
+	ctx := context.Background()
+	g := grant{"req-1", "client-1", "alice"}
+	f.AddClient(t, g.client)
+	mustNil(t, "CreateAuthorizeCodeSession", f.Storage.CreateAuthorizeCodeSession(ctx, "code-1", newRequest(g)))
+	mustNil(t, "InvalidateAuthorizeCodeSession", f.Storage.InvalidateAuthorizeCodeSession(ctx, "code-1"))
+	mustNil(t, "CreateRefreshTokenSession", f.Storage.CreateRefreshTokenSession(ctx, "rt-1", "at-1", newRequest(g)))
+	mustNil(t, "RotateRefreshToken", f.Storage.RotateRefreshToken(ctx, g.id, "rt-1"))
+	g2 := grant{"req-2", "client-1", "alice"}
+	mustNil(t, "CreateRefreshTokenSession", f.Storage.CreateRefreshTokenSession(ctx, "rt-2", "at-2", newRequest(g2)))
+	mustNil(t, "RevokeRefreshToken", f.Storage.RevokeRefreshToken(ctx, g2.id))
+	for _, c := range []struct {
+		what string
+		get  func() (fosite.Requester, error)
+		want error
+		id   string
+	}{
+		{"used code", func() (fosite.Requester, error) { return f.Storage.GetAuthorizeCodeSession(ctx, "code-1", proto()) }, fosite.ErrInvalidatedAuthorizeCode, g.id},
+		{"rotated refresh token", func() (fosite.Requester, error) { return f.Storage.GetRefreshTokenSession(ctx, "rt-1", proto()) }, fosite.ErrInactiveToken, g.id},
+		{"revoked refresh token", func() (fosite.Requester, error) { return f.Storage.GetRefreshTokenSession(ctx, "rt-2", proto()) }, fosite.ErrInactiveToken, g2.id},
+	} {
+		req, err := c.get()
+		wantErr(t, c.what, err, c.want)
+		wantID(t, c.what, req, c.id)
+		if req == nil {
+			continue
+		}
+		if got := req.GetClient().GetID(); got != g.client {
+			t.Errorf("%s: client %q; want %q", c.what, got, g.client)
+		}
+		if len(req.GetRequestedScopes()) > 0 || len(req.GetGrantedScopes()) > 0 || len(req.GetGrantedAudience()) > 0 || len(req.GetRequestForm()) > 0 {
+			t.Errorf("%s: scopes %v/%v, audience %v, form %v kept; want a tombstone without them",
+				c.what, req.GetRequestedScopes(), req.GetGrantedScopes(), req.GetGrantedAudience(), req.GetRequestForm())
+		}
 	}
 }
