@@ -59,7 +59,7 @@
 // (refresh_grace.go), and refresh tokens that name their grant under a MAC
 // (refresh_binding.go), so that the reuse of a rotated token the storage
 // no longer keeps still revokes the grant. A write the Storage cannot make
-// now (ErrUnavailable: its disk is full) is answered 503
+// now (ErrUnavailable: its disk is full, its database read-only or away) is answered 503
 // temporarily_unavailable, without an error line of its own. The issuer may have a path (https://host/mcpd behind
 // a prefix proxy): every URL handed out is built from it, the pages' files
 // load under it (web.WithBasePath) and the session cookie is named after it. Because anyone can register a

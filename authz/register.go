@@ -385,6 +385,10 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n, err := s.store.CountClients(ctx)
+	if errors.Is(err, ErrUnavailable) { // the storage logs why
+		s.writeRegisterUnavailable(w)
+		return
+	}
 	if err != nil {
 		s.log.Error("register: counting clients failed", "err", err)
 		writeJSON(w, http.StatusInternalServerError, registrationError{Code: "server_error"})
@@ -395,9 +399,8 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	secret, regToken, err := s.createClient(ctx, c)
-	if errors.Is(err, ErrUnavailable) { // the storage logs a full disk
-		w.Header().Set("Retry-After", retryAfter)
-		writeJSON(w, http.StatusServiceUnavailable, registrationError{Code: "temporarily_unavailable", Description: "the server cannot store a registration right now (its disk is full); try again later"})
+	if errors.Is(err, ErrUnavailable) { // the storage logs why
+		s.writeRegisterUnavailable(w)
 		return
 	}
 	if err != nil {
@@ -468,4 +471,11 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("client deleted its registration", "client_id", id)
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// writeRegisterUnavailable answers a registration the storage cannot take
+// now: 503 temporarily_unavailable with Retry-After.
+func (s *Server) writeRegisterUnavailable(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", retryAfter)
+	writeJSON(w, http.StatusServiceUnavailable, registrationError{Code: "temporarily_unavailable", Description: "the server cannot store a registration right now (its storage is full or unavailable); try again later"})
 }

@@ -19,9 +19,11 @@ var (
 	ErrNotFound       = errors.New("not found")
 	ErrAlreadyExists  = errors.New("already exists")
 	ErrBadCredentials = errors.New("bad credentials")
-	// ErrUnavailable is what a Storage returns for a write it cannot make
-	// now (its disk is full). Requests that need one are answered 503
-	// temporarily_unavailable; the storage, not each request, logs why.
+	// ErrUnavailable is what a Storage returns for a request it cannot
+	// serve now but may later: a write its disk has no room for, a
+	// database that is read-only or does not answer. Requests that need
+	// one are answered 503 temporarily_unavailable; the storage, not each
+	// request, logs why.
 	ErrUnavailable = errors.New("storage temporarily unavailable")
 )
 

@@ -319,5 +319,5 @@ const retryAfter = "30"
 // storage cannot make now (RFC 6749 §4.1.2.1 and §5.2 use
 // temporarily_unavailable for it; fosite answers it with 503).
 func unavailableError() *fosite.RFC6749Error {
-	return fosite.ErrTemporarilyUnavailable.WithHint("The server cannot store anything right now (its disk is full); try again later.")
+	return fosite.ErrTemporarilyUnavailable.WithHint("The server cannot store anything right now (its storage is full or unavailable); try again later.")
 }

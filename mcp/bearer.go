@@ -96,6 +96,11 @@ func (s *Server) requireBearer(next http.Handler) http.Handler {
 			s.log.DebugContext(r.Context(), "bearer token rejected", "remote", r.RemoteAddr)
 			s.unauthorized(w, scheme, "invalid_token", "the access token is invalid, expired, revoked or not meant for this resource")
 			return
+		case errors.Is(err, ErrUnavailable):
+			// The store logs why, once a minute.
+			w.Header().Set("Retry-After", retryAfter)
+			http.Error(w, "the server cannot check tokens right now; try again later", http.StatusServiceUnavailable)
+			return
 		case err != nil:
 			s.log.ErrorContext(r.Context(), "verifying bearer token", "err", err)
 			http.Error(w, "token verification failed", http.StatusInternalServerError)
@@ -131,6 +136,10 @@ func (s *Server) requireBearer(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
+
+// retryAfter is the Retry-After, in seconds, of a 503 for a storage that
+// cannot answer now.
+const retryAfter = "30"
 
 // checkProof checks the DPoP proof of a request presenting token, bound
 // to the key bound, and answers 401 (false) when it does not hold.

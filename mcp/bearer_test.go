@@ -1,6 +1,9 @@
 package mcp
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -8,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/modelcontextprotocol/go-sdk/auth"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -111,6 +115,37 @@ func TestExpiredTokenIsInvalid(t *testing.T) {
 	}
 	if got := resp.Header.Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_token"`) {
 		t.Errorf("WWW-Authenticate = %q; want error=\"invalid_token\"", got)
+	}
+}
+
+// TestVerifierFailures: a verifier that cannot tell now (its storage does
+// not answer: ErrUnavailable) gets 503 with Retry-After, which clients
+// retry, and no challenge, which would send them to sign in again; any
+// other failure of the verifier is a 500.
+func TestVerifierFailures(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		err        error
+		wantStatus int
+	}{
+		{"the storage cannot answer now", fmt.Errorf("authz: looking up token: %w", ErrUnavailable), http.StatusServiceUnavailable},
+		{"anything else", errors.New("boom"), http.StatusInternalServerError},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := newTestEnv(t, func(cfg *Config) {
+				cfg.Verifier = func(context.Context, string, *http.Request) (*auth.TokenInfo, error) { return nil, c.err }
+			})
+			resp := env.post(t, initializeBody, map[string]string{"Authorization": "Bearer alice-all"})
+			if resp.StatusCode != c.wantStatus {
+				t.Errorf("status = %d; want %d", resp.StatusCode, c.wantStatus)
+			}
+			if got := resp.Header.Get("WWW-Authenticate"); got != "" {
+				t.Errorf("WWW-Authenticate = %q; want none", got)
+			}
+			if retry := resp.Header.Get("Retry-After"); (c.wantStatus == http.StatusServiceUnavailable) != (retry != "") {
+				t.Errorf("Retry-After = %q on a %d", retry, resp.StatusCode)
+			}
+		})
 	}
 }
 

@@ -10,9 +10,11 @@ import (
 // note under.
 var ErrNoteNotFound = errors.New("note not found")
 
-// ErrUnavailable is what a NotesStore returns for a write it cannot make
-// now (its disk is full); the tool call fails with a message that says
-// so, and the store, not the tool, logs why.
+// ErrUnavailable is what a NotesStore returns for a request it cannot
+// serve now but may later (its disk is full, its database read-only or
+// away); the tool call fails with a message that says so, and the store,
+// not the tool, logs why. A Verifier's error wrapping it is answered 503
+// with Retry-After.
 var ErrUnavailable = errors.New("notes store temporarily unavailable")
 
 // Note is one note of one owner.

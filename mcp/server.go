@@ -31,7 +31,9 @@ type Config struct {
 	Issuer string
 	// Verifier checks a bearer token. It returns an error wrapping
 	// auth.ErrInvalidToken for a bad, expired, revoked or wrong-audience
-	// token, and TokenInfo.UserID is the owner of notes.
+	// token, one wrapping ErrUnavailable when it cannot tell now (its
+	// storage does not answer), and TokenInfo.UserID is the owner of
+	// notes.
 	Verifier auth.TokenVerifier
 	// Notes persists notes per owner.
 	Notes NotesStore

@@ -156,7 +156,7 @@ func hasControl(s string) bool {
 // leak its details.
 func (s *Server) storeError(ctx context.Context, toolName string, err error) error {
 	if errors.Is(err, ErrUnavailable) {
-		return fmt.Errorf("%s: the server cannot save anything right now (its disk is full); try again later", toolName)
+		return fmt.Errorf("%s: the server cannot save anything right now (its storage is full or unavailable); try again later", toolName)
 	}
 	s.log.ErrorContext(ctx, "notes store failed", "tool", toolName, "err", err)
 	return fmt.Errorf("%s: the notes store failed; try again later", toolName)

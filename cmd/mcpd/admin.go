@@ -360,12 +360,10 @@ func (a localAdmin) Backup(ctx context.Context, w io.Writer) (int64, error) {
 }
 
 // fileStore is what the bbolt store offers beyond store.Backend: the
-// statistics, check and compaction of its file, and whether its disk takes
-// writes. PostgreSQL has no file of mcpd's to check or compact: its
-// server keeps its own.
+// statistics, check and compaction of its file. PostgreSQL has no file of
+// mcpd's to check or compact: its server keeps its own.
 type fileStore interface {
 	Path() string
-	Health(ctx context.Context) store.Health
 	Check() error
 	Stats(ctx context.Context) (store.Stats, error)
 	Compact(ctx context.Context) (store.CompactStats, error)
@@ -405,11 +403,18 @@ func (a localAdmin) Check(ctx context.Context) (checkView, error) {
 	return v, nil
 }
 
-// writeHealth reports whether the backend's disk takes writes; a backend
-// without a file of mcpd's (PostgreSQL) is taken to.
+// healthReporter is a backend that follows whether it takes writes: the
+// bbolt store (its disk) and PostgreSQL (a full disk, a read-only
+// standby, a database away).
+type healthReporter interface {
+	Health(ctx context.Context) store.Health
+}
+
+// writeHealth reports whether the backend takes writes; a backend that
+// does not follow it is taken to.
 func writeHealth(ctx context.Context, b store.Backend) store.Health {
-	if fs, ok := b.(fileStore); ok {
-		return fs.Health(ctx)
+	if h, ok := b.(healthReporter); ok {
+		return h.Health(ctx)
 	}
 	return store.Health{Writable: true}
 }

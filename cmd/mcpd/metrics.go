@@ -45,11 +45,12 @@ func newMetrics() *metrics {
 
 // watchWrites exports whether the database takes writes, as
 // mcpd_store_writes_failing: 1 while its disk is full (or over quota, or
-// read-only), else 0.
+// read-only; on PostgreSQL also while the database is a read-only standby
+// or does not answer), else 0.
 func (m *metrics) watchWrites(writable func() bool) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "mcpd_store_writes_failing",
-		Help: "1 while the database's disk takes no writes (full, over quota, read-only), else 0.",
+		Help: "1 while the database takes no writes (its disk full, over quota or read-only, a read-only standby, the database away), else 0.",
 	}, func() float64 {
 		if writable() {
 			return 0

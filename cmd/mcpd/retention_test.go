@@ -33,7 +33,9 @@ func TestForgottenReuseRevokesTheGrant(t *testing.T) {
 		where func(t *testing.T) []string
 	}{
 		{"bbolt", func(t *testing.T) []string { return []string{"--data", filepath.Join(t.TempDir(), "data")} }},
-		{"postgres", func(t *testing.T) []string { return []string{"--data", filepath.Join(t.TempDir(), "data"), "--database", pgtest.URL(t)} }},
+		{"postgres", func(t *testing.T) []string {
+			return []string{"--data", filepath.Join(t.TempDir(), "data"), "--database", pgtest.URL(t)}
+		}},
 	} {
 		t.Run(backend.name, func(t *testing.T) {
 			where := backend.where(t)

@@ -162,7 +162,7 @@ func newServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger, geten
 	}
 	ms, err := mcp.New(mcp.Config{
 		Issuer:             cfg.Issuer,
-		Verifier:           az.Verify,
+		Verifier:           wire.MCPVerifier(az.Verify),
 		Notes:              wire.NewNotesStore(s.store),
 		Upstreams:          cfg.Upstreams,
 		UserTokens:         mcpUserTokens(userTokens),
@@ -236,7 +236,7 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 	}
 	w.WriteHeader(status)
-	fmt.Fprintf(w, "degraded: writes fail since %s: %s; token checks and reads go on, and writes resume once space is freed\n",
+	fmt.Fprintf(w, "degraded: writes fail since %s: %s; token checks and reads go on, and writes resume by themselves once the disk or database takes them again\n",
 		h.Since.UTC().Format(time.RFC3339), h.Reason)
 }
 

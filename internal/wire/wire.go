@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/ory/fosite"
 
 	"github.com/mcpd/mcpd/authz"
@@ -62,7 +64,8 @@ func (a AuthzStorage) RememberProofJTI(ctx context.Context, key string, exp time
 }
 
 // fositeErr keeps the errors of the fosite contracts, which fosite reads
-// as they are, and marks a write the disk did not take as
+// as they are, and marks a request the storage cannot serve now (a write
+// the disk did not take, a database read-only or away) as
 // authz.ErrUnavailable, which authz answers with 503.
 func fositeErr(err error) error {
 	if errors.Is(err, store.ErrUnavailable) {
@@ -71,8 +74,40 @@ func fositeErr(err error) error {
 	return err
 }
 
-// The fosite contracts' writes pass through fositeErr; their reads, and
-// every read, pass straight through.
+// The fosite contracts pass through fositeErr, reads too: on PostgreSQL a
+// read fails when the database is away, and fosite wraps what GetClient
+// answers into invalid_client unless authz can tell it apart (a client
+// told invalid_client registers again).
+
+func (a AuthzStorage) GetAuthorizeCodeSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	r, err := a.Store.GetAuthorizeCodeSession(ctx, signature, session)
+	return r, fositeErr(err)
+}
+
+func (a AuthzStorage) GetPKCERequestSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	r, err := a.Store.GetPKCERequestSession(ctx, signature, session)
+	return r, fositeErr(err)
+}
+
+func (a AuthzStorage) GetAccessTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	r, err := a.Store.GetAccessTokenSession(ctx, signature, session)
+	return r, fositeErr(err)
+}
+
+func (a AuthzStorage) GetRefreshTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	r, err := a.Store.GetRefreshTokenSession(ctx, signature, session)
+	return r, fositeErr(err)
+}
+
+func (a AuthzStorage) ClientAssertionJWTValid(ctx context.Context, jti string) error {
+	return fositeErr(a.Store.ClientAssertionJWTValid(ctx, jti))
+}
+
+// LockKey marks a lock the storage cannot take now as authz.ErrUnavailable.
+func (a AuthzStorage) LockKey(ctx context.Context, key string) (func(), error) {
+	unlock, err := a.Store.LockKey(ctx, key)
+	return unlock, authzErr(err)
+}
 
 func (a AuthzStorage) CreateAuthorizeCodeSession(ctx context.Context, signature string, req fosite.Requester) error {
 	return fositeErr(a.Store.CreateAuthorizeCodeSession(ctx, signature, req))
@@ -137,9 +172,29 @@ func (a AuthzStorage) GetClient(ctx context.Context, id string) (fosite.Client, 
 		return nil, fosite.ErrNotFound
 	}
 	if err != nil {
-		return nil, err
+		return nil, fositeErr(err)
 	}
 	return toAuthzClient(c), nil
+}
+
+func (a AuthzStorage) CountClients(ctx context.Context) (int, error) {
+	n, err := a.Store.CountClients(ctx)
+	return n, authzErr(err)
+}
+
+func (a AuthzStorage) UserExists(ctx context.Context, name string) (bool, error) {
+	ok, err := a.Store.UserExists(ctx, name)
+	return ok, authzErr(err)
+}
+
+func (a AuthzStorage) ListSubjectGrants(ctx context.Context, subject string, newSession func() fosite.Session) ([]fosite.Requester, error) {
+	reqs, err := a.Store.ListSubjectGrants(ctx, subject, newSession)
+	return reqs, authzErr(err)
+}
+
+func (a AuthzStorage) RevokeSubjectClientGrants(ctx context.Context, subject, clientID string) (int, error) {
+	n, err := a.Store.RevokeSubjectClientGrants(ctx, subject, clientID)
+	return n, authzErr(err)
 }
 
 func (a AuthzStorage) CreateClient(ctx context.Context, c *authz.Client) error {
@@ -358,4 +413,17 @@ func toMCPNotes(in []store.Note) []mcp.Note {
 		out[i] = mcp.Note(n)
 	}
 	return out
+}
+
+// MCPVerifier adapts authz's token verifier to mcp's: a token the storage
+// cannot check now (authz.ErrUnavailable) is mcp.ErrUnavailable, which
+// /mcp answers with 503 and Retry-After rather than 500.
+func MCPVerifier(verify auth.TokenVerifier) auth.TokenVerifier {
+	return func(ctx context.Context, token string, r *http.Request) (*auth.TokenInfo, error) {
+		ti, err := verify(ctx, token, r)
+		if errors.Is(err, authz.ErrUnavailable) {
+			return nil, fmt.Errorf("%w: %w", mcp.ErrUnavailable, err)
+		}
+		return ti, err
+	}
 }

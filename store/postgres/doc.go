@@ -20,6 +20,12 @@
 // refused by every other within that age, and usually within
 // milliseconds.
 //
+// An error that means the database cannot take the request now but may
+// later (its disk full, SQLSTATE 53100; read-only, 25006, as a hot standby
+// after a failover; out of resources; stopped, restarting or out of reach)
+// is store.ErrUnavailable, logged once a minute and followed by Health, as
+// the bbolt store does for its disk; the pool reconnects by itself.
+//
 // The package must not import any other mcpd package than store, and it
 // never logs a token, code, secret, password or the database password.
 //

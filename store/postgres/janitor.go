@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -45,7 +46,7 @@ func (s *Store) Sweep(ctx context.Context) (store.SweepStats, error) {
 			}
 			tag, err := s.pool.Exec(ctx, step.query, now, sweepBatch)
 			if err != nil {
-				return st, fmt.Errorf("sweep: %w", err)
+				return st, fmt.Errorf("sweep: %w", s.fail(err))
 			}
 			*step.n += int(tag.RowsAffected())
 			if tag.RowsAffected() < sweepBatch {
@@ -113,7 +114,8 @@ func (s *Store) RunJanitor(ctx context.Context, interval time.Duration) {
 		st, swept, err := s.sweepOnce(ctx)
 		switch {
 		case err != nil:
-			if ctx.Err() == nil {
+			// An unavailable database is logged once a minute (fail).
+			if ctx.Err() == nil && !errors.Is(err, store.ErrUnavailable) {
 				s.log.Error("store: janitor sweep failed", "err", err)
 			}
 		case !swept:

@@ -28,14 +28,14 @@ func lockID(key string) int64 {
 func (s *Store) LockKey(ctx context.Context, key string) (func(), error) {
 	conn, err := s.locks.Acquire(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: lock: %w", err)
+		return nil, fmt.Errorf("postgres: lock: %w", s.fail(err))
 	}
 	id := lockID(key)
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", id); err != nil {
 		// The lock may have been granted as ctx ended: end the session,
 		// which gives it up either way.
 		closeConn(conn)
-		return nil, fmt.Errorf("postgres: lock: %w", err)
+		return nil, fmt.Errorf("postgres: lock: %w", s.fail(err))
 	}
 	var once sync.Once
 	return func() { once.Do(func() { unlockAndRelease(conn, id) }) }, nil
@@ -68,11 +68,11 @@ func closeConn(conn *pgxpool.Conn) {
 func (s *Store) tryLock(ctx context.Context, id int64) (unlock func(), ok bool, err error) {
 	conn, err := s.locks.Acquire(ctx)
 	if err != nil {
-		return nil, false, err
+		return nil, false, s.fail(err)
 	}
 	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", id).Scan(&ok); err != nil {
 		closeConn(conn)
-		return nil, false, err
+		return nil, false, s.fail(err)
 	}
 	if !ok {
 		conn.Release()

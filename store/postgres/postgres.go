@@ -63,6 +63,7 @@ type Store struct {
 	keep     int         // Options.KeepRotated
 	tokens   *tokenCache // nil with Options.NoTokenCache
 	clients  clientDecoder
+	health   writeHealth
 
 	stopListen context.CancelFunc
 	listening  sync.WaitGroup
@@ -152,7 +153,7 @@ func (s *Store) Close() error {
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
 	if err := s.pool.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
-		return fmt.Errorf("postgres: ping: %w", err)
+		return fmt.Errorf("postgres: ping: %w", s.fail(err))
 	}
 	return nil
 }

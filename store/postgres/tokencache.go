@@ -136,6 +136,7 @@ func cloneInfo(info store.AccessTokenInfo) store.AccessTokenInfo {
 func (s *Store) listen(cfg *pgx.ConnConfig) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopListen = cancel
+	var logged time.Time // the listener's goroutine alone calls LogError
 	l := &pgxlisten.Listener{
 		Connect: func(ctx context.Context) (*pgx.Conn, error) {
 			c := cfg.Copy()
@@ -144,7 +145,10 @@ func (s *Store) listen(cfg *pgx.ConnConfig) {
 		},
 		LogError: func(ctx context.Context, err error) {
 			s.tokens.setOn(false)
-			if ctx.Err() == nil {
+			// It tries again every ReconnectDelay: one line a minute
+			// says it while the database is away.
+			if now := time.Now(); ctx.Err() == nil && (logged.IsZero() || now.Sub(logged) >= healthLogInterval) {
+				logged = now
 				s.log.Warn("store: token cache off: not listening for revocations", "err", err)
 			}
 		},

@@ -76,7 +76,7 @@ func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return ctx, fmt.Errorf("postgres: begin transaction: %w", err)
+		return ctx, fmt.Errorf("postgres: begin transaction: %w", s.fail(err))
 	}
 	return context.WithValue(ctx, txKey{}, &txFrame{state: &txState{conn: conn}}), nil
 }
@@ -115,9 +115,10 @@ func (s *Store) Commit(ctx context.Context) error {
 	})
 	if err != nil {
 		st.end(ectx)
-		return fmt.Errorf("postgres: commit: %w", err)
+		return fmt.Errorf("postgres: commit: %w", s.fail(err))
 	}
 	st.conn.Release()
+	s.wrote()
 	s.dropCached(st.changed)
 	return nil
 }
@@ -195,9 +196,9 @@ func (s *Store) q(ctx context.Context) (querier, error) {
 		if f.state.closed {
 			return nil, errTxClosed
 		}
-		return txQuerier{f.state}, nil
+		return checked{s, txQuerier{f.state}}, nil
 	}
-	return s.pool, nil
+	return checked{s, s.pool}, nil
 }
 
 // deferExec runs a write whose answer nobody waits for: in a transaction
@@ -211,8 +212,11 @@ func (s *Store) deferExec(ctx context.Context, sql string, args ...any) error {
 		f.state.pending = append(f.state.pending, queued{sql: sql, args: args})
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, sql, args...)
-	return err
+	if _, err := s.pool.Exec(ctx, sql, args...); err != nil {
+		return s.fail(err)
+	}
+	s.wrote()
+	return nil
 }
 
 // txQuerier runs statements in a transaction, each with whatever is
