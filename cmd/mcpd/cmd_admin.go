@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -45,8 +46,35 @@ func (e cliEnv) adminFlagSet(name, usage string, withJSON, withPassword bool) (*
 	return fs, f
 }
 
-func (e cliEnv) openAdmin(f adminFlags) (admin, error) {
-	return openAdmin(e.ctx, *f.data, *f.database, slog.New(slog.DiscardHandler))
+// openAdmin opens the admin of the command's database. Without --database
+// the bbolt file DATA/mcpd.db must exist: a command run on the wrong
+// directory, or without --database on a PostgreSQL deployment, would
+// otherwise work on an empty file it made. create allows making it, for
+// `mcpd user add`, which sets up the first user of a new directory (as
+// release v1 did); it says so on stderr.
+func (e cliEnv) openAdmin(f adminFlags, create bool) (admin, error) {
+	created := false
+	if *f.database == "" {
+		path := filepath.Join(*f.data, store.FileName)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			// No server runs on a directory without its file.
+			if !create {
+				return nil, errNoDatabase(path)
+			}
+			created = true
+		}
+	}
+	a, err := openAdmin(e.ctx, *f.data, *f.database, slog.New(slog.DiscardHandler))
+	if err == nil && created {
+		fmt.Fprintf(e.stderr, "mcpd: created a new database at %s (on a PostgreSQL deployment, pass --database instead)\n", filepath.Join(*f.data, store.FileName))
+	}
+	return a, err
+}
+
+// errNoDatabase is the answer of an admin command run on a data directory
+// without a database.
+func errNoDatabase(path string) error {
+	return fmt.Errorf("no database at %s — start `mcpd serve` once, or pass --database for PostgreSQL", path)
 }
 
 // readPassword reads one line of stdin; the trailing newline (and a CR
@@ -100,7 +128,9 @@ type adminCmd struct {
 	// optional (a user who signs in only through an identity provider).
 	email  bool
 	remove bool // takes --remove ID
-	run    func(e cliEnv, a admin, in adminInput) error
+	// creates lets it make DATA/mcpd.db when there is none (user add).
+	creates bool
+	run     func(e cliEnv, a admin, in adminInput) error
 }
 
 // adminInput is what a subcommand was given.
@@ -189,7 +219,7 @@ func (e cliEnv) dispatch(group, usage string, cmds map[string]adminCmd, args []s
 			return err
 		}
 	}
-	a, err := e.openAdmin(f)
+	a, err := e.openAdmin(f, cmd.creates)
 	if err != nil {
 		return err
 	}
@@ -208,7 +238,7 @@ func (e cliEnv) user(args []string) error {
   mcpd user passkeys NAME [--json] [--remove ID]
   mcpd user remove NAME`
 	return e.dispatch("user", usage, map[string]adminCmd{
-		"add": {args: []string{"NAME"}, password: true, email: true, run: func(e cliEnv, a admin, in adminInput) error {
+		"add": {args: []string{"NAME"}, password: true, email: true, creates: true, run: func(e cliEnv, a admin, in adminInput) error {
 			var err error
 			if in.email != "" {
 				err = a.AddUserWithEmail(e.ctx, in.pos[0], in.password, in.email)
@@ -409,7 +439,7 @@ pg_restore instead.`
 	if *f.database != "" {
 		return errBackupPostgres
 	}
-	a, err := e.openAdmin(f)
+	a, err := e.openAdmin(f, false)
 	if err != nil {
 		return err
 	}

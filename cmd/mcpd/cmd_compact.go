@@ -23,7 +23,7 @@ func (e cliEnv) compact(args []string) error {
 	if len(pos) != 0 {
 		return usageError("compact takes no arguments")
 	}
-	a, err := e.openAdmin(f)
+	a, err := e.openAdmin(f, false)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"text/tabwriter"
 
@@ -45,6 +47,9 @@ func checkData(e cliEnv, dir string) (checkView, error) {
 		return a.Check(e.ctx)
 	}
 	path := filepath.Join(dir, store.FileName)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return checkView{}, errNoDatabase(path)
+	}
 	v := checkView{Path: path}
 	info, err := store.Inspect(path)
 	v.Checks = append(v.Checks, checkOf("every page is inside the file, reached once and well formed", err))
