@@ -5,11 +5,11 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"os/exec"
@@ -113,21 +113,31 @@ func (r *loadResult) fail(why string) {
 	r.failures.Store(why, true)
 }
 
-// do sends one request and classifies the outcome: a complete 2xx answer
-// is ok; any 5xx, or an answer cut off after its status line, is a
-// failure; an error before any answer is "refused" when it is what a
-// closed listener or an idle connection closed by the shutdown gives (the
-// request was never accepted, so never in flight).
+// do sends one request and classifies the outcome by whether the server
+// accepted it. Every request carries "Expect: 100-continue" and the
+// transport sends its body only after the server's "100 Continue", which
+// net/http sends once the handler reads the body: a request answered 100
+// was accepted, and anything but a complete 2xx answer to it (an error, a
+// 5xx, an answer cut off) is a failure. A request that got no 100 and no
+// answer was never accepted and is "refused", whatever the error says: a
+// dial to the closed listener, or a request written on a kept-alive
+// connection just as Shutdown closed it idle, before the server read a
+// byte of it (the client's "http: server closed idle connection", EOF or
+// a reset). Shutdown never closes a connection whose request it has read.
 func (r *loadResult) do(hc *http.Client, req *http.Request, check func([]byte) string) {
+	var accepted atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		Got100Continue: func() { accepted.Store(true) },
+	}))
+	req.Header.Set("Expect", "100-continue")
 	resp, err := hc.Do(req)
 	if err != nil {
-		var op *net.OpError
-		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || (errors.As(err, &op) && op.Op == "dial") {
+		if !accepted.Load() {
 			r.refused.Add(1)
 			time.Sleep(5 * time.Millisecond)
 			return
 		}
-		r.fail(err.Error())
+		r.fail(req.URL.Path + ": accepted, then: " + err.Error())
 		return
 	}
 	body, err := io.ReadAll(resp.Body)
@@ -144,6 +154,12 @@ func (r *loadResult) do(hc *http.Client, req *http.Request, check func([]byte) s
 		}
 		r.ok.Add(1)
 	}
+}
+
+// loadClient is a load worker's client: kept-alive connections, and a
+// request body sent only after the server's 100 Continue (do).
+func loadClient() *http.Client {
+	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{ExpectContinueTimeout: 20 * time.Second}}
 }
 
 func TestSIGTERMDuringLoad(t *testing.T) {
@@ -185,7 +201,8 @@ func TestSIGTERMDuringLoad(t *testing.T) {
 	var wg sync.WaitGroup
 	worker := func(next func() *http.Request, check func([]byte) string) {
 		wg.Go(func() {
-			hc := &http.Client{Timeout: 20 * time.Second}
+			hc := loadClient()
+			defer hc.CloseIdleConnections()
 			for {
 				select {
 				case <-stop:
