@@ -18,9 +18,16 @@
 #   bash bench/replicas.sh                      # RUNS=3 DUR=10s WARMUP=2s WORKERS=16
 #   RUNS=1 DUR=3s bash bench/replicas.sh        # a quick look
 #   ONLY="refresh" bash bench/replicas.sh       # some scenarios only
+#   BASE=main VARIANTS="pg1 pg1-base" ONLY=refresh bash bench/replicas.sh
+#                                               # A/B: this tree against a commit
+#
+# With BASE=REV, a variant named V-base runs V on mcpd built from REV (in a
+# temporary worktree), interleaved with the others.
 #
 # PostgreSQL runs with its defaults (synchronous_commit on, fsync on): every
-# rotation is durable before it is answered, as on bbolt.
+# rotation is durable before it is answered, as on bbolt. The "other"
+# column's db_cpu_us_per_req is what PostgreSQL (the postmaster and its
+# backends) spent per request, next to mcpd's own server CPU.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,6 +50,12 @@ BIN=$OUT/mcpd
 LOADGEN=$OUT/loadgen
 echo "# building into $OUT" >&2
 (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -o "$BIN" ./cmd/mcpd && go build -o "$LOADGEN" ./bench/loadgen)
+BASE=${BASE:-}
+if [ -n "$BASE" ]; then
+	git -C "$ROOT" worktree add --detach "$OUT/base-tree" "$BASE" >/dev/null 2>&1
+	(cd "$OUT/base-tree" && CGO_ENABLED=0 go build -trimpath -o "$OUT/mcpd-base" ./cmd/mcpd)
+	git -C "$ROOT" worktree remove --force "$OUT/base-tree"
+fi
 
 PIDS=()
 cleanup() {
@@ -78,7 +91,7 @@ SERVERS=()
 serve() {
 	local issuer=$1 port=$2
 	shift 2
-	MCPD_INITIAL_PASSWORD=$LOADGEN_PASSWORD "$BIN" serve --listen 127.0.0.1:"$port" --issuer "$issuer" \
+	MCPD_INITIAL_PASSWORD=$LOADGEN_PASSWORD "$SERVE_BIN" serve --listen 127.0.0.1:"$port" --issuer "$issuer" \
 		--data "$OUT/data-$RANDOM$RANDOM" --log-level warn --mcp-stateless true \
 		--registrations-per-minute 100000000 --max-clients 100000000 "$@" >>"$OUT/serve.log" 2>&1 &
 	PIDS+=($!)
@@ -112,8 +125,13 @@ stop_all() {
 # start VARIANT: starts it; sets TARGET and SERVER_PID (the one replica, or
 # the first of three).
 start() {
-	local lb
-	case $1 in
+	local lb v=$1
+	SERVE_BIN=$BIN
+	if [ "${v%-base}" != "$v" ]; then
+		SERVE_BIN=$OUT/mcpd-base
+		v=${v%-base}
+	fi
+	case $v in
 	bolt)
 		local p=$(free_port)
 		TARGET=http://127.0.0.1:$p
@@ -128,7 +146,7 @@ start() {
 		;;
 	pg1-lb | pg3-lb)
 		local n=1 db=$(fresh_db) ports=()
-		[ "$1" = pg3-lb ] && n=3
+		[ "$v" = pg3-lb ] && n=3
 		lb=$(free_port)
 		TARGET=http://127.0.0.1:$lb
 		for _ in $(seq $n); do
@@ -147,8 +165,10 @@ for run in $(seq "$RUNS"); do
 	for sc in $ONLY; do
 		for v in $VARIANTS; do
 			start "$v"
+			dbpid=0
+			[ "${v%-base}" != bolt ] && dbpid=$(head -1 "$OUT/pg/data/postmaster.pid")
 			"$LOADGEN" run -scenario "$sc" -target "$TARGET" -c "$WORKERS" -d "$DUR" -warmup "$WARMUP" \
-				-n "$MAXREQ" -pid "$SERVER_PID" -label "$v" | tee -a "$RESULTS" | cut -c1-160 >&2
+				-n "$MAXREQ" -pid "$SERVER_PID" -db-pid "$dbpid" -label "$v" | tee -a "$RESULTS" | cut -c1-160 >&2
 			stop_all
 		done
 	done

@@ -169,7 +169,7 @@ func floodOnce(ctx context.Context, label, bin, tool, data, name string, sc scen
 		},
 	}
 	env.browser = newAuthorizer(env)
-	res, err := drive(ctx, env, sc, workers, 5*time.Second, dur, 1<<31-1, cmd.Process.Pid)
+	res, err := drive(ctx, env, sc, workers, 5*time.Second, dur, 1<<31-1, cmd.Process.Pid, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -37,6 +37,9 @@ type result struct {
 	// window divided by the requests: robust where throughput is not, on
 	// a machine shared with other work.
 	CPUusPerReq float64 `json:"cpu_us_per_req,omitempty"`
+	// DBCPUusPerReq is the CPU the database server (-db-pid and its
+	// children) spent per measured request.
+	DBCPUusPerReq float64 `json:"db_cpu_us_per_req,omitempty"`
 	// RSSAnonMaxKB is the largest RssAnon sampled: the Go heap and stacks
 	// without file pages (the binary, bbolt's memory map of the database).
 	RSSAnonMaxKB int `json:"rss_anon_max_kb,omitempty"`
@@ -111,6 +114,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	user := fs.String("user", "admin", "user for the authorization code flow")
 	password := fs.String("password", os.Getenv("LOADGEN_PASSWORD"), "that user's password (env LOADGEN_PASSWORD)")
 	pid := fs.Int("pid", 0, "server process to sample VmRSS/VmHWM from (0: none)")
+	dbPID := fs.Int("db-pid", 0, "database server (PostgreSQL's postmaster) whose CPU, with its children's, to count per request (0: none)")
 	label := fs.String("label", "", "free text carried into the result, e.g. the server settings")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -153,7 +157,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 	}
-	res, err := drive(ctx, env, sc, *workers, *warm, *dur, *maxReq, *pid)
+	res, err := drive(ctx, env, sc, *workers, *warm, *dur, *maxReq, *pid, *dbPID)
 	if err != nil {
 		return err
 	}
@@ -180,7 +184,7 @@ func checkLoopback(target string) error {
 
 // drive prepares the workers, runs them through the warm-up and the
 // measured window, and computes the figures.
-func drive(ctx context.Context, env *runEnv, sc scenario, workers int, warm, dur time.Duration, maxReq, pid int) (*result, error) {
+func drive(ctx context.Context, env *runEnv, sc scenario, workers int, warm, dur time.Duration, maxReq, pid, dbPID int) (*result, error) {
 	ops := make([]op, workers)
 	for i := range ops {
 		o, err := sc(ctx, env, i)
@@ -197,17 +201,22 @@ func drive(ctx context.Context, env *runEnv, sc scenario, workers int, warm, dur
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now().Add(warm)
-	var cpuStart time.Duration
+	var cpuStart, dbCPUStart time.Duration
 	cpuStarted := make(chan struct{})
 	go func() {
 		defer close(cpuStarted)
-		if pid <= 0 {
+		if pid <= 0 && dbPID <= 0 {
 			return
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Until(start)):
-			cpuStart, _ = procCPU(pid)
+			if pid > 0 {
+				cpuStart, _ = procCPU(pid)
+			}
+			if dbPID > 0 {
+				dbCPUStart, _ = procTreeCPU(dbPID)
+			}
 		}
 	}()
 	end := start.Add(dur)
@@ -284,11 +293,18 @@ func drive(ctx context.Context, env *runEnv, sc scenario, workers int, warm, dur
 	}
 	wg.Wait()
 	elapsed := min(time.Since(start), dur)
-	var cpu time.Duration
-	if pid > 0 {
+	var cpu, dbCPU time.Duration
+	if pid > 0 || dbPID > 0 {
 		<-cpuStarted
+	}
+	if pid > 0 {
 		if end, err := procCPU(pid); err == nil && cpuStart > 0 {
 			cpu = end - cpuStart
+		}
+	}
+	if dbPID > 0 {
+		if end, err := procTreeCPU(dbPID); err == nil && dbCPUStart > 0 {
+			dbCPU = end - dbCPUStart
 		}
 	}
 	cancel()
@@ -309,6 +325,9 @@ func drive(ctx context.Context, env *runEnv, sc scenario, workers int, warm, dur
 	}
 	if cpu > 0 && len(lat) > 0 {
 		res.CPUusPerReq = float64(cpu.Microseconds()) / float64(len(lat))
+	}
+	if dbCPU > 0 && len(lat) > 0 {
+		res.DBCPUusPerReq = float64(dbCPU.Microseconds()) / float64(len(lat))
 	}
 	slices.Sort(lat)
 	res.P50ms = quantileMS(lat, 0.50)

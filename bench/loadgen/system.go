@@ -59,6 +59,53 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
+// procTreeCPU is the CPU time of pid, of its live children, and of the
+// children it has waited for (a PostgreSQL postmaster and its backends,
+// those that exited included).
+func procTreeCPU(pid int) (time.Duration, error) {
+	fields := func(p int) ([]string, error) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			return nil, err
+		}
+		_, rest, ok := strings.Cut(string(b), ") ")
+		f := strings.Fields(rest)
+		if !ok || len(f) < 15 {
+			return nil, fmt.Errorf("short /proc/%d/stat", p)
+		}
+		return f, nil
+	}
+	ticks := func(f []string, idx ...int) int64 {
+		var n int64
+		for _, i := range idx {
+			v, _ := strconv.ParseInt(f[i], 10, 64)
+			n += v
+		}
+		return n
+	}
+	f, err := fields(pid)
+	if err != nil {
+		return 0, err
+	}
+	total := ticks(f, 11, 12, 13, 14) // utime, stime, cutime, cstime
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil || child == pid {
+			continue
+		}
+		cf, err := fields(child)
+		if err != nil || cf[1] != strconv.Itoa(pid) { // field 4: ppid
+			continue
+		}
+		total += ticks(cf, 11, 12)
+	}
+	return time.Duration(total) * 10 * time.Millisecond, nil
+}
+
 // cmdColdStart execs `BIN serve` and measures exec to the first 200 from
 // /healthz, polling every 2 ms: -first times on a fresh data directory each
 // (the start that creates the database and the first user), then -n
@@ -280,7 +327,7 @@ func cmdSummarize(args []string, stdin io.Reader, stdout, stderr io.Writer) erro
 			return ""
 		}
 		var other []string
-		for _, f := range []string{"first_start_ms", "first_user_ms", "restart_median_ms", "load1"} {
+		for _, f := range []string{"first_start_ms", "first_user_ms", "restart_median_ms", "db_cpu_us_per_req", "load1"} {
 			if c := cell(f, 1, 1); c != "" {
 				other = append(other, f+"="+c)
 			}

@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,6 +170,8 @@ type Proxy struct {
 	down  bool
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
+
+	flights atomic.Int64
 }
 
 // NewProxy starts a proxy to the server of dbURL (a URL from URL or Role)
@@ -235,14 +238,49 @@ func (p *Proxy) pipe(c net.Conn) {
 	}
 	p.conns[s] = struct{}{}
 	p.mu.Unlock()
+	// A flight is what the client sends between two answers of the
+	// server: one round trip.
+	var answered atomic.Bool
+	answered.Store(true)
 	done := make(chan struct{}, 2)
-	go func() { io.Copy(s, c); done <- struct{}{} }()
-	go func() { io.Copy(c, s); done <- struct{}{} }()
+	go func() {
+		copyCounting(s, c, func() {
+			if answered.Swap(false) {
+				p.flights.Add(1)
+			}
+		})
+		done <- struct{}{}
+	}()
+	go func() {
+		copyCounting(c, s, func() { answered.Store(true) })
+		done <- struct{}{}
+	}()
 	<-done
 	p.drop(c)
 	p.drop(s)
 	<-done
 }
+
+// copyCounting copies from src to dst, calling read for each chunk read.
+func copyCounting(dst io.Writer, src io.Reader, read func()) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			read()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Flights is how many times, so far, a client of the proxy sent something
+// after the server last answered it: the round trips through the proxy.
+func (p *Proxy) Flights() int64 { return p.flights.Load() }
 
 func (p *Proxy) drop(c net.Conn) {
 	p.mu.Lock()
