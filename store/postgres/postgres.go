@@ -63,6 +63,7 @@ type Store struct {
 	keep     int         // Options.KeepRotated
 	tokens   *tokenCache // nil with Options.NoTokenCache
 	clients  clientDecoder
+	tombs    lastReads // records of codes and refresh tokens, for their tombstones
 	health   writeHealth
 
 	stopListen context.CancelFunc

@@ -50,30 +50,37 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, s
 }
 
 // InvalidateAuthorizeCodeSession marks a code used and keeps only its
-// tombstone (store.Tombstone). A code is used once: invalidating a used
-// one answers fosite.ErrInvalidatedAuthorizeCode, so two exchanges of one
-// code racing on two replicas cannot both succeed (the second waits for
-// the first's row lock, then finds the code used).
+// tombstone (store.Tombstone), made from the record this process read
+// last, or else written with the transaction's next statement. A code is
+// used once: invalidating a used one answers
+// fosite.ErrInvalidatedAuthorizeCode, so two exchanges of one code racing
+// on two replicas cannot both succeed (the second waits for the first's
+// row lock, then finds the code used).
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
 	key := store.SigHash(signature)
+	tomb := s.tombs.take(kindCode, key, "")
 	return s.update(ctx, func(ctx context.Context) error {
 		q, err := s.q(ctx)
 		if err != nil {
 			return err
 		}
+		var used, exists bool
 		var data []byte
-		var exists bool
 		err = q.QueryRow(ctx, `
 			WITH used AS (
-				UPDATE tokens SET active = false WHERE kind = 'c' AND key = $1 AND active RETURNING data
+				UPDATE tokens SET active = false, data = coalesce($2::json, data)
+				WHERE kind = 'c' AND key = $1 AND active RETURNING data
 			)
-			SELECT (SELECT data FROM used), EXISTS (SELECT 1 FROM tokens WHERE kind = 'c' AND key = $1)`,
-			key).Scan(&data, &exists)
+			SELECT EXISTS (SELECT 1 FROM used), CASE WHEN $2::json IS NULL THEN (SELECT data FROM used) END,
+				EXISTS (SELECT 1 FROM tokens WHERE kind = 'c' AND key = $1)`,
+			key, tomb).Scan(&used, &data, &exists)
 		switch {
 		case err != nil:
 			return err
-		case data != nil:
+		case used && data != nil:
 			return s.bury(ctx, kindCode, key, data)
+		case used:
+			return nil
 		case exists:
 			return fosite.ErrInvalidatedAuthorizeCode
 		}
@@ -166,10 +173,12 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 // never fork a grant into two live tokens.
 //
 // The rotated token keeps only its tombstone, numbered after the grant's
-// newest, and the grant keeps only its newest Options.KeepRotated
-// tombstones, with their grace-window successors: a grant that rotates for
-// ever keeps a bounded number of rows. Both writes go out with the
-// transaction's next statement.
+// newest, and the same statement deletes the grant's tombstones older than
+// its newest Options.KeepRotated, with their grace-window successors: a
+// grant that rotates for ever keeps a bounded number of rows. The
+// tombstone is made from the record this process read last (the token
+// endpoint reads the token before it rotates it: tombstones), or else
+// written by a statement that goes out with the transaction's next one.
 //
 // The retired access tokens stop working in this process at once and in
 // the others within Options.TokenCacheMaxAge: a rotation sends no
@@ -179,37 +188,46 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature str
 		return fosite.ErrNotFound
 	}
 	key := store.SigHash(signature)
+	tomb := s.tombs.take(kindRefresh, key, requestID)
 	return s.update(ctx, func(ctx context.Context) error {
 		q, err := s.q(ctx)
 		if err != nil {
 			return err
 		}
 		var data []byte
-		var exists bool
+		var rotated, exists bool
 		var retired [][]byte
 		err = q.QueryRow(ctx, `
-			WITH rotated AS (
-				UPDATE tokens SET active = false,
-					seq = (SELECT coalesce(max(seq), 0) + 1 FROM tokens WHERE kind = 'r' AND request_id = $2)
+			WITH n AS (
+				SELECT coalesce(max(seq), 0) + 1 AS seq FROM tokens WHERE request_id = $2 AND kind = 'r'
+			), rotated AS (
+				UPDATE tokens SET active = false, seq = (SELECT seq FROM n), data = coalesce($3::json, data)
 				WHERE kind = 'r' AND key = $1 AND request_id = $2 AND active
-				RETURNING request_id, data
+				RETURNING seq, data
 			), retired AS (
-				DELETE FROM tokens WHERE kind = 'a' AND request_id IN (SELECT request_id FROM rotated)
+				DELETE FROM tokens WHERE request_id = $2 AND kind = 'a' AND EXISTS (SELECT 1 FROM rotated)
 				RETURNING key
+			), pruned AS (
+				DELETE FROM tokens WHERE request_id = $2 AND kind = 'r' AND NOT active
+					AND seq <= (SELECT seq FROM rotated) - $4
+				RETURNING key
+			), gone AS (
+				DELETE FROM successors WHERE key IN (SELECT key FROM pruned)
 			)
-			SELECT (SELECT data FROM rotated),
+			SELECT EXISTS (SELECT 1 FROM rotated),
+				CASE WHEN $3::json IS NULL THEN (SELECT data FROM rotated) END,
 				EXISTS (SELECT 1 FROM tokens WHERE kind = 'r' AND key = $1 AND request_id = $2),
 				coalesce((SELECT array_agg(key) FROM retired), '{}')`,
-			key, requestID).Scan(&data, &exists, &retired)
+			key, requestID, tomb, s.keep).Scan(&rotated, &data, &exists, &retired)
 		switch {
 		case err != nil:
 			return err
-		case data != nil:
+		case rotated:
 			s.changedTokens(ctx, changed{keys: retired})
-			if err := s.bury(ctx, kindRefresh, key, data); err != nil {
-				return err
+			if data != nil {
+				return s.bury(ctx, kindRefresh, key, data)
 			}
-			return s.pruneRotated(ctx, requestID)
+			return nil
 		case exists:
 			return fosite.ErrSerializationFailure
 		}
@@ -231,17 +249,20 @@ func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error 
 		}
 		rows, err := q.Query(ctx, `
 			UPDATE tokens SET active = false,
-				seq = (SELECT coalesce(max(seq), 0) FROM tokens WHERE kind = 'r' AND request_id = $1) + 1
-			WHERE kind = 'r' AND request_id = $1 AND active
-			RETURNING key, data`, requestID)
+				seq = (SELECT coalesce(max(seq), 0) FROM tokens WHERE request_id = $1 AND kind = 'r') + 1
+			WHERE request_id = $1 AND kind = 'r' AND active
+			RETURNING key, data, seq`, requestID)
 		if err != nil {
 			return err
 		}
-		type retired struct{ key, data []byte }
+		type retired struct {
+			key, data []byte
+			seq       int64
+		}
 		var rs []retired
 		var r retired
-		if _, err := pgx.ForEachRow(rows, []any{&r.key, &r.data}, func() error {
-			rs = append(rs, retired{r.key, r.data})
+		if _, err := pgx.ForEachRow(rows, []any{&r.key, &r.data, &r.seq}, func() error {
+			rs = append(rs, retired{r.key, r.data, r.seq})
 			return nil
 		}); err != nil {
 			return err
@@ -254,30 +275,15 @@ func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error 
 				return err
 			}
 		}
-		return s.pruneRotated(ctx, requestID)
+		// The statement goes out with the transaction's next one.
+		return s.deferExec(ctx, `
+			WITH pruned AS (
+				DELETE FROM tokens WHERE request_id = $1 AND kind = 'r' AND NOT active AND seq <= $2
+				RETURNING key
+			)
+			DELETE FROM successors WHERE key IN (SELECT key FROM pruned)`,
+			requestID, rs[0].seq-int64(s.keep))
 	})
-}
-
-// pruneBatch bounds the tombstones one write prunes, so the first rotation
-// of a grant that piled up inactive records (copied from a file of release
-// v1) stays a short write; later rotations prune the rest.
-const pruneBatch = 256
-
-// pruneRotated deletes the tombstones of grant requestID beyond its newest
-// s.keep (by seq, then expiry, then key, as the bbolt store orders them),
-// with their successors. The statement goes out with the transaction's
-// next one.
-func (s *Store) pruneRotated(ctx context.Context, requestID string) error {
-	return s.deferExec(ctx, `
-		WITH pruned AS (
-			DELETE FROM tokens WHERE kind = 'r' AND key IN (
-				SELECT key FROM tokens WHERE kind = 'r' AND request_id = $1 AND NOT active
-				ORDER BY seq DESC, expires_at DESC NULLS LAST, key DESC
-				OFFSET $2 LIMIT $3)
-			RETURNING key
-		)
-		DELETE FROM successors WHERE key IN (SELECT key FROM pruned)`,
-		requestID, s.keep, pruneBatch)
 }
 
 // RevokeAccessToken deletes every access token of grant requestID; every
@@ -318,6 +324,7 @@ func (s *Store) createToken(ctx context.Context, kind string, tokenType fosite.T
 		return fmt.Errorf("postgres: request id, client id and subject must be UTF-8 without NUL bytes")
 	}
 	key := store.SigHash(signature)
+	s.tombs.forget(kind, key)
 	err = s.deferExec(ctx, `
 		INSERT INTO tokens (kind, key, request_id, client_id, subject, active, expires_at, data)
 		VALUES ($1, $2, $3, $4, $5, true, $6, $7)
@@ -343,9 +350,10 @@ func (s *Store) getToken(ctx context.Context, kind, signature string, session fo
 	}
 	var data, clientData []byte
 	var active bool
+	key := store.SigHash(signature)
 	err = q.QueryRow(ctx, `
 		SELECT t.data, t.active, c.data FROM tokens t JOIN clients c ON c.id = t.client_id
-		WHERE t.kind = $1 AND t.key = $2`, kind, store.SigHash(signature)).Scan(&data, &active, &clientData)
+		WHERE t.kind = $1 AND t.key = $2`, kind, key).Scan(&data, &active, &clientData)
 	if err != nil {
 		return nil, false, notFound(err, fosite.ErrNotFound)
 	}
@@ -357,13 +365,18 @@ func (s *Store) getToken(ctx context.Context, kind, signature string, session fo
 	if err != nil {
 		return nil, false, err
 	}
+	if active {
+		s.tombs.remember(kind, key, req.ID, data)
+	}
 	return req, active, nil
 }
 
 // deleteToken removes a code, refresh token or PKCE session; a missing one
 // is not an error, as in fosite's reference store.
 func (s *Store) deleteToken(ctx context.Context, kind, signature string) error {
-	return s.deferExec(ctx, "DELETE FROM tokens WHERE kind = $1 AND key = $2", kind, store.SigHash(signature))
+	key := store.SigHash(signature)
+	s.tombs.forget(kind, key)
+	return s.deferExec(ctx, "DELETE FROM tokens WHERE kind = $1 AND key = $2", kind, key)
 }
 
 // LookupAccessToken returns the record of the access token with this

@@ -160,42 +160,74 @@ func testRetentionPerGrant(t *testing.T, f Fixture, r Retention) {
 }
 
 // testTombstonesLean: what a used code or a retired refresh token keeps is
-// a tombstone, its grant, client and session (the DPoP binding: Run's
-// testTombstonesKeepExtraClaims), and not the scopes, audience and form
-// of the request, which only a live token needs.
+// a tombstone, its grant, client and session's extra claims (the DPoP
+// binding), and not the scopes, audience and form of the request, which
+// only a live token needs; whether or not it was read just before (as the
+// token endpoint reads it, and a backend may make the tombstone from that
+// read).
 func testTombstonesLean(t *testing.T, f Fixture, _ Retention) {
 	ctx := context.Background()
-	g := grant{"req-1", "client-1", "alice"}
-	f.AddClient(t, g.client)
-	mustNil(t, "CreateAuthorizeCodeSession", f.Storage.CreateAuthorizeCodeSession(ctx, "code-1", newRequest(g)))
-	mustNil(t, "InvalidateAuthorizeCodeSession", f.Storage.InvalidateAuthorizeCodeSession(ctx, "code-1"))
-	mustNil(t, "CreateRefreshTokenSession", f.Storage.CreateRefreshTokenSession(ctx, "rt-1", "at-1", newRequest(g)))
-	mustNil(t, "RotateRefreshToken", f.Storage.RotateRefreshToken(ctx, g.id, "rt-1"))
-	g2 := grant{"req-2", "client-1", "alice"}
-	mustNil(t, "CreateRefreshTokenSession", f.Storage.CreateRefreshTokenSession(ctx, "rt-2", "at-2", newRequest(g2)))
-	mustNil(t, "RevokeRefreshToken", f.Storage.RevokeRefreshToken(ctx, g2.id))
-	for _, c := range []struct {
-		what string
-		get  func() (fosite.Requester, error)
-		want error
-		id   string
-	}{
-		{"used code", func() (fosite.Requester, error) { return f.Storage.GetAuthorizeCodeSession(ctx, "code-1", proto()) }, fosite.ErrInvalidatedAuthorizeCode, g.id},
-		{"rotated refresh token", func() (fosite.Requester, error) { return f.Storage.GetRefreshTokenSession(ctx, "rt-1", proto()) }, fosite.ErrInactiveToken, g.id},
-		{"revoked refresh token", func() (fosite.Requester, error) { return f.Storage.GetRefreshTokenSession(ctx, "rt-2", proto()) }, fosite.ErrInactiveToken, g2.id},
-	} {
-		req, err := c.get()
-		wantErr(t, c.what, err, c.want)
-		wantID(t, c.what, req, c.id)
-		if req == nil {
-			continue
+	f.AddClient(t, "client-1")
+	bound := func(g grant) *fosite.Request {
+		r := newRequest(g)
+		r.Session = &fosite.DefaultSession{Subject: g.subject, Username: g.subject,
+			ExpiresAt: map[fosite.TokenType]time.Time{fosite.AccessToken: time.Now().Add(time.Hour), fosite.RefreshToken: time.Now().Add(time.Hour), fosite.AuthorizeCode: time.Now().Add(time.Hour)},
+			Extra:     map[string]any{"dpop_jkt": "code-key", "cnf": map[string]any{"jkt": "token-key"}}}
+		return r
+	}
+	for _, readFirst := range []bool{false, true} {
+		n := 1
+		if readFirst {
+			n = 2
 		}
-		if got := req.GetClient().GetID(); got != g.client {
-			t.Errorf("%s: client %q; want %q", c.what, got, g.client)
+		g := grant{fmt.Sprintf("req-%d", n), "client-1", "alice"}
+		g2 := grant{fmt.Sprintf("req-revoked-%d", n), "client-1", "alice"}
+		code, rt, rt2 := fmt.Sprintf("code-%d", n), fmt.Sprintf("rt-%d", n), fmt.Sprintf("rt-revoked-%d", n)
+		mustNil(t, "CreateAuthorizeCodeSession", f.Storage.CreateAuthorizeCodeSession(ctx, code, bound(g)))
+		mustNil(t, "CreateRefreshTokenSession", f.Storage.CreateRefreshTokenSession(ctx, rt, "at", bound(g)))
+		mustNil(t, "CreateRefreshTokenSession", f.Storage.CreateRefreshTokenSession(ctx, rt2, "at", bound(g2)))
+		if readFirst {
+			_, err := f.Storage.GetAuthorizeCodeSession(ctx, code, proto())
+			mustNil(t, "GetAuthorizeCodeSession", err)
+			_, err = f.Storage.GetRefreshTokenSession(ctx, rt, proto())
+			mustNil(t, "GetRefreshTokenSession", err)
+			_, err = f.Storage.GetRefreshTokenSession(ctx, rt2, proto())
+			mustNil(t, "GetRefreshTokenSession", err)
 		}
-		if len(req.GetRequestedScopes()) > 0 || len(req.GetGrantedScopes()) > 0 || len(req.GetGrantedAudience()) > 0 || len(req.GetRequestForm()) > 0 {
-			t.Errorf("%s: scopes %v/%v, audience %v, form %v kept; want a tombstone without them",
-				c.what, req.GetRequestedScopes(), req.GetGrantedScopes(), req.GetGrantedAudience(), req.GetRequestForm())
+		mustNil(t, "InvalidateAuthorizeCodeSession", f.Storage.InvalidateAuthorizeCodeSession(ctx, code))
+		mustNil(t, "RotateRefreshToken", f.Storage.RotateRefreshToken(ctx, g.id, rt))
+		mustNil(t, "RevokeRefreshToken", f.Storage.RevokeRefreshToken(ctx, g2.id))
+		for _, c := range []struct {
+			what string
+			get  func(fosite.Session) (fosite.Requester, error)
+			want error
+			id   string
+		}{
+			{"used code", func(s fosite.Session) (fosite.Requester, error) {
+				return f.Storage.GetAuthorizeCodeSession(ctx, code, s)
+			}, fosite.ErrInvalidatedAuthorizeCode, g.id},
+			{"rotated refresh token", func(s fosite.Session) (fosite.Requester, error) { return f.Storage.GetRefreshTokenSession(ctx, rt, s) }, fosite.ErrInactiveToken, g.id},
+			{"revoked refresh token", func(s fosite.Session) (fosite.Requester, error) { return f.Storage.GetRefreshTokenSession(ctx, rt2, s) }, fosite.ErrInactiveToken, g2.id},
+		} {
+			what := fmt.Sprintf("%s (read first: %v)", c.what, readFirst)
+			req, err := c.get(&fosite.DefaultSession{})
+			wantErr(t, what, err, c.want)
+			wantID(t, what, req, c.id)
+			if req == nil {
+				continue
+			}
+			if got := req.GetClient().GetID(); got != g.client {
+				t.Errorf("%s: client %q; want %q", what, got, g.client)
+			}
+			if len(req.GetRequestedScopes()) > 0 || len(req.GetGrantedScopes()) > 0 || len(req.GetGrantedAudience()) > 0 || len(req.GetRequestForm()) > 0 {
+				t.Errorf("%s: scopes %v/%v, audience %v, form %v kept; want a tombstone without them",
+					what, req.GetRequestedScopes(), req.GetGrantedScopes(), req.GetGrantedAudience(), req.GetRequestForm())
+			}
+			ds, _ := req.GetSession().(*fosite.DefaultSession)
+			cnf, _ := ds.Extra["cnf"].(map[string]any)
+			if ds.Subject != g.subject || ds.Extra["dpop_jkt"] != "code-key" || cnf["jkt"] != "token-key" {
+				t.Errorf("%s: session subject %q, extra %v; want %s with its dpop_jkt and cnf kept", what, ds.Subject, ds.Extra, g.subject)
+			}
 		}
 	}
 }
