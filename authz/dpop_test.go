@@ -2,17 +2,12 @@ package authz
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,24 +16,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mcpd/mcpd/dpop"
+	"github.com/mcpd/mcpd/internal/dpoptest"
 )
-
-// memReplay is a dpop.ReplayCache in memory.
-type memReplay struct {
-	mu   sync.Mutex
-	keys map[string]time.Time
-	now  func() time.Time
-}
-
-func (m *memReplay) Remember(_ context.Context, key string, exp time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if old, ok := m.keys[key]; ok && m.now().Before(old) {
-		return dpop.ErrReplay
-	}
-	m.keys[key] = exp
-	return nil
-}
 
 // withDPoP turns DPoP on in an env's Config, with nonces when nonces is
 // true.
@@ -52,7 +31,7 @@ func withDPoP(e **env, nonces bool, mod func(*Config)) func(*Config) {
 				panic(err)
 			}
 		}
-		c, err := dpop.New(dpop.Config{Replay: &memReplay{keys: map[string]time.Time{}, now: now}, Nonces: ns, Now: now})
+		c, err := dpop.New(dpop.Config{Replay: dpoptest.NewReplay(now), Nonces: ns, Now: now})
 		if err != nil {
 			panic(err)
 		}
@@ -63,51 +42,23 @@ func withDPoP(e **env, nonces bool, mod func(*Config)) func(*Config) {
 	}
 }
 
-// dpopKey is a client's DPoP key.
+// dpopKey is a client's DPoP key (ES256).
 type dpopKey struct {
-	t    testing.TB
-	priv *ecdsa.PrivateKey
-	n    int
+	t testing.TB
+	*dpoptest.Key
 }
 
 func newDPoPKey(t testing.TB) *dpopKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &dpopKey{t: t, priv: k}
+	return &dpopKey{t: t, Key: dpoptest.NewKey(t, jose.ES256)}
 }
 
-func (k *dpopKey) jkt() string {
-	th, err := (&jose.JSONWebKey{Key: k.priv.Public()}).Thumbprint(crypto.SHA256)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	return base64.RawURLEncoding.EncodeToString(th)
-}
+func (k *dpopKey) jkt() string { return k.JKT(k.t) }
 
 // proof signs a proof for htm and htu, with the given extra claims.
 func (k *dpopKey) proof(htm, htu string, iat time.Time, extra map[string]any) string {
-	k.n++
-	cl := map[string]any{"jti": k.jkt()[:8] + "-" + time.Now().Format("150405.000000000") + "-" + string(rune('a'+k.n%26)), "htm": htm, "htu": htu, "iat": iat.Unix()}
-	for c, v := range extra {
-		cl[c] = v
-	}
-	opts := (&jose.SignerOptions{EmbedJWK: true}).WithType(dpop.ProofType)
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: k.priv}, opts)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	p, _ := json.Marshal(cl)
-	jws, err := s.Sign(p)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	return out
+	cl := dpoptest.Claims(htm, htu, iat)
+	maps.Copy(cl, extra)
+	return k.Sign(k.t, cl, nil)
 }
 
 // tokenProof is a fresh proof for e's token endpoint.
