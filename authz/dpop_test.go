@@ -66,7 +66,8 @@ func (e *env) tokenProof(k *dpopKey) string {
 	return k.proof(http.MethodPost, e.url("/token"), e.clock.Now(), nil)
 }
 
-// dpopToken posts form to /token with the DPoP header values proofs.
+// dpopToken posts form to /token with the DPoP header values proofs (none:
+// a request without DPoP) and returns status, decoded JSON and headers.
 func (e *env) dpopToken(form url.Values, basicID, basicSecret string, proofs ...string) (int, map[string]any, http.Header) {
 	e.t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, e.url("/token"), strings.NewReader(form.Encode()))
