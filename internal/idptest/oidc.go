@@ -265,16 +265,26 @@ func (p *OIDC) authorize(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, back.String(), http.StatusFound)
 }
 
+// stall waits d before a token answer (Faults.Delay) and reports false
+// when the client gave up first.
+func stall(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	select {
+	case <-time.After(d):
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
 func (p *OIDC) token(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	delay := p.faults.Delay
 	p.mu.Unlock()
-	if delay > 0 {
-		select {
-		case <-time.After(delay):
-		case <-r.Context().Done():
-			return
-		}
+	if !stall(r, delay) {
+		return
 	}
 	if err := r.ParseForm(); err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_request")
