@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -143,15 +144,7 @@ func (c *counters) add(name string, n int) {
 func (c *counters) snapshot() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return maps(c.m)
-}
-
-func maps(m map[string]int) map[string]int {
-	out := make(map[string]int, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.m)
 }
 
 // source is attacker i's local address: 127.10.0.0/16, never the
@@ -202,11 +195,9 @@ func runAbuse(ctx context.Context, c *campaign, sc abuseScenario, dur time.Durat
 	if env.ccID, env.ccSecret, err = setup.registerConfidential(ctx, "abuse"); err != nil {
 		return res, err
 	}
-	var tok tokenResponse
-	if err := setup.postForm(ctx, "/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"notes:read notes:write"}}, env.ccID, env.ccSecret, http.StatusOK, &tok); err != nil {
+	if env.token, err = setup.clientCredentialsToken(ctx, env.ccID, env.ccSecret, "notes:read notes:write"); err != nil {
 		return res, err
 	}
-	env.token = tok.AccessToken
 
 	pid := c.pid()
 	time.Sleep(500 * time.Millisecond) // let the first start's work settle
