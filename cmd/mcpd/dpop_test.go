@@ -159,18 +159,7 @@ func dpopLogin(t *testing.T, issuer, clientID, redirect string, key *dpopKey, sc
 // WWW-Authenticate challenges.
 func mcpCall(t *testing.T, issuer, authorization string, proofs ...string) (int, []string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, issuer+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Authorization", authorization)
-	for _, p := range proofs {
-		req.Header.Add("DPoP", p)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp := postMCP(t, issuer, initializeBody, http.Header{"Authorization": {authorization}, "Dpop": proofs})
 	return resp.StatusCode, resp.Header.Values("WWW-Authenticate")
 }
 
@@ -354,17 +343,7 @@ func TestDPoPEndToEnd(t *testing.T) {
 			{"127.0.0.1:65535", http.StatusUnauthorized},
 		} {
 			htu := "http://" + tc.host + "/mcp"
-			req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
-			req.Host = tc.host
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Accept", "application/json, text/event-stream")
-			req.Header.Set("Authorization", "DPoP "+at)
-			req.Header.Set("DPoP", key.proof("POST", htu, at))
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
+			resp := postMCP(t, ts.URL, initializeBody, http.Header{"Host": {tc.host}, "Authorization": {"DPoP " + at}, "Dpop": {key.proof("POST", htu, at)}})
 			if resp.StatusCode != tc.want {
 				t.Errorf("Host %s with htu %s: %d %q; want %d", tc.host, htu, resp.StatusCode, resp.Header.Values("WWW-Authenticate"), tc.want)
 			}
