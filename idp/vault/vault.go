@@ -28,12 +28,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
 
 	"github.com/mcpd/mcpd/idp"
+	"github.com/mcpd/mcpd/internal/keymutex"
 )
 
 // ErrNotFound is what a Store returns for a token it does not keep, or
@@ -79,13 +79,7 @@ type Vault struct {
 	cfg  Config
 	aead cipher.AEAD
 
-	mu    sync.Mutex
-	locks map[string]*keyLock // per user and provider
-}
-
-type keyLock struct {
-	mu   sync.Mutex
-	refs int
+	locks keymutex.Mutex // per user and provider
 }
 
 // New checks cfg.
@@ -113,7 +107,7 @@ func New(cfg Config) (*Vault, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Vault{cfg: cfg, aead: aead, locks: map[string]*keyLock{}}, nil
+	return &Vault{cfg: cfg, aead: aead}, nil
 }
 
 // sealedToken is what a seal holds.
@@ -188,7 +182,7 @@ func (v *Vault) live(tok *oauth2.Token) bool {
 // provider refused to refresh it; any other error is passing (the
 // provider could not be reached) and leaves the kept token alone.
 func (v *Vault) AccessToken(ctx context.Context, user, provider string) (string, error) {
-	unlock := v.lock(user + "\x00" + provider)
+	unlock := v.locks.Lock(user + "\x00" + provider)
 	defer unlock()
 
 	sealed, err := v.cfg.Store.GetUpstreamToken(ctx, user, provider)
@@ -249,26 +243,5 @@ func (v *Vault) AccessToken(ctx context.Context, user, provider string) (string,
 func (v *Vault) forget(ctx context.Context, user, provider string) {
 	if err := v.cfg.Store.DeleteUpstreamToken(ctx, user, provider); err != nil {
 		v.cfg.Logger.WarnContext(ctx, "forgetting an upstream token failed", "user", user, "provider", provider, "err", err)
-	}
-}
-
-// lock takes the lock of key and returns its release.
-func (v *Vault) lock(key string) func() {
-	v.mu.Lock()
-	l := v.locks[key]
-	if l == nil {
-		l = &keyLock{}
-		v.locks[key] = l
-	}
-	l.refs++
-	v.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		v.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(v.locks, key)
-		}
-		v.mu.Unlock()
 	}
 }
