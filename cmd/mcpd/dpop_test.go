@@ -350,16 +350,8 @@ func TestDPoPEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("a DPoP token lacking a scope gets a DPoP insufficient_scope challenge", func(t *testing.T) {
-		req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"note_save","arguments":{"title":"x","body":"y"}}}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Authorization", "DPoP "+at)
-		req.Header.Set("DPoP", key.proof("POST", mcpURL, at))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp := postMCP(t, ts.URL, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"note_save","arguments":{"title":"x","body":"y"}}}`,
+			http.Header{"Authorization": {"DPoP " + at}, "Dpop": {key.proof("POST", mcpURL, at)}})
 		ch := resp.Header.Get("WWW-Authenticate")
 		if resp.StatusCode != http.StatusForbidden || !strings.HasPrefix(ch, `DPoP error="insufficient_scope", scope="notes:write notes:read"`) || !strings.Contains(ch, "resource_metadata=") {
 			t.Fatalf("%d %q; want 403 with a DPoP insufficient_scope challenge", resp.StatusCode, ch)
