@@ -1,5 +1,3 @@
-// Command mcpd is a self-contained MCP server with its own OAuth 2.1
-// authorization server. `mcpd help` lists its subcommands.
 package main
 
 import (
