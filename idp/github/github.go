@@ -25,14 +25,14 @@ const (
 	maxOrgPages    = 10
 )
 
-// DefaultScopes are asked for when Config.Scopes is empty.
-var DefaultScopes = []string{"read:user", "user:email"}
+// DefaultScopes returns what is asked for when Config.Scopes is empty.
+func DefaultScopes() []string { return []string{"read:user", "user:email"} }
 
 // Config configures a Connector.
 type Config struct {
 	ClientID     string
 	ClientSecret string
-	// Scopes are asked for at sign-in; empty means DefaultScopes, and
+	// Scopes are asked for at sign-in; empty means DefaultScopes(), and
 	// read:org is added when FetchOrgs is set.
 	Scopes []string
 	// BaseURL is where people sign in (BaseURL/login/oauth/authorize);
@@ -76,7 +76,7 @@ func New(cfg Config) (*Connector, error) {
 	}
 	scopes := slices.Clone(cfg.Scopes)
 	if len(scopes) == 0 {
-		scopes = slices.Clone(DefaultScopes)
+		scopes = DefaultScopes()
 	}
 	if cfg.FetchOrgs && !slices.Contains(scopes, "read:org") {
 		scopes = append(scopes, "read:org")

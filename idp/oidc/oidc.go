@@ -18,8 +18,8 @@ import (
 	"github.com/mcpd/mcpd/idp"
 )
 
-// DefaultScopes are asked for when Config.Scopes is empty.
-var DefaultScopes = []string{gooidc.ScopeOpenID, "email", "profile"}
+// DefaultScopes returns what is asked for when Config.Scopes is empty.
+func DefaultScopes() []string { return []string{gooidc.ScopeOpenID, "email", "profile"} }
 
 // defaultTimeout bounds each call to the provider when Config.HTTPClient
 // has no timeout.
@@ -37,7 +37,7 @@ type Config struct {
 	ClientID     string
 	ClientSecret string
 	// Scopes are asked for at sign-in; "openid" is added when missing.
-	// Empty means DefaultScopes. Add offline_access (most providers) for
+	// Empty means DefaultScopes(). Add offline_access (most providers) for
 	// a refresh token, and the scopes the upstream APIs need.
 	Scopes []string
 	// HTTPClient makes every call to the provider, through
@@ -74,7 +74,7 @@ func New(cfg Config) (*Connector, error) {
 	c.hc = idp.BoundedClient(cfg.HTTPClient, defaultTimeout)
 	c.scopes = cfg.Scopes
 	if len(c.scopes) == 0 {
-		c.scopes = DefaultScopes
+		c.scopes = DefaultScopes()
 	}
 	if !slices.Contains(c.scopes, gooidc.ScopeOpenID) {
 		c.scopes = append([]string{gooidc.ScopeOpenID}, c.scopes...)
