@@ -470,13 +470,19 @@ func oversizedBodies(ctx context.Context, e *abuseEnv) string {
 		}
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		if path == "/mcp" || path == "/register" {
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Accept", "application/json, text/event-stream")
-			req.Header.Set("Authorization", "Bearer "+e.token)
+			e.asMCPCall(req)
 		}
 		return req, nil
 	})
 	return "2 MiB bodies to 7 POST endpoints: " + e.summary()
+}
+
+// asMCPCall gives req the headers of an authenticated /mcp POST: JSON in,
+// JSON or an event stream out, the scenario's bearer token.
+func (e *abuseEnv) asMCPCall(req *http.Request) {
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+e.token)
 }
 
 // jsonrpcBombs posts deeply nested JSON and batches of 8,000 calls (900 KB) to
@@ -502,9 +508,7 @@ func jsonrpcBombs(ctx context.Context, e *abuseEnv) string {
 		if err != nil {
 			return nil, err
 		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Authorization", "Bearer "+e.token)
+		e.asMCPCall(req)
 		return req, nil
 	})
 	return "800 KB nesting and 8,000-call batches to /mcp: " + e.summary()
@@ -533,9 +537,7 @@ func hostileText(ctx context.Context, e *abuseEnv) string {
 		default:
 			req, err = http.NewRequest(http.MethodPost, e.target+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"note_save","arguments":{"title":"`+v+`","body":"`+v+`"}}}`))
 			if err == nil {
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Accept", "application/json, text/event-stream")
-				req.Header.Set("Authorization", "Bearer "+e.token)
+				e.asMCPCall(req)
 			}
 		}
 		return req, err
