@@ -158,7 +158,7 @@ func TestCheckRefuses(t *testing.T) {
 		{"HS256", func() []string { return []string{hmacJWS()} }, req, dpop.ErrInvalidProof},
 		{"typ is not dpop+jwt", func() []string { return []string{k.Sign(t, good(), map[jose.HeaderKey]any{"typ": "JWT"})} }, req, dpop.ErrInvalidProof},
 		{"no typ", func() []string { return []string{k.Sign(t, good(), map[jose.HeaderKey]any{"typ": nil})} }, req, dpop.ErrInvalidProof},
-		{"no jwk", func() []string { return []string{noJWK(t, k, good())} }, req, dpop.ErrInvalidProof},
+		{"no jwk", func() []string { return []string{k.Sign(t, good(), map[jose.HeaderKey]any{"jwk": nil})} }, req, dpop.ErrInvalidProof},
 		{"jwk with a private part", func() []string { return []string{privateJWK()} }, req, dpop.ErrInvalidProof},
 		{"signature by another key than the jwk's", func() []string { return []string{swapped()} }, req, dpop.ErrInvalidProof},
 		{"tampered payload", func() []string { return []string{tamper(k.Sign(t, good(), nil))} }, req, dpop.ErrInvalidProof},
@@ -198,9 +198,9 @@ func TestCheckRefuses(t *testing.T) {
 		{"a claim given twice", func() []string {
 			p, _ := json.Marshal(good())
 			dup := strings.Replace(string(p), `"htm":"POST"`, `"htm":"GET","htm":"POST"`, 1)
-			return []string{signRaw(t, k, []byte(dup))}
+			return []string{k.SignPayload(t, []byte(dup), nil)}
 		}, req, dpop.ErrInvalidProof},
-		{"claims that are not an object", func() []string { return []string{signRaw(t, k, []byte(`["jti"]`))} }, req, dpop.ErrInvalidProof},
+		{"claims that are not an object", func() []string { return []string{k.SignPayload(t, []byte(`["jti"]`), nil)} }, req, dpop.ErrInvalidProof},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -423,35 +423,6 @@ func TestValidJKT(t *testing.T) {
 			t.Errorf("ValidJKT(%q) = %v; want %v", s, got, want)
 		}
 	}
-}
-
-// noJWK signs claims with k without embedding its key.
-func noJWK(t *testing.T, k *dpoptest.Key, cl map[string]any) string {
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: k.Alg, Key: k.Signer}, (&jose.SignerOptions{}).WithType(dpop.ProofType))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _ := json.Marshal(cl)
-	jws, err := s.Sign(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _ := jws.CompactSerialize()
-	return out
-}
-
-// signRaw signs an arbitrary payload as a proof of k.
-func signRaw(t *testing.T, k *dpoptest.Key, payload []byte) string {
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: k.Alg, Key: k.Signer}, (&jose.SignerOptions{EmbedJWK: true}).WithType(dpop.ProofType))
-	if err != nil {
-		t.Fatal(err)
-	}
-	jws, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _ := jws.CompactSerialize()
-	return out
 }
 
 // esSign signs a JWS signing input with an ES256 key (r || s, RFC 7518 §3.4).

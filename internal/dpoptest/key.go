@@ -70,8 +70,18 @@ func (k *Key) JKT(t testing.TB) string {
 // Sign signs claims as a proof (typ dpop+jwt, the key's public JWK in the
 // jwk header). headers replace header parameters, or drop them with a nil
 // value; a "jwk" entry replaces the embedded key (to claim another key
-// than the one that signs).
+// than the one that signs), and "jwk": nil leaves the key out.
 func (k *Key) Sign(t testing.TB, claims map[string]any, headers map[jose.HeaderKey]any) string {
+	t.Helper()
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.SignPayload(t, payload, headers)
+}
+
+// SignPayload is Sign for a payload of any bytes, JSON or not.
+func (k *Key) SignPayload(t testing.TB, payload []byte, headers map[jose.HeaderKey]any) string {
 	t.Helper()
 	opts := &jose.SignerOptions{}
 	opts.WithType(dpop.ProofType)
@@ -86,10 +96,6 @@ func (k *Key) Sign(t testing.TB, claims map[string]any, headers map[jose.HeaderK
 		opts.WithHeader(h, v)
 	}
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: k.Alg, Key: k.Signer}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, err := json.Marshal(claims)
 	if err != nil {
 		t.Fatal(err)
 	}
