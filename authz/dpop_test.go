@@ -21,7 +21,7 @@ import (
 
 // withDPoP turns DPoP on in an env's Config, with nonces when nonces is
 // true.
-func withDPoP(e **env, nonces bool, mod func(*Config)) func(*Config) {
+func withDPoP(nonces bool, mod func(*Config)) func(*Config) {
 	return func(cfg *Config) {
 		now := cfg.Now
 		var ns *dpop.Nonces
@@ -124,8 +124,7 @@ func wantTokenError(t *testing.T, st int, out map[string]any, status int, code s
 }
 
 func TestDPoPMetadata(t *testing.T) {
-	var e *env
-	e = newEnv(t, withDPoP(&e, false, nil))
+	e := newEnv(t, withDPoP(false, nil))
 	resp, err := http.Get(e.url("/.well-known/oauth-authorization-server"))
 	if err != nil {
 		t.Fatal(err)
@@ -142,8 +141,7 @@ func TestDPoPMetadata(t *testing.T) {
 }
 
 func TestDPoPAuthorizationCode(t *testing.T) {
-	var e *env
-	e = newEnv(t, withDPoP(&e, false, nil))
+	e := newEnv(t, withDPoP(false, nil))
 	const redirect = "http://127.0.0.1:9/cb"
 	reg := e.registerPublic(redirect)
 	key := newDPoPKey(t)
@@ -190,8 +188,7 @@ func TestDPoPAuthorizationCode(t *testing.T) {
 }
 
 func TestDPoPCodeBinding(t *testing.T) {
-	var e *env
-	e = newEnv(t, withDPoP(&e, false, nil))
+	e := newEnv(t, withDPoP(false, nil))
 	const redirect = "http://127.0.0.1:9/cb"
 	reg := e.registerPublic(redirect)
 	key, other := newDPoPKey(t), newDPoPKey(t)
@@ -245,8 +242,7 @@ func TestDPoPCodeBinding(t *testing.T) {
 }
 
 func TestDPoPRefresh(t *testing.T) {
-	var e *env
-	e = newEnv(t, withDPoP(&e, false, nil))
+	e := newEnv(t, withDPoP(false, nil))
 	const redirect = "http://127.0.0.1:9/cb"
 	reg := e.registerPublic(redirect)
 	key, other := newDPoPKey(t), newDPoPKey(t)
@@ -332,8 +328,7 @@ func TestDPoPRefresh(t *testing.T) {
 }
 
 func TestDPoPConfidentialClient(t *testing.T) {
-	var e *env
-	e = newEnv(t, withDPoP(&e, false, nil))
+	e := newEnv(t, withDPoP(false, nil))
 	reg := e.registerConfidential("notes:read")
 	key := newDPoPKey(t)
 	cc := url.Values{"grant_type": {"client_credentials"}}
@@ -366,8 +361,7 @@ func TestDPoPConfidentialClient(t *testing.T) {
 
 func TestDPoPRequired(t *testing.T) {
 	t.Run("a client registered with dpop_bound_access_tokens must send a proof", func(t *testing.T) {
-		var e *env
-		e = newEnv(t, withDPoP(&e, false, nil))
+		e := newEnv(t, withDPoP(false, nil))
 		var rr map[string]any
 		resp := e.postJSON("/register", `{"token_endpoint_auth_method":"client_secret_basic","grant_types":["client_credentials"],"dpop_bound_access_tokens":true}`, &rr)
 		if resp.StatusCode != http.StatusCreated || rr["dpop_bound_access_tokens"] != true {
@@ -381,8 +375,7 @@ func TestDPoPRequired(t *testing.T) {
 		}
 	})
 	t.Run("with RequireDPoP every token request needs a proof", func(t *testing.T) {
-		var e *env
-		e = newEnv(t, withDPoP(&e, false, func(c *Config) { c.RequireDPoP = true }))
+		e := newEnv(t, withDPoP(false, func(c *Config) { c.RequireDPoP = true }))
 		reg := e.registerConfidential("notes:read")
 		st, out, _ := e.dpopToken(url.Values{"grant_type": {"client_credentials"}}, reg.ClientID, reg.ClientSecret)
 		wantTokenError(t, st, out, http.StatusBadRequest, "invalid_dpop_proof")
@@ -397,8 +390,7 @@ func TestDPoPRequired(t *testing.T) {
 }
 
 func TestDPoPNonce(t *testing.T) {
-	var e *env
-	e = newEnv(t, withDPoP(&e, true, nil))
+	e := newEnv(t, withDPoP(true, nil))
 	reg := e.registerConfidential("notes:read")
 	key := newDPoPKey(t)
 	cc := url.Values{"grant_type": {"client_credentials"}}
@@ -427,8 +419,7 @@ func TestDPoPNonce(t *testing.T) {
 }
 
 func TestDPoPConfidentialRefresh(t *testing.T) {
-	var e *env
-	e = newEnv(t, withDPoP(&e, false, nil))
+	e := newEnv(t, withDPoP(false, nil))
 	const redirect = "http://127.0.0.1:9/cb"
 	reg := e.register(`{"client_name":"Web app","redirect_uris":["` + redirect + `"],"token_endpoint_auth_method":"client_secret_basic","grant_types":["authorization_code","refresh_token"]}`)
 	key, other := newDPoPKey(t), newDPoPKey(t)
