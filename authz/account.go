@@ -37,12 +37,7 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 		s.renderAccount(w, r, sess, http.StatusOK, accountNotice(r.URL.Query().Get("done")), "")
 		return
 	}
-	switch parseForm(w, r) {
-	case http.StatusRequestEntityTooLarge:
-		s.errorPage(w, http.StatusRequestEntityTooLarge, "Request too large", "The form is larger than this server accepts.")
-		return
-	case http.StatusBadRequest:
-		s.errorPage(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
+	if !s.readPageForm(w, r) {
 		return
 	}
 	action := r.PostForm.Get("action")

@@ -31,6 +31,34 @@ func parseForm(w http.ResponseWriter, r *http.Request) int {
 	return 0
 }
 
+// readPageForm is parseForm for a form a person posts from a page: when
+// the form cannot be read it answers with an error page and returns false.
+func (s *Server) readPageForm(w http.ResponseWriter, r *http.Request) bool {
+	switch parseForm(w, r) {
+	case http.StatusRequestEntityTooLarge:
+		s.errorPage(w, http.StatusRequestEntityTooLarge, "Request too large", "The form is larger than this server accepts.")
+		return false
+	case http.StatusBadRequest:
+		s.errorPage(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
+		return false
+	}
+	return true
+}
+
+// readScriptForm is parseForm for a request a page's script sends: when
+// the form cannot be read it answers with a JSON error and returns false.
+func readScriptForm(w http.ResponseWriter, r *http.Request) bool {
+	switch parseForm(w, r) {
+	case http.StatusRequestEntityTooLarge:
+		scriptError(w, http.StatusRequestEntityTooLarge, "The request is larger than this server accepts.")
+		return false
+	case http.StatusBadRequest:
+		scriptError(w, http.StatusBadRequest, "The request could not be read.")
+		return false
+	}
+	return true
+}
+
 // writeTooLarge answers 413 with an OAuth error body (RFC 6749 §5.2
 // invalid_request), for the token, revocation and introspection endpoints.
 func writeTooLarge(w http.ResponseWriter) {

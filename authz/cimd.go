@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mcpd/mcpd/internal/keymutex"
 )
 
 // Client ID Metadata Documents (MCP 2025-11-25): an https client_id is the
@@ -134,14 +136,14 @@ type cimdFetcher struct {
 	hc    *http.Client
 	mu    sync.Mutex
 	cache map[string]cimdEntry
-	fetch *keyedMutex
+	fetch *keymutex.Mutex
 }
 
 func newCIMDFetcher(s *Server, hc *http.Client, allowPrivate bool) *cimdFetcher {
 	if hc == nil {
 		hc = newMetadataHTTPClient(allowPrivate)
 	}
-	return &cimdFetcher{s: s, hc: hc, cache: make(map[string]cimdEntry), fetch: newKeyedMutex()}
+	return &cimdFetcher{s: s, hc: hc, cache: make(map[string]cimdEntry), fetch: &keymutex.Mutex{}}
 }
 
 // newMetadataHTTPClient returns a client with timeouts that follows no

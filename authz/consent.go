@@ -79,12 +79,7 @@ func (s *Server) consentOrIssue(w http.ResponseWriter, r *http.Request, sess *se
 // handleConsent is the consent form's POST: Allow issues a code for the
 // checked scopes (only requested, known ones), Deny answers access_denied.
 func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
-	switch parseForm(w, r) {
-	case http.StatusRequestEntityTooLarge:
-		s.errorPage(w, http.StatusRequestEntityTooLarge, "Request too large", "The form is larger than this server accepts.")
-		return
-	case http.StatusBadRequest:
-		s.errorPage(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
+	if !s.readPageForm(w, r) {
 		return
 	}
 	sess := s.currentSession(r)

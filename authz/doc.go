@@ -14,8 +14,17 @@
 // with the upstream token, and resumes the pending authorization. The
 // flow knows the Connector interface, never a provider.
 //
+// DPoP (RFC 9449, dpop.go): /token binds the tokens it issues to the key of
+// a valid DPoP proof (codes through dpop_jkt, refresh tokens of public
+// clients to their key), Verify reports a token's binding (cnf.jkt) so the
+// resource server can demand a proof, /introspect reports it, and the
+// metadata lists the algorithms. The proof rules themselves are the dpop
+// package's, handed in as Config.DPoP.
+//
 // It declares the Storage it needs and never imports the store package;
-// cmd/mcpd adapts the bbolt store to it. It renders pages only through web.
+// cmd/mcpd adapts the store (bbolt or PostgreSQL) to it through
+// internal/wire. Of mcpd it imports only web (it renders pages only
+// through web) and the leaf packages dpop and internal/keymutex.
 // It does not serve the protected-resource metadata (the mcp package does)
 // and never reads tokens from requests it does not own: Verify is handed
 // the bearer token by its caller.

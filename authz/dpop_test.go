@@ -2,17 +2,12 @@ package authz
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,28 +16,12 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mcpd/mcpd/dpop"
+	"github.com/mcpd/mcpd/internal/dpoptest"
 )
-
-// memReplay is a dpop.ReplayCache in memory.
-type memReplay struct {
-	mu   sync.Mutex
-	keys map[string]time.Time
-	now  func() time.Time
-}
-
-func (m *memReplay) Remember(_ context.Context, key string, exp time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if old, ok := m.keys[key]; ok && m.now().Before(old) {
-		return dpop.ErrReplay
-	}
-	m.keys[key] = exp
-	return nil
-}
 
 // withDPoP turns DPoP on in an env's Config, with nonces when nonces is
 // true.
-func withDPoP(e **env, nonces bool, mod func(*Config)) func(*Config) {
+func withDPoP(nonces bool, mod func(*Config)) func(*Config) {
 	return func(cfg *Config) {
 		now := cfg.Now
 		var ns *dpop.Nonces
@@ -52,7 +31,7 @@ func withDPoP(e **env, nonces bool, mod func(*Config)) func(*Config) {
 				panic(err)
 			}
 		}
-		c, err := dpop.New(dpop.Config{Replay: &memReplay{keys: map[string]time.Time{}, now: now}, Nonces: ns, Now: now})
+		c, err := dpop.New(dpop.Config{Replay: dpoptest.NewReplay(now), Nonces: ns, Now: now})
 		if err != nil {
 			panic(err)
 		}
@@ -63,51 +42,23 @@ func withDPoP(e **env, nonces bool, mod func(*Config)) func(*Config) {
 	}
 }
 
-// dpopKey is a client's DPoP key.
+// dpopKey is a client's DPoP key (ES256).
 type dpopKey struct {
-	t    testing.TB
-	priv *ecdsa.PrivateKey
-	n    int
+	t testing.TB
+	*dpoptest.Key
 }
 
 func newDPoPKey(t testing.TB) *dpopKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &dpopKey{t: t, priv: k}
+	return &dpopKey{t: t, Key: dpoptest.NewKey(t, jose.ES256)}
 }
 
-func (k *dpopKey) jkt() string {
-	th, err := (&jose.JSONWebKey{Key: k.priv.Public()}).Thumbprint(crypto.SHA256)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	return base64.RawURLEncoding.EncodeToString(th)
-}
+func (k *dpopKey) jkt() string { return k.JKT(k.t) }
 
 // proof signs a proof for htm and htu, with the given extra claims.
 func (k *dpopKey) proof(htm, htu string, iat time.Time, extra map[string]any) string {
-	k.n++
-	cl := map[string]any{"jti": k.jkt()[:8] + "-" + time.Now().Format("150405.000000000") + "-" + string(rune('a'+k.n%26)), "htm": htm, "htu": htu, "iat": iat.Unix()}
-	for c, v := range extra {
-		cl[c] = v
-	}
-	opts := (&jose.SignerOptions{EmbedJWK: true}).WithType(dpop.ProofType)
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: k.priv}, opts)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	p, _ := json.Marshal(cl)
-	jws, err := s.Sign(p)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	return out
+	cl := dpoptest.Claims(htm, htu, iat)
+	maps.Copy(cl, extra)
+	return k.Sign(k.t, cl, nil)
 }
 
 // tokenProof is a fresh proof for e's token endpoint.
@@ -115,7 +66,8 @@ func (e *env) tokenProof(k *dpopKey) string {
 	return k.proof(http.MethodPost, e.url("/token"), e.clock.Now(), nil)
 }
 
-// dpopToken posts form to /token with the DPoP header values proofs.
+// dpopToken posts form to /token with the DPoP header values proofs (none:
+// a request without DPoP) and returns status, decoded JSON and headers.
 func (e *env) dpopToken(form url.Values, basicID, basicSecret string, proofs ...string) (int, map[string]any, http.Header) {
 	e.t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, e.url("/token"), strings.NewReader(form.Encode()))
@@ -172,8 +124,7 @@ func wantTokenError(t *testing.T, st int, out map[string]any, status int, code s
 }
 
 func TestDPoPMetadata(t *testing.T) {
-	var e *env
-	e = newEnv(t, withDPoP(&e, false, nil))
+	e := newEnv(t, withDPoP(false, nil))
 	resp, err := http.Get(e.url("/.well-known/oauth-authorization-server"))
 	if err != nil {
 		t.Fatal(err)
@@ -190,8 +141,7 @@ func TestDPoPMetadata(t *testing.T) {
 }
 
 func TestDPoPAuthorizationCode(t *testing.T) {
-	var e *env
-	e = newEnv(t, withDPoP(&e, false, nil))
+	e := newEnv(t, withDPoP(false, nil))
 	const redirect = "http://127.0.0.1:9/cb"
 	reg := e.registerPublic(redirect)
 	key := newDPoPKey(t)
@@ -238,8 +188,7 @@ func TestDPoPAuthorizationCode(t *testing.T) {
 }
 
 func TestDPoPCodeBinding(t *testing.T) {
-	var e *env
-	e = newEnv(t, withDPoP(&e, false, nil))
+	e := newEnv(t, withDPoP(false, nil))
 	const redirect = "http://127.0.0.1:9/cb"
 	reg := e.registerPublic(redirect)
 	key, other := newDPoPKey(t), newDPoPKey(t)
@@ -293,8 +242,7 @@ func TestDPoPCodeBinding(t *testing.T) {
 }
 
 func TestDPoPRefresh(t *testing.T) {
-	var e *env
-	e = newEnv(t, withDPoP(&e, false, nil))
+	e := newEnv(t, withDPoP(false, nil))
 	const redirect = "http://127.0.0.1:9/cb"
 	reg := e.registerPublic(redirect)
 	key, other := newDPoPKey(t), newDPoPKey(t)
@@ -380,8 +328,7 @@ func TestDPoPRefresh(t *testing.T) {
 }
 
 func TestDPoPConfidentialClient(t *testing.T) {
-	var e *env
-	e = newEnv(t, withDPoP(&e, false, nil))
+	e := newEnv(t, withDPoP(false, nil))
 	reg := e.registerConfidential("notes:read")
 	key := newDPoPKey(t)
 	cc := url.Values{"grant_type": {"client_credentials"}}
@@ -414,8 +361,7 @@ func TestDPoPConfidentialClient(t *testing.T) {
 
 func TestDPoPRequired(t *testing.T) {
 	t.Run("a client registered with dpop_bound_access_tokens must send a proof", func(t *testing.T) {
-		var e *env
-		e = newEnv(t, withDPoP(&e, false, nil))
+		e := newEnv(t, withDPoP(false, nil))
 		var rr map[string]any
 		resp := e.postJSON("/register", `{"token_endpoint_auth_method":"client_secret_basic","grant_types":["client_credentials"],"dpop_bound_access_tokens":true}`, &rr)
 		if resp.StatusCode != http.StatusCreated || rr["dpop_bound_access_tokens"] != true {
@@ -429,8 +375,7 @@ func TestDPoPRequired(t *testing.T) {
 		}
 	})
 	t.Run("with RequireDPoP every token request needs a proof", func(t *testing.T) {
-		var e *env
-		e = newEnv(t, withDPoP(&e, false, func(c *Config) { c.RequireDPoP = true }))
+		e := newEnv(t, withDPoP(false, func(c *Config) { c.RequireDPoP = true }))
 		reg := e.registerConfidential("notes:read")
 		st, out, _ := e.dpopToken(url.Values{"grant_type": {"client_credentials"}}, reg.ClientID, reg.ClientSecret)
 		wantTokenError(t, st, out, http.StatusBadRequest, "invalid_dpop_proof")
@@ -445,8 +390,7 @@ func TestDPoPRequired(t *testing.T) {
 }
 
 func TestDPoPNonce(t *testing.T) {
-	var e *env
-	e = newEnv(t, withDPoP(&e, true, nil))
+	e := newEnv(t, withDPoP(true, nil))
 	reg := e.registerConfidential("notes:read")
 	key := newDPoPKey(t)
 	cc := url.Values{"grant_type": {"client_credentials"}}
@@ -475,8 +419,7 @@ func TestDPoPNonce(t *testing.T) {
 }
 
 func TestDPoPConfidentialRefresh(t *testing.T) {
-	var e *env
-	e = newEnv(t, withDPoP(&e, false, nil))
+	e := newEnv(t, withDPoP(false, nil))
 	const redirect = "http://127.0.0.1:9/cb"
 	reg := e.register(`{"client_name":"Web app","redirect_uris":["` + redirect + `"],"token_endpoint_auth_method":"client_secret_basic","grant_types":["authorization_code","refresh_token"]}`)
 	key, other := newDPoPKey(t), newDPoPKey(t)

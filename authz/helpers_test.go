@@ -374,22 +374,7 @@ func (e *env) authorize(b *browser, a authRequest) *url.URL {
 // tokenRequest posts a form to /token and returns status and decoded JSON.
 func (e *env) tokenRequest(form url.Values, basicID, basicSecret string) (int, map[string]any, http.Header) {
 	e.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, e.url("/token"), strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if basicID != "" {
-		req.SetBasicAuth(url.QueryEscape(basicID), url.QueryEscape(basicSecret))
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	b, _ := io.ReadAll(resp.Body)
-	if err := json.Unmarshal(b, &out); err != nil {
-		e.t.Fatalf("token answer %q: %v", b, err)
-	}
-	return resp.StatusCode, out, resp.Header
+	return e.dpopToken(form, basicID, basicSecret)
 }
 
 // codeFlow registers nothing: it authorizes client for scope and exchanges

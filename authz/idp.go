@@ -130,8 +130,8 @@ func (s *Server) setIdentityProviders(cfg Config) error {
 	s.idpStarts = newLimiter(60, 10*time.Minute, s.now)
 	for i := range cfg.IdentityProviders {
 		p := cfg.IdentityProviders[i]
-		if !validProviderName(p.Name) {
-			return fmt.Errorf("authz: identity provider name %q must be letters, digits, '-' or '_'", p.Name)
+		if !ValidProviderName(p.Name) {
+			return fmt.Errorf("authz: identity provider name %q must be 1 to 64 letters, digits, '-' or '_'", p.Name)
 		}
 		if _, dup := s.idps[p.Name]; dup {
 			return fmt.Errorf("authz: identity provider %q declared twice", p.Name)
@@ -151,7 +151,10 @@ func (s *Server) setIdentityProviders(cfg Config) error {
 	return nil
 }
 
-func validProviderName(n string) bool {
+// ValidProviderName reports whether n may name an identity provider: the
+// URL segment of ISSUER/login/idp/{name}, 1 to 64 ASCII letters, digits,
+// '-' or '_'.
+func ValidProviderName(n string) bool {
 	if n == "" || len(n) > 64 {
 		return false
 	}

@@ -661,7 +661,7 @@ func TestIDPConfig(t *testing.T) {
 		{"a provider name must fit a URL segment", func(c *Config) {
 			c.IdentityProviders = []IdentityProvider{{Name: "a/b", Connector: newFakeConnector(adaIdentity)}}
 			c.Identities = newMemIdentities(newMemStore())
-		}, "must be letters"},
+		}, "must be 1 to 64 letters"},
 		{"names are unique", func(c *Config) {
 			c.IdentityProviders = []IdentityProvider{{Name: "a", Connector: newFakeConnector(adaIdentity)}, {Name: "a", Connector: newFakeConnector(adaIdentity)}}
 			c.Identities = newMemIdentities(newMemStore())

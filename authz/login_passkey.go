@@ -64,12 +64,7 @@ func (s *Server) verifyAssertion(ctx context.Context, session webauthn.SessionDa
 // the passkeys it holds for this server) and keeps the challenge, bound to
 // this browser.
 func (s *Server) handlePasskeyLoginBegin(w http.ResponseWriter, r *http.Request) {
-	switch parseForm(w, r) {
-	case http.StatusRequestEntityTooLarge:
-		scriptError(w, http.StatusRequestEntityTooLarge, "The request is larger than this server accepts.")
-		return
-	case http.StatusBadRequest:
-		scriptError(w, http.StatusBadRequest, "The request could not be read.")
+	if !readScriptForm(w, r) {
 		return
 	}
 	sess := s.currentSession(r)
@@ -106,12 +101,7 @@ func (s *Server) handlePasskeyLoginBegin(w http.ResponseWriter, r *http.Request)
 // public key, the signature counter must have moved on, and completeLogin
 // signs the passkey's user in.
 func (s *Server) handlePasskeyLogin(w http.ResponseWriter, r *http.Request) {
-	switch parseForm(w, r) {
-	case http.StatusRequestEntityTooLarge:
-		s.errorPage(w, http.StatusRequestEntityTooLarge, "Request too large", "The form is larger than this server accepts.")
-		return
-	case http.StatusBadRequest:
-		s.errorPage(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
+	if !s.readPageForm(w, r) {
 		return
 	}
 	ctx := r.Context()

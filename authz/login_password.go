@@ -16,12 +16,7 @@ const (
 // and on success hands over to completeLogin. With password login turned
 // off it refuses every attempt.
 func (s *Server) handlePasswordLogin(w http.ResponseWriter, r *http.Request) {
-	switch parseForm(w, r) {
-	case http.StatusRequestEntityTooLarge:
-		s.errorPage(w, http.StatusRequestEntityTooLarge, "Request too large", "The form is larger than this server accepts.")
-		return
-	case http.StatusBadRequest:
-		s.errorPage(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
+	if !s.readPageForm(w, r) {
 		return
 	}
 	sess := s.currentSession(r)

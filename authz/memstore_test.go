@@ -10,6 +10,8 @@ import (
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/storage"
+
+	"github.com/mcpd/mcpd/internal/keymutex"
 )
 
 // memStore is the in-memory Storage the tests run against: fosite's own
@@ -31,7 +33,7 @@ type memStore struct {
 	ceremonies  map[string]memCeremony
 	now         func() time.Time // the server's clock; nil: time.Now
 	proofJTIs   map[string]time.Time
-	keyLocks    *keyedMutex
+	keyLocks    *keymutex.Mutex
 }
 
 type successorRecord struct {
@@ -53,7 +55,7 @@ func newMemStore() *memStore {
 		pending:     make(map[string]PendingAuthorization),
 		passkeys:    make(map[string]Passkey),
 		ceremonies:  make(map[string]memCeremony),
-		keyLocks:    newKeyedMutex(),
+		keyLocks:    &keymutex.Mutex{},
 	}
 }
 

@@ -12,6 +12,30 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 )
 
+// wantMetadata is the RFC 8414 document of a server at issuer iss with the
+// test env's scopes, cimd telling whether it accepts client ID metadata
+// documents.
+func wantMetadata(iss string, cimd bool) map[string]any {
+	return map[string]any{
+		"issuer":                                         iss,
+		"authorization_endpoint":                         iss + "/authorize",
+		"token_endpoint":                                 iss + "/token",
+		"registration_endpoint":                          iss + "/register",
+		"revocation_endpoint":                            iss + "/revoke",
+		"introspection_endpoint":                         iss + "/introspect",
+		"scopes_supported":                               []any{"notes:read", "notes:write", "api:call"},
+		"response_types_supported":                       []any{"code"},
+		"response_modes_supported":                       []any{"query"},
+		"grant_types_supported":                          []any{"authorization_code", "refresh_token", "client_credentials"},
+		"token_endpoint_auth_methods_supported":          []any{"none", "client_secret_basic", "client_secret_post"},
+		"revocation_endpoint_auth_methods_supported":     []any{"none", "client_secret_basic", "client_secret_post"},
+		"introspection_endpoint_auth_methods_supported":  []any{"client_secret_basic", "client_secret_post"},
+		"code_challenge_methods_supported":               []any{"S256"},
+		"authorization_response_iss_parameter_supported": true,
+		"client_id_metadata_document_supported":          cimd,
+	}
+}
+
 func TestMetadata(t *testing.T) {
 	for _, cimd := range []bool{true, false} {
 		e := newEnv(t, func(c *Config) { c.ClientMetadataDocuments = cimd })
@@ -22,25 +46,7 @@ func TestMetadata(t *testing.T) {
 		var got map[string]any
 		_ = json.NewDecoder(resp.Body).Decode(&got)
 		resp.Body.Close()
-		iss := e.ts.URL
-		want := map[string]any{
-			"issuer":                                         iss,
-			"authorization_endpoint":                         iss + "/authorize",
-			"token_endpoint":                                 iss + "/token",
-			"registration_endpoint":                          iss + "/register",
-			"revocation_endpoint":                            iss + "/revoke",
-			"introspection_endpoint":                         iss + "/introspect",
-			"scopes_supported":                               []any{"notes:read", "notes:write", "api:call"},
-			"response_types_supported":                       []any{"code"},
-			"response_modes_supported":                       []any{"query"},
-			"grant_types_supported":                          []any{"authorization_code", "refresh_token", "client_credentials"},
-			"token_endpoint_auth_methods_supported":          []any{"none", "client_secret_basic", "client_secret_post"},
-			"revocation_endpoint_auth_methods_supported":     []any{"none", "client_secret_basic", "client_secret_post"},
-			"introspection_endpoint_auth_methods_supported":  []any{"client_secret_basic", "client_secret_post"},
-			"code_challenge_methods_supported":               []any{"S256"},
-			"authorization_response_iss_parameter_supported": true,
-			"client_id_metadata_document_supported":          cimd,
-		}
+		want := wantMetadata(e.ts.URL, cimd)
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("metadata with CIMD %v (-want +got):\n%s", cimd, diff)
 		}
@@ -86,24 +92,7 @@ func TestDiscoveryDocuments(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, func(c *Config) { c.Issuer += tt.path })
 			iss := e.ts.URL + tt.path
-			want := map[string]any{
-				"issuer":                                         iss,
-				"authorization_endpoint":                         iss + "/authorize",
-				"token_endpoint":                                 iss + "/token",
-				"registration_endpoint":                          iss + "/register",
-				"revocation_endpoint":                            iss + "/revoke",
-				"introspection_endpoint":                         iss + "/introspect",
-				"scopes_supported":                               []any{"notes:read", "notes:write", "api:call"},
-				"response_types_supported":                       []any{"code"},
-				"response_modes_supported":                       []any{"query"},
-				"grant_types_supported":                          []any{"authorization_code", "refresh_token", "client_credentials"},
-				"token_endpoint_auth_methods_supported":          []any{"none", "client_secret_basic", "client_secret_post"},
-				"revocation_endpoint_auth_methods_supported":     []any{"none", "client_secret_basic", "client_secret_post"},
-				"introspection_endpoint_auth_methods_supported":  []any{"client_secret_basic", "client_secret_post"},
-				"code_challenge_methods_supported":               []any{"S256"},
-				"authorization_response_iss_parameter_supported": true,
-				"client_id_metadata_document_supported":          true,
-			}
+			want := wantMetadata(iss, true)
 			for _, p := range tt.rfc8414 {
 				st, got := getJSON(t, e.url(p))
 				if st != http.StatusOK {

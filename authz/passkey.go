@@ -237,12 +237,7 @@ func scriptError(w http.ResponseWriter, status int, msg string) {
 // account page script's first step of adding a passkey: it answers the
 // options for navigator.credentials.create and keeps the challenge.
 func (s *Server) handlePasskeyRegisterBegin(w http.ResponseWriter, r *http.Request) {
-	switch parseForm(w, r) {
-	case http.StatusRequestEntityTooLarge:
-		scriptError(w, http.StatusRequestEntityTooLarge, "The request is larger than this server accepts.")
-		return
-	case http.StatusBadRequest:
-		scriptError(w, http.StatusBadRequest, "The request could not be read.")
+	if !readScriptForm(w, r) {
 		return
 	}
 	ctx := r.Context()

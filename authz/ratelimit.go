@@ -79,38 +79,3 @@ func (l *limiter) Release(key string) {
 		c.n--
 	}
 }
-
-// keyedMutex serializes work per key, e.g. concurrent refreshes of one token.
-type keyedMutex struct {
-	mu    sync.Mutex
-	locks map[string]*refLock
-}
-
-type refLock struct {
-	sync.Mutex
-	refs int
-}
-
-func newKeyedMutex() *keyedMutex { return &keyedMutex{locks: make(map[string]*refLock)} }
-
-// Lock locks key and returns its unlock function.
-func (k *keyedMutex) Lock(key string) (unlock func()) {
-	k.mu.Lock()
-	l := k.locks[key]
-	if l == nil {
-		l = &refLock{}
-		k.locks[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	l.Lock()
-	return func() {
-		l.Unlock()
-		k.mu.Lock()
-		l.refs--
-		if l.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
-}

@@ -19,6 +19,7 @@ import (
 	"github.com/ory/fosite/compose"
 
 	"github.com/mcpd/mcpd/dpop"
+	"github.com/mcpd/mcpd/internal/keymutex"
 	"github.com/mcpd/mcpd/web"
 )
 
@@ -148,8 +149,8 @@ type Server struct {
 	// key; nil when RegistrationsPerMinuteAll is 0.
 	registrationsAll *limiter
 	cimdFetchesAll   *limiter
-	refreshLocks     *keyedMutex
-	codeLocks        *keyedMutex
+	refreshLocks     *keymutex.Mutex
+	codeLocks        *keymutex.Mutex
 	cimd             *cimdFetcher
 	dpop             *dpop.Checker
 
@@ -160,8 +161,8 @@ type Server struct {
 	idpTimeout     time.Duration
 	idpStarts      *limiter
 
-	pendingStarts *limiter    // authorization requests left for sign-in per client address
-	passkeyLocks  *keyedMutex // passkey additions, per user
+	pendingStarts *limiter        // authorization requests left for sign-in per client address
+	passkeyLocks  *keymutex.Mutex // passkey additions, per user
 }
 
 const (
@@ -315,9 +316,9 @@ func New(cfg Config) (*Server, error) {
 		s.registrationsAll = newLimiter(cfg.RegistrationsPerMinuteAll, time.Minute, s.now)
 		s.cimdFetchesAll = newLimiter(cfg.RegistrationsPerMinuteAll, time.Minute, s.now)
 	}
-	s.refreshLocks = newKeyedMutex()
-	s.codeLocks = newKeyedMutex()
-	s.passkeyLocks = newKeyedMutex()
+	s.refreshLocks = &keymutex.Mutex{}
+	s.codeLocks = &keymutex.Mutex{}
+	s.passkeyLocks = &keymutex.Mutex{}
 	s.cimd = newCIMDFetcher(s, cfg.HTTPClient, cfg.AllowPrivateMetadataHosts)
 
 	s.fcfg = &fosite.Config{

@@ -12,6 +12,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/mcpd/mcpd/dpop"
+	"github.com/mcpd/mcpd/internal/keymutex"
 )
 
 // grantStartKey is the session Extra key holding when the grant began, in
@@ -85,7 +86,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 // lockToken serializes the exchanges of one code or refresh token: in this
 // process with locks, so one request at a time waits on the storage, and
 // across the processes that share the storage with its LockKey.
-func (s *Server) lockToken(ctx context.Context, locks *keyedMutex, key string) (func(), error) {
+func (s *Server) lockToken(ctx context.Context, locks *keymutex.Mutex, key string) (func(), error) {
 	unlock := locks.Lock(key)
 	release, err := s.store.LockKey(ctx, key)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/mcpd/mcpd/dpop"
+	"github.com/mcpd/mcpd/internal/dpoptest"
 )
 
 // nopReplay accepts every jti: the benchmark measures the proof check, not
@@ -26,7 +27,7 @@ func (nopReplay) Remember(context.Context, string, time.Time) error { return nil
 func BenchmarkCheck(b *testing.B) {
 	for _, alg := range []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.RS256} {
 		b.Run(string(alg), func(b *testing.B) {
-			k := newKey(b, alg)
+			k := dpoptest.NewKey(b, alg)
 			now := time.Now()
 			c, err := dpop.New(dpop.Config{Replay: nopReplay{}, Now: func() time.Time { return now }})
 			if err != nil {
@@ -35,10 +36,10 @@ func BenchmarkCheck(b *testing.B) {
 			const n = 256
 			proofs := make([]string, n)
 			for i := range proofs {
-				cl := claims("POST", mcpURL, now)
+				cl := dpoptest.Claims("POST", mcpURL, now)
 				cl["jti"] = fmt.Sprint("bench-", i)
-				cl["ath"] = ath(token)
-				proofs[i] = k.sign(b, cl, nil)
+				cl["ath"] = dpoptest.ATH(token)
+				proofs[i] = k.Sign(b, cl, nil)
 			}
 			req := dpop.Request{Method: "POST", URLs: []string{mcpURL}, AccessToken: token}
 			b.ReportAllocs()
@@ -55,8 +56,8 @@ func BenchmarkCheck(b *testing.B) {
 // BenchmarkECDSAVerifyReference is a bare P-256 signature check, the floor
 // of BenchmarkCheck/ES256: run both in one go for their ratio.
 func BenchmarkECDSAVerifyReference(b *testing.B) {
-	k := newKey(b, jose.ES256)
-	priv := k.priv.(*ecdsa.PrivateKey)
+	k := dpoptest.NewKey(b, jose.ES256)
+	priv := k.Signer.(*ecdsa.PrivateKey)
 	h := sha256.Sum256([]byte("a DPoP proof's signing input"))
 	sig, err := ecdsa.SignASN1(rand.Reader, priv, h[:])
 	if err != nil {

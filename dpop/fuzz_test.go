@@ -9,6 +9,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/mcpd/mcpd/dpop"
+	"github.com/mcpd/mcpd/internal/dpoptest"
 )
 
 // FuzzCheck feeds arbitrary DPoP header values to a Checker. Whatever the
@@ -18,19 +19,19 @@ import (
 func FuzzCheck(f *testing.F) {
 	now := func() time.Time { return t0 }
 	for _, alg := range []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.RS256} {
-		k := newKey(f, alg)
-		f.Add(k.sign(f, claims("POST", mcpURL, t0), nil))
-		cl := claims("POST", mcpURL, t0)
-		cl["ath"] = ath(token)
-		f.Add(k.sign(f, cl, nil))
-		f.Add(k.sign(f, claims("GET", mcpURL+"?q#f", t0), map[jose.HeaderKey]any{"typ": "JWT"}))
+		k := dpoptest.NewKey(f, alg)
+		f.Add(k.Sign(f, dpoptest.Claims("POST", mcpURL, t0), nil))
+		cl := dpoptest.Claims("POST", mcpURL, t0)
+		cl["ath"] = dpoptest.ATH(token)
+		f.Add(k.Sign(f, cl, nil))
+		f.Add(k.Sign(f, dpoptest.Claims("GET", mcpURL+"?q#f", t0), map[jose.HeaderKey]any{"typ": "JWT"}))
 	}
 	f.Add("")
 	f.Add("..")
 	f.Add("e30.e30.")
 	f.Add(b64(`{"alg":"none","typ":"dpop+jwt"}`) + "." + b64(`{"jti":"x","htm":"POST","htu":"`+mcpURL+`","iat":1}`) + ".")
 	f.Fuzz(func(t *testing.T, proof string) {
-		c, err := dpop.New(dpop.Config{Replay: newMemReplay(now), Now: now})
+		c, err := dpop.New(dpop.Config{Replay: dpoptest.NewReplay(now), Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}

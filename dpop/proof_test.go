@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -13,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,28 +18,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mcpd/mcpd/dpop"
+	"github.com/mcpd/mcpd/internal/dpoptest"
 )
-
-// memReplay is a ReplayCache in memory.
-type memReplay struct {
-	mu   sync.Mutex
-	keys map[string]time.Time
-	now  func() time.Time
-}
-
-func newMemReplay(now func() time.Time) *memReplay {
-	return &memReplay{keys: map[string]time.Time{}, now: now}
-}
-
-func (m *memReplay) Remember(_ context.Context, key string, exp time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if old, ok := m.keys[key]; ok && m.now().Before(old) {
-		return dpop.ErrReplay
-	}
-	m.keys[key] = exp
-	return nil
-}
 
 var t0 = time.Date(2026, 7, 28, 12, 0, 0, 0, time.UTC)
 
@@ -52,96 +29,9 @@ const (
 	token    = "ory_at_abc.def"
 )
 
-// key is a client's signing key.
-type key struct {
-	alg  jose.SignatureAlgorithm
-	priv crypto.Signer
-}
-
-func newKey(t testing.TB, alg jose.SignatureAlgorithm) key {
-	t.Helper()
-	var priv crypto.Signer
-	var err error
-	switch alg {
-	case jose.ES256:
-		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case jose.ES384:
-		priv, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case jose.ES512:
-		priv, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
-	case jose.EdDSA:
-		_, priv, err = ed25519.GenerateKey(rand.Reader)
-	case jose.RS256, jose.PS256:
-		priv, err = rsa.GenerateKey(rand.Reader, 2048)
-	default:
-		t.Fatalf("no key for %s", alg)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key{alg: alg, priv: priv}
-}
-
-func (k key) jkt(t testing.TB) string {
-	t.Helper()
-	pub := jose.JSONWebKey{Key: k.priv.Public()}
-	th, err := pub.Thumbprint(crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.RawURLEncoding.EncodeToString(th)
-}
-
-// sign makes a compact JWS of claims with extra headers; jwk nil embeds
-// the key's public JWK.
-func (k key) sign(t testing.TB, claims map[string]any, headers map[jose.HeaderKey]any) string {
-	t.Helper()
-	opts := &jose.SignerOptions{}
-	opts.WithType(dpop.ProofType)
-	if _, set := headers["jwk"]; !set {
-		opts.EmbedJWK = true
-	}
-	for h, v := range headers {
-		if v == nil {
-			delete(opts.ExtraHeaders, h)
-			continue
-		}
-		opts.WithHeader(h, v)
-	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jws, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func ath(tok string) string {
-	s := sha256.Sum256([]byte(tok))
-	return base64.RawURLEncoding.EncodeToString(s[:])
-}
-
-var jtiN int
-
-func claims(htm, htu string, iat time.Time) map[string]any {
-	jtiN++
-	return map[string]any{"jti": "jti-" + strings.Repeat("x", jtiN%3) + string(rune('a'+jtiN%26)) + time.Now().Format("150405.000000000"), "htm": htm, "htu": htu, "iat": iat.Unix()}
-}
-
 func newChecker(t testing.TB, now func() time.Time, nonces *dpop.Nonces) *dpop.Checker {
 	t.Helper()
-	c, err := dpop.New(dpop.Config{Replay: newMemReplay(now), Now: now, Nonces: nonces})
+	c, err := dpop.New(dpop.Config{Replay: dpoptest.NewReplay(now), Now: now, Nonces: nonces})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,21 +44,21 @@ func TestCheckAccepts(t *testing.T) {
 	now := func() time.Time { return t0 }
 	for _, alg := range []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.ES512, jose.EdDSA, jose.RS256, jose.PS256} {
 		t.Run(string(alg)+" proof at the token endpoint yields the key's thumbprint", func(t *testing.T) {
-			k := newKey(t, alg)
+			k := dpoptest.NewKey(t, alg)
 			c := newChecker(t, now, nil)
-			cl := claims("POST", tokenURL, t0)
-			got, err := c.Check(context.Background(), []string{k.sign(t, cl, nil)}, dpop.Request{Method: "POST", URLs: []string{tokenURL}})
+			cl := dpoptest.Claims("POST", tokenURL, t0)
+			got, err := c.Check(context.Background(), []string{k.Sign(t, cl, nil)}, dpop.Request{Method: "POST", URLs: []string{tokenURL}})
 			if err != nil {
 				t.Fatalf("Check: %v", err)
 			}
-			want := dpop.Proof{JKT: k.jkt(t), JTI: cl["jti"].(string), IssuedAt: t0, Algorithm: string(alg),
-				ReplayKey: dpop.ReplayKey(k.jkt(t), cl["jti"].(string)), Expires: t0.Add(dpop.DefaultMaxAge + time.Second)}
+			want := dpop.Proof{JKT: k.JKT(t), JTI: cl["jti"].(string), IssuedAt: t0, Algorithm: string(alg),
+				ReplayKey: dpop.ReplayKey(k.JKT(t), cl["jti"].(string)), Expires: t0.Add(dpop.DefaultMaxAge + time.Second)}
 			if d := cmp.Diff(want, got); d != "" {
 				t.Errorf("proof (-want +got):\n%s", d)
 			}
 		})
 	}
-	k := newKey(t, jose.ES256)
+	k := dpoptest.NewKey(t, jose.ES256)
 	accepted := []struct {
 		name string
 		htu  string
@@ -190,9 +80,9 @@ func TestCheckAccepts(t *testing.T) {
 	for _, tc := range accepted {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newChecker(t, now, nil)
-			cl := claims("GET", tc.htu, tc.iat)
-			cl["ath"] = ath(token)
-			if _, err := c.Check(context.Background(), []string{k.sign(t, cl, nil)}, dpop.Request{Method: "GET", URLs: tc.urls, AccessToken: token}); err != nil {
+			cl := dpoptest.Claims("GET", tc.htu, tc.iat)
+			cl["ath"] = dpoptest.ATH(token)
+			if _, err := c.Check(context.Background(), []string{k.Sign(t, cl, nil)}, dpop.Request{Method: "GET", URLs: tc.urls, AccessToken: token}); err != nil {
 				t.Errorf("Check: %v; want accepted", err)
 			}
 		})
@@ -201,12 +91,12 @@ func TestCheckAccepts(t *testing.T) {
 
 func TestCheckRefuses(t *testing.T) {
 	now := func() time.Time { return t0 }
-	k := newKey(t, jose.ES256)
-	other := newKey(t, jose.ES256)
+	k := dpoptest.NewKey(t, jose.ES256)
+	other := dpoptest.NewKey(t, jose.ES256)
 	req := dpop.Request{Method: "POST", URLs: []string{mcpURL}, AccessToken: token}
 	good := func() map[string]any {
-		cl := claims("POST", mcpURL, t0)
-		cl["ath"] = ath(token)
+		cl := dpoptest.Claims("POST", mcpURL, t0)
+		cl["ath"] = dpoptest.ATH(token)
 		return cl
 	}
 	with := func(k string, v any) map[string]any {
@@ -218,11 +108,11 @@ func TestCheckRefuses(t *testing.T) {
 		}
 		return cl
 	}
-	privJWK, err := json.Marshal(jose.JSONWebKey{Key: k.priv, Algorithm: "ES256"})
+	privJWK, err := json.Marshal(jose.JSONWebKey{Key: k.Signer, Algorithm: "ES256"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherPub := jose.JSONWebKey{Key: other.priv.Public()}
+	otherPub := jose.JSONWebKey{Key: other.Signer.Public()}
 	hmacJWS := func() string {
 		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte(strings.Repeat("k", 32))},
 			(&jose.SignerOptions{}).WithType(dpop.ProofType).WithHeader("jwk", otherPub))
@@ -238,13 +128,13 @@ func TestCheckRefuses(t *testing.T) {
 		return out
 	}
 	noneJWS := func() string {
-		pub, _ := json.Marshal(jose.JSONWebKey{Key: k.priv.Public()})
+		pub, _ := json.Marshal(jose.JSONWebKey{Key: k.Signer.Public()})
 		p, _ := json.Marshal(good())
 		return b64(`{"typ":"dpop+jwt","alg":"none","jwk":`+string(pub)+`}`) + "." + b64(string(p)) + "."
 	}
 	// A proof signed by k that claims other's key.
 	swapped := func() string {
-		return k.sign(t, good(), map[jose.HeaderKey]any{"jwk": otherPub})
+		return k.Sign(t, good(), map[jose.HeaderKey]any{"jwk": otherPub})
 	}
 	// A proof whose jwk carries the private key: go-jose refuses to
 	// embed one, so the header is written by hand and signed by k.
@@ -260,61 +150,61 @@ func TestCheckRefuses(t *testing.T) {
 		want    error
 	}{
 		{"no proof", func() []string { return nil }, req, dpop.ErrInvalidProof},
-		{"two DPoP headers", func() []string { return []string{k.sign(t, good(), nil), k.sign(t, good(), nil)} }, req, dpop.ErrInvalidProof},
+		{"two DPoP headers", func() []string { return []string{k.Sign(t, good(), nil), k.Sign(t, good(), nil)} }, req, dpop.ErrInvalidProof},
 		{"not a JWS", func() []string { return []string{"not-a-jwt"} }, req, dpop.ErrInvalidProof},
 		{"empty proof", func() []string { return []string{""} }, req, dpop.ErrInvalidProof},
-		{"a proof longer than 8 KiB", func() []string { return []string{k.sign(t, with("pad", strings.Repeat("p", 9000)), nil)} }, req, dpop.ErrInvalidProof},
+		{"a proof longer than 8 KiB", func() []string { return []string{k.Sign(t, with("pad", strings.Repeat("p", 9000)), nil)} }, req, dpop.ErrInvalidProof},
 		{"alg none", func() []string { return []string{noneJWS()} }, req, dpop.ErrInvalidProof},
 		{"HS256", func() []string { return []string{hmacJWS()} }, req, dpop.ErrInvalidProof},
-		{"typ is not dpop+jwt", func() []string { return []string{k.sign(t, good(), map[jose.HeaderKey]any{"typ": "JWT"})} }, req, dpop.ErrInvalidProof},
-		{"no typ", func() []string { return []string{k.sign(t, good(), map[jose.HeaderKey]any{"typ": nil})} }, req, dpop.ErrInvalidProof},
-		{"no jwk", func() []string { return []string{noJWK(t, k, good())} }, req, dpop.ErrInvalidProof},
+		{"typ is not dpop+jwt", func() []string { return []string{k.Sign(t, good(), map[jose.HeaderKey]any{"typ": "JWT"})} }, req, dpop.ErrInvalidProof},
+		{"no typ", func() []string { return []string{k.Sign(t, good(), map[jose.HeaderKey]any{"typ": nil})} }, req, dpop.ErrInvalidProof},
+		{"no jwk", func() []string { return []string{k.Sign(t, good(), map[jose.HeaderKey]any{"jwk": nil})} }, req, dpop.ErrInvalidProof},
 		{"jwk with a private part", func() []string { return []string{privateJWK()} }, req, dpop.ErrInvalidProof},
 		{"signature by another key than the jwk's", func() []string { return []string{swapped()} }, req, dpop.ErrInvalidProof},
-		{"tampered payload", func() []string { return []string{tamper(k.sign(t, good(), nil))} }, req, dpop.ErrInvalidProof},
-		{"wrong htm", func() []string { return []string{k.sign(t, with("htm", "GET"), nil)} }, req, dpop.ErrInvalidProof},
-		{"htm in lower case", func() []string { return []string{k.sign(t, with("htm", "post"), nil)} }, req, dpop.ErrInvalidProof},
-		{"wrong htu: another path", func() []string { return []string{k.sign(t, with("htu", "https://mcpd.example/token"), nil)} }, req, dpop.ErrInvalidProof},
-		{"wrong htu: another host", func() []string { return []string{k.sign(t, with("htu", "https://evil.example/mcp"), nil)} }, req, dpop.ErrInvalidProof},
-		{"wrong htu: another scheme", func() []string { return []string{k.sign(t, with("htu", "http://mcpd.example/mcp"), nil)} }, req, dpop.ErrInvalidProof},
-		{"wrong htu: another port", func() []string { return []string{k.sign(t, with("htu", "https://mcpd.example:8443/mcp"), nil)} }, req, dpop.ErrInvalidProof},
-		{"wrong htu: a trailing slash", func() []string { return []string{k.sign(t, with("htu", mcpURL+"/"), nil)} }, req, dpop.ErrInvalidProof},
-		{"wrong htu: the path only in the query", func() []string { return []string{k.sign(t, with("htu", "https://mcpd.example/?/mcp"), nil)} }, req, dpop.ErrInvalidProof},
-		{"wrong htu: the path only in the fragment", func() []string { return []string{k.sign(t, with("htu", "https://mcpd.example/#/mcp"), nil)} }, req, dpop.ErrInvalidProof},
-		{"wrong htu: an encoded slash is no path separator", func() []string { return []string{k.sign(t, with("htu", "https://mcpd.example/x%2F..%2Fmcp"), nil)} }, req, dpop.ErrInvalidProof},
-		{"wrong htu: a KELVIN SIGN in the host is not k", func() []string { return []string{k.sign(t, with("htu", "https://\u212Aelvin.example/mcp"), nil)} }, dpop.Request{Method: "POST", URLs: []string{"https://kelvin.example/mcp"}, AccessToken: token}, dpop.ErrInvalidProof},
-		{"wrong htu: a malformed percent-encoding", func() []string { return []string{k.sign(t, with("htu", "https://mcpd.example/mc%p"), nil)} }, req, dpop.ErrInvalidProof},
-		{"htu with user information", func() []string { return []string{k.sign(t, with("htu", "https://u:p@mcpd.example/mcp"), nil)} }, req, dpop.ErrInvalidProof},
-		{"htu that is relative", func() []string { return []string{k.sign(t, with("htu", "/mcp"), nil)} }, req, dpop.ErrInvalidProof},
-		{"no htu", func() []string { return []string{k.sign(t, with("htu", nil), nil)} }, req, dpop.ErrInvalidProof},
+		{"tampered payload", func() []string { return []string{tamper(k.Sign(t, good(), nil))} }, req, dpop.ErrInvalidProof},
+		{"wrong htm", func() []string { return []string{k.Sign(t, with("htm", "GET"), nil)} }, req, dpop.ErrInvalidProof},
+		{"htm in lower case", func() []string { return []string{k.Sign(t, with("htm", "post"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: another path", func() []string { return []string{k.Sign(t, with("htu", "https://mcpd.example/token"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: another host", func() []string { return []string{k.Sign(t, with("htu", "https://evil.example/mcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: another scheme", func() []string { return []string{k.Sign(t, with("htu", "http://mcpd.example/mcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: another port", func() []string { return []string{k.Sign(t, with("htu", "https://mcpd.example:8443/mcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: a trailing slash", func() []string { return []string{k.Sign(t, with("htu", mcpURL+"/"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: the path only in the query", func() []string { return []string{k.Sign(t, with("htu", "https://mcpd.example/?/mcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: the path only in the fragment", func() []string { return []string{k.Sign(t, with("htu", "https://mcpd.example/#/mcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: an encoded slash is no path separator", func() []string { return []string{k.Sign(t, with("htu", "https://mcpd.example/x%2F..%2Fmcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"wrong htu: a KELVIN SIGN in the host is not k", func() []string { return []string{k.Sign(t, with("htu", "https://\u212Aelvin.example/mcp"), nil)} }, dpop.Request{Method: "POST", URLs: []string{"https://kelvin.example/mcp"}, AccessToken: token}, dpop.ErrInvalidProof},
+		{"wrong htu: a malformed percent-encoding", func() []string { return []string{k.Sign(t, with("htu", "https://mcpd.example/mc%p"), nil)} }, req, dpop.ErrInvalidProof},
+		{"htu with user information", func() []string { return []string{k.Sign(t, with("htu", "https://u:p@mcpd.example/mcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"htu that is relative", func() []string { return []string{k.Sign(t, with("htu", "/mcp"), nil)} }, req, dpop.ErrInvalidProof},
+		{"no htu", func() []string { return []string{k.Sign(t, with("htu", nil), nil)} }, req, dpop.ErrInvalidProof},
 		{"stale iat", func() []string {
-			return []string{k.sign(t, with("iat", t0.Add(-dpop.DefaultMaxAge-time.Second).Unix()), nil)}
+			return []string{k.Sign(t, with("iat", t0.Add(-dpop.DefaultMaxAge-time.Second).Unix()), nil)}
 		}, req, dpop.ErrInvalidProof},
 		{"future iat", func() []string {
-			return []string{k.sign(t, with("iat", t0.Add(dpop.DefaultLeeway+time.Second).Unix()), nil)}
+			return []string{k.Sign(t, with("iat", t0.Add(dpop.DefaultLeeway+time.Second).Unix()), nil)}
 		}, req, dpop.ErrInvalidProof},
-		{"iat as a string", func() []string { return []string{k.sign(t, with("iat", "1785240000"), nil)} }, req, dpop.ErrInvalidProof},
-		{"no iat", func() []string { return []string{k.sign(t, with("iat", nil), nil)} }, req, dpop.ErrInvalidProof},
-		{"no jti", func() []string { return []string{k.sign(t, with("jti", nil), nil)} }, req, dpop.ErrInvalidProof},
-		{"jti longer than 256 bytes", func() []string { return []string{k.sign(t, with("jti", strings.Repeat("j", 257)), nil)} }, req, dpop.ErrInvalidProof},
-		{"ath of another token", func() []string { return []string{k.sign(t, with("ath", ath("ory_at_other")), nil)} }, req, dpop.ErrInvalidProof},
-		{"no ath with a token", func() []string { return []string{k.sign(t, with("ath", nil), nil)} }, req, dpop.ErrInvalidProof},
+		{"iat as a string", func() []string { return []string{k.Sign(t, with("iat", "1785240000"), nil)} }, req, dpop.ErrInvalidProof},
+		{"no iat", func() []string { return []string{k.Sign(t, with("iat", nil), nil)} }, req, dpop.ErrInvalidProof},
+		{"no jti", func() []string { return []string{k.Sign(t, with("jti", nil), nil)} }, req, dpop.ErrInvalidProof},
+		{"jti longer than 256 bytes", func() []string { return []string{k.Sign(t, with("jti", strings.Repeat("j", 257)), nil)} }, req, dpop.ErrInvalidProof},
+		{"ath of another token", func() []string { return []string{k.Sign(t, with("ath", dpoptest.ATH("ory_at_other")), nil)} }, req, dpop.ErrInvalidProof},
+		{"no ath with a token", func() []string { return []string{k.Sign(t, with("ath", nil), nil)} }, req, dpop.ErrInvalidProof},
 		{"claim names are case-sensitive: HTM is no htm", func() []string {
 			cl := good()
 			delete(cl, "htm")
 			cl["HTM"] = "POST"
-			return []string{k.sign(t, cl, nil)}
+			return []string{k.Sign(t, cl, nil)}
 		}, req, dpop.ErrInvalidProof},
 		{"a claim given twice", func() []string {
 			p, _ := json.Marshal(good())
 			dup := strings.Replace(string(p), `"htm":"POST"`, `"htm":"GET","htm":"POST"`, 1)
-			return []string{signRaw(t, k, []byte(dup))}
+			return []string{k.SignPayload(t, []byte(dup), nil)}
 		}, req, dpop.ErrInvalidProof},
-		{"claims that are not an object", func() []string { return []string{signRaw(t, k, []byte(`["jti"]`))} }, req, dpop.ErrInvalidProof},
+		{"claims that are not an object", func() []string { return []string{k.SignPayload(t, []byte(`["jti"]`), nil)} }, req, dpop.ErrInvalidProof},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			replay := newMemReplay(now)
+			replay := dpoptest.NewReplay(now)
 			c, err := dpop.New(dpop.Config{Replay: replay, Now: now})
 			if err != nil {
 				t.Fatal(err)
@@ -328,8 +218,8 @@ func TestCheckRefuses(t *testing.T) {
 			if !errors.As(err, &de) || de.Description == "" || de.Code() != tc.want.Error() {
 				t.Errorf("error %#v is not an *Error with code %s and a description", err, tc.want)
 			}
-			if len(replay.keys) != 0 {
-				t.Errorf("a refused proof left %d replay entries", len(replay.keys))
+			if len(replay.Entries()) != 0 {
+				t.Errorf("a refused proof left %d replay entries", len(replay.Entries()))
 			}
 		})
 	}
@@ -338,10 +228,10 @@ func TestCheckRefuses(t *testing.T) {
 func TestCheckReplay(t *testing.T) {
 	now := t0
 	clock := func() time.Time { return now }
-	k := newKey(t, jose.ES256)
+	k := dpoptest.NewKey(t, jose.ES256)
 	c := newChecker(t, clock, nil)
 	req := dpop.Request{Method: "POST", URLs: []string{tokenURL}}
-	proof := k.sign(t, claims("POST", tokenURL, t0), nil)
+	proof := k.Sign(t, dpoptest.Claims("POST", tokenURL, t0), nil)
 	if _, err := c.Check(context.Background(), []string{proof}, req); err != nil {
 		t.Fatalf("first use: %v", err)
 	}
@@ -351,9 +241,9 @@ func TestCheckReplay(t *testing.T) {
 		}
 	})
 	t.Run("the same jti from another key is another proof", func(t *testing.T) {
-		cl := claims("POST", tokenURL, t0)
-		p1 := k.sign(t, cl, nil)
-		p2 := newKey(t, jose.ES256).sign(t, cl, nil)
+		cl := dpoptest.Claims("POST", tokenURL, t0)
+		p1 := k.Sign(t, cl, nil)
+		p2 := dpoptest.NewKey(t, jose.ES256).Sign(t, cl, nil)
 		for i, p := range []string{p1, p2} {
 			if _, err := c.Check(context.Background(), []string{p}, req); err != nil {
 				t.Fatalf("proof %d: %v", i, err)
@@ -365,7 +255,7 @@ func TestCheckReplay(t *testing.T) {
 		// that instant: a clock that reads the same twice (a coarse one)
 		// must not let the replay through.
 		c := newChecker(t, clock, nil)
-		edge := k.sign(t, claims("POST", tokenURL, t0.Add(-dpop.DefaultMaxAge)), nil)
+		edge := k.Sign(t, dpoptest.Claims("POST", tokenURL, t0.Add(-dpop.DefaultMaxAge)), nil)
 		if _, err := c.Check(context.Background(), []string{edge}, req); err != nil {
 			t.Fatalf("first use at the edge: %v", err)
 		}
@@ -377,9 +267,9 @@ func TestCheckReplay(t *testing.T) {
 		// A write-behind cache keeps up to MaxPending of them in memory.
 		c := newChecker(t, clock, nil)
 		for _, jti := range []string{"j", strings.Repeat("j", 256)} {
-			cl := claims("POST", tokenURL, t0)
+			cl := dpoptest.Claims("POST", tokenURL, t0)
 			cl["jti"] = jti
-			p, err := c.Verify(context.Background(), []string{k.sign(t, cl, nil)}, req)
+			p, err := c.Verify(context.Background(), []string{k.Sign(t, cl, nil)}, req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -389,9 +279,9 @@ func TestCheckReplay(t *testing.T) {
 		}
 	})
 	t.Run("Verify spends nothing; Spend spends once", func(t *testing.T) {
-		replay := newMemReplay(clock)
+		replay := dpoptest.NewReplay(clock)
 		c, _ := dpop.New(dpop.Config{Replay: replay, Now: clock})
-		proof := k.sign(t, claims("POST", tokenURL, t0), nil)
+		proof := k.Sign(t, dpoptest.Claims("POST", tokenURL, t0), nil)
 		var p dpop.Proof
 		for i := range 2 {
 			var err error
@@ -399,8 +289,8 @@ func TestCheckReplay(t *testing.T) {
 				t.Fatalf("Verify %d: %v", i, err)
 			}
 		}
-		if len(replay.keys) != 0 {
-			t.Fatalf("Verify left %d replay entries", len(replay.keys))
+		if len(replay.Entries()) != 0 {
+			t.Fatalf("Verify left %d replay entries", len(replay.Entries()))
 		}
 		if err := c.Spend(context.Background(), p); err != nil {
 			t.Fatalf("Spend: %v", err)
@@ -418,23 +308,23 @@ func TestCheckReplay(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = c.Check(context.Background(), []string{k.sign(t, claims("POST", tokenURL, t0), nil)}, req)
+		_, err = c.Check(context.Background(), []string{k.Sign(t, dpoptest.Claims("POST", tokenURL, t0), nil)}, req)
 		if !errors.Is(err, boom) || errors.Is(err, dpop.ErrInvalidProof) {
 			t.Fatalf("Check: %v; want the cache's error", err)
 		}
 	})
 	t.Run("the jti is kept until the proof could no longer be accepted", func(t *testing.T) {
-		replay := newMemReplay(clock)
+		replay := dpoptest.NewReplay(clock)
 		c, _ := dpop.New(dpop.Config{Replay: replay, Now: clock})
-		cl := claims("POST", tokenURL, t0.Add(10*time.Second))
-		if _, err := c.Check(context.Background(), []string{k.sign(t, cl, nil)}, req); err != nil {
+		cl := dpoptest.Claims("POST", tokenURL, t0.Add(10*time.Second))
+		if _, err := c.Check(context.Background(), []string{k.Sign(t, cl, nil)}, req); err != nil {
 			t.Fatal(err)
 		}
-		for key, exp := range replay.keys {
+		for key, exp := range replay.Entries() {
 			if want := t0.Add(10*time.Second + dpop.DefaultMaxAge + time.Second); !exp.Equal(want) {
 				t.Errorf("%s kept until %v; want %v (iat + max age + 1 s)", key, exp, want)
 			}
-			if want := dpop.ReplayKey(k.jkt(t), cl["jti"].(string)); key != want {
+			if want := dpop.ReplayKey(k.JKT(t), cl["jti"].(string)); key != want {
 				t.Errorf("replay key %q; want %q (of the key's thumbprint and the jti)", key, want)
 			}
 		}
@@ -453,14 +343,14 @@ func TestCheckNonce(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newChecker(t, clock, nonces)
-	k := newKey(t, jose.ES256)
+	k := dpoptest.NewKey(t, jose.ES256)
 	req := dpop.Request{Method: "POST", URLs: []string{tokenURL}}
 	check := func(nonce any) error {
-		cl := claims("POST", tokenURL, now)
+		cl := dpoptest.Claims("POST", tokenURL, now)
 		if nonce != nil {
 			cl["nonce"] = nonce
 		}
-		_, err := c.Check(context.Background(), []string{k.sign(t, cl, nil)}, req)
+		_, err := c.Check(context.Background(), []string{k.Sign(t, cl, nil)}, req)
 		return err
 	}
 	if !c.NoncesRequired() || c.Nonce() == "" {
@@ -510,7 +400,7 @@ func TestCheckNonce(t *testing.T) {
 
 func TestNewRefusesSymmetricAndNone(t *testing.T) {
 	for _, alg := range []string{"none", "HS256", "HS512", "", "ES257"} {
-		if _, err := dpop.New(dpop.Config{Replay: newMemReplay(time.Now), Algorithms: []string{alg}}); err == nil {
+		if _, err := dpop.New(dpop.Config{Replay: dpoptest.NewReplay(time.Now), Algorithms: []string{alg}}); err == nil {
 			t.Errorf("New with algorithm %q: no error", alg)
 		}
 	}
@@ -520,11 +410,11 @@ func TestNewRefusesSymmetricAndNone(t *testing.T) {
 }
 
 func TestValidJKT(t *testing.T) {
-	k := newKey(t, jose.ES256)
+	k := dpoptest.NewKey(t, jose.ES256)
 	for s, want := range map[string]bool{
-		k.jkt(t):                      true,
-		k.jkt(t)[:42]:                 false,
-		k.jkt(t) + "A":                false,
+		k.JKT(t):                      true,
+		k.JKT(t)[:42]:                 false,
+		k.JKT(t) + "A":                false,
 		strings.Repeat("+", 43):       false,
 		"":                            false,
 		strings.Repeat("A", 42) + "B": false, // non-canonical trailing bits
@@ -535,39 +425,10 @@ func TestValidJKT(t *testing.T) {
 	}
 }
 
-// noJWK signs claims with k without embedding its key.
-func noJWK(t *testing.T, k key, cl map[string]any) string {
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv}, (&jose.SignerOptions{}).WithType(dpop.ProofType))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _ := json.Marshal(cl)
-	jws, err := s.Sign(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _ := jws.CompactSerialize()
-	return out
-}
-
-// signRaw signs an arbitrary payload as a proof of k.
-func signRaw(t *testing.T, k key, payload []byte) string {
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv}, (&jose.SignerOptions{EmbedJWK: true}).WithType(dpop.ProofType))
-	if err != nil {
-		t.Fatal(err)
-	}
-	jws, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _ := jws.CompactSerialize()
-	return out
-}
-
 // esSign signs a JWS signing input with an ES256 key (r || s, RFC 7518 §3.4).
-func esSign(t *testing.T, k key, input string) string {
+func esSign(t *testing.T, k *dpoptest.Key, input string) string {
 	h := sha256.Sum256([]byte(input))
-	r, s, err := ecdsa.Sign(rand.Reader, k.priv.(*ecdsa.PrivateKey), h[:])
+	r, s, err := ecdsa.Sign(rand.Reader, k.Signer.(*ecdsa.PrivateKey), h[:])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -592,11 +453,11 @@ func tamper(jws string) string {
 func TestCheckKeyAndAlgorithm(t *testing.T) {
 	now := func() time.Time { return t0 }
 	req := dpop.Request{Method: "POST", URLs: []string{tokenURL}}
-	ec := newKey(t, jose.ES256)
-	rs := newKey(t, jose.RS256)
-	jwkOf := func(k key) map[string]any {
+	ec := dpoptest.NewKey(t, jose.ES256)
+	rs := dpoptest.NewKey(t, jose.RS256)
+	jwkOf := func(k *dpoptest.Key) map[string]any {
 		var m map[string]any
-		b, _ := json.Marshal(jose.JSONWebKey{Key: k.priv.Public()})
+		b, _ := json.Marshal(jose.JSONWebKey{Key: k.Signer.Public()})
 		json.Unmarshal(b, &m)
 		return m
 	}
@@ -604,16 +465,16 @@ func TestCheckKeyAndAlgorithm(t *testing.T) {
 	// signature's bytes for the signing input.
 	raw := func(header map[string]any, sign func(input []byte) []byte) string {
 		h, _ := json.Marshal(header)
-		p, _ := json.Marshal(claims("POST", tokenURL, t0))
+		p, _ := json.Marshal(dpoptest.Claims("POST", tokenURL, t0))
 		in := b64(string(h)) + "." + b64(string(p))
 		return in + "." + base64.RawURLEncoding.EncodeToString(sign([]byte(in)))
 	}
 	// es signs with an EC key and hash h, r || s each size bytes long.
-	es := func(k key, h crypto.Hash, size int) func([]byte) []byte {
+	es := func(k *dpoptest.Key, h crypto.Hash, size int) func([]byte) []byte {
 		return func(in []byte) []byte {
 			d := h.New()
 			d.Write(in)
-			r, s, err := ecdsa.Sign(rand.Reader, k.priv.(*ecdsa.PrivateKey), d.Sum(nil))
+			r, s, err := ecdsa.Sign(rand.Reader, k.Signer.(*ecdsa.PrivateKey), d.Sum(nil))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -625,7 +486,7 @@ func TestCheckKeyAndAlgorithm(t *testing.T) {
 	}
 	rsa256 := func(in []byte) []byte {
 		d := sha256.Sum256(in)
-		sig, err := rsa.SignPKCS1v15(rand.Reader, rs.priv.(*rsa.PrivateKey), crypto.SHA256, d[:])
+		sig, err := rsa.SignPKCS1v15(rand.Reader, rs.Signer.(*rsa.PrivateKey), crypto.SHA256, d[:])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -648,7 +509,7 @@ func TestCheckKeyAndAlgorithm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return key{alg: jose.RS256, priv: small}.sign(t, claims("POST", tokenURL, t0), nil)
+			return (&dpoptest.Key{Alg: jose.RS256, Signer: small}).Sign(t, dpoptest.Claims("POST", tokenURL, t0), nil)
 		}()},
 		{"kid naming a key while the jwk is another's", raw(map[string]any{"typ": dpop.ProofType, "alg": "RS256", "kid": "ec", "jku": "https://attacker.example/jwks", "jwk": jwkOf(ec)}, rsa256)},
 	}
@@ -662,7 +523,7 @@ func TestCheckKeyAndAlgorithm(t *testing.T) {
 	t.Run("kid, jku and x5u are ignored: the jwk is the key", func(t *testing.T) {
 		proof := raw(map[string]any{"typ": dpop.ProofType, "alg": "ES256", "kid": "rs", "jku": "https://attacker.example/jwks", "x5u": "https://attacker.example/cert", "jwk": jwkOf(ec)}, es(ec, crypto.SHA256, 32))
 		p, err := newChecker(t, now, nil).Check(context.Background(), []string{proof}, req)
-		if err != nil || p.JKT != ec.jkt(t) {
+		if err != nil || p.JKT != ec.JKT(t) {
 			t.Fatalf("Check: %+v, %v; want accepted with the jwk's thumbprint", p, err)
 		}
 	})

@@ -15,8 +15,9 @@
 // The consumers declare the interfaces they need: authz declares its
 // Connector (sign-in), mcp declares what api_call needs (a user's upstream
 // access token), and internal/wire adapts these packages to them. Nothing
-// here imports another mcpd package, serves HTTP, or decides who may sign
-// in; allow-lists and account linking belong to authz. No connector logs a
+// here imports authz, mcp or store, serves HTTP, or decides who may sign
+// in; allow-lists and account linking belong to authz. (idp/vault imports
+// idp and the leaf internal/keymutex, nothing else.) No connector logs a
 // token, code or secret. Every call a connector makes goes through
 // BoundedClient: each has a timeout, and no answer is read past
 // MaxResponseBytes.

@@ -26,6 +26,32 @@ func reportCPU(b *testing.B, start time.Duration) {
 	b.ReportMetric(float64(processCPU(b)-start)/float64(b.N), "cpu-ns/op")
 }
 
+// whoamiEra is tools/call whoami as a client of one protocol era sends
+// it: open returns the headers of every call (after opening a session,
+// where the era has them), body is the call.
+type whoamiEra struct {
+	name string
+	open func(b *testing.B) map[string]string
+	body string
+}
+
+// whoamiEras are whoami in a 2025-era session and as a 2026-07-28
+// stateless request (with its _meta and Mcp-Method/Mcp-Name headers);
+// post sends a body with headers and returns the answer's headers.
+func whoamiEras(post func(b *testing.B, body string, hdr map[string]string) http.Header) []whoamiEra {
+	const meta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"bench","version":"1"}}`
+	return []whoamiEra{
+		{"2025-session", func(b *testing.B) map[string]string {
+			hdr := map[string]string{"Mcp-Session-Id": post(b, initializeBody, nil).Get("Mcp-Session-Id"), "Mcp-Protocol-Version": "2025-06-18"}
+			post(b, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, hdr)
+			return hdr
+		}, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`},
+		{"2026-07-28", func(*testing.B) map[string]string {
+			return map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "whoami"}
+		}, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{},` + meta + `}}`},
+	}
+}
+
 // BenchmarkHandlerEra measures the server side alone: tools/call whoami
 // handed straight to the authenticated /mcp handler (no network, no
 // client), as a request of a 2025-era session and as a 2026-07-28
@@ -53,22 +79,9 @@ func BenchmarkHandlerEra(b *testing.B) {
 		}
 		return rec
 	}
-	const meta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"bench","version":"1"}}`
-	for _, bc := range []struct {
-		name string
-		open func(b *testing.B) map[string]string
-		body string
-	}{
-		{"2025-session", func(b *testing.B) map[string]string {
-			rec := serve(b, initializeBody, nil)
-			hdr := map[string]string{"Mcp-Session-Id": rec.Header().Get("Mcp-Session-Id"), "Mcp-Protocol-Version": "2025-06-18"}
-			serve(b, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, hdr)
-			return hdr
-		}, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`},
-		{"2026-07-28", func(*testing.B) map[string]string {
-			return map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "whoami"}
-		}, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{},` + meta + `}}`},
-	} {
+	for _, bc := range whoamiEras(func(b *testing.B, body string, hdr map[string]string) http.Header {
+		return serve(b, body, hdr).Header()
+	}) {
 		b.Run(bc.name, func(b *testing.B) {
 			hdr := bc.open(b)
 			start := processCPU(b)

@@ -155,23 +155,10 @@ func BenchmarkWhoamiEra(b *testing.B) {
 		}
 		return resp, data
 	}
-	const meta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"bench","version":"1"}}`
-	for _, bc := range []struct {
-		name string
-		// open returns the headers of every call.
-		open func(b *testing.B) map[string]string
-		body string
-	}{
-		{"2025-session", func(b *testing.B) map[string]string {
-			resp, _ := post(b, initializeBody, nil)
-			h := map[string]string{"Mcp-Session-Id": resp.Header.Get("Mcp-Session-Id"), "Mcp-Protocol-Version": "2025-06-18"}
-			post(b, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, h)
-			return h
-		}, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`},
-		{"2026-07-28", func(*testing.B) map[string]string {
-			return map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "whoami"}
-		}, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{},` + meta + `}}`},
-	} {
+	for _, bc := range whoamiEras(func(b *testing.B, body string, h map[string]string) http.Header {
+		resp, _ := post(b, body, h)
+		return resp.Header
+	}) {
 		b.Run(bc.name, func(b *testing.B) {
 			start := processCPU(b)
 			defer func() { reportCPU(b, start) }()

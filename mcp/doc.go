@@ -9,10 +9,13 @@
 // prompts/get (403 insufficient_scope; bodies that are not UTF-8, nest
 // too deeply or batch too many calls are refused before anything decodes
 // them), the per-user caps on sessions and open requests (429), and the
-// dispatcher, which hands a
-// 2026-07-28 request to the go-sdk's stateless handler and every other to
-// its session handler, both over the same sdk.Server (docs/protocol.md
-// says why); the session handler binds each session to the token's user.
+// dispatcher, which hands a 2026-07-28 request to the go-sdk's stateless
+// handler (or, when it asks for no notifications, to a third handler that
+// answers application/json) and every other to its session handler, all
+// over the same sdk.Server (docs/protocol.md says why); the session
+// handler binds each session to the token's user. A DPoP-bound token is
+// accepted only as "Authorization: DPoP" with a proof the ProofChecker
+// accepts; challenges and scope step-up speak the client's scheme.
 // A well-formed 2026-07-28 call that asks for no notifications takes the
 // direct path instead (direct.go): it is served on one of a few
 // long-lived sessions of the same sdk.Server, over a connection of our
@@ -23,9 +26,10 @@
 // notes of the token's user. Config.Extension adds features behind the
 // same checks; only the conformance fixture server under e2e/ uses it.
 //
-// It declares the interfaces it needs (a token verifier, a NotesStore, and
-// UserTokens for upstreams called as the signed-in user with the user's
-// own token at an identity provider) and imports no other package of mcpd.
+// It declares the interfaces it needs (a token verifier, a NotesStore, a
+// ProofChecker for DPoP proofs, and UserTokens for upstreams called as the
+// signed-in user with the user's own token at an identity provider) and
+// imports no other package of mcpd.
 // It never issues tokens, never reads a token from anywhere but the
 // Authorization header, never forwards a caller's token upstream, never
 // hands an upstream token to the client, and never logs one.

@@ -47,30 +47,14 @@ type modernRequest struct {
 // stream).
 func (env *testEnv) send(t *testing.T, token string, r modernRequest) (*http.Response, rpcResponse) {
 	t.Helper()
-	meta := map[string]any{
-		"io.modelcontextprotocol/protocolVersion":    v2026,
-		"io.modelcontextprotocol/clientCapabilities": map[string]any{},
-		"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "raw-2026", "version": "1"},
-	}
-	h := http.Header{}
-	h.Set("Authorization", "Bearer "+token)
-	h.Set("Mcp-Protocol-Version", v2026)
-	h.Set("Mcp-Method", r.method)
-	if r.name != "" {
-		h.Set("Mcp-Name", r.name)
-	}
+	c := rawCall{method: r.method, name: r.name, params: r.params}
 	if r.edit != nil {
-		r.edit(h, meta)
+		c.edit = func(h http.Header, msg map[string]any) {
+			r.edit(h, msg["params"].(map[string]any)["_meta"].(map[string]any))
+		}
 	}
-	params := map[string]any{"_meta": meta}
-	for k, v := range r.params {
-		params[k] = v
-	}
-	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 7, "method": r.method, "params": params})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return env.sendRaw(t, string(body), h)
+	body, h := c.build(t, token)
+	return env.sendRaw(t, body, h)
 }
 
 // sendRaw POSTs body with the headers h (plus Content-Type and Accept).

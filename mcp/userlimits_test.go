@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,10 +68,16 @@ func (env *testEnv) openStream(t *testing.T, token, sid string) (status int, sto
 
 func TestSessionCapPerUser(t *testing.T) {
 	t.Run("an initialize at the cap closes the least recently used idle session", func(t *testing.T) {
-		env := newTestEnv(t, func(c *Config) { c.MaxSessionsPerUser = 2 })
+		// A clock that moves on at every reading: s1's ping is later than
+		// s2's initialize, however coarse the machine's clock.
+		var ticks atomic.Int64
+		start := time.Now()
+		env := newTestEnv(t, func(c *Config) {
+			c.MaxSessionsPerUser = 2
+			c.Now = func() time.Time { return start.Add(time.Duration(ticks.Add(1)) * time.Millisecond) }
+		})
 		s1, _ := env.rawSession(t, "alice-all")
 		s2, _ := env.rawSession(t, "alice-all")
-		time.Sleep(2 * time.Millisecond) // a later lastUsed for s1, even on a coarse clock
 		if st := env.ping(t, "alice-all", s1); st != http.StatusOK {
 			t.Fatalf("ping s1: %d", st)
 		}

@@ -314,13 +314,13 @@ jar="$run_dir/cookies"
 hdr="$run_dir/headers"
 body="$run_dir/body"
 # json_get KEY < JSON: the first string or number value of KEY (flat lookups only).
-json_get() { grep -o "\"$1\" *: *\(\"[^\"]*\"\|[0-9]*\)" | head -1 | sed 's/^[^:]*: *//; s/^"//; s/"$//'; }
+json_get() { grep -o "\"$1\" *: *\(\"[^\"]*\"\|[0-9]*\)" | sed -n 1p | sed 's/^[^:]*: *//; s/^"//; s/"$//'; }
 http() { # http METHOD URL [curl args…] → status; body in $body, headers in $hdr
   local m="$1" u="$2"
   shift 2
   curl -sS -o "$body" -D "$hdr" -w '%{http_code}' -b "$jar" -c "$jar" -X "$m" "$@" "$u"
 }
-header() { grep -i "^$1:" "$hdr" | head -1 | cut -d' ' -f2- | tr -d '\r'; }
+header() { grep -i "^$1:" "$hdr" | sed -n 1p | cut -d' ' -f2- | tr -d '\r'; }
 urlenc() { local s="$1" o="" c i; for ((i = 0; i < ${#s}; i++)); do c="${s:i:1}"; case "$c" in [a-zA-Z0-9.~_-]) o+="$c" ;; *) o+="$(printf '%%%02X' "'$c")" ;; esac; done; printf '%s' "$o"; }
 htmlunesc() { sed 's/&#43;/+/g; s/&#34;/"/g; s/&#39;/'"'"'/g; s/&lt;/</g; s/&gt;/>/g; s/&amp;/\&/g'; }
 # form_post PAGE_URL EXTRA… : submit the page's form like a browser: hidden
@@ -329,13 +329,13 @@ form_post() {
   local page="$1"
   shift
   local action fields=() line name value
-  action="$(grep -o '<form [^>]*action="[^"]*"' "$body" | head -1 | sed 's/.*action="//; s/"$//' | htmlunesc)"
+  action="$(grep -o '<form [^>]*action="[^"]*"' "$body" | sed -n 1p | sed 's/.*action="//; s/"$//' | htmlunesc)"
   [[ "$action" == /* ]] && action="$issuer$action"
   [[ -n "$action" ]] || action="$page"
   while IFS= read -r line; do
     [[ "$line" == *'type="hidden"'* || ("$line" == *'type="checkbox"'* && "$line" == *' checked'* && "$line" != *' disabled'*) ]] || continue
-    name="$(grep -o ' name="[^"]*"' <<<"$line" | head -1 | sed 's/ name="//; s/"$//')" || continue
-    value="$(grep -o ' value="[^"]*"' <<<"$line" | head -1 | sed 's/ value="//; s/"$//' | htmlunesc)" || true
+    name="$(grep -o ' name="[^"]*"' <<<"$line" | sed -n 1p | sed 's/ name="//; s/"$//')" || continue
+    value="$(grep -o ' value="[^"]*"' <<<"$line" | sed -n 1p | sed 's/ value="//; s/"$//' | htmlunesc)" || true
     [[ -n "$name" ]] && fields+=(--data-urlencode "$name=$value")
   done < <(grep -o '<input [^>]*>' "$body")
   for kv in "$@"; do fields+=(--data-urlencode "$kv"); done
@@ -382,9 +382,9 @@ for _ in 1 2 3 4 5 6 7 8; do
         status="$(form_post "$page" username=admin "password=$password")"
       elif grep -q 'name="action" value="allow"' "$body"; then
         saw_consent=1
-        check "the consent page names the client" "$(grep -o 'image-test client' "$body" | head -1)" "image-test client"
-        check "the consent page shows the redirect host" "$(grep -o 'redirect-host">[^<]*<' "$body" | head -1 | sed 's/.*">//; s/<$//')" "127.0.0.1"
-        check "the consent page says the client is unverified" "$(grep -o 'not verified' "$body" | head -1)" "not verified"
+        check "the consent page names the client" "$(grep -o 'image-test client' "$body" | sed -n 1p)" "image-test client"
+        check "the consent page shows the redirect host" "$(grep -o 'redirect-host">[^<]*<' "$body" | sed -n 1p | sed 's/.*">//; s/<$//')" "127.0.0.1"
+        check "the consent page says the client is unverified" "$(grep -o 'not verified' "$body" | sed -n 1p)" "not verified"
         status="$(form_post "$page" action=allow)"
       else
         head -c 2000 "$body" >&2
@@ -428,8 +428,8 @@ status="$(mcp '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"w
 check "tools/call whoami is 200" "$status" "200"
 result="$(sed -n 's/^data: //p' "$body")"
 [[ -n "$result" ]] || result="$(cat "$body")"
-check "whoami names the user" "$(grep -o '\\\?"user\\\?" *: *\\\?"admin' <<<"$result" | head -1 | grep -o admin)" "admin"
-check "whoami names the client" "$(grep -o "$client_id" <<<"$result" | head -1)" "$client_id"
+check "whoami names the user" "$(grep -o '\\\?"user\\\?" *: *\\\?"admin' <<<"$result" | sed -n 1p | grep -o admin)" "admin"
+check "whoami names the client" "$(grep -o "$client_id" <<<"$result" | sed -n 1p)" "$client_id"
 
 status="$(http POST "$issuer/token" --data-urlencode grant_type=refresh_token --data-urlencode "refresh_token=$refresh_token" \
   --data-urlencode "client_id=$client_id" --data-urlencode "resource=$issuer/mcp")"
@@ -442,7 +442,7 @@ out_rc=0
 printf 'bob-password-1\n' | cexec /mcpd user add bob --password-stdin >"$run_dir/admin.log" 2>&1 || out_rc=$?
 check "user add through the admin socket" "$out_rc" "0"
 check "user list shows both users" "$(cexec /mcpd user list 2>&1 | grep -owE 'admin|bob' | sort | tr '\n' ' ')" "admin bob "
-check "client list --json shows the registered client" "$(cexec /mcpd client list --json 2>&1 | grep -o "$client_id" | head -1)" "$client_id"
+check "client list --json shows the registered client" "$(cexec /mcpd client list --json 2>&1 | grep -o "$client_id" | sed -n 1p)" "$client_id"
 check "backup into the volume" "$(cexec /mcpd backup /data/backup.db >>"$run_dir/admin.log" 2>&1 && stat -c %a "$volume/backup.db")" "600"
 access="$(json_get access_token <"$body")"
 status="$(mcp '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"image-test","version":"1"}}}')"

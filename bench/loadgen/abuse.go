@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -143,15 +144,7 @@ func (c *counters) add(name string, n int) {
 func (c *counters) snapshot() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return maps(c.m)
-}
-
-func maps(m map[string]int) map[string]int {
-	out := make(map[string]int, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.m)
 }
 
 // source is attacker i's local address: 127.10.0.0/16, never the
@@ -202,11 +195,9 @@ func runAbuse(ctx context.Context, c *campaign, sc abuseScenario, dur time.Durat
 	if env.ccID, env.ccSecret, err = setup.registerConfidential(ctx, "abuse"); err != nil {
 		return res, err
 	}
-	var tok tokenResponse
-	if err := setup.postForm(ctx, "/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"notes:read notes:write"}}, env.ccID, env.ccSecret, http.StatusOK, &tok); err != nil {
+	if env.token, err = setup.clientCredentialsToken(ctx, env.ccID, env.ccSecret, "notes:read notes:write"); err != nil {
 		return res, err
 	}
-	env.token = tok.AccessToken
 
 	pid := c.pid()
 	time.Sleep(500 * time.Millisecond) // let the first start's work settle
@@ -479,13 +470,19 @@ func oversizedBodies(ctx context.Context, e *abuseEnv) string {
 		}
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		if path == "/mcp" || path == "/register" {
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Accept", "application/json, text/event-stream")
-			req.Header.Set("Authorization", "Bearer "+e.token)
+			e.asMCPCall(req)
 		}
 		return req, nil
 	})
 	return "2 MiB bodies to 7 POST endpoints: " + e.summary()
+}
+
+// asMCPCall gives req the headers of an authenticated /mcp POST: JSON in,
+// JSON or an event stream out, the scenario's bearer token.
+func (e *abuseEnv) asMCPCall(req *http.Request) {
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+e.token)
 }
 
 // jsonrpcBombs posts deeply nested JSON and batches of 8,000 calls (900 KB) to
@@ -511,9 +508,7 @@ func jsonrpcBombs(ctx context.Context, e *abuseEnv) string {
 		if err != nil {
 			return nil, err
 		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Authorization", "Bearer "+e.token)
+		e.asMCPCall(req)
 		return req, nil
 	})
 	return "800 KB nesting and 8,000-call batches to /mcp: " + e.summary()
@@ -542,9 +537,7 @@ func hostileText(ctx context.Context, e *abuseEnv) string {
 		default:
 			req, err = http.NewRequest(http.MethodPost, e.target+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"note_save","arguments":{"title":"`+v+`","body":"`+v+`"}}}`))
 			if err == nil {
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Accept", "application/json, text/event-stream")
-				req.Header.Set("Authorization", "Bearer "+e.token)
+				e.asMCPCall(req)
 			}
 		}
 		return req, err

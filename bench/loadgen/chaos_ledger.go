@@ -84,21 +84,29 @@ func (l *ledger) addToken(token string) {
 	l.tokens = append(l.tokens, &tokenEntry{token: token, epoch: l.epoch})
 }
 
-// startRevoke picks a live token at random and marks it in doubt.
-func (l *ledger) startRevoke(rng *rand.Rand) *tokenEntry {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// pickLocked tries up to eight entries at random and returns the first
+// that ok accepts, or nil. l.mu is held.
+func pickLocked[E any](rng *rand.Rand, entries []*E, ok func(*E) bool) *E {
 	for range 8 {
-		if len(l.tokens) == 0 {
+		if len(entries) == 0 {
 			return nil
 		}
-		e := l.tokens[rng.IntN(len(l.tokens))]
-		if e.state == live {
-			e.state = revoking
+		if e := entries[rng.IntN(len(entries))]; ok(e) {
 			return e
 		}
 	}
 	return nil
+}
+
+// startRevoke picks a live token at random and marks it in doubt.
+func (l *ledger) startRevoke(rng *rand.Rand) *tokenEntry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := pickLocked(rng, l.tokens, func(e *tokenEntry) bool { return e.state == live })
+	if e != nil {
+		e.state = revoking
+	}
+	return e
 }
 
 func (l *ledger) revoked(e *tokenEntry) {
@@ -118,16 +126,7 @@ func (l *ledger) addGrant(clientID, access, refresh string) {
 func (l *ledger) pickGrant(rng *rand.Rand) *grantEntry {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for range 8 {
-		if len(l.grants) == 0 {
-			return nil
-		}
-		g := l.grants[rng.IntN(len(l.grants))]
-		if g.state == live && !g.rotating && !g.abandoned {
-			return g
-		}
-	}
-	return nil
+	return pickLocked(rng, l.grants, func(g *grantEntry) bool { return g.state == live && !g.rotating && !g.abandoned })
 }
 
 func (l *ledger) startGrantRevoke(g *grantEntry) string {
@@ -172,20 +171,15 @@ func (l *ledger) addNote(id, title, body string) {
 	l.notes = append(l.notes, &noteEntry{id: id, title: title, body: body, epoch: l.epoch})
 }
 
+// startNoteDelete picks a live note at random and marks it in doubt.
 func (l *ledger) startNoteDelete(rng *rand.Rand) *noteEntry {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for range 8 {
-		if len(l.notes) == 0 {
-			return nil
-		}
-		n := l.notes[rng.IntN(len(l.notes))]
-		if n.state == live {
-			n.state = revoking
-			return n
-		}
+	n := pickLocked(rng, l.notes, func(n *noteEntry) bool { return n.state == live })
+	if n != nil {
+		n.state = revoking
 	}
-	return nil
+	return n
 }
 
 func (l *ledger) noteDeleted(n *noteEntry) {
@@ -254,7 +248,7 @@ func (l *ledger) runChecks(ctx context.Context, load *chaosLoad, pick func(epoch
 		case e.state == revoking:
 			rep.doubt++
 		default:
-			checks = append(checks, check{fresh, tokenCheck(e.token, e.state == revoked, "client_credentials access token")})
+			checks = append(checks, check{fresh, tokenCheck(e.token, "access_token", e.state == revoked, "client_credentials access token")})
 		}
 	}
 	for _, g := range l.grants {
@@ -267,10 +261,10 @@ func (l *ledger) runChecks(ctx context.Context, load *chaosLoad, pick func(epoch
 			rep.doubt++
 		default:
 			dead := g.state == revoked
-			checks = append(checks, check{fresh, tokenCheck(g.access, dead, "code-flow access token")})
-			checks = append(checks, check{false, refreshCheck(g.refresh, dead)})
+			checks = append(checks, check{fresh, tokenCheck(g.access, "access_token", dead, "code-flow access token")})
+			checks = append(checks, check{false, tokenCheck(g.refresh, "refresh_token", dead, "refresh token")})
 			for _, old := range g.rotatedAway {
-				checks = append(checks, check{false, tokenCheck(old, true, "access token of a rotated refresh token")})
+				checks = append(checks, check{false, tokenCheck(old, "access_token", true, "access token of a rotated refresh token")})
 			}
 		}
 	}
@@ -322,31 +316,18 @@ type verifier struct {
 	mcp  *mcpSession
 }
 
-func tokenCheck(token string, dead bool, what string) func(context.Context, *verifier) string {
+// tokenCheck introspects token (hint: "access_token" or "refresh_token",
+// what names it in a problem) and expects it dead or active.
+func tokenCheck(token, hint string, dead bool, what string) func(context.Context, *verifier) string {
 	return func(ctx context.Context, v *verifier) string {
-		active, err := v.load.introspect(ctx, token, "access_token")
+		active, err := v.load.introspect(ctx, token, hint)
 		switch {
 		case err != nil:
 			return fmt.Sprintf("introspecting %s %s: %v", what, redact(token), err)
 		case dead && active:
 			return fmt.Sprintf("%s %s was revoked (acknowledged) and is alive again", what, redact(token))
 		case !dead && !active:
-			return fmt.Sprintf("%s %s was issued (acknowledged) and is gone", what, redact(token))
-		}
-		return ""
-	}
-}
-
-func refreshCheck(token string, dead bool) func(context.Context, *verifier) string {
-	return func(ctx context.Context, v *verifier) string {
-		active, err := v.load.introspect(ctx, token, "refresh_token")
-		switch {
-		case err != nil:
-			return fmt.Sprintf("introspecting refresh token %s: %v", redact(token), err)
-		case dead && active:
-			return fmt.Sprintf("refresh token %s was revoked (acknowledged) and is alive again", redact(token))
-		case !dead && !active:
-			return fmt.Sprintf("refresh token %s was issued (acknowledged) and is not active", redact(token))
+			return fmt.Sprintf("%s %s was issued (acknowledged) and is not active", what, redact(token))
 		}
 		return ""
 	}

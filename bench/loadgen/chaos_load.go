@@ -54,11 +54,9 @@ func newChaosLoad(ctx context.Context, target, password string, seed uint64) (*c
 	if l.ccID, l.ccSecret, err = env.registerConfidential(ctx, "chaos-cc"); err != nil {
 		return nil, err
 	}
-	var tok tokenResponse
-	if err := env.postForm(ctx, "/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"notes:read notes:write"}}, l.ccID, l.ccSecret, http.StatusOK, &tok); err != nil {
+	if l.noteToken, err = env.clientCredentialsToken(ctx, l.ccID, l.ccSecret, "notes:read notes:write"); err != nil {
 		return nil, err
 	}
-	l.noteToken = tok.AccessToken
 	return l, nil
 }
 

@@ -371,11 +371,11 @@ func (fx *Fixture) drive(ctx context.Context, bin, data, docURL string) error {
 	fx.Codes = append(fx.Codes, *code)
 
 	// client_credentials: the client acts as its own principal.
-	var cc tokenResponse
-	if err := admin.postForm(ctx, "/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"notes:read notes:write"}}, ccID, ccSecret, http.StatusOK, &cc); err != nil {
+	ccAccess, err := admin.clientCredentialsToken(ctx, ccID, ccSecret, "notes:read notes:write")
+	if err != nil {
 		return err
 	}
-	fx.Grants = append(fx.Grants, FixtureGrant{Name: "client-credentials", ClientID: ccID, Subject: "client:" + ccID, Scope: "notes:read notes:write", Access: cc.AccessToken, AccessTokenUntil: time.Now().Add(876000 * time.Hour).UTC()})
+	fx.Grants = append(fx.Grants, FixtureGrant{Name: "client-credentials", ClientID: ccID, Subject: "client:" + ccID, Scope: "notes:read notes:write", Access: ccAccess, AccessTokenUntil: time.Now().Add(876000 * time.Hour).UTC()})
 
 	// Notes of a user and of the client principal.
 	for _, n := range []struct {
@@ -385,7 +385,7 @@ func (fx *Fixture) drive(ctx context.Context, bin, data, docURL string) error {
 		{fx.Grants[0].Access, "admin", FixtureNote{Title: "Release notes", Body: "Written by the release before the upgrade.", Tags: []string{"fixture", "upgrade"}}},
 		{fx.Grants[0].Access, "admin", FixtureNote{Title: "Second note", Body: "ünïcödé body\nwith two lines"}},
 		{fx.Grants[1].Access, "alice", FixtureNote{Title: "Alice's note", Body: "Only alice sees this."}},
-		{cc.AccessToken, "client:" + ccID, FixtureNote{Title: "Client note", Body: "Saved by a client_credentials token."}},
+		{ccAccess, "client:" + ccID, FixtureNote{Title: "Client note", Body: "Saved by a client_credentials token."}},
 	} {
 		id, err := fx.saveNote(ctx, admin, n.token, n.note)
 		if err != nil {
@@ -407,11 +407,11 @@ func (fx *Fixture) driveShortLived(ctx context.Context) error {
 			cc = c
 		}
 	}
-	var tok tokenResponse
-	if err := admin.postForm(ctx, "/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"notes:read"}}, cc.ID, cc.Secret, http.StatusOK, &tok); err != nil {
+	access, err := admin.clientCredentialsToken(ctx, cc.ID, cc.Secret, "notes:read")
+	if err != nil {
 		return err
 	}
-	fx.Grants = append(fx.Grants, FixtureGrant{Name: "client-credentials-expired", ClientID: cc.ID, Subject: "client:" + cc.ID, Scope: "notes:read", Access: tok.AccessToken, ExpiredByDesign: true, AccessTokenUntil: time.Now().Add(time.Hour).UTC()})
+	fx.Grants = append(fx.Grants, FixtureGrant{Name: "client-credentials-expired", ClientID: cc.ID, Subject: "client:" + cc.ID, Scope: "notes:read", Access: access, ExpiredByDesign: true, AccessTokenUntil: time.Now().Add(time.Hour).UTC()})
 	return nil
 }
 

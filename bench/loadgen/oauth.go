@@ -103,6 +103,14 @@ func (e *runEnv) registerConfidential(ctx context.Context, name string) (id, sec
 	return reg.ClientID, reg.ClientSecret, err
 }
 
+// clientCredentialsToken asks for an access token of the confidential
+// client id for scope (client_credentials grant).
+func (e *runEnv) clientCredentialsToken(ctx context.Context, id, secret, scope string) (string, error) {
+	var tok tokenResponse
+	err := e.postForm(ctx, "/token", url.Values{"grant_type": {"client_credentials"}, "scope": {scope}}, id, secret, http.StatusOK, &tok)
+	return tok.AccessToken, err
+}
+
 // authorizer walks authorization requests through the login and consent
 // pages with one cookie jar, so only the first one logs in.
 type authorizer struct {
@@ -349,11 +357,11 @@ func introspectScenario(ctx context.Context, env *runEnv, _ int) (op, error) {
 	if err := env.prepareShared(ctx, false, true); err != nil {
 		return nil, err
 	}
-	var tok tokenResponse
-	if err := env.postForm(ctx, "/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"notes:read"}}, env.ccID, env.ccSecret, http.StatusOK, &tok); err != nil {
+	token, err := env.clientCredentialsToken(ctx, env.ccID, env.ccSecret, "notes:read")
+	if err != nil {
 		return nil, err
 	}
-	form := url.Values{"token": {tok.AccessToken}}
+	form := url.Values{"token": {token}}
 	return func(ctx context.Context) error {
 		var out struct {
 			Active bool `json:"active"`

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"net/http"
-	"net/url"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -18,20 +17,7 @@ import (
 //	go test -run '^$' -bench Postgres ./cmd/mcpd/
 func BenchmarkPostgres(b *testing.B) {
 	b.Run("refresh", func(b *testing.B) {
-		issuer := benchServer(b, "--database", pgtest.URL(b), "--mcp-stateless", "true")
-		clientID, tok := benchGrant(b, issuer)
-		hc := &http.Client{}
-		rt := tok.RefreshToken
-		for b.Loop() {
-			var next benchTokens
-			benchPost(b, hc, issuer+"/token", "application/x-www-form-urlencoded",
-				[]byte(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {clientID}}.Encode()),
-				[2]string{}, http.StatusOK, &next)
-			if next.RefreshToken == "" {
-				b.Fatal("refresh answered without a refresh token")
-			}
-			rt = next.RefreshToken
-		}
+		benchRefreshLoop(b, benchServer(b, "--database", pgtest.URL(b), "--mcp-stateless", "true"))
 	})
 	b.Run("whoami", func(b *testing.B) {
 		issuer := benchServer(b, "--database", pgtest.URL(b), "--mcp-stateless", "true", "--mcp-json-response", "true")

@@ -269,7 +269,12 @@ func BenchmarkMCPWhoami(b *testing.B) {
 // one grant: each rotates the refresh token in a durable transaction and
 // stores the grace-window successor.
 func BenchmarkRefreshRotation(b *testing.B) {
-	issuer := benchServer(b)
+	benchRefreshLoop(b, benchServer(b))
+}
+
+// benchRefreshLoop makes one grant at issuer and refreshes it once per
+// iteration, always with the refresh token the last refresh handed out.
+func benchRefreshLoop(b *testing.B, issuer string) {
 	clientID, tok := benchGrant(b, issuer)
 	hc := &http.Client{}
 	rt := tok.RefreshToken

@@ -289,6 +289,22 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// TestMainUsageListsEverySubcommand keeps `mcpd help` complete: every
+// subcommand a group's own usage lists is in the main usage too.
+func TestMainUsageListsEverySubcommand(t *testing.T) {
+	for _, group := range []string{"user", "client", "consent"} {
+		for _, line := range strings.Split(mustMcpd(t, "", group, "--help"), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 3 || f[0] != "mcpd" || f[1] != group {
+				continue
+			}
+			if cmd := strings.Join(f[:3], " "); !strings.Contains(mainUsage, cmd+" ") {
+				t.Errorf("mcpd help does not list %q (mcpd %s --help does)", cmd, group)
+			}
+		}
+	}
+}
+
 func TestConsentRevokeShowsThePageAgain(t *testing.T) {
 	ts := startServer(t)
 	mustMcpd(t, "alice-pw\n", "user", "add", "alice", "--password-stdin", "--data", ts.Data)

@@ -26,6 +26,22 @@ type check struct {
 	Detail string `json:"detail,omitempty"`
 }
 
+// printChecks prints one line a check: "ok  " or "FAIL", its name, and its
+// detail after a colon.
+func (e cliEnv) printChecks(checks []check) {
+	for _, c := range checks {
+		mark := "ok  "
+		if !c.OK {
+			mark = "FAIL"
+		}
+		line := mark + " " + c.Name
+		if c.Detail != "" {
+			line += ": " + c.Detail
+		}
+		fmt.Fprintln(e.stdout, line)
+	}
+}
+
 const doctorUsage = `Usage: mcpd doctor [--issuer URL] [--json] [--cimd-probe URL]
        mcpd doctor --data DIR [--json]
 
@@ -88,17 +104,7 @@ func (e cliEnv) doctor(args []string) error {
 			return err
 		}
 	} else {
-		for _, c := range checks {
-			mark := "ok  "
-			if !c.OK {
-				mark = "FAIL"
-			}
-			line := mark + " " + c.Name
-			if c.Detail != "" {
-				line += ": " + c.Detail
-			}
-			fmt.Fprintln(e.stdout, line)
-		}
+		e.printChecks(checks)
 	}
 	if failed > 0 {
 		return fmt.Errorf("doctor: %d of %d checks failed", failed, len(checks))

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -562,23 +561,4 @@ func loopbackFor(host string) string {
 		return "::1"
 	}
 	return host
-}
-
-// settingsReference renders the settings table as Markdown rows, sorted by
-// name: the source of docs/configuration.md's table.
-func settingsReference() []string {
-	var rows []string
-	for _, s := range serveSettings() {
-		def := s.def
-		if s.name == "data" {
-			def = "$XDG_DATA_HOME/mcpd or ~/.local/share/mcpd"
-		}
-		if def != "" {
-			def = "`" + def + "`"
-		}
-		rows = append(rows, fmt.Sprintf("| `--%s` | `%s` | %s | %s |", s.name, s.env, def, s.usage))
-	}
-	rows = append(rows, "| `--config` | `MCPD_CONFIG` | | JSON config file: any setting by its flag name, plus `upstreams` and `identity_providers` |")
-	sort.Strings(rows)
-	return rows
 }

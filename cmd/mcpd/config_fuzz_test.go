@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mcpd/mcpd/authz"
 )
 
 // FuzzServeConfig feeds arbitrary config files and flags to the settings
@@ -39,7 +41,7 @@ func FuzzServeConfig(f *testing.F) {
 			t.Fatalf("accepted an invalid issuer %q", c.Issuer)
 		}
 		for _, p := range c.IdentityProviders {
-			if p.ClientSecret == "" || !validIDPName(p.Name) || (p.Type != idpTypeOIDC && p.Type != idpTypeGitHub) {
+			if p.ClientSecret == "" || !authz.ValidProviderName(p.Name) || (p.Type != idpTypeOIDC && p.Type != idpTypeGitHub) {
 				t.Fatalf("accepted an invalid identity provider %+v", p)
 			}
 		}

@@ -87,17 +87,7 @@ func (e cliEnv) printCheckView(v checkView) {
 		how = "by the running server"
 	}
 	fmt.Fprintf(e.stdout, "%s, checked %s\n", v.Path, how)
-	for _, c := range v.Checks {
-		mark := "ok  "
-		if !c.OK {
-			mark = "FAIL"
-		}
-		line := mark + " " + c.Name
-		if c.Detail != "" {
-			line += ": " + c.Detail
-		}
-		fmt.Fprintln(e.stdout, line)
-	}
+	e.printChecks(v.Checks)
 	if v.Stats.FileBytes == 0 {
 		return
 	}

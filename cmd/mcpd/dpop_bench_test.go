@@ -17,6 +17,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpd/mcpd/dpop"
+	"github.com/mcpd/mcpd/internal/dpoptest"
 )
 
 // proofPool is a run's DPoP proofs, signed before the timer starts so the
@@ -44,7 +45,7 @@ func newProofPool(b *testing.B) *proofPool {
 func (p *proofPool) sign(b testing.TB, htm, htu, token string) string {
 	cl := map[string]any{"jti": randomJTI(), "htm": htm, "htu": htu, "iat": time.Now().Unix()}
 	if token != "" {
-		cl["ath"] = tokenHash(token)
+		cl["ath"] = dpoptest.ATH(token)
 	}
 	payload, _ := json.Marshal(cl)
 	jws, err := p.signer.Sign(payload)

@@ -3,13 +3,10 @@ package main
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,41 +21,26 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mcpd/mcpd/dpop"
+	"github.com/mcpd/mcpd/internal/dpoptest"
 )
 
-// dpopKey is a DPoP client key that signs proofs.
+// dpopKey is a DPoP client key (ES256) that signs proofs.
 type dpopKey struct {
-	t    *testing.T
-	priv *ecdsa.PrivateKey
-	jtis atomic.Int64
+	t *testing.T
+	*dpoptest.Key
 }
 
 func newDPoPKey(t *testing.T) *dpopKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &dpopKey{t: t, priv: k}
+	return &dpopKey{t: t, Key: dpoptest.NewKey(t, jose.ES256)}
 }
 
-func (k *dpopKey) jkt() string {
-	th, err := (&jose.JSONWebKey{Key: k.priv.Public()}).Thumbprint(crypto.SHA256)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	return base64.RawURLEncoding.EncodeToString(th)
-}
-
-func tokenHash(token string) string {
-	s := sha256.Sum256([]byte(token))
-	return base64.RawURLEncoding.EncodeToString(s[:])
-}
+func (k *dpopKey) jkt() string { return k.JKT(k.t) }
 
 // claims are a proof's claims for htm, htu and (when not empty) token.
 func (k *dpopKey) claims(htm, htu, token string) map[string]any {
-	cl := map[string]any{"jti": k.jkt()[:6] + "-" + time.Now().Format("150405.000000") + "-" + string(rune('a'+k.jtis.Add(1)%26)) + strings.Repeat("x", int(k.jtis.Load()%7)), "htm": htm, "htu": htu, "iat": time.Now().Unix()}
+	cl := dpoptest.Claims(htm, htu, time.Now())
 	if token != "" {
-		cl["ath"] = tokenHash(token)
+		cl["ath"] = dpoptest.ATH(token)
 	}
 	return cl
 }
@@ -68,34 +50,12 @@ func (k *dpopKey) claims(htm, htu, token string) map[string]any {
 // in the jwk header).
 func (k *dpopKey) sign(cl map[string]any, headers map[jose.HeaderKey]any, signer *dpopKey) string {
 	k.t.Helper()
-	opts := &jose.SignerOptions{}
-	opts.WithType(dpop.ProofType)
-	opts.WithHeader("jwk", jose.JSONWebKey{Key: k.priv.Public()})
-	for h, v := range headers {
-		if v == nil {
-			delete(opts.ExtraHeaders, h)
-		} else {
-			opts.WithHeader(h, v)
-		}
+	if signer == nil {
+		return k.Sign(k.t, cl, headers)
 	}
-	key := k.priv
-	if signer != nil {
-		key = signer.priv
-	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, opts)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	p, _ := json.Marshal(cl)
-	jws, err := s.Sign(p)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	return out
+	h := map[jose.HeaderKey]any{"jwk": k.PublicJWK()}
+	maps.Copy(h, headers)
+	return signer.Sign(k.t, cl, h)
 }
 
 func (k *dpopKey) proof(htm, htu, token string) string {
@@ -199,18 +159,7 @@ func dpopLogin(t *testing.T, issuer, clientID, redirect string, key *dpopKey, sc
 // WWW-Authenticate challenges.
 func mcpCall(t *testing.T, issuer, authorization string, proofs ...string) (int, []string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, issuer+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Authorization", authorization)
-	for _, p := range proofs {
-		req.Header.Add("DPoP", p)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp := postMCP(t, issuer, initializeBody, http.Header{"Authorization": {authorization}, "Dpop": proofs})
 	return resp.StatusCode, resp.Header.Values("WWW-Authenticate")
 }
 
@@ -309,13 +258,13 @@ func TestDPoPEndToEnd(t *testing.T) {
 			return []string{key.sign(cl, nil, nil)}
 		}, "invalid_dpop_proof"},
 		{"alg none", "DPoP " + at, func() []string {
-			hdr, _ := json.Marshal(map[string]any{"typ": "dpop+jwt", "alg": "none", "jwk": jose.JSONWebKey{Key: key.priv.Public()}})
+			hdr, _ := json.Marshal(map[string]any{"typ": "dpop+jwt", "alg": "none", "jwk": key.PublicJWK()})
 			p, _ := json.Marshal(key.claims("POST", mcpURL, at))
 			return []string{base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(p) + "."}
 		}, "invalid_dpop_proof"},
 		{"HS256", "DPoP " + at, func() []string {
 			s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte(strings.Repeat("s", 32))},
-				(&jose.SignerOptions{}).WithType(dpop.ProofType).WithHeader("jwk", jose.JSONWebKey{Key: key.priv.Public()}))
+				(&jose.SignerOptions{}).WithType(dpop.ProofType).WithHeader("jwk", key.PublicJWK()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -325,7 +274,7 @@ func TestDPoPEndToEnd(t *testing.T) {
 			return []string{out}
 		}, "invalid_dpop_proof"},
 		{"jwk with a private part", "DPoP " + at, func() []string {
-			return []string{key.sign(key.claims("POST", mcpURL, at), map[jose.HeaderKey]any{"jwk": privateJWK{key.priv}}, nil)}
+			return []string{key.sign(key.claims("POST", mcpURL, at), map[jose.HeaderKey]any{"jwk": privateJWK{key.Signer}}, nil)}
 		}, "invalid_dpop_proof"},
 		{"signature by another key than the jwk's", "DPoP " + at, func() []string {
 			return []string{key.sign(key.claims("POST", mcpURL, at), nil, newDPoPKey(t))}
@@ -394,33 +343,15 @@ func TestDPoPEndToEnd(t *testing.T) {
 			{"127.0.0.1:65535", http.StatusUnauthorized},
 		} {
 			htu := "http://" + tc.host + "/mcp"
-			req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
-			req.Host = tc.host
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Accept", "application/json, text/event-stream")
-			req.Header.Set("Authorization", "DPoP "+at)
-			req.Header.Set("DPoP", key.proof("POST", htu, at))
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
+			resp := postMCP(t, ts.URL, initializeBody, http.Header{"Host": {tc.host}, "Authorization": {"DPoP " + at}, "Dpop": {key.proof("POST", htu, at)}})
 			if resp.StatusCode != tc.want {
 				t.Errorf("Host %s with htu %s: %d %q; want %d", tc.host, htu, resp.StatusCode, resp.Header.Values("WWW-Authenticate"), tc.want)
 			}
 		}
 	})
 	t.Run("a DPoP token lacking a scope gets a DPoP insufficient_scope challenge", func(t *testing.T) {
-		req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"note_save","arguments":{"title":"x","body":"y"}}}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Authorization", "DPoP "+at)
-		req.Header.Set("DPoP", key.proof("POST", mcpURL, at))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp := postMCP(t, ts.URL, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"note_save","arguments":{"title":"x","body":"y"}}}`,
+			http.Header{"Authorization": {"DPoP " + at}, "Dpop": {key.proof("POST", mcpURL, at)}})
 		ch := resp.Header.Get("WWW-Authenticate")
 		if resp.StatusCode != http.StatusForbidden || !strings.HasPrefix(ch, `DPoP error="insufficient_scope", scope="notes:write notes:read"`) || !strings.Contains(ch, "resource_metadata=") {
 			t.Fatalf("%d %q; want 403 with a DPoP insufficient_scope challenge", resp.StatusCode, ch)
@@ -458,7 +389,7 @@ func TestDPoPEndToEnd(t *testing.T) {
 }
 
 // privateJWK marshals an EC private key as a JWK, d included.
-type privateJWK struct{ k *ecdsa.PrivateKey }
+type privateJWK struct{ k crypto.Signer }
 
 func (p privateJWK) MarshalJSON() ([]byte, error) {
 	return json.Marshal(jose.JSONWebKey{Key: p.k})

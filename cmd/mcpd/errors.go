@@ -5,9 +5,6 @@ import (
 	"flag"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
 // usageErr marks a mistake in how mcpd was called or configured: exit code 2.
 type usageErr struct{ msg string }
 

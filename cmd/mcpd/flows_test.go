@@ -51,15 +51,7 @@ func whoami(t *testing.T, cs *mcp.ClientSession) map[string]any {
 // and WWW-Authenticate header.
 func mcpStatus(t *testing.T, issuer, token string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, issuer+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp := postMCP(t, issuer, initializeBody, http.Header{"Authorization": {"Bearer " + token}})
 	return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
 }
 

@@ -17,6 +17,36 @@ import (
 	"github.com/mcpd/mcpd/store"
 )
 
+// initializeBody is a 2025-era initialize request.
+const initializeBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
+
+// postMCP posts body to issuer's /mcp as a client does (JSON, event
+// streams accepted) with the headers h (a Host entry names the request's
+// host), reads the answer to its end and closes it.
+func postMCP(t *testing.T, issuer, body string, h http.Header) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, issuer+"/mcp", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h != nil {
+		req.Header = h.Clone()
+	}
+	if host := req.Header.Get("Host"); host != "" {
+		req.Host = host
+		req.Header.Del("Host")
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
 // syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
 type syncBuffer struct {
 	mu  sync.Mutex

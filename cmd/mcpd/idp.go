@@ -97,7 +97,7 @@ func (c *serveConfig) checkIdentityProviders(getenv func(string) string) error {
 		bad := func(format string, args ...any) error {
 			return usageError(fmt.Sprintf("invalid %s: %s", where, fmt.Sprintf(format, args...)))
 		}
-		if !validIDPName(p.Name) {
+		if !authz.ValidProviderName(p.Name) {
 			return bad("name %q must be 1 to 64 letters, digits, '-' or '_'", p.Name)
 		}
 		if names[p.Name] {
@@ -164,18 +164,6 @@ func (c *serveConfig) checkIdentityProviders(getenv func(string) string) error {
 		}
 	}
 	return nil
-}
-
-func validIDPName(n string) bool {
-	if n == "" || len(n) > 64 {
-		return false
-	}
-	for _, r := range n {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // checkProviderURL wants https, or http on a loopback host (a provider on

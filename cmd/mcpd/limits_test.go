@@ -158,49 +158,25 @@ func TestEventStreamOutlivesTimeouts(t *testing.T) {
 // rawMCPSession initializes an MCP session with raw requests.
 func rawMCPSession(t *testing.T, issuer, token string) string {
 	t.Helper()
-	post := func(body, sid string) *http.Response {
-		req, _ := http.NewRequest(http.MethodPost, issuer+"/mcp", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Authorization", "Bearer "+token)
-		if sid != "" {
-			req.Header.Set("Mcp-Session-Id", sid)
-			req.Header.Set("MCP-Protocol-Version", "2025-06-18")
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp
-	}
-	resp := post(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`, "")
+	resp := postMCP(t, issuer, initializeBody, http.Header{"Authorization": {"Bearer " + token}})
 	sid := resp.Header.Get("Mcp-Session-Id")
 	if resp.StatusCode != http.StatusOK || sid == "" {
 		t.Fatalf("initialize: %s, session %q", resp.Status, sid)
 	}
-	if r := post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`, sid); r.StatusCode != http.StatusAccepted {
+	if r := postMCP(t, issuer, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, sessionHeader(token, sid)); r.StatusCode != http.StatusAccepted {
 		t.Fatalf("initialized: %s", r.Status)
 	}
 	return sid
 }
 
+// sessionHeader is what a 2025-era request on session sid carries.
+func sessionHeader(token, sid string) http.Header {
+	return http.Header{"Authorization": {"Bearer " + token}, "Mcp-Session-Id": {sid}, "Mcp-Protocol-Version": {"2025-06-18"}}
+}
+
 func mcpPing(t *testing.T, issuer, token, sid string) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, issuer+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":2,"method":"ping"}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Mcp-Session-Id", sid)
-	req.Header.Set("MCP-Protocol-Version", "2025-06-18")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
+	return postMCP(t, issuer, `{"jsonrpc":"2.0","id":2,"method":"ping"}`, sessionHeader(token, sid)).StatusCode
 }
 
 func TestWriteTimeoutEndsAResponseNobodyReads(t *testing.T) {

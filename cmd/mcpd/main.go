@@ -1,5 +1,3 @@
-// Command mcpd is a self-contained MCP server with its own OAuth 2.1
-// authorization server. `mcpd help` lists its subcommands.
 package main
 
 import (
@@ -13,6 +11,9 @@ import (
 	"syscall"
 	"time"
 )
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -32,8 +33,12 @@ const mainUsage = `mcpd — an MCP server with its own OAuth 2.1 authorization s
 Usage:
   mcpd serve [flags]                           run the server
   mcpd user add NAME --password-stdin          add a user
+  mcpd user add NAME --email ADDR              add a user who signs in with an identity provider
+  mcpd user email NAME ADDR                    set a user's email address
+  mcpd user unlink NAME PROVIDER               forget a user's accounts at an identity provider
   mcpd user list [--json]                      list users
   mcpd user passwd NAME --password-stdin       change a password (signs the user out everywhere)
+  mcpd user passkeys NAME [--remove ID]        list or remove a user's passkeys
   mcpd user remove NAME                        remove a user and end their grants
   mcpd client list [--json]                    list OAuth clients
   mcpd client show ID [--json]                 show one client

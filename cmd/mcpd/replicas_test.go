@@ -79,16 +79,9 @@ func newBalancerOn(t *testing.T, l net.Listener, replicas []*testServer) *balanc
 // the decoded body.
 func refreshAt(t *testing.T, base, clientID, refreshToken string) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.PostForm(base+"/token", url.Values{
+	return postToken(t, base, url.Values{
 		"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}, "client_id": {clientID},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body map[string]any
-	json.NewDecoder(resp.Body).Decode(&body)
-	return resp.StatusCode, body
 }
 
 func TestReplicasOnOnePostgres(t *testing.T) {

@@ -68,7 +68,7 @@ tool_rc=$?
 
 fail=0
 for scenario in authorization-server-metadata-endpoint authorization-code-grant; do
-  checks="$(find "$out/results" -path "*$scenario*" -name checks.json 2>/dev/null | head -1)"
+  checks="$(find "$out/results" -path "*$scenario*" -name checks.json 2>/dev/null | sed -n 1p)"
   reason="$(grep -E "^$scenario[[:space:]]" "$expected" 2>/dev/null | sed -E 's/^[^#]*#[[:space:]]*//')"
   if [[ -z "$checks" ]]; then
     status="missing"

@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { sleep, structured } from './lib/oauth-client.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const issuer = (process.env.MCPD_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
@@ -34,16 +35,6 @@ const notOk = (s, why) => {
   console.log(`not ok - mcp-remote: ${s}${why ? ` # ${String(why).replace(/\s+/g, ' ').slice(0, 400)}` : ''}`);
 };
 const check = (c, s, why) => (c ? ok(s) : notOk(s, why), c);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const structured = (r) => {
-  if (r?.structuredContent) return r.structuredContent;
-  const t = r?.content?.find((c) => c.type === 'text')?.text;
-  try {
-    return t ? JSON.parse(t) : undefined;
-  } catch {
-    return undefined;
-  }
-};
 
 const work = mkdtempSync(join(tmpdir(), 'mcpd-mcp-remote-'));
 const browserLog = join(work, 'browser.log');

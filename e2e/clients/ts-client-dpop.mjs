@@ -20,57 +20,32 @@
 // when any step failed.
 
 import { Client, DpopSession, StreamableHTTPClientTransport, UnauthorizedError } from '@modelcontextprotocol/client';
-import { driveConsent } from './lib/consent.mjs';
+import { DrivenProvider, Tap, recordingFetch, sleep, structured } from './lib/oauth-client.mjs';
 
 const issuer = (process.env.MCPD_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 const mcpUrl = new URL(`${issuer}/mcp`);
-// With an issuer that has a path (run.sh MCPD_E2E_ISSUER_PATH), paths on
-// the wire are compared without it: /mcpd/token is /token.
-const issuerPath = new URL(issuer).pathname.replace(/\/+$/, '');
-const relativePath = (p) => (issuerPath && p.startsWith(`${issuerPath}/`) ? p.slice(issuerPath.length) : p);
 const user = process.env.MCPD_E2E_USER || 'alice';
 const expectNonce = process.env.MCPD_E2E_EXPECT_NONCE === '1';
 const tag = expectNonce ? 'ts-client-dpop-nonce' : 'ts-client-dpop';
-const redirectUrl = 'http://127.0.0.1:47614/callback';
 
-let failures = 0;
-const ok = (step) => console.log(`ok - ${step}`);
-function notOk(step, why) {
-  failures++;
-  console.log(`not ok - ${step}${why ? ` # ${String(why).replace(/\s+/g, ' ')}` : ''}`);
-}
-function check(cond, step, why) {
-  if (cond) ok(step);
-  else notOk(step, why);
-  return cond;
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const tap = new Tap();
+const ok = (step) => tap.ok(step);
+const notOk = (step, why) => tap.notOk(step, why);
+const check = (cond, step, why) => tap.check(cond, step, why);
 
-// Every HTTP exchange, with what the request carried.
+// Every HTTP exchange, with what the request carried. With an issuer that
+// has a path (run.sh MCPD_E2E_ISSUER_PATH), paths on the wire are compared
+// without it: /mcpd/token is /token.
 const wire = [];
-async function recordingFetch(input, init = {}) {
-  const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-  const headers = new Headers(init.headers);
-  let body = init.body;
-  if (body instanceof URLSearchParams) body = body.toString();
-  const res = await fetch(input, init);
-  let error;
-  if (res.status === 400 && relativePath(new URL(url).pathname) === '/token') {
-    error = (await res.clone().json().catch(() => ({})))?.error;
+const dpopFetch = recordingFetch(wire, issuer, async (w, res) => {
+  w.scheme = (w.requestHeaders.get('authorization') || '').split(' ')[0];
+  w.proof = w.requestHeaders.get('dpop') || '';
+  w.wwwAuthenticate ||= '';
+  w.nonce = res.headers.get('dpop-nonce') || '';
+  if (res.status === 400 && w.path === '/token') {
+    w.error = (await res.clone().json().catch(() => ({})))?.error;
   }
-  wire.push({
-    method: (init.method || 'GET').toUpperCase(),
-    path: relativePath(new URL(url).pathname),
-    body: typeof body === 'string' ? body : '',
-    scheme: (headers.get('authorization') || '').split(' ')[0],
-    proof: headers.get('dpop') || '',
-    status: res.status,
-    error,
-    wwwAuthenticate: res.headers.get('www-authenticate') || '',
-    nonce: res.headers.get('dpop-nonce') || '',
-  });
-  return res;
-}
+});
 
 function jwtPart(jwt, i) {
   try {
@@ -80,83 +55,23 @@ function jwtPart(jwt, i) {
   }
 }
 
-class DpopProvider {
+// DpopProvider is the driven public client with a DPoP key: the SDK signs
+// a proof with session for every token and /mcp request.
+class DpopProvider extends DrivenProvider {
   constructor(session) {
+    // Nothing listens here: the consent driver reads the Location header instead.
+    super({ redirectUrl: 'http://127.0.0.1:47614/callback', user, clientName: `mcpd e2e ${tag}` });
     this.session = session;
-    this._client = undefined;
-    this._tokens = undefined;
-    this._verifier = undefined;
-    this.savedTokens = [];
-    this.code = undefined;
-    this.lastLocation = undefined;
   }
   dpop() {
     return this.session;
-  }
-  get redirectUrl() {
-    return redirectUrl;
-  }
-  get clientMetadata() {
-    return {
-      client_name: `mcpd e2e ${tag}`,
-      redirect_uris: [redirectUrl],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'none',
-    };
-  }
-  clientInformation() {
-    return this._client;
-  }
-  saveClientInformation(info) {
-    this._client = info;
-  }
-  tokens() {
-    return this._tokens;
-  }
-  saveTokens(tokens) {
-    this._tokens = tokens;
-    this.savedTokens.push({ at: Date.now(), tokens });
-  }
-  saveCodeVerifier(v) {
-    this._verifier = v;
-  }
-  codeVerifier() {
-    return this._verifier;
-  }
-  saveDiscoveryState(s) {
-    this._discovery = s;
-  }
-  discoveryState() {
-    return this._discovery;
-  }
-  invalidateCredentials(scope) {
-    if (scope === 'all' || scope === 'client') this._client = undefined;
-    if (scope === 'all' || scope === 'tokens') this._tokens = undefined;
-    if (scope === 'all' || scope === 'verifier') this._verifier = undefined;
-    if (scope === 'all' || scope === 'discovery') this._discovery = undefined;
-  }
-  async redirectToAuthorization(url) {
-    const r = await driveConsent(url.toString(), { username: user });
-    this.lastLocation = new URL(r.location);
-    this.code = this.lastLocation.searchParams.get('code') ?? undefined;
-  }
-}
-
-function structured(result) {
-  if (result?.structuredContent) return result.structuredContent;
-  const text = result?.content?.find((c) => c.type === 'text')?.text;
-  try {
-    return text ? JSON.parse(text) : undefined;
-  } catch {
-    return undefined;
   }
 }
 
 async function main() {
   const session = await DpopSession.create();
   const provider = new DpopProvider(session);
-  const newTransport = () => new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider, fetch: recordingFetch });
+  const newTransport = () => new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider, fetch: dpopFetch });
 
   const meta = await (await fetch(`${issuer}/.well-known/oauth-authorization-server`)).json();
   check(Array.isArray(meta.dpop_signing_alg_values_supported) && meta.dpop_signing_alg_values_supported.includes(session.alg), `AS metadata lists dpop_signing_alg_values_supported with ${session.alg}`, JSON.stringify(meta.dpop_signing_alg_values_supported));
@@ -183,7 +98,7 @@ async function main() {
   if (expectNonce) session.rememberNonce(issuer, 'an-old-nonce');
   const before = wire.length;
   try {
-    await transport.finishAuth(provider.lastLocation.searchParams);
+    await transport.finishAuth(provider.lastCallback.searchParams);
     ok('token exchange (finishAuth)');
   } catch (e) {
     notOk('token exchange (finishAuth)', e.message);
@@ -270,9 +185,4 @@ try {
 } catch (e) {
   notOk('unexpected exception', e.stack || e.message);
 }
-if (failures > 0) {
-  console.log(`# ${tag}: ${failures} failed step(s)`);
-  process.exit(1);
-}
-console.log(`# ${tag}: all steps passed`);
-process.exit(0);
+tap.finish(tag);

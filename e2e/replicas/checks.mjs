@@ -23,6 +23,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { driveConsent } from '../clients/lib/consent.mjs';
+import { Tap, sleep } from '../clients/lib/oauth-client.mjs';
 
 const lb = process.env.MCPD_URL.replace(/\/+$/, '');
 const replicas = process.env.MCPD_REPLICAS.split(',');
@@ -31,18 +32,10 @@ const user = process.env.MCPD_E2E_USER || 'alice';
 const grantsInRun = Number(process.env.MCPD_REPLICAS_GRANTS || 24);
 const redirectUri = 'http://127.0.0.1:47615/callback';
 
-let failures = 0;
-const ok = (step) => console.log(`ok - ${step}`);
-function notOk(step, why) {
-  failures++;
-  console.log(`not ok - ${step}${why ? ` # ${String(why).replace(/\s+/g, ' ')}` : ''}`);
-}
-function check(cond, step, why) {
-  if (cond) ok(step);
-  else notOk(step, why);
-  return cond;
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const tap = new Tap();
+const ok = (step) => tap.ok(step);
+const notOk = (step, why) => tap.notOk(step, why);
+const check = (cond, step, why) => tap.check(cond, step, why);
 const b64url = (buf) => buf.toString('base64url');
 
 // withRetry repeats fn while the balancer answers 502/503 or the
@@ -274,4 +267,4 @@ for (const [name, fn] of steps) {
     notOk(name, e.stack || e.message);
   }
 }
-process.exit(failures ? 1 : 0);
+tap.finish('replicas');

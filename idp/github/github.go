@@ -1,12 +1,3 @@
-// Package github is mcpd's connector to GitHub (github.com or GitHub
-// Enterprise Server): the OAuth authorization-code flow with state and
-// PKCE, then the user, emails and organisations APIs for who signed in.
-// The email is the primary address, and counts as verified only when
-// GitHub says it is; organisations are read only when asked for (an
-// allow-list needs them, and the read:org scope).
-//
-// Base URLs are configurable, so tests point them at a local stand-in. It
-// keeps no state between calls and never logs a token or secret.
 package github
 
 import (
@@ -34,14 +25,14 @@ const (
 	maxOrgPages    = 10
 )
 
-// DefaultScopes are asked for when Config.Scopes is empty.
-var DefaultScopes = []string{"read:user", "user:email"}
+// DefaultScopes returns what is asked for when Config.Scopes is empty.
+func DefaultScopes() []string { return []string{"read:user", "user:email"} }
 
 // Config configures a Connector.
 type Config struct {
 	ClientID     string
 	ClientSecret string
-	// Scopes are asked for at sign-in; empty means DefaultScopes, and
+	// Scopes are asked for at sign-in; empty means DefaultScopes(), and
 	// read:org is added when FetchOrgs is set.
 	Scopes []string
 	// BaseURL is where people sign in (BaseURL/login/oauth/authorize);
@@ -85,7 +76,7 @@ func New(cfg Config) (*Connector, error) {
 	}
 	scopes := slices.Clone(cfg.Scopes)
 	if len(scopes) == 0 {
-		scopes = slices.Clone(DefaultScopes)
+		scopes = DefaultScopes()
 	}
 	if cfg.FetchOrgs && !slices.Contains(scopes, "read:org") {
 		scopes = append(scopes, "read:org")

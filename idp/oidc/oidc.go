@@ -1,12 +1,3 @@
-// Package oidc is mcpd's connector to any OpenID provider (Google,
-// Microsoft Entra ID, Keycloak, Okta, …): discovery, the authorization-code
-// flow with PKCE, state and nonce, and an ID token verified by
-// github.com/coreos/go-oidc (signature against the provider's JWKS, iss,
-// aud, exp) plus azp, the nonce and at_hash, with email_verified honoured.
-//
-// It discovers the provider lazily, on the first sign-in, and again after
-// a failure, so mcpd starts while the provider is down. It keeps no state
-// of its own between calls and never logs a token or secret.
 package oidc
 
 import (
@@ -27,8 +18,8 @@ import (
 	"github.com/mcpd/mcpd/idp"
 )
 
-// DefaultScopes are asked for when Config.Scopes is empty.
-var DefaultScopes = []string{gooidc.ScopeOpenID, "email", "profile"}
+// DefaultScopes returns what is asked for when Config.Scopes is empty.
+func DefaultScopes() []string { return []string{gooidc.ScopeOpenID, "email", "profile"} }
 
 // defaultTimeout bounds each call to the provider when Config.HTTPClient
 // has no timeout.
@@ -46,7 +37,7 @@ type Config struct {
 	ClientID     string
 	ClientSecret string
 	// Scopes are asked for at sign-in; "openid" is added when missing.
-	// Empty means DefaultScopes. Add offline_access (most providers) for
+	// Empty means DefaultScopes(). Add offline_access (most providers) for
 	// a refresh token, and the scopes the upstream APIs need.
 	Scopes []string
 	// HTTPClient makes every call to the provider, through
@@ -83,7 +74,7 @@ func New(cfg Config) (*Connector, error) {
 	c.hc = idp.BoundedClient(cfg.HTTPClient, defaultTimeout)
 	c.scopes = cfg.Scopes
 	if len(c.scopes) == 0 {
-		c.scopes = DefaultScopes
+		c.scopes = DefaultScopes()
 	}
 	if !slices.Contains(c.scopes, gooidc.ScopeOpenID) {
 		c.scopes = append([]string{gooidc.ScopeOpenID}, c.scopes...)

@@ -1,20 +1,3 @@
-// Package vault keeps the upstream OAuth tokens mcpd holds for its users
-// (the tokens an identity provider gave at sign-in, which api_call uses to
-// call an API as the user) sealed with AES-256-GCM, and hands out a live
-// access token, refreshing it through the provider when it has expired.
-//
-// A sealed token is bound to its user and provider (they are the
-// additional data of the seal), so a sealed blob moved to another user
-// does not open. The key comes from the caller (cmd/mcpd keeps it in the
-// store); the store sees sealed bytes only. Concurrent callers for one
-// user and provider refresh once: the second waits for the first and uses
-// its token. Processes that share the store do not wait for each other;
-// when the provider refuses a refresh token another process has just
-// rotated, the token that process kept is used instead. A refresh the provider refuses (the grant was revoked or has
-// expired) forgets the token, and the caller hears ErrNoToken, as for a
-// user who never signed in with that provider.
-//
-// The package never logs a token and never returns a refresh token.
 package vault
 
 import (
@@ -28,12 +11,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
 
 	"github.com/mcpd/mcpd/idp"
+	"github.com/mcpd/mcpd/internal/keymutex"
 )
 
 // ErrNotFound is what a Store returns for a token it does not keep, or
@@ -79,13 +62,7 @@ type Vault struct {
 	cfg  Config
 	aead cipher.AEAD
 
-	mu    sync.Mutex
-	locks map[string]*keyLock // per user and provider
-}
-
-type keyLock struct {
-	mu   sync.Mutex
-	refs int
+	locks keymutex.Mutex // per user and provider
 }
 
 // New checks cfg.
@@ -113,7 +90,7 @@ func New(cfg Config) (*Vault, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Vault{cfg: cfg, aead: aead, locks: map[string]*keyLock{}}, nil
+	return &Vault{cfg: cfg, aead: aead}, nil
 }
 
 // sealedToken is what a seal holds.
@@ -188,7 +165,7 @@ func (v *Vault) live(tok *oauth2.Token) bool {
 // provider refused to refresh it; any other error is passing (the
 // provider could not be reached) and leaves the kept token alone.
 func (v *Vault) AccessToken(ctx context.Context, user, provider string) (string, error) {
-	unlock := v.lock(user + "\x00" + provider)
+	unlock := v.locks.Lock(user + "\x00" + provider)
 	defer unlock()
 
 	sealed, err := v.cfg.Store.GetUpstreamToken(ctx, user, provider)
@@ -249,26 +226,5 @@ func (v *Vault) AccessToken(ctx context.Context, user, provider string) (string,
 func (v *Vault) forget(ctx context.Context, user, provider string) {
 	if err := v.cfg.Store.DeleteUpstreamToken(ctx, user, provider); err != nil {
 		v.cfg.Logger.WarnContext(ctx, "forgetting an upstream token failed", "user", user, "provider", provider, "err", err)
-	}
-}
-
-// lock takes the lock of key and returns its release.
-func (v *Vault) lock(key string) func() {
-	v.mu.Lock()
-	l := v.locks[key]
-	if l == nil {
-		l = &keyLock{}
-		v.locks[key] = l
-	}
-	l.refs++
-	v.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		v.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(v.locks, key)
-		}
-		v.mu.Unlock()
 	}
 }

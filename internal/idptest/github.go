@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // GitHub is a stand-in for github.com's OAuth endpoints (at URL) and its
@@ -85,12 +84,8 @@ func (g *GitHub) token(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	delay := g.faults.Delay
 	g.mu.Unlock()
-	if delay > 0 {
-		select {
-		case <-time.After(delay):
-		case <-r.Context().Done():
-			return
-		}
+	if !stall(r, delay) {
+		return
 	}
 	r.ParseForm()
 	g.mu.Lock()

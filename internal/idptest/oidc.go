@@ -1,13 +1,3 @@
-// Package idptest holds stand-ins for upstream identity providers, for
-// tests only: an OpenID provider (discovery and keys from go-oidc's
-// oidctest, plus authorization, token, userinfo endpoints with PKCE,
-// single-use codes and rotating refresh tokens) and a GitHub stand-in
-// (OAuth endpoints and the user, emails and orgs APIs). Each has knobs
-// that make it misbehave the ways real providers do: slow, down, an error
-// answer, an ID token of another issuer or audience, a wrong nonce.
-//
-// The end-to-end proof against a real OpenID provider lives in
-// e2e/idp; these stand-ins let unit and integration tests run without one.
 package idptest
 
 import (
@@ -265,16 +255,26 @@ func (p *OIDC) authorize(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, back.String(), http.StatusFound)
 }
 
+// stall waits d before a token answer (Faults.Delay) and reports false
+// when the client gave up first.
+func stall(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	select {
+	case <-time.After(d):
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
 func (p *OIDC) token(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	delay := p.faults.Delay
 	p.mu.Unlock()
-	if delay > 0 {
-		select {
-		case <-time.After(delay):
-		case <-r.Context().Done():
-			return
-		}
+	if !stall(r, delay) {
+		return
 	}
 	if err := r.ParseForm(); err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_request")

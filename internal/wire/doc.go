@@ -11,6 +11,10 @@
 // plain type conversions and a field added on one side only fails to
 // compile here.
 //
+// A store write that fails for want of disk (store.ErrUnavailable) becomes
+// the consumer's own ErrUnavailable, so authz answers 503 and mcp a tool
+// error without knowing the store.
+//
 // It is the one piece of wiring shared by cmd/mcpd, the program, and
 // bench/loadgen, which hosts the same handlers in-process for side-by-side
 // measurements. It holds no state and makes no decisions of its own.

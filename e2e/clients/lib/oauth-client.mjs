@@ -48,14 +48,16 @@ export function relativeTo(issuer) {
 // recordingFetch returns a fetch that appends every exchange to wire:
 // method, path (relative to issuer, when given), request body and headers,
 // status, and the response headers that matter for the assertions.
-export function recordingFetch(wire, issuer) {
+// annotate, when given, adds a client's own fields to an entry before it is
+// recorded: annotate(entry, res), awaited, with res still unread.
+export function recordingFetch(wire, issuer, annotate) {
   const relative = issuer ? relativeTo(issuer) : (p) => p;
   return async (input, init = {}) => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
     let body = init.body;
     if (body instanceof URLSearchParams) body = body.toString();
     const res = await fetch(input, init);
-    wire.push({
+    const entry = {
       at: Date.now(),
       method: (init.method || 'GET').toUpperCase(),
       url,
@@ -65,7 +67,9 @@ export function recordingFetch(wire, issuer) {
       status: res.status,
       wwwAuthenticate: res.headers.get('www-authenticate'),
       sessionId: res.headers.get('mcp-session-id'),
-    });
+    };
+    if (annotate) await annotate(entry, res);
+    wire.push(entry);
     return res;
   };
 }
