@@ -44,6 +44,7 @@ func (e cliEnv) printChecks(checks []check) {
 
 const doctorUsage = `Usage: mcpd doctor [--issuer URL] [--json] [--cimd-probe URL]
        mcpd doctor --data DIR [--json]
+       mcpd doctor --database URL [--json]
 
 Fetches the server's /mcp challenge, protected-resource metadata and
 authorization-server metadata the way a strict MCP client does, and names
@@ -57,7 +58,11 @@ first connection: run it where mcpd runs.
 With --data, checks the database DIR/mcpd.db instead: every page of it,
 with reads that cannot crash on a damaged file, then bbolt's consistency
 check, and prints its size and what its records take. With the server
-running it asks the server to check its open file.`
+running it asks the server to check its open file.
+
+With --database, checks the PostgreSQL database URL instead: that it
+answers, that its schema is one this mcpd reads (it brings an older one up
+to date, as serve would), and that a write commits.`
 
 // vscodeMetadataDocument is the client ID metadata document VS Code uses
 // whenever a server advertises them.
@@ -80,13 +85,19 @@ func (e cliEnv) doctor(args []string) error {
 	timeout := fs.Duration("timeout", 5*time.Second, "timeout of each request")
 	probe := fs.String("cimd-probe", vscodeMetadataDocument, "client ID metadata document to fetch when the server accepts them; empty skips the check")
 	data := fs.String("data", "", "check the database in this data directory instead of a server")
+	database := fs.String("database", "", "check this PostgreSQL database (postgres://USER:PASSWORD@HOST:PORT/DB) instead of a server")
 	if pos, err := parseInterleaved(fs, args); err != nil {
 		return err
 	} else if len(pos) != 0 {
 		return usageError("doctor takes no arguments")
 	}
-	if *data != "" {
+	switch {
+	case *data != "" && *database != "":
+		return usageError("doctor checks --data or --database, not both")
+	case *data != "":
 		return e.doctorData(*data, *asJSON)
+	case *database != "":
+		return e.doctorDatabase(*database, *asJSON)
 	}
 	allowPrivate, _ := strconv.ParseBool(e.getenv("MCPD_ALLOW_PRIVATE_METADATA_HOSTS"))
 	d := doctor{base: *issuer, cimdProbe: *probe, allowPrivate: allowPrivate, hc: &http.Client{Timeout: *timeout, CheckRedirect: func(*http.Request, []*http.Request) error {

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/mcpd/mcpd/store"
+	"github.com/mcpd/mcpd/store/postgres"
 )
 
 // doctorData is `mcpd doctor --data DIR`: the database checked offline, or
@@ -19,6 +23,30 @@ func (e cliEnv) doctorData(dir string, asJSON bool) error {
 	if err != nil {
 		return err
 	}
+	return e.reportCheckView(v, asJSON)
+}
+
+// doctorDatabase is `mcpd doctor --database URL`: the PostgreSQL database
+// answers, has a schema this build reads (Open brings an older one up to
+// date, as serve does) and takes a write.
+func (e cliEnv) doctorDatabase(database string, asJSON bool) error {
+	if err := checkDatabaseURL(database); err != nil {
+		return usageError("invalid --database: " + err.Error())
+	}
+	v := checkView{Path: displayDatabase(database, ""), Online: true}
+	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	defer cancel()
+	s, err := postgres.Open(ctx, database, &postgres.Options{Logger: slog.New(slog.DiscardHandler), NoTokenCache: true})
+	v.Checks = append(v.Checks, checkOf(fmt.Sprintf("the database answers, at schema version %d (this mcpd's)", postgres.SchemaVersion()), err))
+	if err == nil {
+		defer s.Close()
+		v.Checks = append(v.Checks, checkOf("a write commits", s.ProbeWrite(ctx)))
+	}
+	return e.reportCheckView(v, asJSON)
+}
+
+// reportCheckView prints v and fails when one of its checks did.
+func (e cliEnv) reportCheckView(v checkView, asJSON bool) error {
 	failed := 0
 	for _, c := range v.Checks {
 		if !c.OK {
@@ -83,7 +111,9 @@ func checkData(e cliEnv, dir string) (checkView, error) {
 
 func (e cliEnv) printCheckView(v checkView) {
 	how := "offline"
-	if v.Online {
+	if strings.HasPrefix(v.Path, "postgres://") {
+		how = "on the server"
+	} else if v.Online {
 		how = "by the running server"
 	}
 	fmt.Fprintf(e.stdout, "%s, checked %s\n", v.Path, how)

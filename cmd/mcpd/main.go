@@ -50,6 +50,7 @@ Usage:
   mcpd migrate-to-postgres --database URL      copy DATA/mcpd.db into an empty PostgreSQL database
   mcpd doctor [--issuer URL]                   check the server the way a strict client would
   mcpd doctor --data DIR                       check the database file, offline
+  mcpd doctor --database URL                   check a PostgreSQL database: schema, a write
   mcpd healthcheck                             exit 0 when the server answers /healthz
   mcpd version                                 print the version
 

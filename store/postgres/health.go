@@ -159,6 +159,19 @@ func (s *Store) Health(ctx context.Context) store.Health {
 	return store.Health{Since: h.since, Reason: h.reason}
 }
 
+// ProbeWrite rewrites the one row of write_probe now, whatever Health
+// last saw: nil when the database takes writes, else why not
+// (store.ErrUnavailable when it cannot take them for now). `mcpd doctor
+// --database` asks it.
+func (s *Store) ProbeWrite(ctx context.Context) error {
+	_, err := s.pool.Exec(ctx, "UPDATE write_probe SET probed_at = $1", s.now())
+	if err != nil {
+		return s.fail(err)
+	}
+	s.wrote()
+	return nil
+}
+
 // checked is a querier whose errors say, by store.ErrUnavailable, when
 // the database cannot take the request now (Store.fail). A statement of
 // its own that succeeds on the pool is a write that worked, or a read;
