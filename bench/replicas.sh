@@ -93,7 +93,7 @@ serve() {
 	shift 2
 	MCPD_INITIAL_PASSWORD=$LOADGEN_PASSWORD "$SERVE_BIN" serve --listen 127.0.0.1:"$port" --issuer "$issuer" \
 		--data "$OUT/data-$RANDOM$RANDOM" --log-level warn --mcp-stateless true \
-		--registrations-per-minute 100000000 --max-clients 100000000 "$@" >>"$OUT/serve.log" 2>&1 &
+		--registrations-per-minute 100000000 --registrations-per-minute-total 100000000 --max-clients 100000000 "$@" >>"$OUT/serve.log" 2>&1 &
 	PIDS+=($!)
 	SERVERS+=($!)
 	wait_healthy "http://127.0.0.1:$port"

@@ -65,7 +65,7 @@ start_serve() {
 	local data=$OUT/data-$label-$RANDOM
 	env "${envs[@]}" MCPD_INITIAL_PASSWORD=$LOADGEN_PASSWORD "$BIN" serve \
 		--listen 127.0.0.1:$PORT_SERVE --data "$data" --log-level warn \
-		--registrations-per-minute 100000000 --max-clients 100000000 "$@" \
+		--registrations-per-minute 100000000 --registrations-per-minute-total 100000000 --max-clients 100000000 "$@" \
 		>>"$OUT/serve.log" 2>&1 &
 	SERVE_PID=$!
 	PIDS+=("$SERVE_PID")
