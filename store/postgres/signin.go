@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/mcpd/mcpd/store"
 )
 
@@ -103,16 +101,9 @@ func (s *Store) CreateSession(ctx context.Context, sess store.LoginSession, max 
 // GetSession returns the session of id, or store.ErrNotFound when there is
 // none or it has expired.
 func (s *Store) GetSession(ctx context.Context, id string) (store.LoginSession, error) {
-	if !textOK(id) {
-		return store.LoginSession{}, store.ErrNotFound
-	}
-	q, err := s.q(ctx)
+	data, err := s.liveData(ctx, "SELECT data FROM sessions WHERE id = $1 AND expires_at > $2", id)
 	if err != nil {
 		return store.LoginSession{}, err
-	}
-	var data []byte
-	if err := q.QueryRow(ctx, "SELECT data FROM sessions WHERE id = $1 AND expires_at > $2", id, s.now()).Scan(&data); err != nil {
-		return store.LoginSession{}, notFound(err, store.ErrNotFound)
 	}
 	return store.DecodeSession(data)
 }
@@ -221,16 +212,9 @@ func (s *Store) PutPendingAuthorization(ctx context.Context, p store.PendingAuth
 // GetPendingAuthorization returns the pending authorization of id, or
 // store.ErrNotFound when there is none or it has expired.
 func (s *Store) GetPendingAuthorization(ctx context.Context, id string) (store.PendingAuthorization, error) {
-	if !textOK(id) {
-		return store.PendingAuthorization{}, store.ErrNotFound
-	}
-	q, err := s.q(ctx)
+	data, err := s.liveData(ctx, "SELECT data FROM pending_authorizations WHERE id = $1 AND expires_at > $2", id)
 	if err != nil {
 		return store.PendingAuthorization{}, err
-	}
-	var data []byte
-	if err := q.QueryRow(ctx, "SELECT data FROM pending_authorizations WHERE id = $1 AND expires_at > $2", id, s.now()).Scan(&data); err != nil {
-		return store.PendingAuthorization{}, notFound(err, store.ErrNotFound)
 	}
 	return store.DecodePending(data)
 }
@@ -239,17 +223,9 @@ func (s *Store) GetPendingAuthorization(ctx context.Context, id string) (store.P
 // returns it; store.ErrNotFound when there is none or it has expired. Of
 // two takes of one id, on any replicas, only one gets it.
 func (s *Store) TakePendingAuthorization(ctx context.Context, id string) (store.PendingAuthorization, error) {
-	if !textOK(id) {
-		return store.PendingAuthorization{}, store.ErrNotFound
-	}
-	q, err := s.q(ctx)
+	data, err := s.liveData(ctx, "DELETE FROM pending_authorizations WHERE id = $1 AND expires_at > $2 RETURNING data", id)
 	if err != nil {
 		return store.PendingAuthorization{}, err
-	}
-	var data []byte
-	err = q.QueryRow(ctx, "DELETE FROM pending_authorizations WHERE id = $1 AND expires_at > $2 RETURNING data", id, s.now()).Scan(&data)
-	if err != nil {
-		return store.PendingAuthorization{}, notFound(err, store.ErrNotFound)
 	}
 	return store.DecodePending(data)
 }
@@ -290,6 +266,18 @@ func (s *Store) PutWebAuthnSession(ctx context.Context, id string, data []byte, 
 // ceremony finishes at most once, on whichever replica. store.ErrNotFound
 // when there is none or it has expired.
 func (s *Store) TakeWebAuthnSession(ctx context.Context, id string) ([]byte, error) {
+	data, err := s.liveData(ctx, "DELETE FROM webauthn_sessions WHERE id = $1 AND expires_at > $2 RETURNING data", id)
+	if err == nil && data == nil {
+		data = []byte{}
+	}
+	return data, err
+}
+
+// liveData runs query on the row id of a table whose rows live until
+// their expires_at ($1 the id, $2 now: a SELECT, or a DELETE … RETURNING
+// that takes the row) and returns the row's data; store.ErrNotFound when
+// no live row has that id.
+func (s *Store) liveData(ctx context.Context, query, id string) ([]byte, error) {
 	if !textOK(id) {
 		return nil, store.ErrNotFound
 	}
@@ -298,12 +286,8 @@ func (s *Store) TakeWebAuthnSession(ctx context.Context, id string) ([]byte, err
 		return nil, err
 	}
 	var data []byte
-	err = q.QueryRow(ctx, "DELETE FROM webauthn_sessions WHERE id = $1 AND expires_at > $2 RETURNING data", id, s.now()).Scan(&data)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, store.ErrNotFound
+	if err := q.QueryRow(ctx, query, id, s.now()).Scan(&data); err != nil {
+		return nil, notFound(err, store.ErrNotFound)
 	}
-	if data == nil && err == nil {
-		data = []byte{}
-	}
-	return data, err
+	return data, nil
 }
