@@ -79,6 +79,21 @@ func TestCORSPreflightForAllowedOrigin(t *testing.T) {
 			if got := resp.Header.Get("Access-Control-Allow-Origin"); got != tt.wantAllow {
 				t.Errorf("Access-Control-Allow-Origin = %q; want %q", got, tt.wantAllow)
 			}
+			if tt.wantStatus != http.StatusNoContent {
+				return
+			}
+			// What a browser client sends: a 2026-07-28 request carries
+			// Mcp-Method and Mcp-Name, which the server requires; a DPoP
+			// client its proof; a 2025 client its session.
+			allowed := map[string]bool{}
+			for _, h := range strings.Split(resp.Header.Get("Access-Control-Allow-Headers"), ",") {
+				allowed[strings.ToLower(strings.TrimSpace(h))] = true
+			}
+			for _, h := range []string{"Authorization", "Content-Type", "Mcp-Protocol-Version", "Mcp-Method", "Mcp-Name", "Mcp-Session-Id", "DPoP", "Last-Event-ID"} {
+				if !allowed[strings.ToLower(h)] {
+					t.Errorf("Access-Control-Allow-Headers %q lacks %s", resp.Header.Get("Access-Control-Allow-Headers"), h)
+				}
+			}
 		})
 	}
 }
