@@ -137,7 +137,9 @@ func floodOnce(ctx context.Context, label, bin, tool, data, name string, sc scen
 	l.Close()
 	cmd := exec.CommandContext(ctx, bin, "serve", "--listen", addr, "--data", data, "--log-level", "warn",
 		"--registrations-per-minute", "1000000", "--max-clients", "1000000")
-	cmd.Env = append(os.Environ(), "MCPD_INITIAL_PASSWORD="+os.Getenv("LOADGEN_PASSWORD"))
+	// The total registration cap by environment: a release binary (-base)
+	// has no such flag and ignores the variable.
+	cmd.Env = append(os.Environ(), "MCPD_INITIAL_PASSWORD="+os.Getenv("LOADGEN_PASSWORD"), "MCPD_REGISTRATIONS_PER_MINUTE_TOTAL=0")
 	logf, err := os.Create(data + ".log") // the banner and warnings
 	if err != nil {
 		return nil, err

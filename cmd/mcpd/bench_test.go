@@ -333,9 +333,10 @@ func BenchmarkIntrospect(b *testing.B) {
 }
 
 // BenchmarkRegister is dynamic client registration (RFC 7591) from 16
-// goroutines per core, with the rate limit and client cap raised.
+// goroutines per core, with the rate limits (per address and in total)
+// and the client cap raised.
 func BenchmarkRegister(b *testing.B) {
-	issuer := benchServer(b, "--registrations-per-minute", "100000000", "--max-clients", "100000000")
+	issuer := benchServer(b, "--registrations-per-minute", "100000000", "--registrations-per-minute-total", "0", "--max-clients", "100000000")
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	var seq atomic.Int64
 	b.SetParallelism(16)
