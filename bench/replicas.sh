@@ -65,7 +65,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-eval "$(bash "$ROOT/scripts/pgcluster.sh" start "$OUT/pg")"
+pgenv="$(bash "$ROOT/scripts/pgcluster.sh" start "$OUT/pg")"
+eval "$pgenv"
 PGURL=$MCPD_TEST_DATABASE
 PGPORT=${PGURL##*@127.0.0.1:}
 PGPORT=${PGPORT%%/*}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/pgcluster.sh — a throw-away PostgreSQL cluster for mcpd's tests.
 #
-#   eval "$(bash scripts/pgcluster.sh start DIR)"   # prints export lines
+#   pgenv="$(bash scripts/pgcluster.sh start DIR)" && eval "$pgenv"   # prints export lines
 #   bash scripts/pgcluster.sh stop DIR
 #
 # start creates DIR (it must not exist or be empty), runs initdb there and

@@ -20,9 +20,8 @@
 #      whole flow through the balancer, and `mcpd client revoke --database`
 #      ends it; every replica served some of its MCP requests;
 #   2. the TypeScript client 2.x pinned to 2026-07-28
-#      (e2e/clients/ts-client-v2.mjs --pin; while that client is not in the
-#      tree, the 2.x DPoP client e2e/clients/ts-client-dpop.mjs) does the
-#      same, every replica serving some of it;
+#      (e2e/clients/ts-client-v2.mjs --pin) does the same, every replica
+#      serving some of it;
 #   3. e2e/replicas/checks.mjs: concurrent refreshes of one token on two
 #      replicas, client revoke refused by every replica within 1 s, and a
 #      replica SIGKILLed in the middle of a run of grants with none lost;
@@ -86,7 +85,8 @@ go build -o bin/mcpd ./cmd/mcpd || { echo "replicas: go build failed" >&2; exit 
 MCPD="$root/bin/mcpd"
 command -v haproxy >/dev/null || { echo "replicas: haproxy is not installed" >&2; exit 1; }
 
-eval "$(bash scripts/pgcluster.sh start "$work/pg")" || { echo "replicas: PostgreSQL did not start" >&2; exit 1; }
+pgenv="$(bash scripts/pgcluster.sh start "$work/pg")" || { echo "replicas: PostgreSQL did not start" >&2; exit 1; }
+eval "$pgenv"
 DB="$MCPD_TEST_DATABASE"
 psql_admin() { # SQL: run on the cluster as its superuser, through its socket
   local port="${DB##*@127.0.0.1:}"
@@ -206,17 +206,10 @@ spread "ts-client" "$before"
 
 # --- 2. the TypeScript client 2.x --------------------------------------------
 before="$(snapshot)"
-if [[ -f e2e/clients/ts-client-v2.mjs ]]; then
-  echo "=== ts-client-v2 --pin (TypeScript client 2.x pinned to 2026-07-28) through the balancer"
-  "$NODE" e2e/clients/ts-client-v2.mjs --pin
-  rc=$?
-  name="ts-client-v2 pinned to 2026-07-28"
-else
-  echo "=== ts-client-dpop (TypeScript client 2.x with DPoP) through the balancer"
-  "$NODE" e2e/clients/ts-client-dpop.mjs
-  rc=$?
-  name="ts-client-dpop (TypeScript client 2.x)"
-fi
+echo "=== ts-client-v2 --pin (TypeScript client 2.x pinned to 2026-07-28) through the balancer"
+"$NODE" e2e/clients/ts-client-v2.mjs --pin
+rc=$?
+name="ts-client-v2 pinned to 2026-07-28"
 record "$name: the whole flow" $rc
 spread "$name" "$before"
 
@@ -224,6 +217,8 @@ spread "$name" "$before"
 echo "=== checks: concurrent refresh, revoke everywhere, SIGKILL a replica"
 MCPD_REPLICAS="$(IFS=,; echo "${replica_urls[*]}")" MCPD_REPLICA_PIDS="$(IFS=,; echo "${pids[*]}")" \
   MCPD_BIN="$MCPD" MCPD_DATABASE="$DB" "$NODE" e2e/replicas/checks.mjs | tee "$work/checks.out"
+# A checks.mjs that dies before its first line would otherwise record nothing.
+record "checks.mjs ran to completion" "${PIPESTATUS[0]}"
 while IFS= read -r line; do
   case "$line" in
     "ok - "*) record "${line#ok - }" 0 ;;
