@@ -43,11 +43,12 @@ func makeRoom(b wbucket, max int, now time.Time) error {
 }
 
 // makeRoomFair is makeRoom for records that have an owner (owner reads it
-// from a value): at the cap the entries of whoever holds the most go
-// first, each owner's closest to expiry first, so one owner adding and
-// adding evicts only their own. In SQL, the order of eviction is
-// row_number() OVER (PARTITION BY owner ORDER BY expiry DESC) DESC, then
-// expiry, then key. With a nil owner it is makeRoom.
+// from a value): at the cap the expired entries go, and then the entries
+// of whoever holds the most, each owner's closest to expiry first, so one
+// owner adding and adding evicts only their own. In SQL, the order of
+// eviction after the expired rows is row_number() OVER (PARTITION BY owner
+// ORDER BY expiry DESC) DESC, then expiry, then key. With a nil owner it
+// is makeRoom.
 func makeRoomFair(b wbucket, max int, now time.Time, owner func(v []byte) string) error {
 	if max <= 0 || b.Stats().KeyN < max {
 		return nil
@@ -92,6 +93,14 @@ func makeRoomFair(b wbucket, max int, now time.Time, owner func(v []byte) string
 		}
 	}
 	slices.SortFunc(live, func(a, b entry) int {
+		// Expired entries first, whoever holds them: they go whatever
+		// the count.
+		if ae, be := !now.Before(a.exp), !now.Before(b.exp); ae != be {
+			if ae {
+				return -1
+			}
+			return 1
+		}
 		if c := b.rank - a.rank; c != 0 {
 			return c
 		}

@@ -68,6 +68,7 @@ func RunLogin(t *testing.T, newFixture func(t *testing.T) LoginFixture) {
 		{"session: removing a user ends their sessions", testSessionUserRemoved},
 		{"session: at the cap, expired and then least recently seen sessions make room", testSessionCap},
 		{"session: at the cap, the sessions of whoever holds the most make room, so one user signing in again and again ends only their own", testSessionCapFair},
+		{"session: at the cap, expired sessions make room before any live one", testSessionCapExpiredFirst},
 		{"pending: a stored request comes back by its id until it expires", testPendingRoundTrip},
 		{"pending: a request is taken once, and then it is gone", testPendingTakeOnce},
 		{"pending: of many concurrent takes of one request exactly one gets it", testPendingTakeConcurrent},
@@ -302,6 +303,28 @@ func testSessionCapFair(t *testing.T, f LoginFixture) {
 	}
 	if live[mallory[0]] {
 		t.Errorf("mallory's oldest session outlived newer ones of hers")
+	}
+}
+
+// testSessionCapExpiredFirst: an expired session goes before any live
+// one, whoever holds it: bob's one expired session makes room for alice's
+// tenth, and none of alice's live sessions ends.
+func testSessionCapExpiredFirst(t *testing.T, f LoginFixture) {
+	const max = 10
+	mustCreateSession(t, f, session(f, "bob-1", "bob", time.Minute), max)
+	var alice []string
+	for i := range max - 1 {
+		id := fmt.Sprintf("alice-%02d", i)
+		alice = append(alice, id)
+		mustCreateSession(t, f, session(f, id, "alice", 2*time.Hour+time.Duration(i)*time.Minute), max)
+	}
+	f.Advance(2 * time.Minute) // bob's session has expired
+	alice = append(alice, "alice-last")
+	mustCreateSession(t, f, session(f, "alice-last", "alice", 2*time.Hour), max)
+	for id, ok := range liveSessions(t, f, alice...) {
+		if !ok {
+			t.Errorf("alice's live session %s ended while bob's expired one could make room", id)
+		}
 	}
 }
 
