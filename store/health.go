@@ -110,8 +110,10 @@ func (s *Store) Health(ctx context.Context) Health {
 		h.probed = s.now()
 	}
 	h.mu.Unlock()
-	if free, ok := freeBytes(filepath.Dir(s.path)); probe && ok && free < probeMinFree {
-		probe = false
+	if probe {
+		if free, ok := freeBytes(filepath.Dir(s.path)); ok && free < probeMinFree {
+			probe = false
+		}
 	}
 	if probe {
 		now := s.now()

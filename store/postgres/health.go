@@ -143,13 +143,8 @@ func (s *Store) Health(ctx context.Context) store.Health {
 	h.mu.Unlock()
 	if probe {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := s.pool.Exec(pctx, "UPDATE write_probe SET probed_at = $1", s.now())
+		_ = s.ProbeWrite(pctx)
 		cancel()
-		if err == nil {
-			s.wrote()
-		} else {
-			_ = s.fail(err)
-		}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
