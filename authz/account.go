@@ -2,7 +2,6 @@ package authz
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -253,15 +252,8 @@ func (s *Server) connectedApps(ctx context.Context, user string) ([]web.AccountA
 // its session carries from the authorization, else its request time.
 func grantStart(req fosite.Requester) time.Time {
 	if sess, ok := req.GetSession().(*fosite.DefaultSession); ok && sess != nil {
-		switch v := sess.Extra[grantStartKey].(type) {
-		case float64:
-			return time.Unix(int64(v), 0)
-		case int64:
-			return time.Unix(v, 0)
-		case json.Number:
-			if n, err := v.Int64(); err == nil {
-				return time.Unix(n, 0)
-			}
+		if n, ok := unixSeconds(sess.Extra[grantStartKey]); ok {
+			return time.Unix(n, 0)
 		}
 	}
 	return req.GetRequestedAt()

@@ -30,7 +30,6 @@ const maxVisitorRequestsPerMinute = 60
 // pendingRequest is an authorization request waiting for sign-in or
 // consent, as the store gave it back.
 type pendingRequest struct {
-	id       string
 	form     url.Values
 	clientID string
 }
@@ -77,5 +76,5 @@ func decodePending(p PendingAuthorization) (pendingRequest, error) {
 	if err != nil {
 		return pendingRequest{}, errors.New("authz: stored authorization request is not a query")
 	}
-	return pendingRequest{id: p.ID, form: form, clientID: p.ClientID}, nil
+	return pendingRequest{form: form, clientID: p.ClientID}, nil
 }
