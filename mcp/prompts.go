@@ -43,7 +43,7 @@ func (s *Server) summarizeNotes(ctx context.Context, req *sdk.GetPromptRequest) 
 	}
 	notes, err := s.cfg.Notes.SearchNotes(ctx, ti.UserID, topic)
 	if err != nil {
-		s.log.ErrorContext(ctx, "notes store failed", "method", "prompts/get", "err", err)
+		s.logStoreFailure(ctx, "method", "prompts/get", err)
 		return nil, errors.New("searching notes failed")
 	}
 	var b strings.Builder

@@ -59,7 +59,7 @@ func (s *Server) listNotesAsResources(next sdk.MethodHandler) sdk.MethodHandler 
 		}
 		notes, err := s.cfg.Notes.ListNotes(ctx, extra.TokenInfo.UserID)
 		if err != nil {
-			s.log.ErrorContext(ctx, "notes store failed", "method", method, "err", err)
+			s.logStoreFailure(ctx, "method", method, err)
 			return nil, errors.New("listing notes failed")
 		}
 		for _, n := range summaries(notes).Notes {
@@ -91,7 +91,7 @@ func (s *Server) readNote(ctx context.Context, req *sdk.ReadResourceRequest) (*s
 		return nil, sdk.ResourceNotFoundError(uri)
 	}
 	if err != nil {
-		s.log.ErrorContext(ctx, "notes store failed", "method", "resources/read", "err", err)
+		s.logStoreFailure(ctx, "method", "resources/read", err)
 		return nil, errors.New("reading the note failed")
 	}
 	return &sdk.ReadResourceResult{Contents: []*sdk.ResourceContents{{

@@ -158,8 +158,18 @@ func (s *Server) storeError(ctx context.Context, toolName string, err error) err
 	if errors.Is(err, ErrUnavailable) {
 		return fmt.Errorf("%s: the server cannot save anything right now (its storage is full or unavailable); try again later", toolName)
 	}
-	s.log.ErrorContext(ctx, "notes store failed", "tool", toolName, "err", err)
+	s.logStoreFailure(ctx, "tool", toolName, err)
 	return fmt.Errorf("%s: the notes store failed; try again later", toolName)
+}
+
+// logStoreFailure logs a notes store failure of a tool or method (kind
+// "tool" or "method"), except ErrUnavailable, which the store logs once
+// however many requests it fails.
+func (s *Server) logStoreFailure(ctx context.Context, kind, name string, err error) {
+	if errors.Is(err, ErrUnavailable) {
+		return
+	}
+	s.log.ErrorContext(ctx, "notes store failed", kind, name, "err", err)
 }
 
 // summaries lists notes most recently updated first.
