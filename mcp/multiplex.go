@@ -14,7 +14,7 @@ import (
 // A multiplexConn is an sdk.Transport and the sdk.Connection it connects:
 // it feeds the JSON-RPC calls of many HTTP requests into one long-lived
 // ServerSession and hands each response back to the request that sent the
-// call. It carries 2026-07-28 requests only (see directPath), which need
+// call. It carries 2026-07-28 requests only (see directCall), which need
 // no session: the go-sdk reads their protocol version, client
 // capabilities and client info from each request's _meta, and the token
 // and headers travel with each call in its RequestExtra, never in the

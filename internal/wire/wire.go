@@ -52,10 +52,8 @@ func authzErr(err error) error {
 		return authz.ErrAlreadyExists
 	case errors.Is(err, store.ErrBadCredentials):
 		return authz.ErrBadCredentials
-	case errors.Is(err, store.ErrUnavailable):
-		return fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
 	}
-	return err
+	return fositeErr(err)
 }
 
 // RememberProofJTI maps the store's ErrAlreadyExists onto authz's.
