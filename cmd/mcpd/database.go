@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/mcpd/mcpd/store"
 	"github.com/mcpd/mcpd/store/postgres"
@@ -19,7 +18,8 @@ import (
 const databaseUsage = "PostgreSQL URL (postgres://USER:PASSWORD@HOST:PORT/DB) that holds everything, shared by replicas; empty: bbolt at DATA/mcpd.db"
 
 // checkDatabaseURL accepts an empty value (bbolt) or a postgres:// or
-// postgresql:// URL with a host.
+// postgresql:// URL (its host may also come as a host= parameter, a Unix
+// socket directory among others).
 func checkDatabaseURL(v string) error {
 	if v == "" {
 		return nil
@@ -84,9 +84,8 @@ Stop mcpd serve first: the copy needs the bbolt file to itself. Then start
 the replicas with --database URL.`
 
 func (e cliEnv) migrateToPostgres(args []string) error {
-	fs := newFlagSet("migrate-to-postgres", e.stderr, migrateUsage)
-	data := fs.String("data", orDefault(e.getenv("MCPD_DATA"), defaultDataDir()), "data directory holding mcpd.db (env MCPD_DATA)")
-	database := fs.String("database", e.getenv("MCPD_DATABASE"), databaseUsage+" (env MCPD_DATABASE)")
+	fs, f := e.adminFlagSet("migrate-to-postgres", migrateUsage, false, false)
+	data, database := f.data, f.database
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -128,11 +127,4 @@ func (e cliEnv) migrateToPostgres(args []string) error {
 		path, displayDatabase(*database, ""), n.Users, n.Clients, n.Consents, n.Notes, n.Passkeys, n.Identities, n.UpstreamTokens, n.Tokens, n.Successors, n.JTIs, n.Secrets)
 	fmt.Fprintln(e.stdout, "start the replicas with --database (or MCPD_DATABASE); keep the bbolt file until they serve.")
 	return nil
-}
-
-func orDefault(v, def string) string {
-	if strings.TrimSpace(v) == "" {
-		return def
-	}
-	return v
 }
