@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -37,8 +35,8 @@ func consentKey(user, clientID string) []byte { return []byte(user + sep + clien
 // PutConsent stores (or replaces) the consent of c.User for c.ClientID;
 // CreatedAt defaults to now.
 func (s *Store) PutConsent(ctx context.Context, c Consent) error {
-	if c.User == "" || c.ClientID == "" || strings.Contains(c.User, sep) || strings.Contains(c.ClientID, sep) {
-		return errors.New("store: consent needs a user and a client id")
+	if err := CheckConsent(c); err != nil {
+		return err
 	}
 	if c.CreatedAt.IsZero() {
 		c.CreatedAt = s.now().UTC()

@@ -186,8 +186,8 @@ func (s *Store) LookupUserByEmail(ctx context.Context, email string) (string, er
 // ErrAlreadyExists when that identity is linked already (to anyone);
 // ErrNotFound when the user does not exist. CreatedAt defaults to now.
 func (s *Store) LinkIdentity(ctx context.Context, id Identity) error {
-	if !validIdentityKey(id.Issuer, id.Subject) || id.Provider == "" || strings.Contains(id.User, sep) {
-		return errors.New("store: an identity needs an issuer, a subject, a provider and a user")
+	if err := CheckIdentity(id); err != nil {
+		return err
 	}
 	if id.CreatedAt.IsZero() {
 		id.CreatedAt = s.now().UTC()
@@ -224,12 +224,9 @@ func (s *Store) LookupIdentity(ctx context.Context, issuer, subject string) (Ide
 		if v == nil {
 			return ErrNotFound
 		}
-		var rec identityRecord
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("store: decode identity: %w", err)
-		}
-		id = Identity(rec)
-		return nil
+		var err error
+		id, err = DecodeIdentity(v)
+		return err
 	})
 	return id, err
 }

@@ -63,8 +63,8 @@ func userPasskeyKey(user string, id []byte) []byte {
 // no such user; ErrAlreadyExists when a passkey of that ID exists (of any
 // user). CreatedAt defaults to now.
 func (s *Store) CreatePasskey(ctx context.Context, p Passkey) error {
-	if len(p.ID) == 0 || len(p.ID) > maxCredentialID || len(p.PublicKey) == 0 || p.User == "" || strings.Contains(p.User, sep) {
-		return errors.New("store: a passkey needs an id, a public key and a user")
+	if err := CheckPasskey(p); err != nil {
+		return err
 	}
 	p.CreatedAt = utcOrNow(p.CreatedAt, s.now)
 	p.LastUsedAt = p.LastUsedAt.UTC()
@@ -191,11 +191,7 @@ func findPasskey(tx *bolt.Tx, id []byte) (Passkey, error) {
 	if v == nil {
 		return Passkey{}, ErrNotFound
 	}
-	var rec passkeyRecord
-	if err := json.Unmarshal(v, &rec); err != nil {
-		return Passkey{}, fmt.Errorf("store: decode passkey: %w", err)
-	}
-	return Passkey(rec), nil
+	return DecodePasskey(v)
 }
 
 func deletePasskey(tx *wtx, p Passkey) error {

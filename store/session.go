@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -38,8 +37,8 @@ type sessionRecord struct {
 // recently seen) first, so one account signing in again and again ends its
 // own sessions rather than other people's. max ≤ 0 means no cap.
 func (s *Store) CreateSession(ctx context.Context, sess LoginSession, max int) error {
-	if sess.ID == "" || sess.User == "" || strings.Contains(sess.User, sep) || sess.ExpiresAt.IsZero() {
-		return errors.New("store: a session needs an id, a user and an expiry")
+	if err := CheckSession(sess); err != nil {
+		return err
 	}
 	sess.CreatedAt = utcOrNow(sess.CreatedAt, s.now)
 	sess.LastSeen = utcOrNow(sess.LastSeen, s.now)
