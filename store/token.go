@@ -40,9 +40,11 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, s
 	return req, nil
 }
 
-// InvalidateAuthorizeCodeSession marks a code used. A code is used once:
-// invalidating a used one answers fosite.ErrInvalidatedAuthorizeCode, so
-// two exchanges of one code cannot both succeed.
+// InvalidateAuthorizeCodeSession marks a code used: it replaces the code by
+// its tombstone, which keeps the code's grant, client, subject, expiry and
+// the extra claims of its session (a dpop_jkt binding). A code is used
+// once: invalidating a used one answers fosite.ErrInvalidatedAuthorizeCode,
+// so two exchanges of one code cannot both succeed.
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
 	return s.update(ctx, func(tx *wtx) error {
 		key := sighash(signature)
@@ -57,7 +59,11 @@ func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature st
 		if !rec.Active {
 			return fosite.ErrInvalidatedAuthorizeCode
 		}
-		return deactivateToken(tx, kindCode, key)
+		tomb, err := encodeRequest(rec.tombstone(0))
+		if err != nil {
+			return err
+		}
+		return tx.bucket(bucketCodes).Put(key, tomb)
 	})
 }
 
@@ -346,29 +352,6 @@ func deleteToken(tx *wtx, kind string, key []byte) error {
 		return err
 	}
 	return unindex(tx, rec, kind, key)
-}
-
-// deactivateToken replaces a used code by its tombstone, which keeps the
-// code's grant, client, subject, expiry and the extra claims of its
-// session (a dpop_jkt binding).
-func deactivateToken(tx *wtx, kind string, key []byte) error {
-	b := tx.bucket(kindBucket(kind))
-	v := b.Get(key)
-	if v == nil {
-		return fosite.ErrNotFound
-	}
-	rec, err := decodeRequest(v)
-	if err != nil {
-		return err
-	}
-	if !rec.Active {
-		return nil
-	}
-	nv, err := encodeRequest(rec.tombstone(0))
-	if err != nil {
-		return err
-	}
-	return b.Put(key, nv)
 }
 
 // unindex removes the grant index entry of one record, and the client and
