@@ -25,6 +25,15 @@ type SweepStats struct {
 	IDPStates  int // sign-ins started at an identity provider and never finished
 }
 
+// LogAttrs are the counts as log attributes, every kind named, so that
+// both backends' "janitor swept" lines say the same.
+func (st SweepStats) LogAttrs() []any {
+	return []any{"codes", st.Codes, "access", st.Access, "refresh", st.Refresh, "pkce", st.PKCE,
+		"jtis", st.JTIs, "consents", st.Consents, "successors", st.Successors, "clients", st.Clients,
+		"sessions", st.Sessions, "pending", st.Pending, "ceremonies", st.Ceremonies, "index", st.Index,
+		"idp_states", st.IDPStates}
+}
+
 // sweepBatch is the most entries one janitor write deletes: a sweep of a
 // large backlog is many short writes, so it never holds the writer slot
 // for long, and the undo journal of a write that shares its commit stays
@@ -119,10 +128,7 @@ func (s *Store) RunJanitor(ctx context.Context, interval time.Duration) {
 			continue
 		}
 		if st != (SweepStats{}) {
-			s.log.Info("store: janitor swept", "codes", st.Codes, "access", st.Access,
-				"refresh", st.Refresh, "pkce", st.PKCE, "jtis", st.JTIs, "consents", st.Consents,
-				"successors", st.Successors, "clients", st.Clients, "sessions", st.Sessions,
-				"pending", st.Pending, "ceremonies", st.Ceremonies, "index", st.Index)
+			s.log.Info("store: janitor swept", st.LogAttrs()...)
 		}
 	}
 }

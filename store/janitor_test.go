@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +234,14 @@ func TestSweepInBatches(t *testing.T) {
 	}
 	if n, err := s.RevokeClientGrants(ctx, "c1"); err != nil || n != 3 {
 		t.Errorf("RevokeClientGrants after the sweep: %d, %v; want the 3 live grants", n, err)
+	}
+}
+
+// TestSweepStatsLogAttrsNameEveryCount: a kind added to SweepStats shows
+// in the janitor's log line of both backends.
+func TestSweepStatsLogAttrsNameEveryCount(t *testing.T) {
+	attrs := store.SweepStats{}.LogAttrs()
+	if got, want := len(attrs)/2, reflect.TypeFor[store.SweepStats]().NumField(); got != want {
+		t.Errorf("LogAttrs names %d counts; SweepStats has %d", got, want)
 	}
 }

@@ -121,10 +121,7 @@ func (s *Store) RunJanitor(ctx context.Context, interval time.Duration) {
 		case !swept:
 			s.log.Debug("store: janitor skipped: another replica is sweeping")
 		case st != (store.SweepStats{}):
-			s.log.Info("store: janitor swept", "codes", st.Codes, "access", st.Access,
-				"refresh", st.Refresh, "pkce", st.PKCE, "jtis", st.JTIs, "consents", st.Consents,
-				"successors", st.Successors, "clients", st.Clients, "sessions", st.Sessions,
-				"pending", st.Pending, "ceremonies", st.Ceremonies, "idp_states", st.IDPStates)
+			s.log.Info("store: janitor swept", st.LogAttrs()...)
 		}
 	}
 }
