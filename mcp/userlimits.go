@@ -193,13 +193,3 @@ func (l *userLimits) findSession(id string) *sdk.ServerSession {
 	}
 	return nil
 }
-
-// held returns the sessions and open requests user holds, for tests.
-func (l *userLimits) held(user string) (sessions, open int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if u := l.users[user]; u != nil {
-		return len(u.sessions), u.open
-	}
-	return 0, 0
-}

@@ -180,3 +180,13 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// held returns the sessions and open requests user holds, for tests.
+func (l *userLimits) held(user string) (sessions, open int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if u := l.users[user]; u != nil {
+		return len(u.sessions), u.open
+	}
+	return 0, 0
+}
