@@ -97,6 +97,10 @@ func DecodeClient(raw []byte) (*Client, error) { return decodeClient(raw) }
 // Clone returns a copy of c with slices of its own.
 func (c *Client) Clone() *Client { return c.clone() }
 
+// Clone returns a copy of info with slices of its own, as a token cache
+// hands it out.
+func (info AccessTokenInfo) Clone() AccessTokenInfo { return info.clone() }
+
 // ValidClientID reports whether id can name a client: set and free of NUL
 // bytes.
 func ValidClientID(id string) bool { return id != "" && !strings.Contains(id, sep) }

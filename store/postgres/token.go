@@ -391,7 +391,7 @@ func (s *Store) LookupAccessToken(ctx context.Context, signature string) (store.
 	if cached {
 		info, ok, g := s.tokens.get(key)
 		if ok {
-			return cloneInfo(info), nil
+			return info.Clone(), nil
 		}
 		gen = g
 	}
@@ -417,7 +417,7 @@ func (s *Store) LookupAccessToken(ctx context.Context, signature string) (store.
 	}
 	info.Active = active
 	if cached {
-		s.tokens.put(key, cloneInfo(info), gen)
+		s.tokens.put(key, info.Clone(), gen)
 	}
 	return info, nil
 }

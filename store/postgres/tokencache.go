@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -124,11 +123,6 @@ func (c *tokenCache) isOn() bool {
 	return c.on
 }
 
-func cloneInfo(info store.AccessTokenInfo) store.AccessTokenInfo {
-	info.GrantedScopes = slices.Clone(info.GrantedScopes)
-	info.GrantedAudience = slices.Clone(info.GrantedAudience)
-	return info
-}
 
 // listen starts the listener of tokenChannel: pgxlisten keeps a
 // connection of its own, reconnecting after failures, and turns the cache
