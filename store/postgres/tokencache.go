@@ -123,7 +123,6 @@ func (c *tokenCache) isOn() bool {
 	return c.on
 }
 
-
 // listen starts the listener of tokenChannel: pgxlisten keeps a
 // connection of its own, reconnecting after failures, and turns the cache
 // on once it listens (HandleBacklog) and off on any failure (LogError).
