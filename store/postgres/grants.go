@@ -30,16 +30,17 @@ func (s *Store) revokeGrants(ctx context.Context, column, owner string) (int, er
 	var n int
 	err := s.update(ctx, func(ctx context.Context) error {
 		var err error
-		n, err = s.revokeGrantsWhere(ctx, column, owner)
+		n, err = s.revokeGrantsWhere(ctx, column+" = $1", owner)
 		return err
 	})
 	return n, err
 }
 
 // revokeGrantsWhere deletes every record of the grants that have a record
-// whose column (client_id or subject) is owner, notifies every process of
-// the access tokens that went, and returns how many grants it ended.
-func (s *Store) revokeGrantsWhere(ctx context.Context, column, owner string) (int, error) {
+// matching where (a condition on client_id and subject, with args as its
+// $1, $2…), notifies every process of the access tokens that went, and
+// returns how many grants it ended.
+func (s *Store) revokeGrantsWhere(ctx context.Context, where string, args ...any) (int, error) {
 	q, err := s.q(ctx)
 	if err != nil {
 		return 0, err
@@ -48,11 +49,11 @@ func (s *Store) revokeGrantsWhere(ctx context.Context, column, owner string) (in
 	var keys [][]byte
 	err = q.QueryRow(ctx, `
 		WITH gone AS (
-			DELETE FROM tokens WHERE request_id IN (SELECT request_id FROM tokens WHERE `+column+` = $1)
+			DELETE FROM tokens WHERE request_id IN (SELECT request_id FROM tokens WHERE `+where+`)
 			RETURNING request_id, kind, key
 		)
 		SELECT count(DISTINCT request_id), coalesce(array_agg(key) FILTER (WHERE kind = 'a'), '{}') FROM gone`,
-		owner).Scan(&n, &keys)
+		args...).Scan(&n, &keys)
 	if err != nil {
 		return 0, err
 	}
@@ -95,22 +96,9 @@ func (s *Store) RevokeSubjectClientGrants(ctx context.Context, subject, clientID
 	}
 	var n int
 	err := s.update(ctx, func(ctx context.Context) error {
-		q, err := s.q(ctx)
-		if err != nil {
-			return err
-		}
-		var keys [][]byte
-		err = q.QueryRow(ctx, `
-			WITH gone AS (
-				DELETE FROM tokens WHERE request_id IN (SELECT request_id FROM tokens WHERE subject = $1 AND client_id = $2)
-				RETURNING request_id, kind, key
-			)
-			SELECT count(DISTINCT request_id), coalesce(array_agg(key) FILTER (WHERE kind = 'a'), '{}') FROM gone`,
-			subject, clientID).Scan(&n, &keys)
-		if err != nil {
-			return err
-		}
-		return s.notifyGone(ctx, keys, false)
+		var err error
+		n, err = s.revokeGrantsWhere(ctx, "subject = $1 AND client_id = $2", subject, clientID)
+		return err
 	})
 	return n, err
 }

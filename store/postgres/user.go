@@ -100,7 +100,7 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 		if tag.RowsAffected() == 0 {
 			return store.ErrNotFound
 		}
-		if _, err := s.revokeGrantsWhere(ctx, "subject", name); err != nil {
+		if _, err := s.revokeGrantsWhere(ctx, "subject = $1", name); err != nil {
 			return err
 		}
 		if _, err := q.Exec(ctx, "DELETE FROM sessions WHERE user_name = $1", name); err != nil {
