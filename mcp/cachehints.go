@@ -23,8 +23,9 @@ const (
 
 // cacheHints is the go-sdk's ServerOptions.SetCacheable: per-user results
 // (the caller's notes as resources) are private and immediately stale;
-// everything else is public for staticListTTL. resources/list never gets
-// here: listNotesAsResources answers it (see notesListHints).
+// everything else is public for staticListTTL. listNotesAsResources sets
+// notesListHints again on the resources/list result it adds the caller's
+// notes to, whatever an Extension's server answered.
 func cacheHints(_ context.Context, req sdk.Request, c *sdk.Cacheable) {
 	switch req.(type) {
 	case *sdk.ListResourcesRequest, *sdk.ReadResourceRequest:
