@@ -123,19 +123,13 @@ func (s *Server) forgottenReuse(ctx context.Context, token, sig string, failed e
 	if _, err := s.store.GetRefreshTokenSession(ctx, sig, nil); !errors.Is(err, fosite.ErrNotFound) {
 		return failed // known after all (or the store failed): fosite's answer stands
 	}
-	txCtx, err := s.store.BeginTX(ctx)
+	err := s.inTx(ctx, func(ctx context.Context) error {
+		if err := s.store.RevokeRefreshToken(ctx, grant); err != nil {
+			return err
+		}
+		return s.store.RevokeAccessToken(ctx, grant)
+	})
 	if err != nil {
-		return fosite.ErrServerError.WithWrap(err)
-	}
-	err = s.store.RevokeRefreshToken(txCtx, grant)
-	if err == nil {
-		err = s.store.RevokeAccessToken(txCtx, grant)
-	}
-	if err != nil {
-		s.store.Rollback(txCtx)
-		return fosite.ErrServerError.WithWrap(err)
-	}
-	if err := s.store.Commit(txCtx); err != nil {
 		return fosite.ErrServerError.WithWrap(err)
 	}
 	s.log.Warn("refresh token reused long after its rotation: grant revoked")
