@@ -38,56 +38,57 @@ func procStatusKB(pid int, field string) (int, error) {
 	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
-// procCPU is the user+system CPU time of a process so far, from
-// /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s).
-func procCPU(pid int) (time.Duration, error) {
+// procStat returns the fields of /proc/PID/stat after the command name
+// (which may hold spaces): f[0] is field 3 (state), f[1] field 4 (ppid),
+// f[11] to f[14] fields 14 to 17 (utime, stime, cutime, cstime, in clock
+// ticks of 1/100 s).
+func procStat(pid int) ([]string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 15 {
+		return nil, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	return f, nil
+}
+
+// statTicks sums fields idx of a procStat answer, as CPU time.
+func statTicks(f []string, idx ...int) (time.Duration, error) {
+	var n int64
+	for _, i := range idx {
+		v, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bad /proc stat field %d: %q", i, f[i])
+		}
+		n += v
+	}
+	return time.Duration(n) * 10 * time.Millisecond, nil
+}
+
+// procCPU is the user+system CPU time of a process so far.
+func procCPU(pid int) (time.Duration, error) {
+	f, err := procStat(pid)
 	if err != nil {
 		return 0, err
 	}
-	// The command name (field 2) may hold spaces; count from after it.
-	_, rest, ok := strings.Cut(string(b), ") ")
-	f := strings.Fields(rest)
-	if !ok || len(f) < 13 {
-		return 0, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
-	}
-	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+	return statTicks(f, 11, 12)
 }
 
 // procTreeCPU is the CPU time of pid, of its live children, and of the
 // children it has waited for (a PostgreSQL postmaster and its backends,
 // those that exited included).
 func procTreeCPU(pid int) (time.Duration, error) {
-	fields := func(p int) ([]string, error) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			return nil, err
-		}
-		_, rest, ok := strings.Cut(string(b), ") ")
-		f := strings.Fields(rest)
-		if !ok || len(f) < 15 {
-			return nil, fmt.Errorf("short /proc/%d/stat", p)
-		}
-		return f, nil
-	}
-	ticks := func(f []string, idx ...int) int64 {
-		var n int64
-		for _, i := range idx {
-			v, _ := strconv.ParseInt(f[i], 10, 64)
-			n += v
-		}
-		return n
-	}
-	f, err := fields(pid)
+	f, err := procStat(pid)
 	if err != nil {
 		return 0, err
 	}
-	total := ticks(f, 11, 12, 13, 14) // utime, stime, cutime, cstime
+	total, err := statTicks(f, 11, 12, 13, 14) // utime, stime, cutime, cstime
+	if err != nil {
+		return 0, err
+	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0, err
@@ -97,13 +98,15 @@ func procTreeCPU(pid int) (time.Duration, error) {
 		if err != nil || child == pid {
 			continue
 		}
-		cf, err := fields(child)
+		cf, err := procStat(child)
 		if err != nil || cf[1] != strconv.Itoa(pid) { // field 4: ppid
 			continue
 		}
-		total += ticks(cf, 11, 12)
+		if t, err := statTicks(cf, 11, 12); err == nil {
+			total += t
+		}
 	}
-	return time.Duration(total) * 10 * time.Millisecond, nil
+	return total, nil
 }
 
 // cmdColdStart execs `BIN serve` and measures exec to the first 200 from
