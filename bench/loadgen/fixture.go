@@ -141,12 +141,10 @@ func cmdFixture(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer doc.Close()
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return err
 	}
-	addr := l.Addr().String()
-	l.Close()
 	fx.Issuer = "http://" + addr
 
 	// Phase 1: everything with a century of lifetime.

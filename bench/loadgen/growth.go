@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -129,12 +128,10 @@ func (r *growthResult) summary() string {
 // floodOnce runs the flood against a fresh `bin serve` on data and measures
 // the file with tool (this build's mcpd).
 func floodOnce(ctx context.Context, label, bin, tool, data, name string, sc scenario, workers int, dur time.Duration, stderr io.Writer) (*growthResult, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
 	}
-	addr := l.Addr().String()
-	l.Close()
 	cmd := exec.CommandContext(ctx, bin, "serve", "--listen", addr, "--data", data, "--log-level", "warn",
 		"--registrations-per-minute", "1000000", "--max-clients", "1000000")
 	// The total registration cap by environment: a release binary (-base)
